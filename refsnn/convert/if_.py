@@ -1,0 +1,110 @@
+"""The classic conversion: ReLU neurons become integrate-and-fire neurons (rate coding)."""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+
+import numpy as np
+
+from refsnn import ann
+from refsnn.checks import check_batch
+from refsnn.convert.bnfold import fold_batchnorm
+from refsnn.convert.threshold import balance
+from refsnn.errors import ConversionError, OptionError
+from refsnn.model.graph import Graph, graph_to_dicts, make_graph
+from refsnn.sim.network import ENCODINGS, SNN_OPS, SpikingNetwork
+
+#: Operators the IF method converts: ReLU becomes neurons, the rest are synapses.
+SUPPORTED = ("linear", "conv2d", "batchnorm", "relu", "avgpool2d", "maxpool2d", "flatten",
+             "add", "identity")
+READOUTS = ("potential", "count")
+READOUT_NODE = "readout_neurons"
+
+
+def convert_if(
+    graph: Graph,
+    calibration: np.ndarray,
+    percentile: float = 99.9,
+    per_channel: bool = False,
+    reset: str = "subtract",
+    v_init: str = "zero",
+    encoding: str = "analog",
+    readout: str = "potential",
+    dtype=np.float64,
+) -> SpikingNetwork:
+    """Convert a ReLU network into a network of IF neurons.
+
+    Parameters
+    ----------
+    graph : Graph
+        The trained ANN.
+    calibration : ndarray, shape (B, *graph.input_shape)
+        Inputs whose ANN activations set the thresholds.
+    percentile : float
+        Threshold = this percentile of each ReLU's activations (100 = max).
+    per_channel : bool
+        One threshold per channel instead of per layer.
+    reset : {"subtract", "zero"}
+        Reset by subtraction or to zero.
+    v_init : {"zero", "half"}
+        Initial membrane potential 0 or theta/2.
+    encoding : {"analog", "poisson"}
+        How the input drives the network.
+    readout : {"potential", "count"}
+        ``potential``: the output node integrates without firing, the readout is its mean
+        value. ``count``: IF neurons are added after the output and the readout is their
+        spike count x theta / T.
+    dtype : {numpy.float64, numpy.float32}
+        Precision of the converted network's parameters and of its simulation.
+
+    Raises
+    ------
+    ConversionError
+        If the graph holds an operator the method cannot convert, or max pooling reads
+        something other than ReLU neurons.
+    """
+    _check_choice("--reset", reset, ("subtract", "zero"))
+    _check_choice("--v-init", v_init, ("zero", "half"))
+    _check_choice("--encoding", encoding, ENCODINGS)
+    _check_choice("--readout", readout, READOUTS)
+    _check_choice("--dtype", np.dtype(dtype).name, ("float64", "float32"))
+    for node in graph.nodes:
+        if node.op not in SUPPORTED:
+            raise ConversionError(
+                f"node '{node.name}': op '{node.op}' cannot be converted with --method if "
+                f"(supported: {', '.join(SUPPORTED)}); a method for other nonlinearities "
+                f"(signgd) is planned")
+    folded = fold_batchnorm(graph)
+    for node in folded.nodes:
+        if node.op == "maxpool2d":
+            src = node.inputs[0]
+            if src == "input" or folded.node(src).op != "relu":
+                raise ConversionError(
+                    f"node '{node.name}': maxpool2d must read a relu node to be converted "
+                    f"(it reads '{src}'); move the max pooling after the ReLU, which gives the "
+                    f"same ANN since ReLU is monotone")
+    x = check_batch(calibration, graph.input_shape, what="calibration data")
+    out, acts = ann.forward(folded, x, all_nodes=True)
+
+    dicts = graph_to_dicts(folded)
+    for d in dicts:
+        if d["op"] == "relu":
+            theta = balance(acts[d["name"]], percentile, per_channel)
+            d.update(op="if", attrs={"reset": reset, "v_init": v_init},
+                     params={"threshold": theta})
+    output = folded.output
+    if readout == "count" and folded.node(output).op != "relu":
+        theta = balance(np.maximum(out, 0.0), percentile, per_channel)
+        dicts.append({"name": READOUT_NODE, "op": "if", "inputs": [output],
+                      "attrs": {"reset": reset, "v_init": v_init}, "params": {"threshold": theta}})
+        output = READOUT_NODE
+    snn_graph = make_graph(graph.input_shape, dicts, output, dtype=dtype, ops=SNN_OPS)
+    options = {"percentile": float(percentile), "per_channel": int(per_channel), "reset": reset,
+               "v_init": v_init, "readout": readout, "dtype": np.dtype(dtype).name,
+               "calibration_samples": int(x.shape[0])}
+    return SpikingNetwork(snn_graph, "if", encoding, MappingProxyType(options))
+
+
+def _check_choice(option: str, value, choices) -> None:
+    if value not in choices:
+        raise OptionError(f"{option}: expected one of {', '.join(choices)}, found {value!r}")

@@ -1,0 +1,157 @@
+"""The simulator: runs a :class:`~refsnn.sim.network.SpikingNetwork` step by step.
+
+The step schedule (``docs/semantics.md`` is the written version; this loop follows it):
+for ``t = 1 .. T``:
+
+1. **encode**: the input node takes the encoder's value for step ``t``;
+2. for each node in topological order, **charge / fire / reset**: a synapse node computes its
+   value from its inputs' values *of this same step* (no delay between layers); a neuron node
+   adds that value to its membrane potential, fires and resets (see
+   :mod:`refsnn.neurons.if_`);
+3. **record**: spike counts of every neuron node, rasters and membrane potentials (after
+   reset) of the nodes asked for, and the readout sum ``R += value(output)``; at each
+   requested ``T`` the readout is ``R / T``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from refsnn.checks import check_batch
+from refsnn.errors import ConversionError, OptionError
+from refsnn.model.graph import INPUT
+from refsnn.sim.encoders import ENCODERS
+from refsnn.sim.network import SpikingNetwork
+from refsnn.sim.steps import BACKENDS, STEP_OPS
+
+
+@dataclass
+class Run:
+    """What one simulation produced.
+
+    Attributes
+    ----------
+    steps : tuple of int
+        The step counts at which the readout was taken, ascending.
+    readout : dict of int to ndarray, shape (B, *output_shape)
+        Mean output value over steps ``1..T`` for each ``T`` in ``steps``.
+    counts : dict of str to int64 ndarray, shape (B, *node_shape)
+        Spikes per neuron over the whole run, for every neuron node.
+    step_counts : dict of str to int64 ndarray, shape (T_max,)
+        Spikes per step, summed over the batch and the node's neurons.
+    rasters : dict of str to bool ndarray, shape (T_max, B, *node_shape)
+        Spike rasters of the nodes asked for.
+    potentials : dict of str to ndarray, shape (T_max, B, *node_shape)
+        Membrane potentials after reset, of the nodes asked for.
+    """
+
+    steps: tuple[int, ...]
+    readout: dict[int, np.ndarray]
+    counts: dict[str, np.ndarray]
+    step_counts: dict[str, np.ndarray]
+    rasters: dict[str, np.ndarray] = field(default_factory=dict)
+    potentials: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+class Simulator:
+    """Simulate a spiking network with one backend's kernels.
+
+    Parameters
+    ----------
+    net : SpikingNetwork
+    backend : {"numba", "numpy"}
+        ``numba`` (parallel, event-driven kernels) or ``numpy`` (the plain reference). Both
+        give bit-identical results.
+    """
+
+    def __init__(self, net: SpikingNetwork, backend: str = "numba"):
+        if backend not in BACKENDS:
+            raise OptionError(f"backend: expected one of {sorted(BACKENDS)}, found {backend!r}")
+        self.net = net
+        self.backend = BACKENDS[backend]
+        graph = net.graph
+        for node in graph.nodes:
+            if node.op not in STEP_OPS:
+                raise ConversionError(f"node '{node.name}': op '{node.op}' has no spiking "
+                                      f"implementation; convert the model first")
+        self.ops = [STEP_OPS[n.op](n, graph, self.backend) for n in graph.nodes]
+        self.dtype = next(iter(graph.nodes[0].params.values()), np.zeros(0)).dtype \
+            if graph.nodes[0].params else np.dtype(np.float64)
+        for n in graph.nodes:
+            for p in n.params.values():
+                self.dtype = p.dtype
+                break
+
+    def run(self, x: np.ndarray, steps, seed: int = 0, sample_ids=None,
+            rasters: Sequence[str] = (), potentials: Sequence[str] = ()) -> Run:
+        """Simulate a batch.
+
+        Parameters
+        ----------
+        x : ndarray, shape (B, *input_shape)
+            The analog inputs (for Poisson encoding: values in [-1, 1]).
+        steps : int or sequence of int
+            Step count(s) at which to read out; the run lasts ``max(steps)`` steps.
+        seed : int
+            Seed of the Poisson encoder (unused by analog encoding; then it must stay 0).
+        sample_ids : ndarray of int, shape (B,), optional
+            Global ids of the samples (default ``0..B-1``); they pick each sample's random
+            stream, so results do not depend on batching.
+        rasters, potentials : sequence of str
+            Neuron nodes whose spike rasters / membrane potentials to record.
+
+        Returns
+        -------
+        Run
+        """
+        graph = self.net.graph
+        x = check_batch(x, graph.input_shape, dtype=self.dtype)
+        steps = _check_steps(steps)
+        if self.net.encoding == "analog" and seed != 0:
+            raise OptionError("seed: analog encoding is deterministic and takes no seed")
+        batch = x.shape[0]
+        ids = np.arange(batch) if sample_ids is None else np.asarray(sample_ids)
+        if ids.shape != (batch,):
+            raise OptionError(f"sample_ids: expected shape ({batch},), found {ids.shape}")
+        neurons = {op.node.name: op for op in self.ops if op.is_neuron}
+        for name in (*rasters, *potentials):
+            if name not in neurons:
+                raise OptionError(f"record: '{name}' is not a neuron node; neuron nodes: "
+                                  f"{', '.join(neurons) or 'none'}")
+        t_max = steps[-1]
+        encoder = ENCODERS[self.net.encoding](x, seed, ids)
+        states = [op.init(batch) for op in self.ops]
+        shapes = graph.shapes
+        counts = {n: np.zeros((batch,) + shapes[n], np.int64) for n in neurons}
+        step_counts = {n: np.zeros(t_max, np.int64) for n in neurons}
+        rec_r = {n: np.zeros((t_max, batch) + shapes[n], bool) for n in rasters}
+        rec_u = {n: np.zeros((t_max, batch) + shapes[n], self.dtype) for n in potentials}
+        total = np.zeros((batch,) + shapes[graph.output], self.dtype)
+        readout = {}
+        for t in range(1, t_max + 1):
+            values = {INPUT: encoder.step(t)}
+            for op, state in zip(self.ops, states):
+                node = op.node
+                values[node.name] = op.step(state, *(values[i] for i in node.inputs))
+            for name, op in neurons.items():
+                fired = values[name] > 0
+                counts[name] += fired
+                step_counts[name][t - 1] = int(fired.sum())
+                if name in rec_r:
+                    rec_r[name][t - 1] = fired
+                if name in rec_u:
+                    rec_u[name][t - 1] = op.potential(states[self.ops.index(op)])
+            total += values[graph.output]
+            if t in steps:
+                readout[t] = total / t
+        return Run(steps, readout, counts, step_counts, rec_r, rec_u)
+
+
+def _check_steps(steps) -> tuple[int, ...]:
+    values = [steps] if np.isscalar(steps) else list(steps)
+    if not values or any(not isinstance(s, (int, np.integer)) or s < 1 for s in values):
+        raise OptionError(f"steps: expected positive integers, found {steps!r}")
+    return tuple(sorted({int(s) for s in values}))

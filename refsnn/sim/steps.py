@@ -1,0 +1,163 @@
+"""Per-operator step functions: what each node does with its inputs' values of one step.
+
+Every node of a converted graph becomes one :class:`StepOp`: ``init(batch)`` makes its state,
+``step(state, *inputs)`` returns its value for this step (shape ``(B, *shape)``). The kernels
+come from a :class:`Backend`, so the NumPy reference and the Numba simulator share this file
+and differ only in the kernels they call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from refsnn.model.graph import Graph, Node
+from refsnn.neurons.if_ import if_step_numba, if_step_numpy
+from refsnn.synapses.conv import avgpool_numba, avgpool_numpy, conv_numba, conv_numpy
+from refsnn.synapses.linear import linear_numba, linear_numpy
+from refsnn.synapses.maxpool import maxpool_spikes_numba, maxpool_spikes_numpy
+
+
+@dataclass(frozen=True)
+class Backend:
+    """The kernels one simulator uses; every field has the signature of its NumPy version."""
+
+    name: str
+    linear: Callable
+    conv: Callable
+    avgpool: Callable
+    maxpool_spikes: Callable
+    if_step: Callable
+
+
+BACKENDS = {
+    "numpy": Backend("numpy", linear_numpy, conv_numpy, avgpool_numpy, maxpool_spikes_numpy,
+                     if_step_numpy),
+    "numba": Backend("numba", linear_numba, conv_numba, avgpool_numba, maxpool_spikes_numba,
+                     if_step_numba),
+}
+
+
+class StepOp:
+    """A stateless node; subclasses override :meth:`step` and, if stateful, :meth:`init`."""
+
+    is_neuron = False
+
+    def __init__(self, node: Node, graph: Graph, backend: Backend):
+        self.node = node
+        self.shape = graph.shapes[node.name]
+        self.backend = backend
+
+    def init(self, batch: int):
+        return None
+
+    def step(self, state, *xs):
+        raise NotImplementedError
+
+
+class Linear(StepOp):
+    def __init__(self, node, graph, backend):
+        super().__init__(node, graph, backend)
+        self.w_t = np.ascontiguousarray(node.params["weight"].T)
+        self.bias = np.asarray(node.params["bias"])
+
+    def step(self, state, x):
+        return self.backend.linear(x, self.w_t, self.bias)
+
+
+class Conv2d(StepOp):
+    def step(self, state, x):
+        a, p = self.node.attrs, self.node.params
+        return self.backend.conv(x, np.asarray(p["weight"]), np.asarray(p["bias"]),
+                                 a["stride"], a["padding"], a["groups"])
+
+
+class AvgPool2d(StepOp):
+    def step(self, state, x):
+        a = self.node.attrs
+        return self.backend.avgpool(x, a["kernel"], a["stride"], a["padding"])
+
+
+class BatchNorm(StepOp):
+    """An unfolded batchnorm: a per-channel affine map ``x * scale + shift`` of each step."""
+
+    def __init__(self, node, graph, backend):
+        super().__init__(node, graph, backend)
+        p = node.params
+        scale = p["gamma"] / np.sqrt(p["var"] + node.attrs["eps"])
+        extra = (1,) * (len(self.shape) - 1)
+        self.scale = scale.reshape((1, -1) + extra)
+        self.shift = (p["beta"] - p["mean"] * scale).reshape((1, -1) + extra)
+
+    def step(self, state, x):
+        return x * self.scale + self.shift
+
+
+class Flatten(StepOp):
+    def step(self, state, x):
+        return x.reshape(x.shape[0], -1)
+
+
+class Identity(StepOp):
+    def step(self, state, x):
+        return x
+
+
+class Add(StepOp):
+    def step(self, state, *xs):
+        out = xs[0]
+        for x in xs[1:]:
+            out = out + x
+        return out
+
+
+class MaxPoolSpikes(StepOp):
+    """Max pooling of spike trains (see :mod:`refsnn.synapses.maxpool`)."""
+
+    def __init__(self, node, graph, backend):
+        super().__init__(node, graph, backend)
+        self.in_shape = graph.shapes[node.inputs[0]]
+        self.theta = np.asarray(graph.node(node.inputs[0]).params["threshold"])
+
+    def init(self, batch):
+        return (np.zeros((batch,) + self.in_shape, np.int64),
+                np.zeros((batch,) + self.shape, np.int64))
+
+    def step(self, state, x):
+        a = self.node.attrs
+        return self.backend.maxpool_spikes(x, state[0], state[1], self.theta, a["kernel"],
+                                           a["stride"], a["padding"])
+
+
+class IFNeurons(StepOp):
+    """IF neurons; the state is the membrane potential, shape (B, N)."""
+
+    is_neuron = True
+
+    def __init__(self, node, graph, backend):
+        super().__init__(node, graph, backend)
+        theta = np.asarray(node.params["threshold"])
+        per_channel = int(np.prod(self.shape[1:]))
+        self.theta = np.ascontiguousarray(np.repeat(theta, per_channel))  # (N,)
+        self.reset_zero = node.attrs["reset"] == "zero"
+        self.u0 = self.theta / 2 if node.attrs["v_init"] == "half" else np.zeros_like(self.theta)
+
+    def init(self, batch):
+        return np.repeat(self.u0[None, :], batch, axis=0)
+
+    def step(self, u, x):
+        out = self.backend.if_step(u, np.ascontiguousarray(x.reshape(u.shape)), self.theta,
+                                   self.reset_zero)
+        return out.reshape(x.shape)
+
+    def potential(self, u):
+        return u.reshape((u.shape[0],) + self.shape)
+
+
+STEP_OPS: dict[str, type[StepOp]] = {
+    "linear": Linear, "conv2d": Conv2d, "avgpool2d": AvgPool2d, "batchnorm": BatchNorm,
+    "flatten": Flatten, "identity": Identity, "add": Add, "maxpool2d": MaxPoolSpikes,
+    "if": IFNeurons,
+}
