@@ -30,6 +30,9 @@ def atomic_h5(path):
     folder = path.parent if str(path.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=folder)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; give it normal permissions
     try:
         with h5py.File(tmp, "w") as f:
             yield f
