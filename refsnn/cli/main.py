@@ -1,0 +1,275 @@
+"""The ``refsnn`` command: ``inspect``, ``convert`` and ``evaluate``.
+
+User mistakes (missing files, malformed models, bad options) end with one line on stderr,
+``refsnn: error: ...``, and exit status 2 (bad usage) or 1 (bad input); never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import numpy as np
+
+from refsnn import __version__
+from refsnn.cli.progress import ProgressBar
+from refsnn.errors import OptionError, RefsnnError
+
+#: Conversion options: flag -> (keyword of the converter, default, argparse keywords).
+CONVERT_OPTIONS = {
+    "--percentile": ("percentile", 99.9, dict(type=float, help="threshold = this percentile of "
+                                                   "each ReLU's calibration activations, 100 = max "
+                                                   "(default 99.9)")),
+    "--per-channel": ("per_channel", False, dict(action="store_const", const=True,
+                                                  help="one threshold per channel instead of "
+                                                       "per layer")),
+    "--reset": ("reset", "subtract", dict(choices=("subtract", "zero"),
+                                          help="reset by subtraction (default) or to zero")),
+    "--v-init": ("v_init", "zero", dict(choices=("zero", "half"),
+                                        help="initial membrane potential 0 (default) or "
+                                             "theta/2")),
+    "--encoding": ("encoding", "analog", dict(choices=("analog", "poisson"),
+                                              help="analog input current (default) or Poisson "
+                                                   "(Bernoulli) rate coding")),
+    "--readout": ("readout", "potential", dict(choices=("potential", "count"),
+                                               help="mean output potential (default) or spike "
+                                                    "count of added output neurons")),
+    "--dtype": ("dtype", "float64", dict(choices=("float64", "float32"),
+                                         help="precision of the simulation (default float64)")),
+}
+
+
+def _steps(text: str) -> list[int]:
+    try:
+        values = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, found {text!r}")
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, found {text!r}")
+    return values
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, found {text!r}")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, found {text!r}")
+    return value
+
+
+def _names(text: str) -> list[str]:
+    return [s for s in text.split(",") if s]
+
+
+def _add_conversion(p: argparse.ArgumentParser, calibration_required: bool) -> None:
+    p.add_argument("--method", default=None, choices=("if",),
+                   help="conversion method (default if)")
+    p.add_argument("--calibration", required=calibration_required, default=None,
+                   help="data file whose samples set the thresholds"
+                        + ("" if calibration_required else " (default: --data)"))
+    p.add_argument("--calibration-split", default=None,
+                   help="split of the calibration file (default train)")
+    p.add_argument("--calibration-limit", type=_positive, default=None,
+                   help="use only the first N calibration samples")
+    for flag, (_, _, kwargs) in CONVERT_OPTIONS.items():
+        p.add_argument(flag, default=None, **kwargs)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="refsnn", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"refsnn {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("inspect", help="show a model's or converted network's graph")
+    p.add_argument("model", help="model (.h5) or converted network file")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("convert", help="convert an ANN into a spiking network file")
+    p.add_argument("model", help="model file (refsnn-model HDF5)")
+    _add_conversion(p, calibration_required=True)
+    p.add_argument("-o", "--output", required=True, help="converted network file to write")
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("evaluate", help="ANN and SNN accuracy over a data set")
+    p.add_argument("model", help="model file, or a network file written by 'refsnn convert'")
+    p.add_argument("--data", required=True, help="data file (refsnn-data HDF5)")
+    p.add_argument("--split", default="test", help="split to evaluate (default test)")
+    p.add_argument("--limit", type=_positive, default=None, help="first N samples only")
+    _add_conversion(p, calibration_required=False)
+    p.add_argument("--steps", type=_steps, default=[8, 16, 32, 64, 128],
+                   help="comma-separated step counts (default 8,16,32,64,128)")
+    p.add_argument("--batch-size", type=_positive, default=64,
+                   help="samples per simulated batch; results do not depend on it")
+    p.add_argument("--seed", type=int, default=None, help="Poisson encoder seed (default 0)")
+    p.add_argument("--threads", type=_positive, default=None,
+                   help="Numba threads; results do not depend on it")
+    p.add_argument("--backend", choices=("numba", "numpy"), default="numba",
+                   help="numba kernels (default) or the NumPy reference (slow, same results)")
+    p.add_argument("--record-rasters", type=_names, default=[], metavar="NODES",
+                   help="comma-separated neuron nodes whose spike rasters go into -o")
+    p.add_argument("--record-potentials", type=_names, default=[], metavar="NODES",
+                   help="comma-separated neuron nodes whose membrane potentials go into -o")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("-o", "--output", default=None, help="run file to write (HDF5)")
+    p.set_defaults(func=cmd_evaluate)
+    return parser
+
+
+def _file_format(path) -> str:
+    from refsnn.io import open_h5
+
+    with open_h5(path, "model or network file") as f:
+        value = f.attrs.get("format", "")
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _load_network_or_model(path):
+    """Return ``(graph, None)`` for a model file, ``(None, net)`` for a converted network."""
+    from refsnn.model import load_model
+    from refsnn.sim.network import FORMAT as SNN_FORMAT, load_snn
+
+    if _file_format(path) == SNN_FORMAT:
+        return None, load_snn(path)
+    return load_model(path), None
+
+
+def _conversion_kwargs(args) -> dict:
+    kwargs = {}
+    for flag, (key, default, _) in CONVERT_OPTIONS.items():
+        value = getattr(args, key)
+        kwargs[key] = default if value is None else value
+    kwargs["dtype"] = np.dtype(kwargs["dtype"]).type
+    return kwargs
+
+
+def _given_conversion_flags(args) -> list[str]:
+    flags = [flag for flag, (key, _, _) in CONVERT_OPTIONS.items() if getattr(args, key) is not None]
+    for flag, key in (("--method", "method"), ("--calibration", "calibration"),
+                      ("--calibration-split", "calibration_split"),
+                      ("--calibration-limit", "calibration_limit")):
+        if getattr(args, key) is not None:
+            flags.append(flag)
+    return flags
+
+
+def _convert(graph, args, calibration_path):
+    from refsnn.convert import METHODS
+    from refsnn.data import load_split
+
+    xc, _ = load_split(calibration_path, args.calibration_split or "train", graph.input_shape,
+                       args.calibration_limit)
+    return METHODS[args.method or "if"](graph, xc, **_conversion_kwargs(args))
+
+
+def cmd_inspect(args) -> int:
+    graph, net = _load_network_or_model(args.model)
+    if net is not None:
+        graph = net.graph
+        print(f"converted network: method {net.method}, encoding {net.encoding}")
+        for key, value in net.options.items():
+            print(f"  {key}: {value}")
+    print(f"input {graph.input_shape}")
+    rows = [("node", "op", "inputs", "shape", "params")]
+    for node in graph.nodes:
+        n = sum(p.size for p in node.params.values())
+        rows.append((node.name, node.op, ",".join(node.inputs), str(graph.shapes[node.name]),
+                     str(n)))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    print(f"output {graph.output} {graph.shapes[graph.output]}; "
+          f"{len(graph.nodes)} nodes, {graph.n_params()} parameters")
+    return 0
+
+
+def cmd_convert(args) -> int:
+    from refsnn.model import load_model
+    from refsnn.sim.network import save_snn
+
+    net = _convert(load_model(args.model), args, args.calibration)
+    save_snn(net, args.output)
+    print(f"wrote {args.output}: {len(net.neuron_nodes())} neuron layers, method {net.method}, "
+          f"encoding {net.encoding}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    import numba
+
+    from refsnn.data import load_split
+    from refsnn.evaluate import evaluate
+    from refsnn.sim.record import save_run
+
+    graph, net = _load_network_or_model(args.model)
+    if net is not None:
+        given = _given_conversion_flags(args)
+        if given:
+            raise OptionError(f"{args.model} is already converted; {', '.join(given)} would be "
+                              f"ignored: drop them or pass the source model")
+    else:
+        net = _convert(graph, args, args.calibration or args.data)
+    if args.seed is not None and net.encoding != "poisson":
+        raise OptionError("--seed applies to --encoding poisson only")
+    if args.threads is not None:
+        if args.threads > numba.config.NUMBA_NUM_THREADS:
+            raise OptionError(f"--threads: at most {numba.config.NUMBA_NUM_THREADS} on this "
+                              f"machine, found {args.threads}")
+        numba.set_num_threads(args.threads)
+    x, y = load_split(args.data, args.split, net.graph.input_shape, args.limit)
+    bar = ProgressBar("simulating", enabled=sys.stderr.isatty() and not args.json)
+    result = evaluate(net, x, y, args.steps, ann_graph=graph, batch_size=args.batch_size,
+                      seed=args.seed or 0, backend=args.backend, rasters=args.record_rasters,
+                      potentials=args.record_potentials, progress=bar.update)
+    bar.close()
+    if args.output:
+        settings = {"refsnn_version": __version__, "model": str(args.model),
+                    "data": str(args.data), "split": args.split, "samples": int(x.shape[0]),
+                    "method": net.method, "encoding": net.encoding,
+                    "steps": np.asarray(result.run.steps, dtype=np.int64),
+                    "seed": int(args.seed or 0), "backend": args.backend,
+                    "ann_accuracy": result.ann_accuracy,
+                    **{f"option_{k}": v for k, v in net.options.items()}}
+        save_run(args.output, result.run, settings, labels=y)
+    if args.json:
+        print(json.dumps({
+            "ann_accuracy": result.ann_accuracy,
+            "results": [{"steps": t, "accuracy": a} for t, a in result.accuracy.items()],
+            "model": str(args.model), "data": str(args.data), "split": args.split,
+            "samples": int(x.shape[0]), "method": net.method, "encoding": net.encoding,
+            "options": dict(net.options),
+        }))
+    else:
+        print(f"{args.model}: {x.shape[0]} samples of {args.data}:{args.split}, "
+              f"method {net.method}, encoding {net.encoding}")
+        print(f"ANN accuracy  {100 * result.ann_accuracy:6.2f} %")
+        for t, a in result.accuracy.items():
+            print(f"SNN T={t:<6d}  {100 * a:6.2f} %")
+        if args.output:
+            print(f"wrote {args.output}")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except OptionError as e:
+        print(f"refsnn: error: {e}", file=sys.stderr)
+        return 2
+    except RefsnnError as e:
+        print(f"refsnn: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # e.g. an output folder that does not exist
+        print(f"refsnn: error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("refsnn: interrupted; no output file was written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""Evaluation: accuracy of an ANN and of its spiking conversion over a data set, in batches."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from refsnn import ann
+from refsnn.model.graph import Graph
+from refsnn.sim.network import NEURON_FORWARD, SpikingNetwork
+from refsnn.sim.record import concat_runs
+from refsnn.sim.simulator import Run, Simulator
+
+
+@dataclass
+class Evaluation:
+    """Accuracies of one evaluation.
+
+    Attributes
+    ----------
+    ann_accuracy : float
+        Accuracy of the source ANN (for a network loaded already converted: of its ANN limit,
+        where every IF node is ``clip(x, 0, theta)``).
+    accuracy : dict of int to float
+        SNN accuracy after each step count.
+    run : Run
+        The whole simulation, all batches joined.
+    """
+
+    ann_accuracy: float
+    accuracy: dict[int, float]
+    run: Run
+
+
+def accuracy(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Fraction of samples whose highest score is the label (ties: lowest index wins)."""
+    return float(np.mean(np.argmax(scores.reshape(scores.shape[0], -1), axis=1) == labels))
+
+
+def evaluate(net: SpikingNetwork, x, y, steps, ann_graph: Graph | None = None,
+             batch_size: int = 64, seed: int = 0, backend: str = "numba",
+             rasters=(), potentials=(), progress: Callable[[int, int], None] | None = None):
+    """Simulate ``net`` on ``x`` in batches and score it against ``y``.
+
+    Parameters
+    ----------
+    net : SpikingNetwork
+    x : ndarray, shape (N, *input_shape)
+    y : int ndarray, shape (N,)
+    steps : sequence of int
+    ann_graph : Graph, optional
+        The source ANN; without it, the converted graph's ANN limit is scored.
+    batch_size : int
+        Samples per simulated batch; results do not depend on it.
+    seed : int
+        Poisson encoder seed (sample ``i`` always uses stream ``i``).
+    progress : callable, optional
+        Called as ``progress(done, total)`` after each batch.
+    """
+    if ann_graph is None:
+        ann_out = ann.forward(net.graph, x, forward_ops=NEURON_FORWARD)
+    else:
+        ann_out = ann.forward(ann_graph, x)
+    sim = Simulator(net, backend)
+    runs = []
+    for start in range(0, x.shape[0], batch_size):
+        stop = min(start + batch_size, x.shape[0])
+        runs.append(sim.run(x[start:stop], steps, seed=seed, sample_ids=np.arange(start, stop),
+                            rasters=rasters, potentials=potentials))
+        if progress is not None:
+            progress(stop, x.shape[0])
+    run = concat_runs(runs)
+    return Evaluation(accuracy(ann_out, y), {t: accuracy(run.readout[t], y) for t in run.steps},
+                      run)

@@ -1,0 +1,57 @@
+"""Writing a run to HDF5 (``refsnn-run``, version 1), atomically.
+
+Layout::
+
+    /                      attrs: format = "refsnn-run", format_version = 1, and the run's
+                                  settings (model file, method, steps, seed, dtype, ...)
+    /counts/<node>         int64 (N, *shape): spikes per neuron over the run
+    /step_counts/<node>    int64 (T_max,): spikes per step, summed over samples and neurons
+    /readout/T<steps>      (N, *output_shape): the readout after that many steps
+    /rasters/<node>        bool (T_max, N, *shape), only for nodes asked for
+    /potentials/<node>     (T_max, N, *shape), only for nodes asked for
+    /labels                int64 (N,) when known
+
+Datasets are written without compression or timestamps, so the same run gives the same bytes.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+
+from refsnn.io import atomic_h5
+
+FORMAT = "refsnn-run"
+FORMAT_VERSION = 1
+
+
+def save_run(path, run, settings: Mapping[str, object], labels=None) -> None:
+    """Write ``run`` (a :class:`~refsnn.sim.simulator.Run`) and its settings to ``path``."""
+    with atomic_h5(path) as f:
+        f.attrs["format"] = FORMAT
+        f.attrs["format_version"] = FORMAT_VERSION
+        for key, value in settings.items():
+            f.attrs[key] = value
+        for group, items in (("counts", run.counts), ("step_counts", run.step_counts),
+                             ("rasters", run.rasters), ("potentials", run.potentials)):
+            g = f.create_group(group, track_order=True)
+            for name, arr in items.items():
+                g.create_dataset(name, data=arr)
+        g = f.create_group("readout", track_order=True)
+        for t, arr in run.readout.items():
+            g.create_dataset(f"T{t}", data=arr)
+        if labels is not None:
+            f.create_dataset("labels", data=np.asarray(labels, dtype=np.int64))
+
+
+def concat_runs(runs: list):
+    """Join the runs of consecutive batches along the sample axis (step counts are summed)."""
+    from refsnn.sim.simulator import Run
+
+    first = runs[0]
+    cat = lambda key, axis: {k: np.concatenate([getattr(r, key)[k] for r in runs], axis=axis)
+                             for k in getattr(first, key)}
+    return Run(first.steps, cat("readout", 0), cat("counts", 0),
+               {k: sum(r.step_counts[k] for r in runs) for k in first.step_counts},
+               cat("rasters", 1), cat("potentials", 1))
