@@ -199,7 +199,8 @@ def make_graph(
         if state.get(name) == 2:
             return
         if state.get(name) == 1:
-            cycle = stack[stack.index(name):] + [name]
+            # ``stack`` runs from consumer to input; show the cycle in the direction data flows
+            cycle = (stack[stack.index(name):] + [name])[::-1]
             raise _err(file, f"/nodes/{name}", "inputs", "an acyclic graph",
                        "a cycle " + " -> ".join(cycle))
         state[name] = 1

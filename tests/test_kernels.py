@@ -1,0 +1,195 @@
+"""Every Numba kernel gives exactly (bit for bit) what its NumPy twin gives, on 1 and 2 threads,
+and the NumPy twins agree with the plain ANN operators to within rounding."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from refsnn.neurons.if_ import if_step_numba, if_step_numpy
+from refsnn.synapses.conv import (avgpool_numba, avgpool_numpy, conv_numba, conv_numpy,
+                                  out_size)
+from refsnn.synapses.events import events_numba, events_numpy
+from refsnn.synapses.linear import linear_numba, linear_numpy
+from refsnn.synapses.maxpool import maxpool_spikes_numba, maxpool_spikes_numpy
+
+THREADS = sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)})
+DTYPES = [np.float64, np.float32]
+
+
+@pytest.fixture(autouse=True)
+def _restore_threads():
+    before = numba.get_num_threads()
+    yield
+    numba.set_num_threads(before)
+
+
+def sparse(rng, shape, density, dtype, values="normal"):
+    """Random events: ``density`` of the entries non-zero."""
+    mask = rng.random(shape) < density
+    vals = rng.normal(size=shape) if values == "normal" else np.full(shape, values)
+    return np.where(mask, vals, 0.0).astype(dtype)
+
+
+def same(a, b):
+    assert a.dtype == b.dtype and a.shape == b.shape
+    assert np.array_equal(a, b), f"max difference {np.max(np.abs(a - b))}"
+
+
+seeds = st.integers(0, 2**32 - 1)
+densities = st.sampled_from([0.0, 0.05, 0.3, 1.0])
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=seeds, density=densities, b=st.integers(1, 4), n_in=st.integers(1, 70),
+       n_out=st.integers(1, 150), dtype=st.sampled_from(DTYPES), threads=st.sampled_from(THREADS))
+def test_linear(seed, density, b, n_in, n_out, dtype, threads):
+    numba.set_num_threads(threads)
+    rng = np.random.default_rng(seed)
+    x = sparse(rng, (b, n_in), density, dtype)
+    w_t = rng.normal(size=(n_in, n_out)).astype(dtype)
+    bias = rng.normal(size=n_out).astype(dtype)
+    ref = linear_numpy(x, w_t, bias)
+    same(linear_numba(x, w_t, bias), ref)
+    tol = 8 * np.finfo(dtype).eps * (np.abs(x) @ np.abs(w_t) + np.abs(bias))
+    assert np.all(np.abs(ref - (x.astype(np.float64) @ w_t + bias)) <= tol)
+
+
+@st.composite
+def conv_cases(draw):
+    groups = draw(st.sampled_from([1, 2, 3]))
+    cg, og = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    ph, pw = draw(st.integers(0, kh // 2)), draw(st.integers(0, kw // 2))
+    sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    h = draw(st.integers(max(1, kh - 2 * ph), 9))
+    w = draw(st.integers(max(1, kw - 2 * pw), 9))
+    return groups, cg, og, (kh, kw), (sh, sw), (ph, pw), h, w
+
+
+def naive_conv(x, w, bias, stride, padding, groups):
+    """Conv by its definition, one output at a time (float64)."""
+    B, C, H, W = x.shape
+    O, cg, kh, kw = w.shape
+    ho, wo = out_size(H, kh, stride[0], padding[0]), out_size(W, kw, stride[1], padding[1])
+    out = np.zeros((B, O, ho, wo))
+    for o in range(O):
+        g = o // (O // groups)
+        for y in range(ho):
+            for x_ in range(wo):
+                for c in range(cg):
+                    for ky in range(kh):
+                        for kx in range(kw):
+                            iy = y * stride[0] + ky - padding[0]
+                            ix = x_ * stride[1] + kx - padding[1]
+                            if 0 <= iy < H and 0 <= ix < W:
+                                out[:, o, y, x_] += (x[:, g * cg + c, iy, ix]
+                                                     * w[o, c, ky, kx])
+                out[:, o, y, x_] += bias[o]
+    return out
+
+
+@settings(max_examples=30, deadline=None)
+@given(case=conv_cases(), seed=seeds, density=densities, b=st.integers(1, 3),
+       dtype=st.sampled_from(DTYPES), threads=st.sampled_from(THREADS))
+def test_conv(case, seed, density, b, dtype, threads):
+    numba.set_num_threads(threads)
+    groups, cg, og, kernel, stride, padding, h, w = case
+    rng = np.random.default_rng(seed)
+    x = sparse(rng, (b, groups * cg, h, w), density, dtype)
+    wt = rng.normal(size=(groups * og, cg) + kernel).astype(dtype)
+    bias = rng.normal(size=groups * og).astype(dtype)
+    ref = conv_numpy(x, wt, bias, stride, padding, groups)
+    same(conv_numba(x, wt, bias, stride, padding, groups), ref)
+    exact = naive_conv(x.astype(np.float64), wt, bias, stride, padding, groups)
+    scale = naive_conv(np.abs(x).astype(np.float64), np.abs(wt), np.abs(bias), stride, padding,
+                       groups)
+    assert np.all(np.abs(ref - exact) <= 16 * np.finfo(dtype).eps * scale)
+
+
+@settings(max_examples=25, deadline=None)
+@given(case=conv_cases(), seed=seeds, density=densities, dtype=st.sampled_from(DTYPES),
+       threads=st.sampled_from(THREADS))
+def test_avgpool(case, seed, density, dtype, threads):
+    numba.set_num_threads(threads)
+    _, _, _, kernel, stride, padding, h, w = case
+    rng = np.random.default_rng(seed)
+    x = sparse(rng, (2, 3, h, w), density, dtype)
+    ref = avgpool_numpy(x, kernel, stride, padding)
+    same(avgpool_numba(x, kernel, stride, padding), ref)
+    ones = np.ones((3, 1) + kernel)
+    exact = naive_conv(x.astype(np.float64), ones, np.zeros(3), stride, padding, 3) / np.prod(kernel)
+    scale = naive_conv(np.abs(x).astype(np.float64), ones, np.zeros(3), stride, padding, 3)
+    assert np.all(np.abs(ref - exact) <= 16 * np.finfo(dtype).eps * scale)
+
+
+@settings(max_examples=25, deadline=None)
+@given(case=conv_cases(), seed=seeds, steps=st.integers(1, 12), dtype=st.sampled_from(DTYPES),
+       threads=st.sampled_from(THREADS))
+def test_maxpool_spikes(case, seed, steps, dtype, threads):
+    """Kernel equals twin, and after every step the output has emitted exactly the running
+    max of its window's input counts."""
+    numba.set_num_threads(threads)
+    _, _, _, kernel, stride, padding, h, w = case
+    rng = np.random.default_rng(seed)
+    theta = rng.uniform(0.5, 2, 3).astype(dtype)
+    shape = (2, 3, h, w)
+    ho, wo = out_size(h, kernel[0], stride[0], padding[0]), out_size(w, kernel[1], stride[1],
+                                                                       padding[1])
+    states = [[np.zeros(shape, np.int64), np.zeros((2, 3, ho, wo), np.int64)] for _ in range(2)]
+    emitted = np.zeros((2, 3, ho, wo))
+    for _ in range(steps):
+        spikes = np.where(rng.random(shape) < 0.4, theta[None, :, None, None], 0).astype(dtype)
+        ref = maxpool_spikes_numpy(spikes, *states[0], theta, kernel, stride, padding)
+        same(maxpool_spikes_numba(spikes, *states[1], theta, kernel, stride, padding), ref)
+        same(states[0][0], states[1][0])
+        emitted += ref / theta[None, :, None, None]
+        padded = np.pad(states[0][0], ((0, 0), (0, 0), (padding[0],) * 2, (padding[1],) * 2),
+                        constant_values=-1)
+        for y in range(ho):
+            for x in range(wo):
+                window = padded[:, :, y * stride[0]:y * stride[0] + kernel[0],
+                                x * stride[1]:x * stride[1] + kernel[1]]
+                assert np.array_equal(emitted[:, :, y, x], window.max(axis=(2, 3)))
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=seeds, b=st.integers(1, 4), n=st.integers(1, 50), steps=st.integers(1, 20),
+       reset_zero=st.booleans(), dtype=st.sampled_from(DTYPES), threads=st.sampled_from(THREADS))
+def test_if_step(seed, b, n, steps, reset_zero, dtype, threads):
+    numba.set_num_threads(threads)
+    rng = np.random.default_rng(seed)
+    theta = rng.uniform(0.1, 2, n).astype(dtype)
+    u_ref = rng.uniform(0, 1, (b, n)).astype(dtype) * theta
+    u_jit = u_ref.copy()
+    for _ in range(steps):
+        current = rng.normal(0, 1, (b, n)).astype(dtype)
+        # exact ties: some potentials land exactly on the threshold, which must fire
+        current[:, ::3] = (theta - u_ref)[:, ::3]
+        ref = if_step_numpy(u_ref, current, theta, reset_zero)
+        same(if_step_numba(u_jit, current, theta, reset_zero), ref)
+        same(u_jit, u_ref)
+        assert np.all((ref == 0) | (ref == theta))
+
+
+def test_tie_fires():
+    """A potential exactly at the threshold fires (the inclusive rule), and one just below not."""
+    theta = np.array([1.0, 1.0])
+    u = np.zeros((1, 2))
+    out = if_step_numba(u, np.array([[1.0, np.nextafter(1.0, 0)]]), theta, False)
+    assert out.tolist() == [[1.0, 0.0]]
+    assert u.tolist() == [[0.0, np.nextafter(1.0, 0)]]
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=seeds, b=st.integers(1, 4), n=st.integers(1, 40), density=densities)
+def test_events(seed, b, n, density):
+    x = sparse(np.random.default_rng(seed), (b, n), density, np.float64)
+    idx = np.empty((b, n), np.int64)
+    count = np.empty(b, np.int64)
+    events_numba(x, idx, count)
+    for row, ref in enumerate(events_numpy(x)):
+        assert np.array_equal(idx[row, :count[row]], ref)

@@ -1,0 +1,166 @@
+"""The simulator: Numba equals the NumPy reference bit for bit on whole networks, results do not
+depend on threads or batching, the encoders do what they say, and the SNN approaches the ANN."""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+
+from refsnn import ann
+from refsnn.convert import convert_if
+from refsnn.errors import DataFormatError, OptionError
+from refsnn.sim.network import NEURON_FORWARD
+from refsnn.sim.simulator import Simulator
+
+from conftest import small_cnn, small_mlp
+
+
+def assert_runs_equal(a, b):
+    assert a.steps == b.steps
+    for key in ("readout", "counts", "step_counts", "rasters", "potentials"):
+        da, db = getattr(a, key), getattr(b, key)
+        assert da.keys() == db.keys(), key
+        for k in da:
+            assert da[k].dtype == db[k].dtype and np.array_equal(da[k], db[k]), (key, k)
+
+
+NETS = {
+    "cnn-avg": lambda: small_cnn(pool="avgpool2d"),
+    "cnn-max": lambda: small_cnn(pool="maxpool2d"),
+    "resnet": lambda: small_cnn(residual=True, pool="maxpool2d"),
+    "mlp": lambda: small_mlp(),
+}
+
+
+def _data(graph, n=4, seed=3):
+    return np.random.default_rng(seed).uniform(0, 1, (n,) + graph.input_shape)
+
+
+@pytest.mark.parametrize("name", NETS)
+@pytest.mark.parametrize("options", [
+    dict(),
+    dict(encoding="poisson", readout="count", per_channel=True),
+    dict(reset="zero", v_init="half", percentile=100.0),
+    dict(dtype=np.float32, encoding="poisson"),
+])
+def test_numba_equals_numpy_reference(name, options):
+    graph = NETS[name]()
+    x = _data(graph)
+    net = convert_if(graph, _data(graph, 16, seed=9), **options)
+    seed = 5 if net.encoding == "poisson" else 0
+    neurons = net.neuron_nodes()
+    runs = [Simulator(net, backend).run(x, [3, 17, 40], seed=seed, rasters=neurons[:1],
+                                        potentials=neurons[-1:])
+            for backend in ("numpy", "numba")]
+    assert_runs_equal(*runs)
+    assert runs[0].counts[neurons[0]].sum() > 0, "the test network should be active"
+    want = np.float32 if options.get("dtype") is np.float32 else np.float64
+    assert runs[0].readout[40].dtype == want
+
+
+def test_same_for_any_thread_count():
+    graph = small_cnn(residual=True, pool="maxpool2d")
+    net = convert_if(graph, _data(graph, 16), encoding="poisson")
+    before = numba.get_num_threads()
+    try:
+        runs = []
+        for threads in sorted({1, numba.config.NUMBA_NUM_THREADS}):
+            numba.set_num_threads(threads)
+            runs.append(Simulator(net).run(_data(graph, 7), [25], seed=11, rasters=["relu"]))
+    finally:
+        numba.set_num_threads(before)
+    assert_runs_equal(runs[0], runs[-1])
+
+
+@pytest.mark.parametrize("encoding", ["analog", "poisson"])
+def test_same_for_any_batching(encoding):
+    graph = small_mlp()
+    net = convert_if(graph, _data(graph, 16), encoding=encoding)
+    x = _data(graph, 6)
+    seed = 2 if encoding == "poisson" else 0
+    whole = Simulator(net).run(x, [30], seed=seed)
+    parts = [Simulator(net).run(x[s], [30], seed=seed, sample_ids=np.arange(6)[s])
+             for s in (slice(0, 4), slice(4, 6))]
+    joined = np.concatenate([p.readout[30] for p in parts])
+    assert np.array_equal(whole.readout[30], joined)
+
+
+def test_poisson_seed_and_rates():
+    graph = small_mlp(sizes=(400, 3))  # one linear layer: the readout is W @ input rate + b
+    net = convert_if(graph, _data(graph, 4), encoding="poisson")
+    x = np.random.default_rng(0).uniform(-1, 1, (1, 400))
+    a = Simulator(net).run(x, [2000], seed=1).readout[2000]
+    b = Simulator(net).run(x, [2000], seed=1).readout[2000]
+    c = Simulator(net).run(x, [2000], seed=2).readout[2000]
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    w, bias = graph.nodes[0].params["weight"], graph.nodes[0].params["bias"]
+    # Readout = W @ (mean of Bernoulli spikes) + b. Its sd per output is
+    # sqrt(sum w^2 |x|(1-|x|) / T); allow 5 sd (a false failure once in ~1.7 million).
+    sd = np.sqrt((w ** 2) @ (np.abs(x[0]) * (1 - np.abs(x[0]))) / 2000)
+    assert np.all(np.abs(a[0] - (w @ x[0] + bias)) <= 5 * sd)
+
+
+def test_poisson_rejects_values_outside_unit_range():
+    graph = small_mlp()
+    net = convert_if(graph, _data(graph, 4), encoding="poisson")
+    with pytest.raises(DataFormatError, match=r"poisson encoding: expected inputs in \[-1, 1\].*"
+                                              r"found \|x\| up to 1\.5"):
+        Simulator(net).run(np.full((1, 12), 1.5), [4])
+
+
+def test_converges_to_the_ann_as_one_over_t():
+    """With percentile 100 nothing clips on the calibration set, so the ANN limit is the ANN;
+    the readout error then shrinks about as 1/T."""
+    graph = small_cnn(residual=True)
+    x = _data(graph, 6)
+    net = convert_if(graph, x, percentile=100.0)
+    limit = ann.forward(net.graph, x, forward_ops=NEURON_FORWARD)
+    np.testing.assert_allclose(limit, ann.forward(graph, x), rtol=0, atol=1e-12)
+    run = Simulator(net).run(x, [16, 64, 256, 1024])
+    errors = [np.abs(run.readout[t] - limit).max() for t in run.steps]
+    assert errors[-1] < errors[0] / 16, errors
+    # T * error stays within a factor 2 of its first value: 1/T decay (1/sqrt(T) would grow 8x)
+    first = run.steps[0] * errors[0]
+    assert all(t * e < 2 * first for t, e in zip(run.steps, errors)), errors
+
+
+def test_zero_input_and_zero_bias_gives_no_spikes():
+    graph = small_mlp()
+    dicts = [dict(name=n.name, op=n.op, inputs=list(n.inputs), attrs=dict(n.attrs),
+                  params={k: (np.zeros_like(v) if k == "bias" else v) for k, v in n.params.items()})
+             for n in graph.nodes]
+    from refsnn.model import make_graph
+    g0 = make_graph(graph.input_shape, dicts, graph.output)
+    net = convert_if(g0, _data(g0, 8))
+    run = Simulator(net).run(np.zeros((2, 12)), [50])
+    assert all(c.sum() == 0 for c in run.counts.values())
+
+
+def test_recording_shapes_and_errors():
+    graph = small_cnn()
+    net = convert_if(graph, _data(graph, 8))
+    run = Simulator(net).run(_data(graph, 3), [5, 9], rasters=["relu"], potentials=["relu"])
+    assert run.rasters["relu"].shape == (9, 3, 4, 6, 6) and run.rasters["relu"].dtype == bool
+    assert run.potentials["relu"].shape == (9, 3, 4, 6, 6)
+    assert np.array_equal(run.rasters["relu"].sum(axis=0), run.counts["relu"])
+    assert run.step_counts["relu"].sum() == run.counts["relu"].sum()
+    # potentials after reset by subtraction stay below threshold
+    theta = net.graph.node("relu").params["threshold"][None, None, :, None, None]
+    assert np.all(run.potentials["relu"] < theta)
+    with pytest.raises(OptionError, match="'fc' is not a neuron node; neuron nodes: relu"):
+        Simulator(net).run(_data(graph, 1), [5], rasters=["fc"])
+    with pytest.raises(OptionError, match="steps: expected positive integers"):
+        Simulator(net).run(_data(graph, 1), [0])
+    with pytest.raises(OptionError, match="analog encoding is deterministic"):
+        Simulator(net).run(_data(graph, 1), [3], seed=4)
+    with pytest.raises(OptionError, match="backend: expected one of"):
+        Simulator(net, backend="cuda")
+    with pytest.raises(DataFormatError, match=r"input batch: expected shape \(B, 2, 6, 6\), "
+                                              r"found \(1, 2, 6\)"):
+        Simulator(net).run(np.zeros((1, 2, 6)), [3])
+    bad = _data(graph, 2)
+    bad[1, 0, 2, 3] = np.nan
+    with pytest.raises(DataFormatError, match=r"expected finite values, found nan at index "
+                                              r"\(1, 0, 2, 3\)"):
+        Simulator(net).run(bad, [3])
