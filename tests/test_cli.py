@@ -1,0 +1,145 @@
+"""The command line: the main job works, output is stable, and mistakes end in one line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+
+from refsnn.cli.main import main
+
+from conftest import DATA, MODELS, needs_jit
+
+CNN = str(MODELS / "cnn.h5")
+
+
+def run_cli(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_inspect(capsys):
+    code, out, _ = run_cli(capsys, "inspect", CNN)
+    assert code == 0
+    assert "conv1" in out and "(16, 8, 8)" in out and "output fc (10,)" in out
+
+
+@needs_jit
+def test_main_job_cnn_is_within_one_point_of_the_ann(capsys):
+    """The README's first command: the shipped CNN at T = 128 is within 1 point of its ANN."""
+    code, out, _ = run_cli(capsys, "evaluate", CNN, "--data", DATA, "--json")
+    assert code == 0
+    result = json.loads(out)
+    assert [r["steps"] for r in result["results"]] == [8, 16, 32, 64, 128]
+    at128 = result["results"][-1]["accuracy"]
+    assert result["ann_accuracy"] > 0.95
+    assert abs(at128 - result["ann_accuracy"]) <= 0.01
+
+
+@pytest.mark.parametrize("model", ["mlp", "cnn_maxpool", "resnet"])
+def test_other_models_evaluate(capsys, model):
+    code, out, _ = run_cli(capsys, "evaluate", MODELS / f"{model}.h5", "--data", DATA,
+                           "--limit", "40", "--steps", "4,32", "--json")
+    assert code == 0
+    result = json.loads(out)
+    assert result["samples"] == 40 and len(result["results"]) == 2
+    assert result["results"][1]["accuracy"] >= result["ann_accuracy"] - 0.1
+
+
+def test_run_file_is_byte_stable(capsys, tmp_path):
+    """Same command -> same bytes, whatever the batch size and thread count."""
+    common = ["evaluate", CNN, "--data", DATA, "--limit", "30", "--steps", "5,20",
+              "--encoding", "poisson", "--seed", "7", "--record-rasters", "relu1"]
+    assert run_cli(capsys, *common, "-o", tmp_path / "a.h5")[0] == 0
+    assert run_cli(capsys, *common, "-o", tmp_path / "b.h5", "--batch-size", "7",
+                   "--threads", "1")[0] == 0
+    assert (tmp_path / "a.h5").read_bytes() == (tmp_path / "b.h5").read_bytes()
+    with h5py.File(tmp_path / "a.h5") as f:
+        assert f.attrs["format"] == "refsnn-run"
+        assert f["counts/relu1"].shape == (30, 16, 8, 8)
+        assert f["rasters/relu1"].shape == (20, 30, 16, 8, 8)
+        assert np.array_equal(f["rasters/relu1"][()].sum(axis=0), f["counts/relu1"][()])
+        assert sorted(f["readout"]) == ["T20", "T5"]
+
+
+def test_convert_then_evaluate(capsys, tmp_path):
+    out_file = tmp_path / "snn.h5"
+    code, out, _ = run_cli(capsys, "convert", CNN, "--calibration", DATA, "--per-channel",
+                           "-o", out_file)
+    assert code == 0 and out_file.exists()
+    code, out, _ = run_cli(capsys, "inspect", out_file)
+    assert "converted network: method if" in out and "per_channel: 1" in out
+    direct = run_cli(capsys, "evaluate", CNN, "--data", DATA, "--limit", "20", "--steps", "16",
+                     "--per-channel", "--json")[1]
+    saved = run_cli(capsys, "evaluate", out_file, "--data", DATA, "--limit", "20", "--steps",
+                    "16", "--json")[1]
+    assert json.loads(direct)["results"] == json.loads(saved)["results"]
+    code, _, err = run_cli(capsys, "evaluate", out_file, "--data", DATA, "--percentile", "99")
+    assert code == 2
+    assert err == (f"refsnn: error: {out_file} is already converted; --percentile would be "
+                   f"ignored: drop them or pass the source model\n")
+
+
+def _one_line_error(err: str, *fragments):
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("refsnn: error: "), err
+    for fragment in fragments:
+        assert fragment in lines[0], err
+
+
+def test_missing_model_file(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "evaluate", tmp_path / "none.h5", "--data", DATA)
+    assert code == 1
+    _one_line_error(err, f"{tmp_path / 'none.h5'}: /: file: expected an existing", "no such file")
+
+
+def test_malformed_model(capsys, tmp_path):
+    bad = tmp_path / "bad.h5"
+    bad.write_bytes(open(CNN, "rb").read())
+    with h5py.File(bad, "r+") as f:
+        f["nodes/conv1"].attrs["op"] = "conv3d"
+    code, _, err = run_cli(capsys, "inspect", bad)
+    assert code == 1
+    _one_line_error(err, "/nodes/conv1: op: expected one of", "found 'conv3d'")
+
+
+def test_bad_options(capsys):
+    code, _, err = run_cli(capsys, "evaluate", CNN, "--data", DATA, "--seed", "3")
+    assert code == 2
+    _one_line_error(err, "--seed applies to --encoding poisson only")
+    code, _, err = run_cli(capsys, "evaluate", CNN, "--data", DATA, "--percentile", "120")
+    assert code == 2
+    _one_line_error(err, "--percentile: expected a number in (0, 100], found 120")
+    code, _, err = run_cli(capsys, "evaluate", CNN, "--data", DATA, "--threads", "999")
+    assert code == 2
+    _one_line_error(err, "--threads: at most")
+    code, _, err = run_cli(capsys, "evaluate", CNN, "--data", DATA, "--record-rasters", "fc")
+    assert code == 2
+    _one_line_error(err, "'fc' is not a neuron node")
+    code, _, err = run_cli(capsys, "evaluate", CNN, "--data", DATA, "--split", "validation")
+    assert code == 1
+    _one_line_error(err, "/validation: group: expected a split, one of ['test', 'train']")
+    code, _, err = run_cli(capsys, "evaluate", CNN, "--data", DATA, "-o", "/no/such/dir/x.h5",
+                           "--limit", "2", "--steps", "2")
+    assert code == 1
+    _one_line_error(err, "/no/such/dir")
+
+
+def test_argparse_errors_are_one_line(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["evaluate", CNN, "--data", str(DATA), "--steps", "8,x"])
+    assert info.value.code == 2
+    assert "expected comma-separated integers" in capsys.readouterr().err
+
+
+def test_console_script_runs():
+    proc = subprocess.run([sys.executable, "-m", "refsnn.cli.main", "inspect", "/nonexistent.h5"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert proc.stderr == ("refsnn: error: /nonexistent.h5: /: file: expected an existing model "
+                           "or network file, found no such file\n")
