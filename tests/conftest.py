@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numba
 import numpy as np
 import pytest
+from hypothesis import settings
 
 from refsnn.model import make_graph
+
+# In CI the examples are derived from each test's name, so a run is repeatable; locally,
+# Hypothesis explores new examples every run and stores failures in .hypothesis/.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data" / "digits.h5"
