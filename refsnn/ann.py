@@ -120,16 +120,8 @@ def forward(graph: Graph, x: np.ndarray, all_nodes: bool = False, forward_ops=No
         holds ``"input"``.
     """
     ops = FORWARD if forward_ops is None else {**FORWARD, **forward_ops}
-    dtype = _graph_dtype(graph)
-    values = {INPUT: check_batch(x, graph.input_shape, dtype=dtype)}
+    values = {INPUT: check_batch(x, graph.input_shape, dtype=graph.dtype)}
     for node in graph.nodes:
         values[node.name] = ops[node.op](node, *(values[i] for i in node.inputs))
     out = values[graph.output]
     return (out, values) if all_nodes else out
-
-
-def _graph_dtype(graph: Graph):
-    for node in graph.nodes:
-        for p in node.params.values():
-            return p.dtype
-    return np.dtype(np.float64)

@@ -38,12 +38,4 @@ def fold_batchnorm(graph: Graph) -> Graph:
     for d in dicts.values():
         d["inputs"] = [renamed.get(i, i) for i in d["inputs"]]
     output = renamed.get(graph.output, graph.output)
-    return make_graph(graph.input_shape, list(dicts.values()), output,
-                      dtype=_dtype(graph))
-
-
-def _dtype(graph: Graph):
-    for n in graph.nodes:
-        for p in n.params.values():
-            return p.dtype
-    return np.float64
+    return make_graph(graph.input_shape, list(dicts.values()), output, dtype=graph.dtype)

@@ -81,6 +81,14 @@ class Graph:
         """Return the nodes that read ``name``, in graph order."""
         return [n for n in self.nodes if name in n.inputs]
 
+    @property
+    def dtype(self) -> np.dtype:
+        """dtype of the parameters (all share one; float64 for a graph without any)."""
+        for n in self.nodes:
+            for p in n.params.values():
+                return p.dtype
+        return np.dtype(np.float64)
+
     def n_params(self) -> int:
         """Total number of parameter values."""
         return sum(p.size for n in self.nodes for p in n.params.values())

@@ -78,12 +78,7 @@ class Simulator:
                 raise ConversionError(f"node '{node.name}': op '{node.op}' has no spiking "
                                       f"implementation; convert the model first")
         self.ops = [STEP_OPS[n.op](n, graph, self.backend) for n in graph.nodes]
-        self.dtype = next(iter(graph.nodes[0].params.values()), np.zeros(0)).dtype \
-            if graph.nodes[0].params else np.dtype(np.float64)
-        for n in graph.nodes:
-            for p in n.params.values():
-                self.dtype = p.dtype
-                break
+        self.dtype = graph.dtype
 
     def run(self, x: np.ndarray, steps, seed: int = 0, sample_ids=None,
             rasters: Sequence[str] = (), potentials: Sequence[str] = ()) -> Run:
@@ -116,7 +111,8 @@ class Simulator:
         ids = np.arange(batch) if sample_ids is None else np.asarray(sample_ids)
         if ids.shape != (batch,):
             raise OptionError(f"sample_ids: expected shape ({batch},), found {ids.shape}")
-        neurons = {op.node.name: op for op in self.ops if op.is_neuron}
+        # neuron node name -> (its step op, its index in self.ops and states)
+        neurons = {op.node.name: (op, i) for i, op in enumerate(self.ops) if op.is_neuron}
         for name in (*rasters, *potentials):
             if name not in neurons:
                 raise OptionError(f"record: '{name}' is not a neuron node; neuron nodes: "
@@ -136,14 +132,14 @@ class Simulator:
             for op, state in zip(self.ops, states):
                 node = op.node
                 values[node.name] = op.step(state, *(values[i] for i in node.inputs))
-            for name, op in neurons.items():
+            for name, (op, i) in neurons.items():
                 fired = values[name] > 0
                 counts[name] += fired
                 step_counts[name][t - 1] = int(fired.sum())
                 if name in rec_r:
                     rec_r[name][t - 1] = fired
                 if name in rec_u:
-                    rec_u[name][t - 1] = op.potential(states[self.ops.index(op)])
+                    rec_u[name][t - 1] = op.potential(states[i])
             total += values[graph.output]
             if t in steps:
                 readout[t] = total / t
