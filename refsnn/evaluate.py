@@ -25,12 +25,15 @@ class Evaluation:
         where every IF node is ``clip(x, 0, theta)``).
     accuracy : dict of int to float
         SNN accuracy after each step count.
+    max_abs_error : dict of int to float
+        Largest ``|readout - ANN output|`` over samples and outputs, per step count.
     run : Run
         The whole simulation, all batches joined.
     """
 
     ann_accuracy: float
     accuracy: dict[int, float]
+    max_abs_error: dict[int, float]
     run: Run
 
 
@@ -73,4 +76,5 @@ def evaluate(net: SpikingNetwork, x, y, steps, ann_graph: Graph | None = None,
             progress(stop, x.shape[0])
     run = concat_runs(runs)
     return Evaluation(accuracy(ann_out, y), {t: accuracy(run.readout[t], y) for t in run.steps},
+                      {t: float(np.max(np.abs(run.readout[t] - ann_out))) for t in run.steps},
                       run)

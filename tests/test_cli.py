@@ -78,7 +78,10 @@ def test_convert_then_evaluate(capsys, tmp_path):
                      "--per-channel", "--json")[1]
     saved = run_cli(capsys, "evaluate", out_file, "--data", DATA, "--limit", "20", "--steps",
                     "16", "--json")[1]
-    assert json.loads(direct)["results"] == json.loads(saved)["results"]
+    # same SNN, so same accuracy; the errors differ because a converted file's reference is
+    # its ANN limit (IF nodes as clip(x, 0, theta)), not the source ANN
+    pick = lambda out: [(r["steps"], r["accuracy"]) for r in json.loads(out)["results"]]
+    assert pick(direct) == pick(saved)
     code, _, err = run_cli(capsys, "evaluate", out_file, "--data", DATA, "--percentile", "99")
     assert code == 2
     assert err == (f"refsnn: error: {out_file} is already converted; --percentile would be "

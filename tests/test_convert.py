@@ -139,7 +139,7 @@ def test_snn_file_errors(tmp_path, cnn, inputs):
     with h5py.File(path, "r+") as f:
         f.attrs["encoding"] = "morse"
     with pytest.raises(ModelFormatError, match=r"/: encoding: expected one of \['analog', "
-                                               r"'poisson'\], found 'morse'"):
+                                               r"'poisson', 'exact', 'gd'\], found 'morse'"):
         load_snn(path)
     dicts = graph_to_dicts(cnn)
     assert dicts[0]["op"] == "conv2d"

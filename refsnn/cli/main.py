@@ -16,28 +16,39 @@ from refsnn import __version__
 from refsnn.cli.progress import ProgressBar
 from refsnn.errors import OptionError, RefsnnError
 
-#: Conversion options: flag -> (keyword of the converter, default, argparse keywords).
+#: Conversion options: flag -> (keyword of the converters, {method: default}, argparse keywords).
+#: A flag given for a method that does not take it is refused, never ignored.
 CONVERT_OPTIONS = {
-    "--percentile": ("percentile", 99.9, dict(type=float, help="threshold = this percentile of "
-                                                   "each ReLU's calibration activations, 100 = max "
-                                                   "(default 99.9)")),
-    "--per-channel": ("per_channel", False, dict(action="store_const", const=True,
-                                                  help="one threshold per channel instead of "
-                                                       "per layer")),
-    "--reset": ("reset", "subtract", dict(choices=("subtract", "zero"),
-                                          help="reset by subtraction (default) or to zero")),
-    "--v-init": ("v_init", "zero", dict(choices=("zero", "half"),
-                                        help="initial membrane potential 0 (default) or "
-                                             "theta/2")),
-    "--encoding": ("encoding", "analog", dict(choices=("analog", "poisson"),
-                                              help="analog input current (default) or Poisson "
-                                                   "(Bernoulli) rate coding")),
-    "--readout": ("readout", "potential", dict(choices=("potential", "count"),
-                                               help="mean output potential (default) or spike "
-                                                    "count of added output neurons")),
-    "--dtype": ("dtype", "float64", dict(choices=("float64", "float32"),
-                                         help="precision of the simulation (default float64)")),
+    "--percentile": ("percentile", {"if": 99.9}, dict(
+        type=float, help="IF: threshold = this percentile of each ReLU's calibration "
+                         "activations, 100 = max (default 99.9)")),
+    "--per-channel": ("per_channel", {"if": False}, dict(
+        action="store_const", const=True, help="IF: one threshold per channel, not per layer")),
+    "--reset": ("reset", {"if": "subtract"}, dict(
+        choices=("subtract", "zero"), help="IF: reset by subtraction (default) or to zero")),
+    "--v-init": ("v_init", {"if": "zero"}, dict(
+        choices=("zero", "half"), help="IF: initial membrane potential 0 (default) or theta/2")),
+    "--readout": ("readout", {"if": "potential"}, dict(
+        choices=("potential", "count"), help="IF: mean output potential (default) or spike "
+                                             "count of added output neurons")),
+    "--eta0": ("eta0", {"signgd": 0.15}, dict(
+        type=float, help="signGD: first step size (default 0.15)")),
+    "--gamma": ("gamma", {"signgd": 0.95}, dict(
+        type=float, help="signGD: step-size decay per step (default 0.95)")),
+    "--scale": ("scale", {"signgd": "element"}, dict(
+        choices=("element", "channel", "layer"),
+        help="signGD: granularity of the calibrated output scales (default element)")),
+    "--compat": ("compat", {"signgd": False}, dict(
+        action="store_const", const=True,
+        help="signGD: reproduce the reference code's conventions (see README)")),
+    "--encoding": ("encoding", {"if": "analog", "signgd": "exact"}, dict(
+        choices=("analog", "poisson", "exact", "gd"),
+        help="IF: analog current (default) or poisson rate coding; signGD: exact (default) "
+             "or gd (the reference code's encoder)")),
+    "--dtype": ("dtype", {"if": "float64", "signgd": "float64"}, dict(
+        choices=("float64", "float32"), help="precision of the simulation (default float64)")),
 }
+METHOD_NAMES = ("if", "signgd")
 
 
 def _steps(text: str) -> list[int]:
@@ -65,7 +76,7 @@ def _names(text: str) -> list[str]:
 
 
 def _add_conversion(p: argparse.ArgumentParser, calibration_required: bool) -> None:
-    p.add_argument("--method", default=None, choices=("if",),
+    p.add_argument("--method", default=None, choices=METHOD_NAMES,
                    help="conversion method (default if)")
     p.add_argument("--calibration", required=calibration_required, default=None,
                    help="data file whose samples set the thresholds"
@@ -136,11 +147,15 @@ def _load_network_or_model(path):
     return load_model(path), None
 
 
-def _conversion_kwargs(args) -> dict:
+def _conversion_kwargs(args, method: str) -> dict:
     kwargs = {}
-    for flag, (key, default, _) in CONVERT_OPTIONS.items():
+    for flag, (key, defaults, _) in CONVERT_OPTIONS.items():
         value = getattr(args, key)
-        kwargs[key] = default if value is None else value
+        if method not in defaults:
+            if value is not None:
+                raise OptionError(f"{flag} does not apply to --method {method}")
+            continue
+        kwargs[key] = defaults[method] if value is None else value
     kwargs["dtype"] = np.dtype(kwargs["dtype"]).type
     return kwargs
 
@@ -159,9 +174,11 @@ def _convert(graph, args, calibration_path):
     from refsnn.convert import METHODS
     from refsnn.data import load_split
 
+    method = args.method or "if"
+    kwargs = _conversion_kwargs(args, method)  # option errors before any file is read
     xc, _ = load_split(calibration_path, args.calibration_split or "train", graph.input_shape,
                        args.calibration_limit)
-    return METHODS[args.method or "if"](graph, xc, **_conversion_kwargs(args))
+    return METHODS[method](graph, xc, **kwargs)
 
 
 def cmd_inspect(args) -> int:
@@ -233,10 +250,13 @@ def cmd_evaluate(args) -> int:
                     "ann_accuracy": result.ann_accuracy,
                     **{f"option_{k}": v for k, v in net.options.items()}}
         save_run(args.output, result.run, settings, labels=y)
+    saturated = {k: int(v.sum()) for k, v in result.run.saturated.items() if v.any()}
     if args.json:
         print(json.dumps({
             "ann_accuracy": result.ann_accuracy,
-            "results": [{"steps": t, "accuracy": a} for t, a in result.accuracy.items()],
+            "results": [{"steps": t, "accuracy": a, "max_abs_error": result.max_abs_error[t]}
+                        for t, a in result.accuracy.items()],
+            "saturated": saturated,
             "model": str(args.model), "data": str(args.data), "split": args.split,
             "samples": int(x.shape[0]), "method": net.method, "encoding": net.encoding,
             "options": dict(net.options),
@@ -246,7 +266,11 @@ def cmd_evaluate(args) -> int:
               f"method {net.method}, encoding {net.encoding}")
         print(f"ANN accuracy  {100 * result.ann_accuracy:6.2f} %")
         for t, a in result.accuracy.items():
-            print(f"SNN T={t:<6d}  {100 * a:6.2f} %")
+            print(f"SNN T={t:<6d}  {100 * a:6.2f} %   max |output - ANN| "
+                  f"{result.max_abs_error[t]:.3g}")
+        for name, n in saturated.items():
+            print(f"warning: {n} neuron(s) of '{name}' ended with a target beyond reach "
+                  f"(saturated); a larger --scale granularity or --eta0 helps")
         if args.output:
             print(f"wrote {args.output}")
     return 0

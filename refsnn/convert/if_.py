@@ -12,12 +12,13 @@ from refsnn.convert.bnfold import fold_batchnorm
 from refsnn.convert.threshold import balance
 from refsnn.errors import ConversionError, OptionError
 from refsnn.model.graph import Graph, graph_to_dicts, make_graph
-from refsnn.sim.network import ENCODINGS, SNN_OPS, SpikingNetwork
+from refsnn.sim.network import SNN_OPS, SpikingNetwork
 
 #: Operators the IF method converts: ReLU becomes neurons, the rest are synapses.
 SUPPORTED = ("linear", "conv2d", "batchnorm", "relu", "avgpool2d", "maxpool2d", "flatten",
              "add", "identity")
 READOUTS = ("potential", "count")
+ENCODINGS = ("analog", "poisson")
 READOUT_NODE = "readout_neurons"
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from refsnn.errors import DataFormatError
+from refsnn.neurons.signgd import step_size
 
 
 class AnalogEncoder:
     """The input is the analog sample itself, every step (a constant current)."""
 
-    def __init__(self, x: np.ndarray, seed: int, sample_ids: np.ndarray):
+    def __init__(self, x: np.ndarray, seed: int, sample_ids: np.ndarray, schedule):
         self.x = x
 
     def step(self, t: int) -> np.ndarray:
@@ -26,7 +27,7 @@ class PoissonEncoder:
     only on the seed and its id: not on the batch it is in, the batch size or the threads.
     """
 
-    def __init__(self, x: np.ndarray, seed: int, sample_ids: np.ndarray):
+    def __init__(self, x: np.ndarray, seed: int, sample_ids: np.ndarray, schedule):
         peak = float(np.max(np.abs(x)))
         if peak > 1.0:
             raise DataFormatError(
@@ -43,4 +44,40 @@ class PoissonEncoder:
         return np.where(draws < self.magnitude, self.sign, 0.0).astype(self.x.dtype)
 
 
-ENCODERS = {"analog": AnalogEncoder, "poisson": PoissonEncoder}
+class ExactEncoder:
+    """signGD input as increments: the whole sample at step 1, nothing after.
+
+    The first layer's input estimate is then exactly ``x`` from step 1 on (the network sees
+    ``x``, not a fraction of it).
+    """
+
+    def __init__(self, x: np.ndarray, seed: int, sample_ids: np.ndarray, schedule):
+        self.x = x
+        self.zero = np.zeros_like(x)
+
+    def step(self, t: int) -> np.ndarray:
+        return self.x if t == 1 else self.zero
+
+
+class GradientDescentEncoder:
+    """The signGD reference code's encoder, as increments: ``f_t = f_{t-1} + eta_t (x - f_{t-1})``
+    from ``f_0 = 0``, emitting ``f_t - f_{t-1}``.
+
+    It delivers ``(1 - prod_k (1 - eta_k)) x`` after ``t`` steps (0.661 x at 8 steps with the
+    default schedule, tending to 0.956 x), so a network fed this way computes ANN(gain * x).
+    For number-for-number comparisons with that code only.
+    """
+
+    def __init__(self, x: np.ndarray, seed: int, sample_ids: np.ndarray, schedule):
+        self.x = x
+        self.f = np.zeros_like(x)
+        self.eta0, self.gamma = schedule["eta0"], schedule["gamma"]
+
+    def step(self, t: int) -> np.ndarray:
+        delta = step_size(self.eta0, self.gamma, t) * (self.x - self.f)
+        self.f = self.f + delta
+        return delta
+
+
+ENCODERS = {"analog": AnalogEncoder, "poisson": PoissonEncoder, "exact": ExactEncoder,
+            "gd": GradientDescentEncoder}

@@ -24,12 +24,16 @@ import numpy as np
 from refsnn.errors import ModelFormatError
 from refsnn.io import atomic_h5, open_h5
 from refsnn.model.format import _check_header, _str, read_graph, write_graph
-from refsnn.model.graph import Graph
+from refsnn.model.graph import Graph, check_param
 from refsnn.model.ops import OPS, AttrSpec, OpSpec, ShapeRuleError
+from refsnn.neurons.signgd import TARGETS, target_value
+from refsnn.synapses.window import window_forward
 
 FORMAT = "refsnn-snn"
 FORMAT_VERSION = 1
-ENCODINGS = ("analog", "poisson")
+ENCODINGS = ("analog", "poisson", "exact", "gd")
+DECODERS = ("mean", "estimate")
+METHODS = ("if", "signgd")
 
 
 def _if_params(attrs, in_shapes):
@@ -42,6 +46,40 @@ def _if_out(attrs, in_shapes, params):
     return in_shapes[0]
 
 
+def _sgd_params(attrs, in_shapes):
+    shape = in_shapes[0]
+    return {"scale": shape, "x_init": (len(in_shapes),) + shape}
+
+
+def _sgd_out(attrs, in_shapes, params):
+    target = TARGETS.get(attrs["fn"])
+    if target is None:
+        raise ShapeRuleError("fn", f"one of {sorted(TARGETS)}", repr(attrs["fn"]))
+    if target.n_inputs != len(in_shapes):
+        raise ShapeRuleError("inputs", f"{target.n_inputs} input(s) for {attrs['fn']}",
+                             str(len(in_shapes)))
+    for s in in_shapes[1:]:
+        if s != in_shapes[0]:
+            raise ShapeRuleError("inputs", f"equal shapes {in_shapes[0]}", str(s))
+    if "scale" in params and np.any(params["scale"] <= 0):  # a draft has no params yet
+        raise ShapeRuleError("scale", "positive scales", "a value <= 0")
+    if attrs["min_value"] >= attrs["max_value"]:
+        raise ShapeRuleError("min_value", f"less than max_value={attrs['max_value']}",
+                             str(attrs["min_value"]))
+    return in_shapes[0]
+
+
+def _window_out(attrs, in_shapes, params):
+    if len(in_shapes[0]) != 3:
+        raise ShapeRuleError("input shape", "rank 3 (C, H, W)", str(in_shapes[0]))
+    c, h, w = in_shapes[0]
+    (kh, kw), (sh, sw), (ph, pw) = attrs["kernel"], attrs["stride"], attrs["padding"]
+    oy, ox = attrs["offset"]
+    if oy >= kh or ox >= kw:
+        raise ShapeRuleError("offset", f"inside the kernel {(kh, kw)}", str((oy, ox)))
+    return (c, (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1)
+
+
 #: Operators of converted networks, on top of :data:`refsnn.model.ops.OPS`.
 NEURON_OPS: dict[str, OpSpec] = {
     "if": OpSpec(
@@ -49,8 +87,30 @@ NEURON_OPS: dict[str, OpSpec] = {
         attrs={"reset": AttrSpec("str", default="subtract", choices=("subtract", "zero")),
                "v_init": AttrSpec("str", default="zero", choices=("zero", "half"))},
         params=("threshold",), param_shapes=_if_params, out_shape=_if_out),
+    "sgd": OpSpec(
+        "sgd", -1,
+        attrs={"fn": AttrSpec("str"),
+               "tie": AttrSpec("str", default="inclusive", choices=("inclusive", "strict")),
+               "slope": AttrSpec("float", default=0.01),
+               "min_value": AttrSpec("float", default=-1.0),
+               "max_value": AttrSpec("float", default=1.0)},
+        params=("scale", "x_init"), param_shapes=_sgd_params, out_shape=_sgd_out),
 }
-SNN_OPS = {**OPS, **NEURON_OPS}
+
+#: Synapse operators that only converted networks use.
+SYNAPSE_OPS: dict[str, OpSpec] = {
+    # One kernel position of a pooling window: out[c, y, x] = in[c, y*sh + oy - ph,
+    # x*sw + ox - pw], or pad_value outside the input. Max pooling becomes a tree of
+    # two-input max neurons over these.
+    "window": OpSpec(
+        "window", 1,
+        attrs={"kernel": AttrSpec("pair", minimum=1), "stride": AttrSpec("pair", minimum=1),
+               "padding": AttrSpec("pair", default=(0, 0), minimum=0),
+               "offset": AttrSpec("pair", minimum=0),
+               "pad_value": AttrSpec("float", default=0.0)},
+        out_shape=_window_out),
+}
+SNN_OPS = {**OPS, **NEURON_OPS, **SYNAPSE_OPS}
 
 
 def clip_forward(node, x):
@@ -59,8 +119,13 @@ def clip_forward(node, x):
     return np.minimum(np.maximum(x, 0.0), theta)
 
 
-#: ANN forward functions of the neuron operators (the limit T -> infinity of the SNN).
-NEURON_FORWARD = {"if": clip_forward}
+def sgd_forward(node, *xs):
+    """ANN meaning of an ``sgd`` node: its target function."""
+    return target_value(node.attrs["fn"], node.attrs, xs)
+
+
+#: ANN forward functions of the converted-only operators (the limit T -> infinity of the SNN).
+NEURON_FORWARD = {"if": clip_forward, "sgd": sgd_forward, "window": window_forward}
 
 
 @dataclass(frozen=True)
@@ -74,16 +139,29 @@ class SpikingNetwork:
     method : str
         The conversion method that made it (``"if"``).
     encoding : str
-        ``"analog"`` (the input is a constant current every step) or ``"poisson"`` (Bernoulli
-        spikes per step with probability ``|x|`` and value ``sign(x)``).
+        A key of :data:`refsnn.sim.encoders.ENCODERS`: ``"analog"`` (the input is a constant
+        current every step), ``"poisson"`` (Bernoulli spikes per step with probability ``|x|``
+        and value ``sign(x)``), ``"exact"`` (the whole input delivered at step 1) or ``"gd"``
+        (the signGD reference code's gradient-descent encoder).
     options : mapping
         The conversion options used, for provenance (strings and numbers).
+    decoder : {"mean", "estimate"}
+        ``mean``: the readout after ``T`` steps is the mean of the output's values over steps
+        ``1..T`` (rate coding). ``estimate``: the output's values are increments, and the
+        readout is ``readout_init`` plus their sum (signGD).
+    schedule : mapping
+        ``{"eta0": float, "gamma": float}`` for signGD networks; empty otherwise.
+    readout_init : ndarray, shape output_shape, optional
+        The decoder's initial value (``estimate`` decoder only).
     """
 
     graph: Graph
     method: str
     encoding: str
     options: Mapping[str, object] = field(default_factory=lambda: MappingProxyType({}))
+    decoder: str = "mean"
+    schedule: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    readout_init: np.ndarray | None = None
 
     def neuron_nodes(self) -> list[str]:
         """Names of the nodes that hold neurons, in graph order."""
@@ -97,8 +175,13 @@ def save_snn(net: SpikingNetwork, path) -> None:
         f.attrs["format_version"] = FORMAT_VERSION
         f.attrs["method"] = net.method
         f.attrs["encoding"] = net.encoding
+        f.attrs["decoder"] = net.decoder
         for key, value in net.options.items():
             f.attrs[f"option_{key}"] = value
+        for key, value in net.schedule.items():
+            f.attrs[f"schedule_{key}"] = float(value)
+        if net.readout_init is not None:
+            f.create_dataset("readout_init", data=net.readout_init)
         write_graph(f, net.graph)
 
 
@@ -114,20 +197,34 @@ def load_snn(path, dtype=np.float64) -> SpikingNetwork:
     with open_h5(path, "network file") as f:
         _check_header(f, file, FORMAT, FORMAT_VERSION)
         method = _str(f.attrs.get("method"))
-        if method != "if":
-            raise ModelFormatError(file, "/", "method", "'if'", repr(method))
+        if method not in METHODS:
+            raise ModelFormatError(file, "/", "method", f"one of {list(METHODS)}", repr(method))
         encoding = _str(f.attrs.get("encoding"))
         if encoding not in ENCODINGS:
             raise ModelFormatError(file, "/", "encoding", f"one of {list(ENCODINGS)}",
                                    repr(encoding))
-        known = {"format", "format_version", "method", "encoding", "output"}
-        options = {}
+        decoder = _str(f.attrs.get("decoder"))
+        if decoder not in DECODERS:
+            raise ModelFormatError(file, "/", "decoder", f"one of {list(DECODERS)}",
+                                   repr(decoder))
+        known = {"format", "format_version", "method", "encoding", "decoder", "output"}
+        options, schedule = {}, {}
         for key, value in f.attrs.items():
+            v = _str(value)
+            v = v.item() if isinstance(v, np.generic) else v
             if key.startswith("option_"):
-                v = _str(value)
-                options[key[len("option_"):]] = v.item() if isinstance(v, np.generic) else v
+                options[key[len("option_"):]] = v
+            elif key.startswith("schedule_"):
+                schedule[key[len("schedule_"):]] = v
             elif key not in known:
-                raise ModelFormatError(file, "/", key, f"attributes {sorted(known)} or option_*",
-                                       "an unknown attribute")
+                raise ModelFormatError(file, "/", key, f"attributes {sorted(known)}, option_* "
+                                       "or schedule_*", "an unknown attribute")
         graph = read_graph(f, file, dtype=dtype, ops=SNN_OPS)
-    return SpikingNetwork(graph, method, encoding, MappingProxyType(options))
+        init = None
+        if "readout_init" in f:
+            init = check_param(f["readout_init"][()], file, "", "readout_init", dtype)
+            want = graph.shapes[graph.output]
+            if init.shape != want:
+                raise ModelFormatError(file, "/readout_init", "shape", str(want), str(init.shape))
+    return SpikingNetwork(graph, method, encoding, MappingProxyType(options), decoder,
+                          MappingProxyType(schedule), init)

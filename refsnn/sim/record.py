@@ -9,6 +9,7 @@ Layout::
     /readout/T<steps>      (N, *output_shape): the readout after that many steps
     /rasters/<node>        bool (T_max, N, *shape), only for nodes asked for
     /potentials/<node>     (T_max, N, *shape), only for nodes asked for
+    /saturated/<node>      bool (N, *shape): signGD neurons whose last target was out of reach
     /labels                int64 (N,) when known
 
 Datasets are written without compression or timestamps, so the same run gives the same bytes.
@@ -34,7 +35,8 @@ def save_run(path, run, settings: Mapping[str, object], labels=None) -> None:
         for key, value in settings.items():
             f.attrs[key] = value
         for group, items in (("counts", run.counts), ("step_counts", run.step_counts),
-                             ("rasters", run.rasters), ("potentials", run.potentials)):
+                             ("rasters", run.rasters), ("potentials", run.potentials),
+                             ("saturated", run.saturated)):
             g = f.create_group(group, track_order=True)
             for name, arr in items.items():
                 g.create_dataset(name, data=arr)
@@ -54,4 +56,4 @@ def concat_runs(runs: list):
                              for k in getattr(first, key)}
     return Run(first.steps, cat("readout", 0), cat("counts", 0),
                {k: sum(r.step_counts[k] for r in runs) for k in first.step_counts},
-               cat("rasters", 1), cat("potentials", 1))
+               cat("rasters", 1), cat("potentials", 1), cat("saturated", 0))

@@ -45,7 +45,10 @@ class Run:
     rasters : dict of str to bool ndarray, shape (T_max, B, *node_shape)
         Spike rasters of the nodes asked for.
     potentials : dict of str to ndarray, shape (T_max, B, *node_shape)
-        Membrane potentials after reset, of the nodes asked for.
+        Membrane potentials after reset (signGD: the output estimate ``scale * v``), of the
+        nodes asked for.
+    saturated : dict of str to bool ndarray, shape (B, *node_shape)
+        signGD neurons whose target at the last step lay beyond the reach of their estimate.
     """
 
     steps: tuple[int, ...]
@@ -54,6 +57,7 @@ class Run:
     step_counts: dict[str, np.ndarray]
     rasters: dict[str, np.ndarray] = field(default_factory=dict)
     potentials: dict[str, np.ndarray] = field(default_factory=dict)
+    saturated: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 class Simulator:
@@ -77,7 +81,7 @@ class Simulator:
             if node.op not in STEP_OPS:
                 raise ConversionError(f"node '{node.name}': op '{node.op}' has no spiking "
                                       f"implementation; convert the model first")
-        self.ops = [STEP_OPS[n.op](n, graph, self.backend) for n in graph.nodes]
+        self.ops = [STEP_OPS[n.op](n, graph, self.backend, net.schedule) for n in graph.nodes]
         self.dtype = graph.dtype
 
     def run(self, x: np.ndarray, steps, seed: int = 0, sample_ids=None,
@@ -118,7 +122,7 @@ class Simulator:
                 raise OptionError(f"record: '{name}' is not a neuron node; neuron nodes: "
                                   f"{', '.join(neurons) or 'none'}")
         t_max = steps[-1]
-        encoder = ENCODERS[self.net.encoding](x, seed, ids)
+        encoder = ENCODERS[self.net.encoding](x, seed, ids, self.net.schedule)
         states = [op.init(batch) for op in self.ops]
         shapes = graph.shapes
         counts = {n: np.zeros((batch,) + shapes[n], np.int64) for n in neurons}
@@ -133,7 +137,7 @@ class Simulator:
                 node = op.node
                 values[node.name] = op.step(state, *(values[i] for i in node.inputs))
             for name, (op, i) in neurons.items():
-                fired = values[name] > 0
+                fired = op.fired(values[name])
                 counts[name] += fired
                 step_counts[name][t - 1] = int(fired.sum())
                 if name in rec_r:
@@ -142,8 +146,19 @@ class Simulator:
                     rec_u[name][t - 1] = op.potential(states[i])
             total += values[graph.output]
             if t in steps:
-                readout[t] = total / t
-        return Run(steps, readout, counts, step_counts, rec_r, rec_u)
+                readout[t] = self._decode(total, t)
+        saturated = {}
+        for name, (op, i) in neurons.items():
+            sat = op.saturated(states[i])
+            if sat is not None:
+                saturated[name] = sat
+        return Run(steps, readout, counts, step_counts, rec_r, rec_u, saturated)
+
+    def _decode(self, total: np.ndarray, t: int) -> np.ndarray:
+        """The readout after ``t`` steps from the sum of the output's values."""
+        if self.net.decoder == "estimate":
+            return self.net.readout_init + total
+        return total / t
 
 
 def _check_steps(steps) -> tuple[int, ...]:

@@ -15,8 +15,11 @@ import numpy as np
 
 from refsnn.model.graph import Graph, Node
 from refsnn.neurons.if_ import if_step_numba, if_step_numpy
+from refsnn.neurons.signgd import (reach, signgd_fire_numba, signgd_fire_numpy, step_size,
+                                   target_value)
 from refsnn.synapses.conv import avgpool_numba, avgpool_numpy, conv_numba, conv_numpy
 from refsnn.synapses.linear import linear_numba, linear_numpy
+from refsnn.synapses.window import window_forward
 from refsnn.synapses.maxpool import maxpool_spikes_numba, maxpool_spikes_numpy
 
 
@@ -30,13 +33,14 @@ class Backend:
     avgpool: Callable
     maxpool_spikes: Callable
     if_step: Callable
+    signgd_fire: Callable
 
 
 BACKENDS = {
     "numpy": Backend("numpy", linear_numpy, conv_numpy, avgpool_numpy, maxpool_spikes_numpy,
-                     if_step_numpy),
+                     if_step_numpy, signgd_fire_numpy),
     "numba": Backend("numba", linear_numba, conv_numba, avgpool_numba, maxpool_spikes_numba,
-                     if_step_numba),
+                     if_step_numba, signgd_fire_numba),
 }
 
 
@@ -45,7 +49,7 @@ class StepOp:
 
     is_neuron = False
 
-    def __init__(self, node: Node, graph: Graph, backend: Backend):
+    def __init__(self, node: Node, graph: Graph, backend: Backend, schedule):
         self.node = node
         self.shape = graph.shapes[node.name]
         self.backend = backend
@@ -58,8 +62,8 @@ class StepOp:
 
 
 class Linear(StepOp):
-    def __init__(self, node, graph, backend):
-        super().__init__(node, graph, backend)
+    def __init__(self, node, graph, backend, schedule):
+        super().__init__(node, graph, backend, schedule)
         self.w_t = np.ascontiguousarray(node.params["weight"].T)
         self.bias = np.asarray(node.params["bias"])
 
@@ -83,8 +87,8 @@ class AvgPool2d(StepOp):
 class BatchNorm(StepOp):
     """An unfolded batchnorm: a per-channel affine map ``x * scale + shift`` of each step."""
 
-    def __init__(self, node, graph, backend):
-        super().__init__(node, graph, backend)
+    def __init__(self, node, graph, backend, schedule):
+        super().__init__(node, graph, backend, schedule)
         p = node.params
         scale = p["gamma"] / np.sqrt(p["var"] + node.attrs["eps"])
         extra = (1,) * (len(self.shape) - 1)
@@ -116,8 +120,8 @@ class Add(StepOp):
 class MaxPoolSpikes(StepOp):
     """Max pooling of spike trains (see :mod:`refsnn.synapses.maxpool`)."""
 
-    def __init__(self, node, graph, backend):
-        super().__init__(node, graph, backend)
+    def __init__(self, node, graph, backend, schedule):
+        super().__init__(node, graph, backend, schedule)
         self.in_shape = graph.shapes[node.inputs[0]]
         self.theta = np.asarray(graph.node(node.inputs[0]).params["threshold"])
 
@@ -136,8 +140,8 @@ class IFNeurons(StepOp):
 
     is_neuron = True
 
-    def __init__(self, node, graph, backend):
-        super().__init__(node, graph, backend)
+    def __init__(self, node, graph, backend, schedule):
+        super().__init__(node, graph, backend, schedule)
         theta = np.asarray(node.params["threshold"])
         per_channel = int(np.prod(self.shape[1:]))
         self.theta = np.ascontiguousarray(np.repeat(theta, per_channel))  # (N,)
@@ -155,9 +159,72 @@ class IFNeurons(StepOp):
     def potential(self, u):
         return u.reshape((u.shape[0],) + self.shape)
 
+    def fired(self, value):
+        """Which neurons spiked, from this step's values (a spike carries +theta)."""
+        return value > 0
+
+    def saturated(self, u):
+        """IF neurons cannot saturate silently: clipping at theta is part of the method."""
+        return None
+
+
+class SignGDNeurons(StepOp):
+    """signGD neurons (see :mod:`refsnn.neurons.signgd`).
+
+    State: ``x`` (one input estimate per input, (B, *shape) each), ``v`` (B, N), the step
+    counter ``t`` and the last target (B, N), kept to report saturation.
+    """
+
+    is_neuron = True
+
+    def __init__(self, node, graph, backend, schedule):
+        super().__init__(node, graph, backend, schedule)
+        self.fn = node.attrs["fn"]
+        self.inclusive = node.attrs["tie"] == "inclusive"
+        self.scale = np.ascontiguousarray(np.asarray(node.params["scale"]).reshape(-1))
+        self.x_init = np.asarray(node.params["x_init"])
+        self.eta0, self.gamma = schedule["eta0"], schedule["gamma"]
+        self.reach = reach(self.eta0, self.gamma)
+
+    def init(self, batch):
+        n = self.scale.size
+        return {"x": [np.repeat(xi[None], batch, axis=0) for xi in self.x_init],
+                "v": np.zeros((batch, n), self.scale.dtype), "t": 0,
+                "target": np.zeros((batch, n), self.scale.dtype)}
+
+    def step(self, state, *xs):
+        state["t"] += 1
+        for x_hat, increment in zip(state["x"], xs):
+            x_hat += increment
+        target = target_value(self.fn, self.node.attrs, state["x"])
+        target = np.ascontiguousarray((target / self.scale.reshape(self.shape)).reshape(
+            state["v"].shape), dtype=state["v"].dtype)
+        state["target"] = target
+        eta = step_size(self.eta0, self.gamma, state["t"])
+        out = self.backend.signgd_fire(state["v"], target, eta, self.inclusive, self.scale)
+        return out.reshape((out.shape[0],) + self.shape)
+
+    def potential(self, state):
+        return (state["v"] * self.scale).reshape((state["v"].shape[0],) + self.shape)
+
+    def fired(self, value):
+        """A signGD spike (s = 1) lowers the estimate: its increment is negative."""
+        return value < 0
+
+    def saturated(self, state):
+        """Neurons whose last target lies beyond the reach of ``v``, (B, *shape) bool."""
+        return (np.abs(state["target"]) > self.reach).reshape((-1,) + self.shape)
+
+
+class Window(StepOp):
+    """One kernel position of a pooling window; padding is ``pad_value``."""
+
+    def step(self, state, x):
+        return window_forward(self.node, x)
+
 
 STEP_OPS: dict[str, type[StepOp]] = {
     "linear": Linear, "conv2d": Conv2d, "avgpool2d": AvgPool2d, "batchnorm": BatchNorm,
     "flatten": Flatten, "identity": Identity, "add": Add, "maxpool2d": MaxPoolSpikes,
-    "if": IFNeurons,
+    "if": IFNeurons, "sgd": SignGDNeurons, "window": Window,
 }

@@ -1,0 +1,233 @@
+"""signGD conversion (Oh & Lee 2024): every nonlinearity becomes a signGD neuron.
+
+Affine operators stay synapses and carry *increments* of estimates; each nonlinearity becomes
+an ``sgd`` neuron tracking ``f`` of its input estimate; max pooling becomes a tree of two-input
+max neurons over ``window`` synapses. The steps:
+
+1. fold batch normalisation (:func:`refsnn.convert.bnfold.fold_batchnorm`);
+2. rewrite the graph: nonlinear ops -> ``sgd`` nodes, max pooling -> windows + max tree;
+3. scales: ``scale = max |f|`` over the calibration set (per element, channel or layer; values
+   <= 1e-5 become 1), so every target on the calibration data lies within ``[-1, 1]``, well
+   inside the reach ``eta0 / (1 - gamma)`` (3 for the defaults);
+4. initial input estimates ``x_init`` = each neuron's input when every neuron output and the
+   encoder's output are 0 (the constant part ``c`` of the affine map feeding it), and the
+   decoder's initial value = the output node's value in that same pass;
+5. constants removed from the synapses (biases 0, batchnorm shifts 0, window padding 0): they
+   live in ``x_init`` and ``readout_init`` now, so per step the synapses carry only the linear
+   part ``A`` of each affine map, and ``x_hat_t = A(v_t of the layers below) + c`` exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from types import MappingProxyType
+
+import numpy as np
+
+from refsnn import ann
+from refsnn.checks import check_batch
+from refsnn.convert.bnfold import fold_batchnorm
+from refsnn.errors import ConversionError, OptionError
+from refsnn.model.graph import INPUT, Graph, graph_to_dicts, make_graph
+from refsnn.sim.network import NEURON_FORWARD, NEURON_OPS, SNN_OPS, SpikingNetwork
+
+#: Operators that stay synapses: affine maps, applied per step to increments.
+AFFINE = ("linear", "conv2d", "batchnorm", "avgpool2d", "flatten", "add", "identity",
+          "transpose", "mean", "scale")
+
+#: ANN operator -> (signGD target, attributes it passes on).
+ACTIVATIONS = {
+    "relu": ("relu", ()),
+    "leaky_relu": ("leaky_relu", ("slope",)),
+    "silu": ("silu", ()),
+    "sigmoid": ("sigmoid", ()),
+    "tanh": ("tanh", ()),
+    "hardtanh": ("hardtanh", ("min_value", "max_value")),
+    "abs": ("abs", ()),
+    "square": ("square", ()),
+    "exp": ("exp", ()),
+    "multiply": ("multiply", ()),
+}
+#: Every operator that becomes neurons.
+NONLINEAR = (*ACTIVATIONS, "gelu", "maxpool2d")
+ENCODINGS = ("exact", "gd")
+SCALES = ("element", "channel", "layer")
+#: Operators of the draft graph, whose ``sgd`` nodes have no parameters yet.
+_DRAFT_OPS = {**SNN_OPS, "sgd": replace(NEURON_OPS["sgd"], params=(),
+                                        param_shapes=lambda attrs, in_shapes: {})}
+#: The reference code's tie rules: inclusive (>=) for these targets, strict (>) for the others.
+COMPAT_INCLUSIVE = ("relu", "square", "exp", "multiply")
+
+
+def convert_signgd(
+    graph: Graph,
+    calibration: np.ndarray,
+    eta0: float = 0.15,
+    gamma: float = 0.95,
+    scale: str = "element",
+    encoding: str = "exact",
+    compat: bool = False,
+    dtype=np.float64,
+) -> SpikingNetwork:
+    """Convert a network with element-wise nonlinearities and max pooling into signGD neurons.
+
+    Parameters
+    ----------
+    graph : Graph
+        The trained ANN.
+    calibration : ndarray, shape (B, *graph.input_shape)
+        Inputs whose ANN activations set each neuron's scale.
+    eta0, gamma : float
+        Step-size schedule ``eta_t = eta0 * gamma**(t-1)``; ``eta0 > 0``, ``0 < gamma < 1``.
+    scale : {"element", "channel", "layer"}
+        Granularity of the scales (max |f| over the calibration set).
+    encoding : {"exact", "gd"}
+        ``exact`` delivers the input at step 1; ``gd`` is the reference code's encoder.
+    compat : bool
+        Reproduce the reference code (snuhcs/snn_signgd): ``gd`` encoder, GELU as
+        ``x * sigmoid(1.702 x)``, LeakyReLU slope 0.1, its tie rules, and scales for ReLU
+        neurons only (per element; every other neuron gets scale 1).
+    dtype : {numpy.float64, numpy.float32}
+
+    Raises
+    ------
+    ConversionError
+        For an operator that is neither affine nor a supported nonlinearity.
+    OptionError
+        For invalid options.
+    """
+    if not (np.isfinite(eta0) and eta0 > 0):
+        raise OptionError(f"--eta0: expected a positive number, found {eta0}")
+    if not (0 < gamma < 1):
+        raise OptionError(f"--gamma: expected a number in (0, 1), found {gamma}")
+    _check_choice("--scale", scale, SCALES)
+    _check_choice("--encoding", encoding, ENCODINGS)
+    _check_choice("--dtype", np.dtype(dtype).name, ("float64", "float32"))
+    if compat:
+        encoding = "gd"
+    for node in graph.nodes:
+        if node.op not in AFFINE and node.op not in NONLINEAR:
+            raise ConversionError(
+                f"node '{node.name}': op '{node.op}' cannot be converted with --method signgd "
+                f"(it is neither affine nor a supported nonlinearity)")
+
+    folded = fold_batchnorm(graph)
+    dicts = _rewrite(folded, compat)
+    x = check_batch(calibration, graph.input_shape, what="calibration data")
+    # A first graph with placeholder scales and initial states gives the activations...
+    draft = make_graph(graph.input_shape, dicts, folded.output, ops=_DRAFT_OPS)
+    _, acts = ann.forward(draft, x, all_nodes=True, forward_ops=NEURON_FORWARD)
+    # ... and, with every neuron silent and a zero input, the constants c of the affine maps.
+    silent = {"sgd": lambda node, *xs: np.zeros_like(xs[0])}
+    _, zero = ann.forward(draft, np.zeros((1,) + graph.input_shape), all_nodes=True,
+                          forward_ops={**NEURON_FORWARD, **silent})
+    for d in dicts:
+        if d["op"] == "sgd":
+            d["params"] = {
+                "scale": _scale(acts[d["name"]], scale, compat, d["attrs"]["fn"]),
+                "x_init": np.stack([zero[i][0] for i in d["inputs"]]),
+            }
+        _remove_constants(d)
+    readout_init = np.asarray(zero[folded.output][0], dtype=dtype)
+    snn_graph = make_graph(graph.input_shape, dicts, folded.output, dtype=dtype, ops=SNN_OPS)
+    options = {"eta0": float(eta0), "gamma": float(gamma), "scale": scale,
+               "compat": int(compat), "dtype": np.dtype(dtype).name,
+               "calibration_samples": int(x.shape[0])}
+    return SpikingNetwork(snn_graph, "signgd", encoding, MappingProxyType(options),
+                          decoder="estimate",
+                          schedule=MappingProxyType({"eta0": float(eta0), "gamma": float(gamma)}),
+                          readout_init=readout_init)
+
+
+def _check_choice(option: str, value, choices) -> None:
+    if value not in choices:
+        raise OptionError(f"{option}: expected one of {', '.join(choices)}, found {value!r}")
+
+
+def _neuron(name, inputs, fn, compat, **attrs):
+    tie = "inclusive" if (not compat or fn in COMPAT_INCLUSIVE) else "strict"
+    return {"name": name, "op": "sgd", "inputs": list(inputs),
+            "attrs": {"fn": fn, "tie": tie, **attrs}, "params": {}}
+
+
+def _rewrite(graph: Graph, compat: bool) -> list[dict]:
+    """Nonlinear nodes -> ``sgd`` nodes (placeholder params); max pooling -> window + max tree."""
+    out = []
+    for d in graph_to_dicts(graph):
+        op, attrs = d["op"], d["attrs"]
+        if op in ACTIVATIONS:
+            fn, keep = ACTIVATIONS[op]
+            passed = {k: attrs[k] for k in keep}
+            if compat and fn == "leaky_relu":
+                passed["slope"] = 0.1
+            out.append(_neuron(d["name"], d["inputs"], fn, compat, **passed))
+        elif op == "gelu":
+            fn = "gelu_sigmoid" if compat else (
+                "gelu_tanh" if attrs.get("approximate") == "tanh" else "gelu")
+            out.append(_neuron(d["name"], d["inputs"], fn, compat))
+        elif op == "maxpool2d":
+            out.extend(_max_tree(d, compat))
+        else:
+            out.append(d)
+    return out
+
+
+def _max_tree(d: dict, compat: bool) -> list[dict]:
+    """Max pooling as a balanced tree of two-input max neurons over the window positions.
+
+    The last node keeps the pooling node's name, so consumers need no rewiring. Padding is
+    ``-1e6``: large enough never to win against a real activation of a calibrated network
+    (targets are scaled to [-1, 1] times the calibration max), small enough to keep the
+    padded positions' own scales finite.
+    """
+    a = d["attrs"]
+    kh, kw = a["kernel"]
+    nodes, level = [], []
+    for oy in range(kh):
+        for ox in range(kw):
+            nodes.append({"name": f"{d['name']}.window{oy}{ox}", "op": "window",
+                          "inputs": d["inputs"],
+                          "attrs": {"kernel": a["kernel"], "stride": a["stride"],
+                                    "padding": a["padding"], "offset": (oy, ox),
+                                    "pad_value": -1e6 if any(a["padding"]) else 0.0},
+                          "params": {}})
+            level.append(nodes[-1]["name"])
+    depth = 0
+    while len(level) > 1:
+        nxt = []
+        for i in range(0, len(level) - 1, 2):
+            last = len(level) == 2
+            name = d["name"] if last else f"{d['name']}.max{depth}_{i // 2}"
+            nodes.append(_neuron(name, [level[i], level[i + 1]], "max", compat))
+            nxt.append(name)
+        if len(level) % 2:
+            nxt.append(level[-1])
+        level, depth = nxt, depth + 1
+    if level[0] != d["name"]:  # a 1x1 window: the pooling is the window itself
+        nodes[-1]["name"] = d["name"]
+    return nodes
+
+
+def _scale(act: np.ndarray, granularity: str, compat: bool, fn: str) -> np.ndarray:
+    """Per-element scales (shape of one sample) from a neuron's calibration activations."""
+    if compat and fn != "relu":
+        return np.ones(act.shape[1:])
+    mag = np.abs(act)
+    axes = {"element": (0,), "channel": tuple(i for i in range(act.ndim) if i != 1),
+            "layer": tuple(range(act.ndim))}[granularity]
+    m = np.max(mag, axis=axes, keepdims=True)
+    m = np.where(m > 1e-5, m, 1.0)
+    return np.broadcast_to(m, act.shape)[0].copy()
+
+
+def _remove_constants(d: dict) -> None:
+    """Zero a synapse's constant part; it lives in ``x_init`` / ``readout_init`` now."""
+    if d["op"] in ("linear", "conv2d"):
+        d["params"] = {**d["params"], "bias": np.zeros_like(d["params"]["bias"])}
+    elif d["op"] == "batchnorm":
+        # shift = beta - mean * s must be exactly 0: set beta to the same product.
+        p = d["params"]
+        s = p["gamma"] / np.sqrt(p["var"] + d["attrs"]["eps"])
+        d["params"] = {**p, "beta": p["mean"] * s}
+    elif d["op"] == "window":
+        d["attrs"] = {**d["attrs"], "pad_value": 0.0}
