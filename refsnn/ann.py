@@ -6,15 +6,19 @@ is compared with this. Arrays carry a leading batch axis: ``(B, *shape)``.
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import numpy as np
+from scipy.special import erf, expit
 
 from refsnn.checks import check_batch
 from refsnn.model.graph import INPUT, Graph, Node
+from refsnn.model.ops import axis_index, mean_axes, parse_perm
 
 
 def _linear(node: Node, x):
+    # Over the last axis, whatever the rank, like torch.nn.Linear.
     return x @ node.params["weight"].T + node.params["bias"]
 
 
@@ -85,6 +89,61 @@ def _add(node: Node, *xs):
     return out
 
 
+def _gelu(node: Node, x):
+    # math (not numpy) constants are Python floats, which keep float32 arrays float32
+    if node.attrs["approximate"] == "tanh":
+        return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
+    return 0.5 * x * (1.0 + erf(x / math.sqrt(2.0)))  # x * Phi(x), Phi the normal CDF
+
+
+def _leaky_relu(node: Node, x):
+    return np.where(x >= 0, x, node.attrs["slope"] * x)
+
+
+def _hardtanh(node: Node, x):
+    return np.clip(x, node.attrs["min_value"], node.attrs["max_value"])
+
+
+def _sample_axis(node: Node, x):
+    """The batched axis of ``x`` a node's ``axis`` attribute ("last" or "channel") names."""
+    return 1 + axis_index(node.attrs["axis"], x.shape[1:])
+
+
+def _along(v, axis, ndim):
+    """``v`` of shape (D,) reshaped to broadcast along ``axis`` of an ``ndim``-array."""
+    shape = [1] * ndim
+    shape[axis] = -1
+    return v.reshape(shape)
+
+
+def _layernorm(node: Node, x):
+    axis = _sample_axis(node, x)
+    mean = np.mean(x, axis=axis, keepdims=True)
+    var = np.mean((x - mean) ** 2, axis=axis, keepdims=True)  # biased, as torch
+    y = (x - mean) / np.sqrt(var + node.attrs["eps"])
+    return y * _along(node.params["weight"], axis, x.ndim) + \
+        _along(node.params["bias"], axis, x.ndim)
+
+
+def _softmax(node: Node, x):
+    e = np.exp(x - np.max(x, axis=-1, keepdims=True))  # at most exp(0) = 1: no overflow
+    return e / np.sum(e, axis=-1, keepdims=True)
+
+
+def _transpose(node: Node, x):
+    perm = parse_perm(node.attrs["perm"], x.ndim - 1)
+    return np.transpose(x, (0,) + tuple(1 + i for i in perm))
+
+
+def _mean(node: Node, x):
+    axes = tuple(1 + i for i in mean_axes(node.attrs["axis"], x.ndim - 1))
+    return np.mean(x, axis=axes, keepdims=bool(node.attrs["keepdims"]))
+
+
+def _scale(node: Node, x):
+    return x * _along(node.params["weight"], _sample_axis(node, x), x.ndim)
+
+
 FORWARD: dict[str, Callable] = {
     "linear": _linear,
     "conv2d": _conv2d,
@@ -95,6 +154,21 @@ FORWARD: dict[str, Callable] = {
     "flatten": lambda node, x: x.reshape(x.shape[0], -1),
     "add": _add,
     "identity": lambda node, x: x,
+    "gelu": _gelu,
+    "silu": lambda node, x: x * expit(x),
+    "sigmoid": lambda node, x: expit(x),  # no overflow for large |x|
+    "tanh": lambda node, x: np.tanh(x),
+    "leaky_relu": _leaky_relu,
+    "hardtanh": _hardtanh,
+    "abs": lambda node, x: np.abs(x),
+    "square": lambda node, x: x * x,
+    "exp": lambda node, x: np.exp(x),
+    "layernorm": _layernorm,
+    "softmax": _softmax,
+    "multiply": lambda node, x, y: x * y,
+    "transpose": _transpose,
+    "mean": _mean,
+    "scale": _scale,
 }
 """Operator name -> ``f(node, *inputs) -> output``, all batched."""
 

@@ -85,16 +85,16 @@ def _window_out(size: int, kernel: int, stride: int, pad: int, field_name: str) 
 
 
 def _linear_params(attrs, in_shapes):
-    _need_rank(in_shapes[0], (1,), "linear takes a vector; add a flatten node first")
-    # The output width is read from the weight itself, so only the input width is fixed here.
-    return {"weight": (None, in_shapes[0][0]), "bias": (None,)}
+    # Applied over the last axis, like torch.nn.Linear: (..., N) -> (..., M). The output width
+    # is read from the weight itself, so only the input width N is fixed here.
+    return {"weight": (None, in_shapes[0][-1]), "bias": (None,)}
 
 
 def _linear_out(attrs, in_shapes, params):
     out = params["weight"].shape[0]
     if params["bias"].shape != (out,):
         raise ShapeRuleError("bias", f"shape ({out},)", str(params["bias"].shape))
-    return (out,)
+    return tuple(in_shapes[0][:-1]) + (out,)
 
 
 def _conv_params(attrs, in_shapes):
@@ -158,6 +158,82 @@ def _add_out(attrs, in_shapes, params):
     return first
 
 
+def _hardtanh_out(attrs, in_shapes, params):
+    lo, hi = attrs["min_value"], attrs["max_value"]
+    if not lo < hi:
+        raise ShapeRuleError("min_value", f"less than max_value={hi!r}", repr(lo))
+    return in_shapes[0]
+
+
+def axis_index(axis: str, shape: Shape) -> int:
+    """The per-sample axis an ``axis`` attribute names: ``"last"`` or ``"channel"`` (axis 0)."""
+    return len(shape) - 1 if axis == "last" else 0
+
+
+def _layernorm_params(attrs, in_shapes):
+    d = in_shapes[0][axis_index(attrs["axis"], in_shapes[0])]
+    return {"weight": (d,), "bias": (d,)}
+
+
+def _layernorm_out(attrs, in_shapes, params):
+    if not attrs["eps"] > 0:
+        raise ShapeRuleError("eps", "eps > 0", repr(attrs["eps"]))
+    return in_shapes[0]
+
+
+def _scale_params(attrs, in_shapes):
+    d = in_shapes[0][axis_index(attrs["axis"], in_shapes[0])]
+    return {"weight": (d,)}
+
+
+def parse_perm(text: str, rank: int) -> tuple[int, ...]:
+    """The permutation a ``transpose`` node's ``perm`` string (e.g. ``"1,0"``) names.
+
+    Raises :class:`ShapeRuleError` unless ``text`` is comma-separated non-negative integers
+    forming a permutation of ``0..rank-1``.
+    """
+    example = ",".join(str(i) for i in reversed(range(rank)))
+    expected = f"a permutation of 0..{rank - 1} written like '{example}'"
+    pieces = text.split(",")
+    if not all(p.strip().isdigit() and p.strip().isascii() for p in pieces):
+        raise ShapeRuleError("perm", expected, repr(text))
+    perm = tuple(int(p) for p in pieces)
+    if sorted(perm) != list(range(rank)):
+        raise ShapeRuleError("perm", expected, repr(text))
+    return perm
+
+
+def _transpose_out(attrs, in_shapes, params):
+    shape = in_shapes[0]
+    return tuple(shape[i] for i in parse_perm(attrs["perm"], len(shape)))
+
+
+def mean_axes(axis: str, rank: int) -> tuple[int, ...]:
+    """The per-sample axes a ``mean`` node averages over, for an input of rank ``rank``."""
+    if axis == "last":
+        return (rank - 1,)
+    if axis == "channel":
+        return (0,)
+    return tuple(range(1, rank))  # "spatial": every axis after the channels
+
+
+def _mean_out(attrs, in_shapes, params):
+    shape = in_shapes[0]
+    if attrs["keepdims"] > 1:
+        raise ShapeRuleError("keepdims", "0 or 1", str(attrs["keepdims"]))
+    if attrs["axis"] == "spatial" and len(shape) < 2:
+        raise ShapeRuleError("input shape", "rank >= 2 (axis 'spatial' averages the axes after "
+                             "the channels of (C, H, W) or (C, ...))", str(shape))
+    axes = mean_axes(attrs["axis"], len(shape))
+    if attrs["keepdims"]:
+        return tuple(1 if i in axes else s for i, s in enumerate(shape))
+    out = tuple(s for i, s in enumerate(shape) if i not in axes)
+    if not out:
+        raise ShapeRuleError("keepdims", f"1 when the mean leaves no axis of {shape} "
+                             "(a per-sample shape has rank >= 1)", "0")
+    return out
+
+
 _POOL_ATTRS = {
     "kernel": AttrSpec("pair", minimum=1),
     "stride": AttrSpec("pair", minimum=1),
@@ -183,5 +259,36 @@ OPS: dict[str, OpSpec] = {
         OpSpec("flatten", 1, out_shape=_flatten_out),
         OpSpec("add", -2, out_shape=_add_out),
         OpSpec("identity", 1),
+        # Element-wise activations: output shape = input shape.
+        OpSpec("gelu", 1, attrs={"approximate": AttrSpec("str", default="none",
+                                                         choices=("none", "tanh"))}),
+        OpSpec("silu", 1),
+        OpSpec("sigmoid", 1),
+        OpSpec("tanh", 1),
+        OpSpec("leaky_relu", 1, attrs={"slope": AttrSpec("float", default=0.01)}),
+        # relu6 is hardtanh with min_value 0 and max_value 6.
+        OpSpec("hardtanh", 1,
+               attrs={"min_value": AttrSpec("float", default=-1.0),
+                      "max_value": AttrSpec("float", default=1.0)},
+               out_shape=_hardtanh_out),
+        OpSpec("abs", 1),
+        OpSpec("square", 1),
+        OpSpec("exp", 1),
+        # Normalisation, reductions and structure.
+        OpSpec("layernorm", 1,
+               attrs={"axis": AttrSpec("str", default="last", choices=("last", "channel")),
+                      "eps": AttrSpec("float", default=1e-5)},
+               params=("weight", "bias"), param_shapes=_layernorm_params,
+               out_shape=_layernorm_out),
+        OpSpec("softmax", 1, attrs={"axis": AttrSpec("str", default="last", choices=("last",))}),
+        OpSpec("multiply", 2, out_shape=_add_out),
+        OpSpec("transpose", 1, attrs={"perm": AttrSpec("str")}, out_shape=_transpose_out),
+        OpSpec("mean", 1,
+               attrs={"axis": AttrSpec("str", choices=("last", "channel", "spatial")),
+                      "keepdims": AttrSpec("int", default=0, minimum=0)},
+               out_shape=_mean_out),
+        OpSpec("scale", 1,
+               attrs={"axis": AttrSpec("str", default="channel", choices=("last", "channel"))},
+               params=("weight",), param_shapes=_scale_params),
     ]
 }
