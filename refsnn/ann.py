@@ -14,7 +14,7 @@ from scipy.special import erf, expit
 
 from refsnn.checks import check_batch
 from refsnn.model.graph import INPUT, Graph, Node
-from refsnn.model.ops import axis_index, mean_axes, parse_perm
+from refsnn.model.ops import axis_index, mean_axes, parse_perm, parse_shape
 
 
 def _linear(node: Node, x):
@@ -144,6 +144,12 @@ def _scale(node: Node, x):
     return x * _along(node.params["weight"], _sample_axis(node, x), x.ndim)
 
 
+def _affine(node: Node, x):
+    axis = _sample_axis(node, x)
+    return x * _along(node.params["weight"], axis, x.ndim) + \
+        _along(node.params["bias"], axis, x.ndim)
+
+
 FORWARD: dict[str, Callable] = {
     "linear": _linear,
     "conv2d": _conv2d,
@@ -169,6 +175,8 @@ FORWARD: dict[str, Callable] = {
     "transpose": _transpose,
     "mean": _mean,
     "scale": _scale,
+    "affine": _affine,
+    "reshape": lambda node, x: x.reshape((x.shape[0],) + parse_shape(node.attrs["shape"])),
 }
 """Operator name -> ``f(node, *inputs) -> output``, all batched."""
 

@@ -91,14 +91,40 @@ def test_maxpool_must_read_neurons(inputs):
         convert_if(g, inputs)
 
 
-def test_unsupported_op_is_refused(cnn, inputs, monkeypatch):
-    """An operator the IF method does not know is refused by name (future ops such as gelu)."""
-    import refsnn.convert.if_ as if_module
-    monkeypatch.setattr(if_module, "SUPPORTED", tuple(o for o in if_module.SUPPORTED
-                                                      if o != "avgpool2d"))
-    with pytest.raises(ConversionError, match="node 'pool': op 'avgpool2d' cannot be converted "
-                                              "with --method if"):
-        convert_if(cnn, inputs)
+def test_nonlinearities_other_than_relu_point_to_signgd(inputs):
+    g = make_graph((2, 6, 6), [
+        dict(name="flat", op="flatten", inputs=["input"]),
+        dict(name="fc", op="linear", inputs=["flat"],
+             params=dict(weight=np.ones((4, 72)), bias=np.zeros(4))),
+        dict(name="act", op="gelu", inputs=["fc"]),
+    ], "act")
+    with pytest.raises(ConversionError, match="node 'act': op 'gelu' cannot be converted with "
+                                              "--method if .*use --method signgd"):
+        convert_if(g, inputs)
+
+
+def test_affine_structure_ops_convert_with_if():
+    """transpose, reshape, mean, layer scale, affine and linear over the last axis are linear
+    maps of rates: the IF network still converges to the ANN."""
+    rng = np.random.default_rng(5)
+    g = make_graph((2, 3, 4), [
+        dict(name="r", op="reshape", inputs=["input"], attrs=dict(shape="2,12")),
+        dict(name="t", op="transpose", inputs=["r"], attrs=dict(perm="1,0")),
+        dict(name="fc", op="linear", inputs=["t"],
+             params=dict(weight=rng.normal(size=(5, 2)), bias=rng.normal(size=5) * 0.1)),
+        dict(name="relu", op="relu", inputs=["fc"]),
+        dict(name="aff", op="affine", inputs=["relu"], attrs=dict(axis="last"),
+             params=dict(weight=rng.uniform(0.5, 1, 5), bias=rng.normal(size=5) * 0.1)),
+        dict(name="sc", op="scale", inputs=["aff"], attrs=dict(axis="last"),
+             params=dict(weight=rng.uniform(0.5, 1, 5))),
+        dict(name="m", op="mean", inputs=["sc"], attrs=dict(axis="channel")),
+    ], "m")
+    x = rng.uniform(0, 1, (6, 2, 3, 4))
+    net = convert_if(g, x, percentile=100.0)
+    runs = [Simulator(net, b).run(x, [50, 3000]) for b in ("numpy", "numba")]
+    assert np.array_equal(runs[0].readout[3000], runs[1].readout[3000])
+    err = [np.abs(runs[1].readout[t] - ann.forward(g, x)).max() for t in (50, 3000)]
+    assert err[1] < err[0] / 20 and err[1] < 2e-3, err
 
 
 @pytest.mark.parametrize("option, value, flag", [

@@ -216,3 +216,36 @@ def test_refusals_and_options():
         convert_signgd(graph, x, encoding="poisson")
     with pytest.raises(OptionError, match="--scale: expected one of element, channel, layer"):
         convert_signgd(graph, x, scale="tensor")
+
+
+def transformer_like(seed=0, d=6):
+    """linear -> LayerNorm -> GELU -> transpose -> linear -> softmax -> mean."""
+    rng = np.random.default_rng(seed)
+    return make_graph((4, d), [
+        dict(name="fc", op="linear", inputs=["input"],
+             params=dict(weight=rng.normal(size=(d, d)) / np.sqrt(d),
+                         bias=rng.normal(size=d) * 0.1)),
+        dict(name="ln", op="layernorm", inputs=["fc"],
+             params=dict(weight=rng.uniform(0.5, 1.5, d), bias=rng.normal(size=d) * 0.1)),
+        dict(name="g", op="gelu", inputs=["ln"]),
+        dict(name="t", op="transpose", inputs=["g"], attrs=dict(perm="1,0")),
+        dict(name="fc2", op="linear", inputs=["t"],
+             params=dict(weight=rng.normal(size=(3, 4)), bias=np.zeros(3))),
+        dict(name="sm", op="softmax", inputs=["fc2"]),
+        dict(name="m", op="mean", inputs=["sm"], attrs=dict(axis="channel")),
+    ], "m")
+
+
+def test_layernorm_gelu_softmax_network():
+    graph = transformer_like()
+    x = np.random.default_rng(1).uniform(0, 1, (20, 4, 6))
+    net = convert_signgd(graph, x)
+    ops = [n.op for n in net.graph.nodes]
+    assert ops.count("sgd") == 5 and ops.count("spread") == 3
+    runs = [Simulator(net, b).run(x[:4], [16, 64, 256]) for b in ("numpy", "numba")]
+    for t in (16, 64, 256):
+        assert np.array_equal(runs[0].readout[t], runs[1].readout[t])
+    ref = ann.forward(graph, x[:4])
+    err = [np.abs(runs[1].readout[t] - ref).max() for t in (16, 64, 256)]
+    assert err[1] < err[0] / 4 and err[2] < 1e-5, err
+    assert not any(s.any() for s in runs[1].saturated.values())

@@ -16,7 +16,7 @@ from refsnn.sim.network import SNN_OPS, SpikingNetwork
 
 #: Operators the IF method converts: ReLU becomes neurons, the rest are synapses.
 SUPPORTED = ("linear", "conv2d", "batchnorm", "relu", "avgpool2d", "maxpool2d", "flatten",
-             "add", "identity")
+             "add", "identity", "transpose", "mean", "reshape", "scale", "affine")
 READOUTS = ("potential", "count")
 ENCODINGS = ("analog", "poisson")
 READOUT_NODE = "readout_neurons"
@@ -73,8 +73,8 @@ def convert_if(
         if node.op not in SUPPORTED:
             raise ConversionError(
                 f"node '{node.name}': op '{node.op}' cannot be converted with --method if "
-                f"(supported: {', '.join(SUPPORTED)}); a method for other nonlinearities "
-                f"(signgd) is planned")
+                f"(supported: {', '.join(SUPPORTED)}); use --method signgd, which converts "
+                f"GELU, SiLU, LayerNorm, softmax and other nonlinearities")
     folded = fold_batchnorm(graph)
     for node in folded.nodes:
         if node.op == "maxpool2d":

@@ -33,7 +33,7 @@ from refsnn.sim.network import NEURON_FORWARD, NEURON_OPS, SNN_OPS, SpikingNetwo
 
 #: Operators that stay synapses: affine maps, applied per step to increments.
 AFFINE = ("linear", "conv2d", "batchnorm", "avgpool2d", "flatten", "add", "identity",
-          "transpose", "mean", "scale")
+          "transpose", "mean", "scale", "affine", "reshape")
 
 #: ANN operator -> (signGD target, attributes it passes on).
 ACTIVATIONS = {
@@ -49,7 +49,7 @@ ACTIVATIONS = {
     "multiply": ("multiply", ()),
 }
 #: Every operator that becomes neurons.
-NONLINEAR = (*ACTIVATIONS, "gelu", "maxpool2d")
+NONLINEAR = (*ACTIVATIONS, "gelu", "maxpool2d", "layernorm", "softmax")
 ENCODINGS = ("exact", "gd")
 SCALES = ("element", "channel", "layer")
 #: Operators of the draft graph, whose ``sgd`` nodes have no parameters yet.
@@ -167,6 +167,10 @@ def _rewrite(graph: Graph, compat: bool) -> list[dict]:
             out.append(_neuron(d["name"], d["inputs"], fn, compat))
         elif op == "maxpool2d":
             out.extend(_max_tree(d, compat))
+        elif op == "layernorm":
+            out.extend(_layernorm(d, compat))
+        elif op == "softmax":
+            out.extend(_softmax(d, compat))
         else:
             out.append(d)
     return out
@@ -208,6 +212,38 @@ def _max_tree(d: dict, compat: bool) -> list[dict]:
     return nodes
 
 
+def _spread(name, source, axis, reduce):
+    return {"name": name, "op": "spread", "inputs": [source],
+            "attrs": {"axis": axis, "reduce": reduce}, "params": {}}
+
+
+def _layernorm(d: dict, compat: bool) -> list[dict]:
+    """LayerNorm as neurons: u = x - mean(x) (synapse), q = u**2 (square neuron),
+    m = mean(q) (synapse), r = u / sqrt(m + eps) (two-input neuron), y = weight * r + bias."""
+    n, axis, eps = d["name"], d["attrs"]["axis"], d["attrs"]["eps"]
+    return [
+        _spread(f"{n}.center", d["inputs"][0], axis, "center"),
+        _neuron(f"{n}.square", [f"{n}.center"], "square", compat),
+        _spread(f"{n}.var", f"{n}.square", axis, "mean"),
+        _neuron(f"{n}.norm", [f"{n}.center", f"{n}.var"], "normalize", compat, eps=eps),
+        {"name": n, "op": "affine", "inputs": [f"{n}.norm"], "attrs": {"axis": axis},
+         "params": dict(d["params"])},
+    ]
+
+
+def _softmax(d: dict, compat: bool) -> list[dict]:
+    """softmax as neurons: e = exp(x) (neuron), s = sum(e) (synapse), y = e / s (neuron).
+
+    The exp neuron's scale (max of exp(x) on the calibration data) keeps its target within
+    reach however large the logits; y's divisor counts as at least 1e-12."""
+    n = d["name"]
+    return [
+        _neuron(f"{n}.exp", d["inputs"], "exp", compat),
+        _spread(f"{n}.sum", f"{n}.exp", "last", "sum"),
+        _neuron(n, [f"{n}.exp", f"{n}.sum"], "divide", compat, eps=1e-12),
+    ]
+
+
 def _scale(act: np.ndarray, granularity: str, compat: bool, fn: str) -> np.ndarray:
     """Per-element scales (shape of one sample) from a neuron's calibration activations."""
     if compat and fn != "relu":
@@ -222,7 +258,7 @@ def _scale(act: np.ndarray, granularity: str, compat: bool, fn: str) -> np.ndarr
 
 def _remove_constants(d: dict) -> None:
     """Zero a synapse's constant part; it lives in ``x_init`` / ``readout_init`` now."""
-    if d["op"] in ("linear", "conv2d"):
+    if d["op"] in ("linear", "conv2d", "affine"):
         d["params"] = {**d["params"], "bias": np.zeros_like(d["params"]["bias"])}
     elif d["op"] == "batchnorm":
         # shift = beta - mean * s must be exactly 0: set beta to the same product.

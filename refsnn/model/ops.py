@@ -186,6 +186,27 @@ def _scale_params(attrs, in_shapes):
     return {"weight": (d,)}
 
 
+def _affine_params(attrs, in_shapes):
+    d = in_shapes[0][axis_index(attrs["axis"], in_shapes[0])]
+    return {"weight": (d,), "bias": (d,)}
+
+
+def parse_shape(text: str) -> tuple[int, ...]:
+    """The per-sample shape a ``reshape`` node's ``shape`` string (e.g. ``"16,8"``) names."""
+    pieces = text.split(",")
+    if not all(p.strip().isdigit() and p.strip().isascii() and int(p) > 0 for p in pieces):
+        raise ShapeRuleError("shape", "positive integers written like '16,8'", repr(text))
+    return tuple(int(p) for p in pieces)
+
+
+def _reshape_out(attrs, in_shapes, params):
+    shape = parse_shape(attrs["shape"])
+    if int(np.prod(shape)) != int(np.prod(in_shapes[0])):
+        raise ShapeRuleError("shape", f"{int(np.prod(in_shapes[0]))} elements like the input "
+                             f"{in_shapes[0]}", f"{shape}")
+    return shape
+
+
 def parse_perm(text: str, rank: int) -> tuple[int, ...]:
     """The permutation a ``transpose`` node's ``perm`` string (e.g. ``"1,0"``) names.
 
@@ -290,5 +311,11 @@ OPS: dict[str, OpSpec] = {
         OpSpec("scale", 1,
                attrs={"axis": AttrSpec("str", default="channel", choices=("last", "channel"))},
                params=("weight",), param_shapes=_scale_params),
+        # Per-channel (or last-axis) affine map weight * x + bias, e.g. ResMLP's Aff.
+        OpSpec("affine", 1,
+               attrs={"axis": AttrSpec("str", default="channel", choices=("last", "channel"))},
+               params=("weight", "bias"), param_shapes=_affine_params),
+        # A C-order reshape of the per-sample array, e.g. (C, H, W) -> (C, H*W).
+        OpSpec("reshape", 1, attrs={"shape": AttrSpec("str")}, out_shape=_reshape_out),
     ]
 }

@@ -71,6 +71,10 @@ TARGETS: dict[str, Target] = {
     "exp": Target(1, lambda a, x: np.exp(x)),
     "max": Target(2, lambda a, x, y: np.maximum(x, y)),
     "multiply": Target(2, lambda a, x, y: x * y),
+    # LayerNorm's a / sqrt(b + eps); an estimate of the variance b below 0 counts as 0.
+    "normalize": Target(2, lambda a, x, y: x / np.sqrt(np.maximum(y, 0.0) + a["eps"])),
+    # softmax's a / b; an estimate of the sum b below eps counts as eps.
+    "divide": Target(2, lambda a, x, y: x / np.maximum(y, a["eps"])),
 }
 """Target name -> function; the ``fn`` attribute of an ``sgd`` node picks one."""
 

@@ -93,7 +93,8 @@ NEURON_OPS: dict[str, OpSpec] = {
                "tie": AttrSpec("str", default="inclusive", choices=("inclusive", "strict")),
                "slope": AttrSpec("float", default=0.01),
                "min_value": AttrSpec("float", default=-1.0),
-               "max_value": AttrSpec("float", default=1.0)},
+               "max_value": AttrSpec("float", default=1.0),
+               "eps": AttrSpec("float", default=0.0)},
         params=("scale", "x_init"), param_shapes=_sgd_params, out_shape=_sgd_out),
 }
 
@@ -109,6 +110,12 @@ SYNAPSE_OPS: dict[str, OpSpec] = {
                "offset": AttrSpec("pair", minimum=0),
                "pad_value": AttrSpec("float", default=0.0)},
         out_shape=_window_out),
+    # A reduction along one axis, broadcast back to the input's shape: the axis "mean", "sum",
+    # or "center" (x minus the mean). Linear, so it carries increments unchanged in meaning.
+    "spread": OpSpec(
+        "spread", 1,
+        attrs={"axis": AttrSpec("str", default="last", choices=("last", "channel")),
+               "reduce": AttrSpec("str", choices=("mean", "sum", "center"))}),
 }
 SNN_OPS = {**OPS, **NEURON_OPS, **SYNAPSE_OPS}
 
@@ -124,8 +131,19 @@ def sgd_forward(node, *xs):
     return target_value(node.attrs["fn"], node.attrs, xs)
 
 
+def spread_forward(node, x):
+    """Reduce ``x`` along the node's axis and broadcast back (see ``SYNAPSE_OPS['spread']``)."""
+    axis = x.ndim - 1 if node.attrs["axis"] == "last" else 1
+    reduce = node.attrs["reduce"]
+    if reduce == "sum":
+        return np.broadcast_to(np.sum(x, axis=axis, keepdims=True), x.shape).copy()
+    mean = np.broadcast_to(np.mean(x, axis=axis, keepdims=True), x.shape)
+    return x - mean if reduce == "center" else mean.copy()
+
+
 #: ANN forward functions of the converted-only operators (the limit T -> infinity of the SNN).
-NEURON_FORWARD = {"if": clip_forward, "sgd": sgd_forward, "window": window_forward}
+NEURON_FORWARD = {"if": clip_forward, "sgd": sgd_forward, "window": window_forward,
+                  "spread": spread_forward}
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from typing import Callable
 
 import numpy as np
 
+from refsnn import ann
 from refsnn.model.graph import Graph, Node
 from refsnn.neurons.if_ import if_step_numba, if_step_numpy
 from refsnn.neurons.signgd import (reach, signgd_fire_numba, signgd_fire_numpy, step_size,
@@ -68,7 +69,10 @@ class Linear(StepOp):
         self.bias = np.asarray(node.params["bias"])
 
     def step(self, state, x):
-        return self.backend.linear(x, self.w_t, self.bias)
+        # over the last axis: every leading axis is a row of its own
+        rows = np.ascontiguousarray(x.reshape(-1, x.shape[-1]))
+        out = self.backend.linear(rows, self.w_t, self.bias)
+        return out.reshape(x.shape[:-1] + (out.shape[-1],))
 
 
 class Conv2d(StepOp):
@@ -97,6 +101,16 @@ class BatchNorm(StepOp):
 
     def step(self, state, x):
         return x * self.scale + self.shift
+
+
+class AnnStep(StepOp):
+    """Operators whose step is their ANN function applied to the step's value: transpose,
+    mean, reshape, layer scale, per-axis affine. They have no kernel (pure NumPy data
+    movement or element-wise products, identical for both backends); being affine, they map
+    time averages (IF) and increments plus constants (signGD) correctly."""
+
+    def step(self, state, *xs):
+        return ann.FORWARD[self.node.op](self.node, *xs)
 
 
 class Flatten(StepOp):
@@ -216,6 +230,14 @@ class SignGDNeurons(StepOp):
         return (np.abs(state["target"]) > self.reach).reshape((-1,) + self.shape)
 
 
+class Spread(StepOp):
+    """A reduction broadcast back along one axis (LayerNorm and softmax under signGD)."""
+
+    def step(self, state, x):
+        from refsnn.sim.network import spread_forward
+        return spread_forward(self.node, x)
+
+
 class Window(StepOp):
     """One kernel position of a pooling window; padding is ``pad_value``."""
 
@@ -227,4 +249,6 @@ STEP_OPS: dict[str, type[StepOp]] = {
     "linear": Linear, "conv2d": Conv2d, "avgpool2d": AvgPool2d, "batchnorm": BatchNorm,
     "flatten": Flatten, "identity": Identity, "add": Add, "maxpool2d": MaxPoolSpikes,
     "if": IFNeurons, "sgd": SignGDNeurons, "window": Window,
+    "transpose": AnnStep, "mean": AnnStep, "reshape": AnnStep, "scale": AnnStep,
+    "affine": AnnStep, "spread": Spread,
 }
