@@ -1,9 +1,10 @@
-"""Print the README's accuracy table: every shipped model, ANN vs SNN, for a few settings.
+"""Print the README's accuracy table: every shipped model, ANN vs SNN, per method and setting.
 
-    python benchmarks/accuracy_table.py [--steps 8,16,32,64,128,256]
+    python benchmarks/accuracy_table.py [--steps 8,16,32,64,128] [--models cnn,mlp]
 
-Each cell comes from ``refsnn evaluate MODEL --data data/digits.h5 --steps ... --json`` with the
-row's options; nothing here computes accuracies itself.
+Each row comes from one ``refsnn evaluate MODEL --data data/digits.h5 --steps ... --json`` with
+the row's options; nothing here computes accuracies itself. A model the method refuses gets a
+row saying so.
 """
 
 from __future__ import annotations
@@ -17,37 +18,48 @@ from pathlib import Path
 from refsnn.cli.main import main as refsnn
 
 ROOT = Path(__file__).resolve().parents[1]
-MODELS = ("mlp", "cnn", "cnn_maxpool", "resnet")
+MODELS = ("mlp", "cnn", "cnn_maxpool", "resnet", "cnn_silu", "convnext", "mixer", "resmlp")
 SETTINGS = {
-    "default (analog, per layer, potential)": [],
-    "--per-channel": ["--per-channel"],
-    "--readout count": ["--readout", "count"],
-    "--encoding poisson": ["--encoding", "poisson"],
+    "if": ["--method", "if"],
+    "if --per-channel": ["--method", "if", "--per-channel"],
+    "if --readout count": ["--method", "if", "--readout", "count"],
+    "if --encoding poisson": ["--method", "if", "--encoding", "poisson"],
+    "signgd": ["--method", "signgd"],
+    "signgd --compat": ["--method", "signgd", "--compat"],
 }
 
 
-def evaluate(model: str, steps: str, extra: list[str]) -> dict:
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
+def evaluate(model: str, steps: str, extra: list[str]):
+    """The JSON result, or the one-line error message when refsnn refuses."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = refsnn(["evaluate", str(ROOT / "data/models" / f"{model}.h5"), "--data",
                        str(ROOT / "data/digits.h5"), "--steps", steps, "--json", *extra])
-    if code:
-        raise SystemExit(code)
-    return json.loads(out.getvalue())
+    return (json.loads(out.getvalue()), None) if code == 0 else (None, err.getvalue().strip())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", default="8,16,32,64,128,256")
+    parser.add_argument("--steps", default="8,16,32,64,128")
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--settings", default=",".join(SETTINGS))
     args = parser.parse_args()
     steps = [int(s) for s in args.steps.split(",")]
-    print("| model | settings | ANN | " + " | ".join(f"T={t}" for t in steps) + " |")
-    print("|---|---|---|" + "---|" * len(steps))
-    for model in MODELS:
-        for label, extra in SETTINGS.items():
-            r = evaluate(model, args.steps, extra)
-            cells = " | ".join(f"{100 * x['accuracy']:.2f}" for x in r["results"])
-            print(f"| {model} | {label} | {100 * r['ann_accuracy']:.2f} | {cells} |")
+    print("| model | method, options | ANN | " + " | ".join(f"T={t}" for t in steps)
+          + f" | max abs. logit error at T={steps[-1]} |")
+    print("|---|---|---|" + "---|" * (len(steps) + 1))
+    for model in args.models.split(","):
+        if not (ROOT / "data/models" / f"{model}.h5").exists():
+            continue
+        for label in args.settings.split(","):
+            result, error = evaluate(model, args.steps, SETTINGS[label])
+            if result is None:
+                print(f"| {model} | {label} | | refused: {error.split(': ')[-1][:60]}... |")
+                continue
+            cells = " | ".join(f"{100 * r['accuracy']:.2f}" for r in result["results"])
+            worst = result["results"][-1]["max_abs_error"]
+            print(f"| {model} | {label} | {100 * result['ann_accuracy']:.2f} | {cells} | "
+                  f"{worst:.3g} |")
 
 
 if __name__ == "__main__":
