@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from refsnn.errors import DataFormatError
+from refsnn.errors import DataFormatError, OptionError
+
+
+def check_choice(option: str, value, choices) -> None:
+    """Raise :class:`OptionError` naming ``option`` unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise OptionError(f"{option}: expected one of {', '.join(choices)}, found {value!r}")
 
 
 def check_batch(x, sample_shape, dtype=np.float64, what: str = "input batch") -> np.ndarray:

@@ -15,7 +15,6 @@ from refsnn.model.graph import graph_to_dicts
 from refsnn.sim.network import load_snn, save_snn
 from refsnn.sim.simulator import Simulator
 
-from conftest import small_cnn
 
 
 def test_fold_batchnorm_keeps_the_function(cnn, inputs):

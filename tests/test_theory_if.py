@@ -19,7 +19,6 @@ theta``; after ``T`` steps the float potential differs from ``u0 + T I - theta N
 
 from __future__ import annotations
 
-import math
 from fractions import Fraction
 
 import numba

@@ -7,10 +7,10 @@ from types import MappingProxyType
 import numpy as np
 
 from refsnn import ann
-from refsnn.checks import check_batch
+from refsnn.checks import check_batch, check_choice
 from refsnn.convert.bnfold import fold_batchnorm
 from refsnn.convert.threshold import balance
-from refsnn.errors import ConversionError, OptionError
+from refsnn.errors import ConversionError
 from refsnn.model.graph import Graph, graph_to_dicts, make_graph
 from refsnn.sim.network import SNN_OPS, SpikingNetwork
 
@@ -64,11 +64,11 @@ def convert_if(
         If the graph holds an operator the method cannot convert, or max pooling reads
         something other than ReLU neurons.
     """
-    _check_choice("--reset", reset, ("subtract", "zero"))
-    _check_choice("--v-init", v_init, ("zero", "half"))
-    _check_choice("--encoding", encoding, ENCODINGS)
-    _check_choice("--readout", readout, READOUTS)
-    _check_choice("--dtype", np.dtype(dtype).name, ("float64", "float32"))
+    check_choice("--reset", reset, ("subtract", "zero"))
+    check_choice("--v-init", v_init, ("zero", "half"))
+    check_choice("--encoding", encoding, ENCODINGS)
+    check_choice("--readout", readout, READOUTS)
+    check_choice("--dtype", np.dtype(dtype).name, ("float64", "float32"))
     for node in graph.nodes:
         if node.op not in SUPPORTED:
             raise ConversionError(
@@ -104,8 +104,3 @@ def convert_if(
                "v_init": v_init, "readout": readout, "dtype": np.dtype(dtype).name,
                "calibration_samples": int(x.shape[0])}
     return SpikingNetwork(snn_graph, "if", encoding, MappingProxyType(options))
-
-
-def _check_choice(option: str, value, choices) -> None:
-    if value not in choices:
-        raise OptionError(f"{option}: expected one of {', '.join(choices)}, found {value!r}")

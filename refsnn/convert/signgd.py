@@ -25,10 +25,10 @@ from types import MappingProxyType
 import numpy as np
 
 from refsnn import ann
-from refsnn.checks import check_batch
+from refsnn.checks import check_batch, check_choice
 from refsnn.convert.bnfold import fold_batchnorm
 from refsnn.errors import ConversionError, OptionError
-from refsnn.model.graph import INPUT, Graph, graph_to_dicts, make_graph
+from refsnn.model.graph import Graph, graph_to_dicts, make_graph
 from refsnn.sim.network import NEURON_FORWARD, NEURON_OPS, SNN_OPS, SpikingNetwork
 
 #: Operators that stay synapses: affine maps, applied per step to increments.
@@ -100,9 +100,9 @@ def convert_signgd(
         raise OptionError(f"--eta0: expected a positive number, found {eta0}")
     if not (0 < gamma < 1):
         raise OptionError(f"--gamma: expected a number in (0, 1), found {gamma}")
-    _check_choice("--scale", scale, SCALES)
-    _check_choice("--encoding", encoding, ENCODINGS)
-    _check_choice("--dtype", np.dtype(dtype).name, ("float64", "float32"))
+    check_choice("--scale", scale, SCALES)
+    check_choice("--encoding", encoding, ENCODINGS)
+    check_choice("--dtype", np.dtype(dtype).name, ("float64", "float32"))
     if compat:
         encoding = "gd"
     for node in graph.nodes:
@@ -137,11 +137,6 @@ def convert_signgd(
                           decoder="estimate",
                           schedule=MappingProxyType({"eta0": float(eta0), "gamma": float(gamma)}),
                           readout_init=readout_init)
-
-
-def _check_choice(option: str, value, choices) -> None:
-    if value not in choices:
-        raise OptionError(f"{option}: expected one of {', '.join(choices)}, found {value!r}")
 
 
 def _neuron(name, inputs, fn, compat, **attrs):

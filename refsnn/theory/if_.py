@@ -33,6 +33,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from refsnn.checks import check_choice
 from refsnn.errors import OptionError
 
 __all__ = ["constant_input_count", "rate_error_bound", "subgradient_iterates",
@@ -42,13 +43,8 @@ V_INITS = ("zero", "half")
 RESETS = ("subtract", "zero")
 
 
-def _check_choice(name, value, choices):
-    if value not in choices:
-        raise OptionError(f"{name}: expected one of {', '.join(choices)}, found {value!r}")
-
-
 def _u0_over_theta(v_init: str) -> Fraction:
-    _check_choice("v_init", v_init, V_INITS)
+    check_choice("v_init", v_init, V_INITS)
     return Fraction(1, 2) if v_init == "half" else Fraction(0)
 
 
@@ -118,7 +114,7 @@ def constant_input_count(current, theta, steps, v_init: str = "zero",
     values are multiples of a common power of two and small enough); otherwise they can be
     off by one where ``(u0 + T I) / theta`` lies within rounding distance of an integer.
     """
-    _check_choice("reset", reset, RESETS)
+    check_choice("reset", reset, RESETS)
     u0_frac = _u0_over_theta(v_init)
     cur = np.asarray(current, dtype=np.float64)
     th = _check_theta(theta)
