@@ -182,6 +182,21 @@ def test_exact_encoder_sees_x_and_gd_encoder_sees_its_gain():
     np.testing.assert_allclose(gd.readout[8], gain * x @ w.T + b, rtol=0, atol=1e-13)
 
 
+def test_stalled_neuron_is_reported_and_the_scale_floor_prevents_it():
+    """Without a scale floor a barely active neuron of this residual net cannot follow the
+    wobble of the layer below: its error stalls and the run says so. The default floor fixes
+    it (see proofs/signgd.ipynb, section 3)."""
+    graph = NETS["resnet"]()
+    x = _data(graph, 6, 2)
+    ref = ann.forward(graph, x)
+    bare = Simulator(convert_signgd(graph, x, scale_floor=0.0)).run(x, [256, 512])
+    assert bare.saturated["relu2"].any()
+    assert np.abs(bare.readout[512] - ref).max() > 0.5 * np.abs(bare.readout[256] - ref).max()
+    floored = Simulator(convert_signgd(graph, x)).run(x, [512])
+    assert not any(s.any() for s in floored.saturated.values())
+    assert np.abs(floored.readout[512] - ref).max() < 1e-9
+
+
 def test_saturation_is_reported():
     graph = small_mlp()
     calm = _data(graph, 8, 0)
@@ -216,6 +231,8 @@ def test_refusals_and_options():
         convert_signgd(graph, x, encoding="poisson")
     with pytest.raises(OptionError, match="--scale: expected one of element, channel, layer"):
         convert_signgd(graph, x, scale="tensor")
+    with pytest.raises(OptionError, match=r"--scale-floor: expected a number in \[0, 1\]"):
+        convert_signgd(graph, x, scale_floor=2.0)
 
 
 def transformer_like(seed=0, d=6):

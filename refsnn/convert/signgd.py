@@ -65,6 +65,7 @@ def convert_signgd(
     eta0: float = 0.15,
     gamma: float = 0.95,
     scale: str = "element",
+    scale_floor: float = 0.1,
     encoding: str = "exact",
     compat: bool = False,
     dtype=np.float64,
@@ -81,6 +82,8 @@ def convert_signgd(
         Step-size schedule ``eta_t = eta0 * gamma**(t-1)``; ``eta0 > 0``, ``0 < gamma < 1``.
     scale : {"element", "channel", "layer"}
         Granularity of the scales (max |f| over the calibration set).
+    scale_floor : float
+        No scale is below this fraction of its layer's largest (0 <= scale_floor <= 1).
     encoding : {"exact", "gd"}
         ``exact`` delivers the input at step 1; ``gd`` is the reference code's encoder.
     compat : bool
@@ -101,6 +104,8 @@ def convert_signgd(
     if not (0 < gamma < 1):
         raise OptionError(f"--gamma: expected a number in (0, 1), found {gamma}")
     check_choice("--scale", scale, SCALES)
+    if not (0 <= scale_floor <= 1):
+        raise OptionError(f"--scale-floor: expected a number in [0, 1], found {scale_floor}")
     check_choice("--encoding", encoding, ENCODINGS)
     check_choice("--dtype", np.dtype(dtype).name, ("float64", "float32"))
     if compat:
@@ -124,13 +129,14 @@ def convert_signgd(
     for d in dicts:
         if d["op"] == "sgd":
             d["params"] = {
-                "scale": _scale(acts[d["name"]], scale, compat, d["attrs"]["fn"]),
+                "scale": _scale(acts[d["name"]], scale, compat, d["attrs"]["fn"], scale_floor),
                 "x_init": np.stack([zero[i][0] for i in d["inputs"]]),
             }
         _remove_constants(d)
     readout_init = np.asarray(zero[folded.output][0], dtype=dtype)
     snn_graph = make_graph(graph.input_shape, dicts, folded.output, dtype=dtype, ops=SNN_OPS)
     options = {"eta0": float(eta0), "gamma": float(gamma), "scale": scale,
+               "scale_floor": float(scale_floor),
                "compat": int(compat), "dtype": np.dtype(dtype).name,
                "calibration_samples": int(x.shape[0])}
     return SpikingNetwork(snn_graph, "signgd", encoding, MappingProxyType(options),
@@ -239,7 +245,8 @@ def _softmax(d: dict, compat: bool) -> list[dict]:
     ]
 
 
-def _scale(act: np.ndarray, granularity: str, compat: bool, fn: str) -> np.ndarray:
+def _scale(act: np.ndarray, granularity: str, compat: bool, fn: str,
+           floor: float) -> np.ndarray:
     """Per-element scales (shape of one sample) from a neuron's calibration activations."""
     if compat and fn != "relu":
         return np.ones(act.shape[1:])
@@ -247,6 +254,10 @@ def _scale(act: np.ndarray, granularity: str, compat: bool, fn: str) -> np.ndarr
     axes = {"element": (0,), "channel": tuple(i for i in range(act.ndim) if i != 1),
             "layer": tuple(range(act.ndim))}[granularity]
     m = np.max(mag, axis=axes, keepdims=True)
+    # A relative floor: a neuron with a tiny scale amplifies the wobble of the layers below
+    # (its target moves by sum |w| * scale_below * eta_t / scale per step) until it cannot
+    # follow; the floor bounds that gain.
+    m = np.maximum(m, floor * np.max(mag))
     m = np.where(m > 1e-5, m, 1.0)
     return np.broadcast_to(m, act.shape)[0].copy()
 

@@ -226,8 +226,16 @@ class SignGDNeurons(StepOp):
         return value < 0
 
     def saturated(self, state):
-        """Neurons whose last target lies beyond the reach of ``v``, (B, *shape) bool."""
-        return (np.abs(state["target"]) > self.reach).reshape((-1,) + self.shape)
+        """Neurons that can no longer reach their last target, (B, *shape) bool.
+
+        After step ``t`` the estimate can still travel ``sum_{k > t} eta_k =
+        gamma * eta_t / (1 - gamma)``; a neuron further than that from its target (beyond the
+        reach, or stuck because its target moved away while the steps shrank) is saturated.
+        """
+        t = state["t"]
+        left = self.gamma * step_size(self.eta0, self.gamma, t) / (1.0 - self.gamma) if t \
+            else self.reach
+        return (np.abs(state["target"] - state["v"]) > left).reshape((-1,) + self.shape)
 
 
 class Spread(StepOp):
