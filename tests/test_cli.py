@@ -146,3 +146,49 @@ def test_console_script_runs():
     assert proc.returncode == 1
     assert proc.stderr == ("refsnn: error: /nonexistent.h5: /: file: expected an existing model "
                            "or network file, found no such file\n")
+
+
+def test_signgd_evaluate(capsys):
+    code, out, _ = run_cli(capsys, "evaluate", MODELS / "mlp.h5", "--data", DATA, "--method",
+                           "signgd", "--limit", "30", "--steps", "16,128", "--json")
+    assert code == 0
+    result = json.loads(out)
+    assert result["method"] == "signgd" and result["encoding"] == "exact"
+    assert result["saturated"] == {}
+    errors = [r["max_abs_error"] for r in result["results"]]
+    assert errors[1] < errors[0] / 20
+    assert result["results"][1]["accuracy"] == pytest.approx(result["ann_accuracy"], abs=0.034)
+
+
+def test_options_of_the_other_method_are_refused(capsys):
+    code, _, err = run_cli(capsys, "evaluate", CNN, "--data", DATA, "--method", "signgd",
+                           "--readout", "count")
+    assert code == 2
+    _one_line_error(err, "--readout does not apply to --method signgd")
+    code, _, err = run_cli(capsys, "evaluate", CNN, "--data", DATA, "--gamma", "0.9")
+    assert code == 2
+    _one_line_error(err, "--gamma does not apply to --method if")
+    code, _, err = run_cli(capsys, "evaluate", CNN, "--data", DATA, "--encoding", "exact")
+    assert code == 2
+    _one_line_error(err, "--encoding: expected one of analog, poisson, found 'exact'")
+
+
+def test_if_refuses_a_gelu_model_and_points_to_signgd(capsys, tmp_path):
+    from refsnn.model import make_graph, save_model
+    rng = np.random.default_rng(0)
+    path = tmp_path / "gelu.h5"
+    save_model(make_graph((1, 8, 8), [
+        dict(name="flat", op="flatten", inputs=["input"]),
+        dict(name="fc1", op="linear", inputs=["flat"],
+             params=dict(weight=rng.normal(0, 0.1, (16, 64)), bias=np.zeros(16))),
+        dict(name="act", op="gelu", inputs=["fc1"]),
+        dict(name="fc", op="linear", inputs=["act"],
+             params=dict(weight=rng.normal(0, 0.3, (10, 16)), bias=np.zeros(10))),
+    ], "fc"), path)
+    code, _, err = run_cli(capsys, "evaluate", path, "--data", DATA, "--limit", "5")
+    assert code == 1
+    _one_line_error(err, "node 'act': op 'gelu' cannot be converted with --method if",
+                    "use --method signgd")
+    code, out, _ = run_cli(capsys, "evaluate", path, "--data", DATA, "--limit", "5", "--method",
+                           "signgd", "--steps", "200", "--json")
+    assert code == 0 and json.loads(out)["results"][0]["max_abs_error"] < 1e-3
