@@ -27,7 +27,7 @@ from refsnn.model.format import _check_header, _str, read_graph, write_graph
 from refsnn.model.graph import Graph, check_param
 from refsnn.model.ops import OPS, AttrSpec, OpSpec, ShapeRuleError
 from refsnn.neurons.signgd import TARGETS, target_value
-from refsnn.synapses.window import window_forward
+from refsnn.synapses.window import spread_forward, window_forward
 
 FORMAT = "refsnn-snn"
 FORMAT_VERSION = 1
@@ -129,16 +129,6 @@ def clip_forward(node, x):
 def sgd_forward(node, *xs):
     """ANN meaning of an ``sgd`` node: its target function."""
     return target_value(node.attrs["fn"], node.attrs, xs)
-
-
-def spread_forward(node, x):
-    """Reduce ``x`` along the node's axis and broadcast back (see ``SYNAPSE_OPS['spread']``)."""
-    axis = x.ndim - 1 if node.attrs["axis"] == "last" else 1
-    reduce = node.attrs["reduce"]
-    if reduce == "sum":
-        return np.broadcast_to(np.sum(x, axis=axis, keepdims=True), x.shape).copy()
-    mean = np.broadcast_to(np.mean(x, axis=axis, keepdims=True), x.shape)
-    return x - mean if reduce == "center" else mean.copy()
 
 
 #: ANN forward functions of the converted-only operators (the limit T -> infinity of the SNN).

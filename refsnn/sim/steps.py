@@ -20,8 +20,8 @@ from refsnn.neurons.signgd import (reach, signgd_fire_numba, signgd_fire_numpy, 
                                    target_value)
 from refsnn.synapses.conv import avgpool_numba, avgpool_numpy, conv_numba, conv_numpy
 from refsnn.synapses.linear import linear_numba, linear_numpy
-from refsnn.synapses.window import window_forward
 from refsnn.synapses.maxpool import maxpool_spikes_numba, maxpool_spikes_numpy
+from refsnn.synapses.window import spread_forward, window_forward
 
 
 @dataclass(frozen=True)
@@ -103,14 +103,17 @@ class BatchNorm(StepOp):
         return x * self.scale + self.shift
 
 
-class AnnStep(StepOp):
+class ForwardStep(StepOp):
     """Operators whose step is their ANN function applied to the step's value: transpose,
-    mean, reshape, layer scale, per-axis affine. They have no kernel (pure NumPy data
-    movement or element-wise products, identical for both backends); being affine, they map
-    time averages (IF) and increments plus constants (signGD) correctly."""
+    mean, reshape, layer scale, per-axis affine, and signGD's window and spread. They have no
+    kernel (NumPy data movement, reductions or element-wise products, the same for both
+    backends); being affine, they map time averages (IF) and increments plus constants
+    (signGD) correctly."""
+
+    FORWARD = {**ann.FORWARD, "window": window_forward, "spread": spread_forward}
 
     def step(self, state, *xs):
-        return ann.FORWARD[self.node.op](self.node, *xs)
+        return self.FORWARD[self.node.op](self.node, *xs)
 
 
 class Flatten(StepOp):
@@ -238,25 +241,10 @@ class SignGDNeurons(StepOp):
         return (np.abs(state["target"] - state["v"]) > left).reshape((-1,) + self.shape)
 
 
-class Spread(StepOp):
-    """A reduction broadcast back along one axis (LayerNorm and softmax under signGD)."""
-
-    def step(self, state, x):
-        from refsnn.sim.network import spread_forward
-        return spread_forward(self.node, x)
-
-
-class Window(StepOp):
-    """One kernel position of a pooling window; padding is ``pad_value``."""
-
-    def step(self, state, x):
-        return window_forward(self.node, x)
-
-
 STEP_OPS: dict[str, type[StepOp]] = {
     "linear": Linear, "conv2d": Conv2d, "avgpool2d": AvgPool2d, "batchnorm": BatchNorm,
     "flatten": Flatten, "identity": Identity, "add": Add, "maxpool2d": MaxPoolSpikes,
-    "if": IFNeurons, "sgd": SignGDNeurons, "window": Window,
-    "transpose": AnnStep, "mean": AnnStep, "reshape": AnnStep, "scale": AnnStep,
-    "affine": AnnStep, "spread": Spread,
+    "if": IFNeurons, "sgd": SignGDNeurons,
+    **{op: ForwardStep for op in ("transpose", "mean", "reshape", "scale", "affine", "window",
+                                  "spread")},
 }

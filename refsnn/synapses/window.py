@@ -1,8 +1,13 @@
-"""One kernel position of a pooling window, as its own (affine) synapse operation.
+"""Synapse operations that only converted signGD networks use: pooling windows and spreads.
 
-Max pooling under signGD becomes a tree of two-input max neurons whose inputs are these
-windows: ``out[c, y, x] = in[c, y*sh + oy - ph, x*sw + ox - pw]``, or ``pad_value`` outside
-the input. The op is a gather, so it has no kernel: NumPy slicing serves both backends.
+Both are gathers or reductions with no arithmetic order to fix, so they have no kernel: NumPy
+serves both backends.
+
+- ``window``: one kernel position of a pooling window. Max pooling under signGD becomes a tree
+  of two-input max neurons whose inputs are these windows:
+  ``out[c, y, x] = in[c, y*sh + oy - ph, x*sw + ox - pw]``, or ``pad_value`` outside the input.
+- ``spread``: a reduction along one axis broadcast back to the input's shape (``mean``, ``sum``
+  or ``center`` = x minus the mean), for LayerNorm and softmax.
 """
 
 from __future__ import annotations
@@ -20,3 +25,13 @@ def window_forward(node, x: np.ndarray) -> np.ndarray:
     wo = (xp.shape[3] - kw) // sw + 1
     return np.ascontiguousarray(xp[:, :, oy:oy + sh * (ho - 1) + 1:sh,
                                    ox:ox + sw * (wo - 1) + 1:sw])
+
+
+def spread_forward(node, x: np.ndarray) -> np.ndarray:
+    """Apply a ``spread`` node to ``x`` (B, ...); the result has ``x``'s shape."""
+    axis = x.ndim - 1 if node.attrs["axis"] == "last" else 1
+    reduce = node.attrs["reduce"]
+    if reduce == "sum":
+        return np.broadcast_to(np.sum(x, axis=axis, keepdims=True), x.shape).copy()
+    mean = np.broadcast_to(np.mean(x, axis=axis, keepdims=True), x.shape)
+    return x - mean if reduce == "center" else mean.copy()
