@@ -1,10 +1,12 @@
-"""Train the four small example networks on ``data/digits.h5`` and export them as refsnn models.
+"""Train the eight small example networks on ``data/digits.h5`` and export them as refsnn models.
 
 Usage::
 
     python data/make_digits.py      # once, writes data/digits.h5
-    python data/train_models.py     # writes data/models/{mlp,cnn,cnn_maxpool,resnet}.h5
+    python data/train_models.py     # writes data/models/{mlp,cnn,cnn_maxpool,resnet,
+                                    # convnext,mixer,resmlp,cnn_silu}.h5
                                     # and data/models/accuracy.json
+    python data/train_models.py --models mixer resmlp   # only these; other entries are kept
 
 Needs PyTorch (``pip install -e .[train]``); refsnn itself never imports torch.
 
@@ -51,7 +53,8 @@ THREADS = 2
 BATCH = 64
 LR = 1e-3
 TOLERANCE = 1e-8
-EPOCHS = {"mlp": 60, "cnn": 40, "cnn_maxpool": 40, "resnet": 40}
+EPOCHS = {"mlp": 60, "cnn": 40, "cnn_maxpool": 40, "resnet": 40,
+          "convnext": 60, "mixer": 60, "resmlp": 100, "cnn_silu": 40}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -128,11 +131,201 @@ class ResNet(nn.Module):
         return self.fc(torch.flatten(x, 1))
 
 
+# The models below use the operators beyond ReLU networks: GELU, SiLU, LayerNorm (over the
+# channels or the last axis), layer scale, affine, mean, reshape and transpose. Each torch
+# module maps onto one refsnn operator, so that the export is node by node.
+
+WIDTH = 16  # channels after the stem / patch embedding of convnext, mixer and resmlp
+HIDDEN = 32  # hidden width of their MLPs (two times the width)
+TOKENS = 16  # patches of 2x2 pixels in an 8x8 image
+DEPTH = 2  # blocks in each of convnext, mixer and resmlp
+# Initial layer scale. ConvNeXt's 0.1 also trains ResMLP, but too slowly: without any
+# normalisation its activations and logits keep growing while it creeps towards 95 % test
+# accuracy (about 160 epochs); with 1.0 it gets there in about 80.
+CONVNEXT_LAYER_SCALE = 0.1
+RESMLP_LAYER_SCALE = 1.0
+
+
+class Scale(nn.Module):
+    """Layer scale: ``x * weight`` along ``axis`` ("channel" = dim 1, "last" = dim -1)."""
+
+    def __init__(self, dim: int, axis: str, init: float):
+        super().__init__()
+        self.axis = axis
+        self.weight = nn.Parameter(torch.full((dim,), init))
+
+    def _along(self, v, x):
+        return v.view(-1, *([1] * (x.dim() - 2))) if self.axis == "channel" else v
+
+    def forward(self, x):
+        return x * self._along(self.weight, x)
+
+
+class Affine(Scale):
+    """ResMLP's Aff: ``weight * x + bias`` along ``axis``; starts as the identity."""
+
+    def __init__(self, dim: int, axis: str):
+        super().__init__(dim, axis, init=1.0)
+        self.bias = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, x):
+        return x * self._along(self.weight, x) + self._along(self.bias, x)
+
+
+class ChannelLayerNorm(nn.LayerNorm):
+    """LayerNorm over the channels of (B, C, H, W) at every position (ConvNeXt's
+    channels-first LayerNorm; refsnn's ``layernorm`` with axis "channel")."""
+
+    def forward(self, x):
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+def gelu(x):
+    return nn.functional.gelu(x, approximate="none")
+
+
+class ConvNeXtBlock(nn.Module):
+    """dwconv 3x3 -> LN(channels) -> 1x1 conv up -> GELU -> 1x1 conv down -> layer scale,
+    added to the block's input."""
+
+    def __init__(self, dim: int = WIDTH, hidden: int = HIDDEN):
+        super().__init__()
+        self.dwconv = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
+        self.norm = ChannelLayerNorm(dim)
+        self.pwconv1 = nn.Conv2d(dim, hidden, 1)
+        self.pwconv2 = nn.Conv2d(hidden, dim, 1)
+        self.scale = Scale(dim, "channel", CONVNEXT_LAYER_SCALE)
+
+    def forward(self, x):
+        h = self.pwconv2(gelu(self.pwconv1(self.norm(self.dwconv(x)))))
+        return x + self.scale(h)
+
+
+class ConvNeXt(nn.Module):
+    """Stem conv 2x2 stride 2 -> LN(channels) -> blocks -> global mean -> LN -> linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(1, WIDTH, 2, stride=2)
+        self.stem_norm = ChannelLayerNorm(WIDTH)
+        self.blocks = nn.ModuleList(ConvNeXtBlock() for _ in range(DEPTH))
+        self.head_norm = nn.LayerNorm(WIDTH)
+        self.fc = nn.Linear(WIDTH, 10)
+
+    def forward(self, x):
+        x = self.stem_norm(self.stem(x))
+        for block in self.blocks:
+            x = block(x)
+        return self.fc(self.head_norm(x.mean(dim=(2, 3))))
+
+
+class PatchEmbed(nn.Module):
+    """conv 1->WIDTH 2x2 stride 2 to (WIDTH, 4, 4), reshaped to (WIDTH, TOKENS) and
+    transposed to (TOKENS, WIDTH): one row per patch."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, WIDTH, 2, stride=2)
+
+    def forward(self, x):
+        x = self.conv(x)
+        return x.reshape(x.shape[0], WIDTH, TOKENS).transpose(1, 2)
+
+
+class MixerBlock(nn.Module):
+    """Token mixing x + T(MLP(T(LN(x)))) then channel mixing x + MLP(LN(x)), on (T, C)."""
+
+    def __init__(self):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(WIDTH)
+        self.token_fc1 = nn.Linear(TOKENS, HIDDEN)
+        self.token_fc2 = nn.Linear(HIDDEN, TOKENS)
+        self.norm2 = nn.LayerNorm(WIDTH)
+        self.channel_fc1 = nn.Linear(WIDTH, HIDDEN)
+        self.channel_fc2 = nn.Linear(HIDDEN, WIDTH)
+
+    def forward(self, x):
+        h = self.norm1(x).transpose(1, 2)
+        x = x + self.token_fc2(gelu(self.token_fc1(h))).transpose(1, 2)
+        return x + self.channel_fc2(gelu(self.channel_fc1(self.norm2(x))))
+
+
+class Mixer(nn.Module):
+    """Patch embedding -> Mixer blocks -> LN -> mean over the tokens -> linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.patch = PatchEmbed()
+        self.blocks = nn.ModuleList(MixerBlock() for _ in range(DEPTH))
+        self.head_norm = nn.LayerNorm(WIDTH)
+        self.fc = nn.Linear(WIDTH, 10)
+
+    def forward(self, x):
+        x = self.patch(x)
+        for block in self.blocks:
+            x = block(x)
+        return self.fc(self.head_norm(x).mean(dim=1))
+
+
+class ResMLPBlock(nn.Module):
+    """x + scale(T(linear_tokens(T(aff(x))))) then x + scale(linear(GELU(linear(aff(x))))),
+    on (T, C), every affine and scale along the channels (the last axis)."""
+
+    def __init__(self):
+        super().__init__()
+        self.aff1 = Affine(WIDTH, "last")
+        self.token_fc = nn.Linear(TOKENS, TOKENS)
+        self.scale1 = Scale(WIDTH, "last", RESMLP_LAYER_SCALE)
+        self.aff2 = Affine(WIDTH, "last")
+        self.channel_fc1 = nn.Linear(WIDTH, HIDDEN)
+        self.channel_fc2 = nn.Linear(HIDDEN, WIDTH)
+        self.scale2 = Scale(WIDTH, "last", RESMLP_LAYER_SCALE)
+
+    def forward(self, x):
+        h = self.token_fc(self.aff1(x).transpose(1, 2)).transpose(1, 2)
+        x = x + self.scale1(h)
+        h = self.channel_fc2(gelu(self.channel_fc1(self.aff2(x))))
+        return x + self.scale2(h)
+
+
+class ResMLP(nn.Module):
+    """Patch embedding -> ResMLP blocks -> affine -> mean over the tokens -> linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.patch = PatchEmbed()
+        self.blocks = nn.ModuleList(ResMLPBlock() for _ in range(DEPTH))
+        self.head_aff = Affine(WIDTH, "last")
+        self.fc = nn.Linear(WIDTH, 10)
+
+    def forward(self, x):
+        x = self.patch(x)
+        for block in self.blocks:
+            x = block(x)
+        return self.fc(self.head_aff(x).mean(dim=1))
+
+
+class CNNSiLU(CNN):
+    """``cnn_maxpool`` with SiLU in place of ReLU: conv-bn-silu-maxpool twice, linear."""
+
+    def __init__(self):
+        super().__init__("max")
+
+    def forward(self, x):
+        x = self._pool(nn.functional.silu(self.bn1(self.conv1(x))))
+        x = self._pool(nn.functional.silu(self.bn2(self.conv2(x))))
+        return self.fc(torch.flatten(x, 1))
+
+
 BUILDERS = {
     "mlp": MLP,
     "cnn": lambda: CNN("avg"),
     "cnn_maxpool": lambda: CNN("max"),
     "resnet": ResNet,
+    "convnext": ConvNeXt,
+    "mixer": Mixer,
+    "resmlp": ResMLP,
+    "cnn_silu": CNNSiLU,
 }
 
 
@@ -174,6 +367,91 @@ def _pool(name, src, kind):
     return _op(name, f"{kind}pool2d", src, kernel=(2, 2), stride=(2, 2), padding=(0, 0))
 
 
+def _layernorm(name, src, layer: nn.LayerNorm, axis):
+    if tuple(layer.normalized_shape) != (layer.weight.shape[0],):
+        raise ValueError(f"{name}: only a LayerNorm over one axis can be exported")
+    return dict(name=name, op="layernorm", inputs=[src],
+                attrs=dict(axis=axis, eps=float(layer.eps)),
+                params=dict(weight=_np(layer.weight), bias=_np(layer.bias)))
+
+
+def _scale(name, src, layer: Scale):
+    if isinstance(layer, Affine):
+        return dict(name=name, op="affine", inputs=[src], attrs=dict(axis=layer.axis),
+                    params=dict(weight=_np(layer.weight), bias=_np(layer.bias)))
+    return dict(name=name, op="scale", inputs=[src], attrs=dict(axis=layer.axis),
+                params=dict(weight=_np(layer.weight)))
+
+
+def _gelu(name, src):
+    return _op(name, "gelu", src, approximate="none")
+
+
+def _patch_embed(m: PatchEmbed):
+    """Nodes ``patch`` (conv), ``patch_reshape`` (WIDTH, TOKENS) and ``patch_tokens``
+    (TOKENS, WIDTH)."""
+    return [
+        _conv("patch", "input", m.conv),
+        _op("patch_reshape", "reshape", "patch", shape=f"{WIDTH},{TOKENS}"),
+        _op("patch_tokens", "transpose", "patch_reshape", perm="1,0"),
+    ]
+
+
+def _convnext_block(p, src, b: ConvNeXtBlock):
+    return [
+        _conv(f"{p}_dwconv", src, b.dwconv),
+        _layernorm(f"{p}_norm", f"{p}_dwconv", b.norm, "channel"),
+        _conv(f"{p}_pwconv1", f"{p}_norm", b.pwconv1),
+        _gelu(f"{p}_gelu", f"{p}_pwconv1"),
+        _conv(f"{p}_pwconv2", f"{p}_gelu", b.pwconv2),
+        _scale(f"{p}_scale", f"{p}_pwconv2", b.scale),
+        _op(f"{p}_add", "add", src, f"{p}_scale"),
+    ]
+
+
+def _mixer_block(p, src, b: MixerBlock):
+    return [
+        _layernorm(f"{p}_norm1", src, b.norm1, "last"),
+        _op(f"{p}_t1", "transpose", f"{p}_norm1", perm="1,0"),
+        _linear(f"{p}_token_fc1", f"{p}_t1", b.token_fc1),
+        _gelu(f"{p}_token_gelu", f"{p}_token_fc1"),
+        _linear(f"{p}_token_fc2", f"{p}_token_gelu", b.token_fc2),
+        _op(f"{p}_t2", "transpose", f"{p}_token_fc2", perm="1,0"),
+        _op(f"{p}_add1", "add", src, f"{p}_t2"),
+        _layernorm(f"{p}_norm2", f"{p}_add1", b.norm2, "last"),
+        _linear(f"{p}_channel_fc1", f"{p}_norm2", b.channel_fc1),
+        _gelu(f"{p}_channel_gelu", f"{p}_channel_fc1"),
+        _linear(f"{p}_channel_fc2", f"{p}_channel_gelu", b.channel_fc2),
+        _op(f"{p}_add2", "add", f"{p}_add1", f"{p}_channel_fc2"),
+    ]
+
+
+def _resmlp_block(p, src, b: ResMLPBlock):
+    return [
+        _scale(f"{p}_aff1", src, b.aff1),
+        _op(f"{p}_t1", "transpose", f"{p}_aff1", perm="1,0"),
+        _linear(f"{p}_token_fc", f"{p}_t1", b.token_fc),
+        _op(f"{p}_t2", "transpose", f"{p}_token_fc", perm="1,0"),
+        _scale(f"{p}_scale1", f"{p}_t2", b.scale1),
+        _op(f"{p}_add1", "add", src, f"{p}_scale1"),
+        _scale(f"{p}_aff2", f"{p}_add1", b.aff2),
+        _linear(f"{p}_channel_fc1", f"{p}_aff2", b.channel_fc1),
+        _gelu(f"{p}_channel_gelu", f"{p}_channel_fc1"),
+        _linear(f"{p}_channel_fc2", f"{p}_channel_gelu", b.channel_fc2),
+        _scale(f"{p}_scale2", f"{p}_channel_fc2", b.scale2),
+        _op(f"{p}_add2", "add", f"{p}_add1", f"{p}_scale2"),
+    ]
+
+
+def _blocks(make, blocks, src):
+    """Nodes of consecutive residual blocks ``block1``, ``block2``, ...; and the last output."""
+    nodes = []
+    for i, b in enumerate(blocks, start=1):
+        nodes += make(f"block{i}", src, b)
+        src = nodes[-1]["name"]
+    return nodes, src
+
+
 def export(name: str, model: nn.Module):
     """Return the refsnn graph of a trained torch model (float64 parameters)."""
     m = model
@@ -207,6 +485,38 @@ def export(name: str, model: nn.Module):
             _op("block_relu2", "relu", "block_add"),
             _pool("pool", "block_relu2", "avg"),
             _op("flatten", "flatten", "pool"),
+            _linear("fc", "flatten", m.fc),
+        ]
+    elif name == "convnext":
+        stem = [_conv("stem", "input", m.stem),
+                _layernorm("stem_norm", "stem", m.stem_norm, "channel")]
+        body, last = _blocks(_convnext_block, m.blocks, "stem_norm")
+        nodes = stem + body + [
+            _op("pool", "mean", last, axis="spatial", keepdims=0),
+            _layernorm("head_norm", "pool", m.head_norm, "last"),
+            _linear("fc", "head_norm", m.fc),
+        ]
+    elif name == "mixer":
+        body, last = _blocks(_mixer_block, m.blocks, "patch_tokens")
+        nodes = _patch_embed(m.patch) + body + [
+            _layernorm("head_norm", last, m.head_norm, "last"),
+            _op("pool", "mean", "head_norm", axis="channel", keepdims=0),
+            _linear("fc", "pool", m.fc),
+        ]
+    elif name == "resmlp":
+        body, last = _blocks(_resmlp_block, m.blocks, "patch_tokens")
+        nodes = _patch_embed(m.patch) + body + [
+            _scale("head_aff", last, m.head_aff),
+            _op("pool", "mean", "head_aff", axis="channel", keepdims=0),
+            _linear("fc", "pool", m.fc),
+        ]
+    elif name == "cnn_silu":
+        nodes = [
+            _conv("conv1", "input", m.conv1), _bn("bn1", "conv1", m.bn1),
+            _op("silu1", "silu", "bn1"), _pool("pool1", "silu1", "max"),
+            _conv("conv2", "pool1", m.conv2), _bn("bn2", "conv2", m.bn2),
+            _op("silu2", "silu", "bn2"), _pool("pool2", "silu2", "max"),
+            _op("flatten", "flatten", "pool2"),
             _linear("fc", "flatten", m.fc),
         ]
     else:
