@@ -9,7 +9,7 @@ import numpy as np
 
 from refsnn import ann
 from refsnn.model.graph import Graph
-from refsnn.sim.network import NEURON_FORWARD, SpikingNetwork
+from refsnn.sim.network import SpikingNetwork, ann_limit
 from refsnn.sim.record import concat_runs
 from refsnn.sim.simulator import Run, Simulator
 
@@ -22,7 +22,7 @@ class Evaluation:
     ----------
     ann_accuracy : float
         Accuracy of the source ANN (for a network loaded already converted: of its ANN limit,
-        where every IF node is ``clip(x, 0, theta)``).
+        :func:`refsnn.sim.network.ann_limit`).
     accuracy : dict of int to float
         SNN accuracy after each step count.
     max_abs_error : dict of int to float
@@ -54,7 +54,8 @@ def evaluate(net: SpikingNetwork, x, y, steps, ann_graph: Graph | None = None,
     y : int ndarray, shape (N,)
     steps : sequence of int
     ann_graph : Graph, optional
-        The source ANN; without it, the converted graph's ANN limit is scored.
+        The source ANN; without it, the converted network's ANN limit
+        (:func:`refsnn.sim.network.ann_limit`) is scored.
     batch_size : int
         Samples per simulated batch; results do not depend on it.
     seed : int
@@ -63,7 +64,7 @@ def evaluate(net: SpikingNetwork, x, y, steps, ann_graph: Graph | None = None,
         Called as ``progress(done, total)`` after each batch.
     """
     if ann_graph is None:
-        ann_out = ann.forward(net.graph, x, forward_ops=NEURON_FORWARD)
+        ann_out = ann_limit(net, x)
     else:
         ann_out = ann.forward(ann_graph, x)
     sim = Simulator(net, backend)

@@ -192,3 +192,20 @@ def test_if_refuses_a_gelu_model_and_points_to_signgd(capsys, tmp_path):
     code, out, _ = run_cli(capsys, "evaluate", path, "--data", DATA, "--limit", "5", "--method",
                            "signgd", "--steps", "200", "--json")
     assert code == 0 and json.loads(out)["results"][0]["max_abs_error"] < 1e-3
+
+
+def test_signgd_network_file_scores_against_its_ann_limit(capsys, tmp_path):
+    """A converted signGD file carries its constants in x_init / readout_init; its ANN limit
+    is the source ANN, so both routes report the same ANN accuracy and a small error."""
+    out_file = tmp_path / "sg.h5"
+    assert run_cli(capsys, "convert", MODELS / "mlp.h5", "--method", "signgd", "--calibration",
+                   DATA, "-o", out_file)[0] == 0
+    direct = json.loads(run_cli(capsys, "evaluate", MODELS / "mlp.h5", "--data", DATA,
+                                "--method", "signgd", "--limit", "20", "--steps", "150",
+                                "--json")[1])
+    saved = json.loads(run_cli(capsys, "evaluate", out_file, "--data", DATA, "--limit", "20",
+                               "--steps", "150", "--json")[1])
+    assert saved["ann_accuracy"] == direct["ann_accuracy"]
+    assert saved["results"][0]["accuracy"] == direct["results"][0]["accuracy"]
+    assert abs(saved["results"][0]["max_abs_error"] - direct["results"][0]["max_abs_error"]) \
+        < 1e-9

@@ -236,3 +236,24 @@ def load_snn(path, dtype=np.float64) -> SpikingNetwork:
                 raise ModelFormatError(file, "/readout_init", "shape", str(want), str(init.shape))
     return SpikingNetwork(graph, method, encoding, MappingProxyType(options), decoder,
                           MappingProxyType(schedule), init)
+
+
+def ann_limit(net: SpikingNetwork, x: np.ndarray) -> np.ndarray:
+    """The ANN a converted network approximates, evaluated on ``x`` (the limit T -> infinity).
+
+    IF networks: every ``if`` node acts as ``clip(x, 0, theta)``. signGD networks: the synapses
+    of a converted file carry no constants, so each ``sgd`` node computes ``f`` of its inputs
+    plus its ``x_init`` (the constants of the affine maps) and ``readout_init`` is added to the
+    output; this is the network seen through the ``exact`` encoder.
+    """
+    from refsnn import ann
+
+    if net.method != "signgd":
+        return ann.forward(net.graph, x, forward_ops=NEURON_FORWARD)
+
+    def sgd_with_constants(node, *xs):
+        shifted = [xi + c for xi, c in zip(xs, node.params["x_init"])]
+        return target_value(node.attrs["fn"], node.attrs, shifted)
+
+    out = ann.forward(net.graph, x, forward_ops={**NEURON_FORWARD, "sgd": sgd_with_constants})
+    return out + net.readout_init
