@@ -266,3 +266,26 @@ def test_layernorm_gelu_softmax_network():
     err = [np.abs(runs[1].readout[t] - ref).max() for t in (16, 64, 256)]
     assert err[1] < err[0] / 4 and err[2] < 1e-5, err
     assert not any(s.any() for s in runs[1].saturated.values())
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_unfolded_batchnorm_becomes_an_affine_synapse(dtype):
+    """A batchnorm on the input cannot fold; signGD turns it into an affine node whose bias
+    is exactly 0 after conversion, in float32 too, and the network still converges."""
+    rng = np.random.default_rng(0)
+    g = make_graph((3,), [
+        dict(name="bn", op="batchnorm", inputs=["input"],
+             params=dict(gamma=rng.uniform(0.5, 2, 3), beta=rng.normal(size=3),
+                         mean=rng.normal(size=3), var=rng.uniform(0.5, 2, 3))),
+        dict(name="fc", op="linear", inputs=["bn"],
+             params=dict(weight=rng.normal(size=(4, 3)), bias=rng.normal(size=4))),
+        dict(name="act", op="gelu", inputs=["fc"]),
+        dict(name="out", op="linear", inputs=["act"],
+             params=dict(weight=rng.normal(size=(2, 4)), bias=np.zeros(2))),
+    ], "out")
+    x = rng.uniform(0, 1, (5, 3))
+    net = convert_signgd(g, x, dtype=dtype)
+    node = net.graph.node("bn")
+    assert node.op == "affine" and not np.any(node.params["bias"])
+    err = np.abs(Simulator(net).run(x, [300]).readout[300] - ann.forward(g, x)).max()
+    assert err < (1e-6 if dtype is np.float64 else 1e-4), err  # eta_300 = 3e-8

@@ -12,7 +12,8 @@ max neurons over ``window`` synapses. The steps:
 4. initial input estimates ``x_init`` = each neuron's input when every neuron output and the
    encoder's output are 0 (the constant part ``c`` of the affine map feeding it), and the
    decoder's initial value = the output node's value in that same pass;
-5. constants removed from the synapses (biases 0, batchnorm shifts 0, window padding 0): they
+5. constants removed from the synapses (biases 0, window padding 0; an unfoldable batchnorm
+   became an affine node whose bias is 0 too): they
    live in ``x_init`` and ``readout_init`` now, so per step the synapses carry only the linear
    part ``A`` of each affine map, and ``x_hat_t = A(v_t of the layers below) + c`` exactly.
 """
@@ -166,6 +167,14 @@ def _rewrite(graph: Graph, compat: bool) -> list[dict]:
             fn = "gelu_sigmoid" if compat else (
                 "gelu_tanh" if attrs.get("approximate") == "tanh" else "gelu")
             out.append(_neuron(d["name"], d["inputs"], fn, compat))
+        elif op == "batchnorm":
+            # one that could not be folded: an affine map, whose constant part moves into
+            # x_init like every bias (and is then exactly 0 in the synapse, in any dtype)
+            p = d["params"]
+            scale = p["gamma"] / np.sqrt(p["var"] + attrs["eps"])
+            out.append({"name": d["name"], "op": "affine", "inputs": d["inputs"],
+                        "attrs": {"axis": "channel"},
+                        "params": {"weight": scale, "bias": p["beta"] - p["mean"] * scale}})
         elif op == "maxpool2d":
             out.extend(_max_tree(d, compat))
         elif op == "layernorm":
@@ -266,10 +275,5 @@ def _remove_constants(d: dict) -> None:
     """Zero a synapse's constant part; it lives in ``x_init`` / ``readout_init`` now."""
     if d["op"] in ("linear", "conv2d", "affine"):
         d["params"] = {**d["params"], "bias": np.zeros_like(d["params"]["bias"])}
-    elif d["op"] == "batchnorm":
-        # shift = beta - mean * s must be exactly 0: set beta to the same product.
-        p = d["params"]
-        s = p["gamma"] / np.sqrt(p["var"] + d["attrs"]["eps"])
-        d["params"] = {**p, "beta": p["mean"] * s}
     elif d["op"] == "window":
         d["attrs"] = {**d["attrs"], "pad_value": 0.0}

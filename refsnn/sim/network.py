@@ -21,6 +21,7 @@ from typing import Mapping
 
 import numpy as np
 
+from refsnn import ann
 from refsnn.errors import ModelFormatError
 from refsnn.io import atomic_h5, open_h5
 from refsnn.model.format import _check_header, _str, read_graph, write_graph
@@ -246,8 +247,6 @@ def ann_limit(net: SpikingNetwork, x: np.ndarray) -> np.ndarray:
     plus its ``x_init`` (the constants of the affine maps) and ``readout_init`` is added to the
     output; this is the network seen through the ``exact`` encoder.
     """
-    from refsnn import ann
-
     if net.method != "signgd":
         return ann.forward(net.graph, x, forward_ops=NEURON_FORWARD)
 
