@@ -1,4 +1,4 @@
-"""The ``refsnn`` command: ``inspect``, ``convert`` and ``evaluate``.
+"""The ``refsnn`` command: ``inspect``, ``convert``, ``evaluate`` and ``diagnose``.
 
 User mistakes (missing files, malformed models, bad options) end with one line on stderr,
 ``refsnn: error: ...``, and exit status 2 (bad usage) or 1 (bad input); never a traceback.
@@ -129,6 +129,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("-o", "--output", default=None, help="run file to write (HDF5)")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("diagnose", help="per-layer diagnostics of a conversion on a batch")
+    p.add_argument("model", help="model file, or a network file written by 'refsnn convert'")
+    p.add_argument("--data", required=True, help="data file (refsnn-data HDF5)")
+    p.add_argument("--split", default="test", help="split to use (default test)")
+    p.add_argument("--limit", type=_positive, default=64,
+                   help="first N samples of the split (default 64)")
+    _add_conversion(p, calibration_required=False)
+    p.add_argument("--steps", type=_positive, default=64, help="run length T (default 64)")
+    p.add_argument("--seed", type=int, default=None, help="Poisson encoder seed (default 0)")
+    p.add_argument("--backend", choices=("numba", "numpy"), default="numba",
+                   help="numba kernels (default) or the NumPy reference")
+    p.add_argument("--only", type=_names, default=None, metavar="NAMES",
+                   help="comma-separated diagnostics to run (default: all that apply)")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.set_defaults(func=cmd_diagnose)
     return parser
 
 
@@ -223,14 +239,7 @@ def cmd_evaluate(args) -> int:
     from refsnn.evaluate import evaluate
     from refsnn.sim.record import save_run
 
-    graph, net = _load_network_or_model(args.model)
-    if net is not None:
-        given = _given_conversion_flags(args)
-        if given:
-            raise OptionError(f"{args.model} is already converted; {', '.join(given)} would be "
-                              f"ignored: drop them or pass the source model")
-    else:
-        net = _convert(graph, args, args.calibration or args.data)
+    graph, net = _network(args)
     if args.seed is not None and net.encoding != "poisson":
         raise OptionError("--seed applies to --encoding poisson only")
     if args.threads is not None:
@@ -276,6 +285,52 @@ def cmd_evaluate(args) -> int:
                   f"(saturated); a larger --scale granularity or --eta0 helps")
         if args.output:
             print(f"wrote {args.output}")
+    return 0
+
+
+def _network(args):
+    """The network to run: a converted file as it is, or a model converted with the flags."""
+    graph, net = _load_network_or_model(args.model)
+    if net is not None:
+        given = _given_conversion_flags(args)
+        if given:
+            raise OptionError(f"{args.model} is already converted; {', '.join(given)} would be "
+                              f"ignored: drop them or pass the source model")
+        return None, net
+    return graph, _convert(graph, args, args.calibration or args.data)
+
+
+def cmd_diagnose(args) -> int:
+    from refsnn.data import load_split
+    from refsnn.diagnose import DIAGNOSTICS, Probe, applicable, diagnose
+
+    _, net = _network(args)
+    if args.seed is not None and net.encoding != "poisson":
+        raise OptionError("--seed applies to --encoding poisson only")
+    names = applicable(net)
+    if args.only is not None:
+        for name in args.only:
+            if name not in DIAGNOSTICS:
+                raise OptionError(f"--only: unknown diagnostic {name!r}; known: "
+                                  f"{', '.join(DIAGNOSTICS)}")
+            if name not in names:
+                raise OptionError(f"--only: {name!r} does not apply to --method {net.method} "
+                                  f"(it applies to {', '.join(DIAGNOSTICS[name].methods)})")
+        names = list(args.only)
+    x, _ = load_split(args.data, args.split, net.graph.input_shape, args.limit)
+    probe = Probe(net, x, args.steps, seed=args.seed or 0, backend=args.backend)
+    tables = diagnose(probe, names)
+    if args.json:
+        print(json.dumps({"model": str(args.model), "data": str(args.data), "split": args.split,
+                          "samples": int(x.shape[0]), "steps": args.steps, "method": net.method,
+                          "encoding": net.encoding, "options": dict(net.options),
+                          "diagnostics": {k: t.to_json() for k, t in tables.items()}}))
+    else:
+        print(f"{args.model}: {x.shape[0]} samples of {args.data}:{args.split}, "
+              f"method {net.method}, encoding {net.encoding}, T = {args.steps}")
+        for table in tables.values():
+            print()
+            print(table.format())
     return 0
 
 

@@ -123,13 +123,41 @@ SNN_OPS = {**OPS, **NEURON_OPS, **SYNAPSE_OPS}
 
 def clip_forward(node, x):
     """ANN meaning of an ``if`` node: ``clip(x, 0, threshold)`` per channel."""
-    theta = node.params["threshold"].reshape((1, -1) + (1,) * (x.ndim - 2))
+    theta = _channel_param(node, "threshold", x.ndim)
     return np.minimum(np.maximum(x, 0.0), theta)
 
 
 def sgd_forward(node, *xs):
     """ANN meaning of an ``sgd`` node: its target function."""
     return target_value(node.attrs["fn"], node.attrs, xs)
+
+
+def _channel_param(node, name: str, ndim: int) -> np.ndarray:
+    """A per-channel parameter shaped to broadcast against (B, *node_shape) arrays."""
+    return node.params[name].reshape((1, -1) + (1,) * (ndim - 2))
+
+
+def represented_output(net: "SpikingNetwork", name: str, counts: np.ndarray, steps: int):
+    """The activation a rate-coded neuron node represents after ``steps`` steps.
+
+    Parameters
+    ----------
+    net : SpikingNetwork
+    name : str
+        A neuron node of ``net`` whose spikes carry its threshold (``if``).
+    counts : int ndarray, shape (B, *node_shape)
+        Spikes per neuron over steps ``1..steps``.
+    steps : int
+
+    Returns
+    -------
+    ndarray, shape (B, *node_shape)
+        ``count · theta / steps`` (the rate times the spike's value).
+    """
+    node = net.graph.node(name)
+    if node.op != "if":
+        raise ValueError(f"node '{name}' ({node.op}) is not a rate-coded neuron node")
+    return counts * _channel_param(node, "threshold", counts.ndim) / steps
 
 
 #: ANN forward functions of the converted-only operators (the limit T -> infinity of the SNN).
@@ -239,20 +267,27 @@ def load_snn(path, dtype=np.float64) -> SpikingNetwork:
                           MappingProxyType(schedule), init)
 
 
-def ann_limit(net: SpikingNetwork, x: np.ndarray) -> np.ndarray:
+def ann_limit(net: SpikingNetwork, x: np.ndarray, all_nodes: bool = False):
     """The ANN a converted network approximates, evaluated on ``x`` (the limit T -> infinity).
 
     IF networks: every ``if`` node acts as ``clip(x, 0, theta)``. signGD networks: the synapses
     of a converted file carry no constants, so each ``sgd`` node computes ``f`` of its inputs
     plus its ``x_init`` (the constants of the affine maps) and ``readout_init`` is added to the
     output; this is the network seen through the ``exact`` encoder.
+
+    With ``all_nodes``, returns ``(output, {node name: value})`` as :func:`refsnn.ann.forward`
+    does. For signGD the node values are those of the increments' linear maps, without the
+    constants (a neuron's value is its output, which is what its estimate approximates).
     """
     if net.method != "signgd":
-        return ann.forward(net.graph, x, forward_ops=NEURON_FORWARD)
+        return ann.forward(net.graph, x, all_nodes=all_nodes, forward_ops=NEURON_FORWARD)
 
     def sgd_with_constants(node, *xs):
         shifted = [xi + c for xi, c in zip(xs, node.params["x_init"])]
         return target_value(node.attrs["fn"], node.attrs, shifted)
 
-    out = ann.forward(net.graph, x, forward_ops={**NEURON_FORWARD, "sgd": sgd_with_constants})
+    out = ann.forward(net.graph, x, all_nodes=all_nodes,
+                      forward_ops={**NEURON_FORWARD, "sgd": sgd_with_constants})
+    if all_nodes:
+        return out[0] + net.readout_init, out[1]
     return out + net.readout_init
