@@ -8,6 +8,7 @@ from typing import Callable
 import numpy as np
 
 from refsnn import ann
+from refsnn.diagnose.sin import RATE_CODED, sin_counts
 from refsnn.model.graph import Graph
 from refsnn.sim.network import SpikingNetwork, ann_limit
 from refsnn.sim.record import concat_runs
@@ -29,12 +30,17 @@ class Evaluation:
         Largest ``|readout - ANN output|`` over samples and outputs, per step count.
     run : Run
         The whole simulation, all batches joined.
+    sin : dict of str to int, or None
+        Spikes of inactivated neurons per neuron node over the whole run
+        (:func:`refsnn.diagnose.sin.sin_counts`); None for methods whose spikes are not
+        rate-coded (signGD).
     """
 
     ann_accuracy: float
     accuracy: dict[int, float]
     max_abs_error: dict[int, float]
     run: Run
+    sin: dict[str, int] | None = None
 
 
 def accuracy(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -63,9 +69,8 @@ def evaluate(net: SpikingNetwork, x, y, steps, ann_graph: Graph | None = None,
     progress : callable, optional
         Called as ``progress(done, total)`` after each batch.
     """
-    if ann_graph is None:
-        ann_out = ann_limit(net, x)
-    else:
+    ann_out, limit = ann_limit(net, x, all_nodes=True)
+    if ann_graph is not None:
         ann_out = ann.forward(ann_graph, x)
     sim = Simulator(net, backend)
     runs = []
@@ -76,6 +81,7 @@ def evaluate(net: SpikingNetwork, x, y, steps, ann_graph: Graph | None = None,
         if progress is not None:
             progress(stop, x.shape[0])
     run = concat_runs(runs)
+    sin = sin_counts(net, limit, run.counts) if net.method in RATE_CODED else None
     return Evaluation(accuracy(ann_out, y), {t: accuracy(run.readout[t], y) for t in run.steps},
                       {t: float(np.max(np.abs(run.readout[t] - ann_out))) for t in run.steps},
-                      run)
+                      run, sin)

@@ -19,15 +19,22 @@ from refsnn.errors import OptionError, RefsnnError
 #: Conversion options: flag -> (keyword of the converters, {method: default}, argparse keywords).
 #: A flag given for a method that does not take it is refused, never ignored.
 CONVERT_OPTIONS = {
-    "--percentile": ("percentile", {"if": 99.9}, dict(
-        type=float, help="IF: threshold = this percentile of each ReLU's calibration "
+    "--percentile": ("percentile", {"if": 99.9, "bsnn": 99.9}, dict(
+        type=float, help="IF, BSNN: threshold = this percentile of each ReLU's calibration "
                          "activations, 100 = max (default 99.9)")),
-    "--per-channel": ("per_channel", {"if": False}, dict(
-        action="store_const", const=True, help="IF: one threshold per channel, not per layer")),
+    "--per-channel": ("per_channel", {"if": False, "bsnn": False}, dict(
+        action="store_const", const=True,
+        help="IF, BSNN: one threshold per channel, not per layer")),
     "--reset": ("reset", {"if": "subtract"}, dict(
         choices=("subtract", "zero"), help="IF: reset by subtraction (default) or to zero")),
-    "--v-init": ("v_init", {"if": "zero"}, dict(
-        choices=("zero", "half"), help="IF: initial membrane potential 0 (default) or theta/2")),
+    "--v-init": ("v_init", {"if": "zero", "bsnn": "half"}, dict(
+        choices=("zero", "half"), help="IF: initial membrane potential 0 (default) or theta/2; "
+                                       "BSNN: theta/2 (default) or 0")),
+    "--period": ("period", {"bsnn": 4}, dict(
+        type=int, help="BSNN: steps of one integrate or fire cycle (default 4)")),
+    "--no-sync": ("sync", {"bsnn": True}, dict(
+        action="store_const", const=False,
+        help="BSNN: no synchronous neurons on residual shortcuts (to see what they do)")),
     "--readout": ("readout", {"if": "potential"}, dict(
         choices=("potential", "count"), help="IF: mean output potential (default) or spike "
                                              "count of added output neurons")),
@@ -44,14 +51,14 @@ CONVERT_OPTIONS = {
     "--compat": ("compat", {"signgd": False}, dict(
         action="store_const", const=True,
         help="signGD: reproduce the reference code's conventions (see README)")),
-    "--encoding": ("encoding", {"if": "analog", "signgd": "exact"}, dict(
+    "--encoding": ("encoding", {"if": "analog", "signgd": "exact", "bsnn": "analog"}, dict(
         choices=("analog", "poisson", "exact", "gd"),
-        help="IF: analog current (default) or poisson rate coding; signGD: exact (default) "
-             "or gd (the reference code's encoder)")),
-    "--dtype": ("dtype", {"if": "float64", "signgd": "float64"}, dict(
+        help="IF, BSNN: analog current (default) or poisson rate coding; signGD: exact "
+             "(default) or gd (the reference code's encoder)")),
+    "--dtype": ("dtype", {"if": "float64", "signgd": "float64", "bsnn": "float64"}, dict(
         choices=("float64", "float32"), help="precision of the simulation (default float64)")),
 }
-METHOD_NAMES = ("if", "signgd")
+METHOD_NAMES = ("if", "signgd", "bsnn")
 
 
 def _steps(text: str) -> list[int]:
@@ -88,8 +95,8 @@ def _add_conversion(p: argparse.ArgumentParser, calibration_required: bool) -> N
                    help="split of the calibration file (default train)")
     p.add_argument("--calibration-limit", type=_positive, default=None,
                    help="use only the first N calibration samples")
-    for flag, (_, _, kwargs) in CONVERT_OPTIONS.items():
-        p.add_argument(flag, default=None, **kwargs)
+    for flag, (key, _, kwargs) in CONVERT_OPTIONS.items():
+        p.add_argument(flag, dest=key, default=None, **kwargs)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -263,12 +270,13 @@ def cmd_evaluate(args) -> int:
                     **{f"option_{k}": v for k, v in net.options.items()}}
         save_run(args.output, result.run, settings, labels=y)
     saturated = {k: int(v.sum()) for k, v in result.run.saturated.items() if v.any()}
+    sin = result.sin  # None for signGD, whose spikes are not rate-coded
     if args.json:
         print(json.dumps({
             "ann_accuracy": result.ann_accuracy,
             "results": [{"steps": t, "accuracy": a, "max_abs_error": result.max_abs_error[t]}
                         for t, a in result.accuracy.items()],
-            "saturated": saturated,
+            "saturated": saturated, "sin": sin,
             "model": str(args.model), "data": str(args.data), "split": args.split,
             "samples": int(x.shape[0]), "method": net.method, "encoding": net.encoding,
             "options": dict(net.options),
@@ -280,6 +288,9 @@ def cmd_evaluate(args) -> int:
         for t, a in result.accuracy.items():
             print(f"SNN T={t:<6d}  {100 * a:6.2f} %   max |output - ANN| "
                   f"{result.max_abs_error[t]:.3g}")
+        if sin is not None:
+            print(f"spikes of inactivated neurons (ANN activation 0) in {max(args.steps)} steps: "
+                  + ", ".join(f"{k} {v}" for k, v in sin.items()))
         for name, n in saturated.items():
             print(f"warning: {n} neuron(s) of '{name}' ended with a target beyond reach "
                   f"(saturated); a larger --scale granularity or --eta0 helps")

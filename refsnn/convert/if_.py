@@ -69,10 +69,47 @@ def convert_if(
     check_choice("--encoding", encoding, ENCODINGS)
     check_choice("--readout", readout, READOUTS)
     check_choice("--dtype", np.dtype(dtype).name, ("float64", "float32"))
+    folded, out, dicts = relu_to_neurons(graph, calibration, percentile, per_channel, "if",
+                                         "if", {"reset": reset, "v_init": v_init})
+    x_samples = int(np.asarray(calibration).shape[0])
+    output = folded.output
+    if readout == "count" and folded.node(output).op != "relu":
+        theta = balance(np.maximum(out, 0.0), percentile, per_channel)
+        dicts.append({"name": READOUT_NODE, "op": "if", "inputs": [output],
+                      "attrs": {"reset": reset, "v_init": v_init}, "params": {"threshold": theta}})
+        output = READOUT_NODE
+    snn_graph = make_graph(graph.input_shape, dicts, output, dtype=dtype, ops=SNN_OPS)
+    options = {"percentile": float(percentile), "per_channel": int(per_channel), "reset": reset,
+               "v_init": v_init, "readout": readout, "dtype": np.dtype(dtype).name,
+               "calibration_samples": x_samples}
+    return SpikingNetwork(snn_graph, "if", encoding, MappingProxyType(options))
+
+
+def relu_to_neurons(graph: Graph, calibration, percentile: float, per_channel: bool,
+                    method: str, neuron_op: str, neuron_attrs: dict):
+    """The part every rate-coded method shares: check, fold BN, balance thresholds.
+
+    Every ReLU becomes a ``neuron_op`` node with ``neuron_attrs`` and a per-layer (or
+    per-channel) threshold at the ``percentile`` of its calibration activations.
+
+    Returns
+    -------
+    folded : Graph
+        The graph with batchnorms folded.
+    out : ndarray, shape (B, *output_shape)
+        The folded graph's output on the calibration data.
+    dicts : list of dict
+        The converted nodes, as :func:`refsnn.model.graph.graph_to_dicts` gives them.
+
+    Raises
+    ------
+    ConversionError
+        For an operator the method cannot convert, or max pooling of anything but ReLU neurons.
+    """
     for node in graph.nodes:
         if node.op not in SUPPORTED:
             raise ConversionError(
-                f"node '{node.name}': op '{node.op}' cannot be converted with --method if "
+                f"node '{node.name}': op '{node.op}' cannot be converted with --method {method} "
                 f"(supported: {', '.join(SUPPORTED)}); use --method signgd, which converts "
                 f"GELU, SiLU, LayerNorm, softmax and other nonlinearities")
     folded = fold_batchnorm(graph)
@@ -86,21 +123,9 @@ def convert_if(
                     f"same ANN since ReLU is monotone")
     x = check_batch(calibration, graph.input_shape, what="calibration data")
     out, acts = ann.forward(folded, x, all_nodes=True)
-
     dicts = graph_to_dicts(folded)
     for d in dicts:
         if d["op"] == "relu":
             theta = balance(acts[d["name"]], percentile, per_channel)
-            d.update(op="if", attrs={"reset": reset, "v_init": v_init},
-                     params={"threshold": theta})
-    output = folded.output
-    if readout == "count" and folded.node(output).op != "relu":
-        theta = balance(np.maximum(out, 0.0), percentile, per_channel)
-        dicts.append({"name": READOUT_NODE, "op": "if", "inputs": [output],
-                      "attrs": {"reset": reset, "v_init": v_init}, "params": {"threshold": theta}})
-        output = READOUT_NODE
-    snn_graph = make_graph(graph.input_shape, dicts, output, dtype=dtype, ops=SNN_OPS)
-    options = {"percentile": float(percentile), "per_channel": int(per_channel), "reset": reset,
-               "v_init": v_init, "readout": readout, "dtype": np.dtype(dtype).name,
-               "calibration_samples": int(x.shape[0])}
-    return SpikingNetwork(snn_graph, "if", encoding, MappingProxyType(options))
+            d.update(op=neuron_op, attrs=dict(neuron_attrs), params={"threshold": theta})
+    return folded, out, dicts

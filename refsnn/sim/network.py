@@ -27,14 +27,15 @@ from refsnn.io import atomic_h5, open_h5
 from refsnn.model.format import _check_header, _str, read_graph, write_graph
 from refsnn.model.graph import Graph, check_param
 from refsnn.model.ops import OPS, AttrSpec, OpSpec, ShapeRuleError
+from refsnn.neurons.bistable import packets_started
 from refsnn.neurons.signgd import TARGETS, target_value
 from refsnn.synapses.window import spread_forward, window_forward
 
 FORMAT = "refsnn-snn"
 FORMAT_VERSION = 1
 ENCODINGS = ("analog", "poisson", "exact", "gd")
-DECODERS = ("mean", "estimate")
-METHODS = ("if", "signgd")
+DECODERS = ("mean", "estimate", "packet")
+METHODS = ("if", "signgd", "bsnn")
 
 
 def _if_params(attrs, in_shapes):
@@ -43,6 +44,12 @@ def _if_params(attrs, in_shapes):
 
 def _if_out(attrs, in_shapes, params):
     if np.any(params["threshold"] <= 0):
+        raise ShapeRuleError("threshold", "positive thresholds", "a value <= 0")
+    return in_shapes[0]
+
+
+def _bistable_out(attrs, in_shapes, params):
+    if "threshold" in params and np.any(params["threshold"] <= 0):
         raise ShapeRuleError("threshold", "positive thresholds", "a value <= 0")
     return in_shapes[0]
 
@@ -88,6 +95,15 @@ NEURON_OPS: dict[str, OpSpec] = {
         attrs={"reset": AttrSpec("str", default="subtract", choices=("subtract", "zero")),
                "v_init": AttrSpec("str", default="zero", choices=("zero", "half"))},
         params=("threshold",), param_shapes=_if_params, out_shape=_if_out),
+    # Bistable IF neurons (BSNN): integrate for a cycle of `period` steps, then fire for one;
+    # `stage` is the cycle of the first fire state (pipeline position). role "sync": a
+    # synchronous neuron, a relay that delays a residual shortcut by one cycle.
+    "bistable": OpSpec(
+        "bistable", 1,
+        attrs={"period": AttrSpec("int", minimum=1), "stage": AttrSpec("int", minimum=1),
+               "v_init": AttrSpec("str", default="half", choices=("zero", "half")),
+               "role": AttrSpec("str", default="neuron", choices=("neuron", "sync"))},
+        params=("threshold",), param_shapes=_if_params, out_shape=_bistable_out),
     "sgd": OpSpec(
         "sgd", -1,
         attrs={"fn": AttrSpec("str"),
@@ -155,13 +171,18 @@ def represented_output(net: "SpikingNetwork", name: str, counts: np.ndarray, ste
         ``count · theta / steps`` (the rate times the spike's value).
     """
     node = net.graph.node(name)
-    if node.op != "if":
+    if node.op not in ("if", "bistable"):
         raise ValueError(f"node '{name}' ({node.op}) is not a rate-coded neuron node")
-    return counts * _channel_param(node, "threshold", counts.ndim) / steps
+    theta = _channel_param(node, "threshold", counts.ndim)
+    if node.op == "if":
+        return counts * theta / steps
+    # a bistable neuron's spikes come in packets of at most `period` per fire cycle
+    packets = packets_started(steps, node.attrs["period"], node.attrs["stage"])
+    return counts * theta / (node.attrs["period"] * packets) if packets else 0.0 * counts
 
 
 #: ANN forward functions of the converted-only operators (the limit T -> infinity of the SNN).
-NEURON_FORWARD = {"if": clip_forward, "sgd": sgd_forward, "window": window_forward,
+NEURON_FORWARD = {"if": clip_forward, "bistable": clip_forward, "sgd": sgd_forward, "window": window_forward,
                   "spread": spread_forward}
 
 

@@ -23,6 +23,7 @@ import numpy as np
 from refsnn.checks import check_batch
 from refsnn.errors import ConversionError, OptionError
 from refsnn.model.graph import INPUT
+from refsnn.sim.decoders import DECODERS
 from refsnn.sim.encoders import ENCODERS
 from refsnn.sim.network import SpikingNetwork
 from refsnn.sim.steps import BACKENDS, STEP_OPS
@@ -129,7 +130,8 @@ class Simulator:
         step_counts = {n: np.zeros(t_max, np.int64) for n in neurons}
         rec_r = {n: np.zeros((t_max, batch) + shapes[n], bool) for n in rasters}
         rec_u = {n: np.zeros((t_max, batch) + shapes[n], self.dtype) for n in potentials}
-        total = np.zeros((batch,) + shapes[graph.output], self.dtype)
+        decoder = DECODERS[self.net.decoder](self.net, (batch,) + shapes[graph.output],
+                                             self.dtype)
         readout = {}
         for t in range(1, t_max + 1):
             values = {INPUT: encoder.step(t)}
@@ -144,21 +146,15 @@ class Simulator:
                     rec_r[name][t - 1] = fired
                 if name in rec_u:
                     rec_u[name][t - 1] = op.potential(states[i])
-            total += values[graph.output]
+            decoder.add(t, values[graph.output])
             if t in steps:
-                readout[t] = self._decode(total, t)
+                readout[t] = decoder.read(t)
         saturated = {}
         for name, (op, i) in neurons.items():
             sat = op.saturated(states[i])
             if sat is not None:
                 saturated[name] = sat
         return Run(steps, readout, counts, step_counts, rec_r, rec_u, saturated)
-
-    def _decode(self, total: np.ndarray, t: int) -> np.ndarray:
-        """The readout after ``t`` steps from the sum of the output's values."""
-        if self.net.decoder == "estimate":
-            return self.net.readout_init + total
-        return total / t
 
 
 def _check_steps(steps) -> tuple[int, ...]:

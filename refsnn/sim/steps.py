@@ -15,6 +15,8 @@ import numpy as np
 
 from refsnn import ann
 from refsnn.model.graph import Graph, Node
+from refsnn.neurons.bistable import (cycle_state, fire_numba, fire_numpy, integrate_numba,
+                                     integrate_numpy)
 from refsnn.neurons.if_ import if_step_numba, if_step_numpy
 from refsnn.neurons.signgd import (reach, signgd_fire_numba, signgd_fire_numpy, step_size,
                                    target_value)
@@ -35,13 +37,15 @@ class Backend:
     maxpool_spikes: Callable
     if_step: Callable
     signgd_fire: Callable
+    bistable_integrate: Callable
+    bistable_fire: Callable
 
 
 BACKENDS = {
     "numpy": Backend("numpy", linear_numpy, conv_numpy, avgpool_numpy, maxpool_spikes_numpy,
-                     if_step_numpy, signgd_fire_numpy),
+                     if_step_numpy, signgd_fire_numpy, integrate_numpy, fire_numpy),
     "numba": Backend("numba", linear_numba, conv_numba, avgpool_numba, maxpool_spikes_numba,
-                     if_step_numba, signgd_fire_numba),
+                     if_step_numba, signgd_fire_numba, integrate_numba, fire_numba),
 }
 
 
@@ -185,6 +189,54 @@ class IFNeurons(StepOp):
         return None
 
 
+class BistableNeurons(StepOp):
+    """Bistable neurons (see :mod:`refsnn.neurons.bistable`).
+
+    State: ``u`` (B, N), the membrane potentials, and the step counter ``t``; the layer's
+    state (rest, integrate or fire) follows from ``t``, the period and the node's stage.
+    """
+
+    is_neuron = True
+
+    def __init__(self, node, graph, backend, schedule):
+        super().__init__(node, graph, backend, schedule)
+        theta = np.asarray(node.params["threshold"])
+        per_channel = int(np.prod(self.shape[1:]))
+        self.theta = np.ascontiguousarray(np.repeat(theta, per_channel))  # (N,)
+        self.u0 = self.theta / 2 if node.attrs["v_init"] == "half" else np.zeros_like(self.theta)
+        self.period, self.stage = node.attrs["period"], node.attrs["stage"]
+        self.actions = {"rest": self._rest, "integrate": self._integrate, "fire": self._fire}
+
+    def init(self, batch):
+        return {"u": np.repeat(self.u0[None, :], batch, axis=0), "t": 0}
+
+    def step(self, state, x):
+        state["t"] += 1
+        out = self.actions[cycle_state(state["t"], self.period, self.stage)](state["u"], x)
+        return out.reshape(x.shape)
+
+    def _rest(self, u, x):
+        return np.zeros_like(u)
+
+    def _integrate(self, u, x):
+        return self.backend.bistable_integrate(u, np.ascontiguousarray(x.reshape(u.shape)))
+
+    def _fire(self, u, x):
+        return self.backend.bistable_fire(u, self.theta)
+
+    def potential(self, state):
+        u = state["u"]
+        return u.reshape((u.shape[0],) + self.shape)
+
+    def fired(self, value):
+        """Which neurons spiked, from this step's values (a spike carries +theta)."""
+        return value > 0
+
+    def saturated(self, state):
+        """Like IF neurons, bistable neurons clip at theta per step by design."""
+        return None
+
+
 class SignGDNeurons(StepOp):
     """signGD neurons (see :mod:`refsnn.neurons.signgd`).
 
@@ -244,7 +296,7 @@ class SignGDNeurons(StepOp):
 STEP_OPS: dict[str, type[StepOp]] = {
     "linear": Linear, "conv2d": Conv2d, "avgpool2d": AvgPool2d, "batchnorm": BatchNorm,
     "flatten": Flatten, "identity": Identity, "add": Add, "maxpool2d": MaxPoolSpikes,
-    "if": IFNeurons, "sgd": SignGDNeurons,
+    "if": IFNeurons, "bistable": BistableNeurons, "sgd": SignGDNeurons,
     **{op: ForwardStep for op in ("transpose", "mean", "reshape", "scale", "affine", "window",
                                   "spread")},
 }
