@@ -337,3 +337,25 @@ def test_cli_bsnn_options_and_sin(capsys, tmp_path):
     layers = [row["layer"] for row in table["rows"]]
     assert layers == ["relu1", "block_relu1", "relu1_sync1", "block_relu2"]
     assert all(row["sin_spikes"] >= 0 for row in table["rows"])
+
+
+def test_malformed_bsnn_files_are_refused_by_name(tmp_path):
+    import h5py
+
+    from refsnn.errors import ModelFormatError
+
+    graph, calib, _ = _nets()[2]
+    path = tmp_path / "net.h5"
+    for attr, value, field in (("schedule_period", None, "schedule_period"),
+                               ("schedule_period", 2.5, "schedule_period"),
+                               ("schedule_readout_stage", 0.0, "schedule_readout_stage"),
+                               ("schedule_period", 3.0, "period")):
+        save_snn(convert_bsnn(graph, calib, period=4), path)
+        with h5py.File(path, "a") as f:
+            if value is None:
+                del f.attrs[attr]
+            else:
+                f.attrs[attr] = value
+        with pytest.raises(ModelFormatError, match=field) as err:
+            load_snn(path)
+        assert str(path) in str(err.value)

@@ -278,6 +278,8 @@ def load_snn(path, dtype=np.float64) -> SpikingNetwork:
                 raise ModelFormatError(file, "/", key, f"attributes {sorted(known)}, option_* "
                                        "or schedule_*", "an unknown attribute")
         graph = read_graph(f, file, dtype=dtype, ops=SNN_OPS)
+        if decoder == "packet":
+            _check_packet_schedule(file, schedule, graph)
         init = None
         if "readout_init" in f:
             init = check_param(f["readout_init"][()], file, "", "readout_init", dtype)
@@ -286,6 +288,21 @@ def load_snn(path, dtype=np.float64) -> SpikingNetwork:
                 raise ModelFormatError(file, "/readout_init", "shape", str(want), str(init.shape))
     return SpikingNetwork(graph, method, encoding, MappingProxyType(options), decoder,
                           MappingProxyType(schedule), init)
+
+
+def _check_packet_schedule(file: str, schedule: dict, graph: Graph) -> None:
+    """A BSNN file's cycle length and readout stage: present, integral, consistent."""
+    for key, low in (("period", 1), ("readout_stage", 1)):
+        value = schedule.get(key)
+        if not isinstance(value, (int, float)) or value != int(value) or value < low:
+            raise ModelFormatError(file, "/", f"schedule_{key}", f"an integer >= {low}",
+                                   repr(value))
+        schedule[key] = int(value)
+    for node in graph.nodes:
+        if node.op == "bistable" and node.attrs["period"] != schedule["period"]:
+            raise ModelFormatError(file, f"/nodes/{node.name}", "period",
+                                   f"schedule_period = {schedule['period']}",
+                                   str(node.attrs["period"]))
 
 
 def ann_limit(net: SpikingNetwork, x: np.ndarray, all_nodes: bool = False):

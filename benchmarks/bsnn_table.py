@@ -1,0 +1,73 @@
+"""Print the README's BSNN table: IF against BSNN on the shipped ReLU models.
+
+    python benchmarks/bsnn_table.py [--steps 8,16,24,32,64,128] [--models mlp,cnn,...]
+
+Each row comes from one ``refsnn evaluate MODEL --data data/digits.h5 --steps ... --json`` with
+the row's options (nothing here computes accuracies itself). Columns: accuracy at each T; the
+first listed T at which the row reaches the accuracy of plain IF at the largest T ("IF's best");
+and the spikes of inactivated neurons (SIN) over the whole run, summed over the layers after
+the first (the first sees a constant current and has none with either method).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+from pathlib import Path
+
+from refsnn.cli.main import main as refsnn
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ("mlp", "cnn", "cnn_maxpool", "resnet")
+SETTINGS = {
+    "if": ["--method", "if"],
+    "if --v-init half": ["--method", "if", "--v-init", "half"],
+    "bsnn": ["--method", "bsnn"],
+    "bsnn --period 2": ["--method", "bsnn", "--period", "2"],
+    "bsnn --period 8": ["--method", "bsnn", "--period", "8"],
+    "bsnn --no-sync": ["--method", "bsnn", "--no-sync"],
+}
+RESIDUAL_ONLY = {"bsnn --no-sync"}
+
+
+def evaluate(model: str, steps: str, extra: list[str]) -> dict:
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = refsnn(["evaluate", str(ROOT / "data/models" / f"{model}.h5"), "--data",
+                       str(ROOT / "data/digits.h5"), "--steps", steps, "--json", *extra])
+    if code != 0:
+        raise SystemExit(f"refsnn evaluate failed for {model} {extra}")
+    return json.loads(out.getvalue())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", default="8,16,24,32,64,128")
+    parser.add_argument("--models", default=",".join(MODELS))
+    args = parser.parse_args()
+    steps = [int(s) for s in args.steps.split(",")]
+    print("| model | method, options | ANN | " + " | ".join(f"T={t}" for t in steps)
+          + f" | first T at IF's T={steps[-1]} accuracy | SIN (layers 2+) |")
+    print("|---|---|---|" + "---|" * (len(steps) + 2))
+    for model in args.models.split(","):
+        best = None
+        for label, extra in SETTINGS.items():
+            if label in RESIDUAL_ONLY and model != "resnet":
+                continue
+            r = evaluate(model, args.steps, extra)
+            acc = {row["steps"]: row["accuracy"] for row in r["results"]}
+            if best is None:
+                best = acc[steps[-1]]  # the first row is plain IF
+            reach = next((t for t in steps if acc[t] >= best - 1e-12), None)
+            first_layer = next(iter(r["sin"]))
+            sin = sum(v for k, v in r["sin"].items() if k != first_layer)
+            print(f"| {model} | {label} | {100 * r['ann_accuracy']:.2f} | "
+                  + " | ".join(f"{100 * acc[t]:.2f}" for t in steps)
+                  + f" | {reach if reach is not None else 'not within ' + str(steps[-1])} "
+                    f"| {sin} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
