@@ -6,7 +6,8 @@ Each row comes from one ``refsnn evaluate MODEL --data data/digits.h5 --steps ..
 the row's options (nothing here computes accuracies itself). Columns: accuracy at each T; the
 first listed T at which the row reaches the accuracy of plain IF at the largest T ("IF's best");
 and the spikes of inactivated neurons (SIN) over the whole run, summed over the layers after
-the first (the first sees a constant current and has none with either method).
+the first (the first sees a constant current and has none with either method). A second table
+gives the SIN of every layer.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ def main() -> None:
     parser.add_argument("--models", default=",".join(MODELS))
     args = parser.parse_args()
     steps = [int(s) for s in args.steps.split(",")]
+    sin_rows = []
     print("| model | method, options | ANN | " + " | ".join(f"T={t}" for t in steps)
           + f" | first T at IF's T={steps[-1]} accuracy | SIN (layers 2+) |")
     print("|---|---|---|" + "---|" * (len(steps) + 2))
@@ -67,6 +69,13 @@ def main() -> None:
                   + " | ".join(f"{100 * acc[t]:.2f}" for t in steps)
                   + f" | {reach if reach is not None else 'not within ' + str(steps[-1])} "
                     f"| {sin} |", flush=True)
+            sin_rows.append((model, label, r["sin"]))
+    print(f"\nSpikes of inactivated neurons per layer over T = {steps[-1]} steps, all "
+          f"{r['samples']} test images:\n")
+    print("| model | method, options | SIN per layer |")
+    print("|---|---|---|")
+    for model, label, sin in sin_rows:
+        print(f"| {model} | {label} | " + ", ".join(f"{k} {v}" for k, v in sin.items()) + " |")
 
 
 if __name__ == "__main__":

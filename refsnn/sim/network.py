@@ -182,8 +182,8 @@ def represented_output(net: "SpikingNetwork", name: str, counts: np.ndarray, ste
 
 
 #: ANN forward functions of the converted-only operators (the limit T -> infinity of the SNN).
-NEURON_FORWARD = {"if": clip_forward, "bistable": clip_forward, "sgd": sgd_forward, "window": window_forward,
-                  "spread": spread_forward}
+NEURON_FORWARD = {"if": clip_forward, "bistable": clip_forward, "sgd": sgd_forward,
+                  "window": window_forward, "spread": spread_forward}
 
 
 @dataclass(frozen=True)
@@ -195,7 +195,7 @@ class SpikingNetwork:
     graph : Graph
         Synapse and neuron operators; ``graph.output`` is the node read out.
     method : str
-        The conversion method that made it (``"if"``).
+        The conversion method that made it (one of :data:`METHODS`).
     encoding : str
         A key of :data:`refsnn.sim.encoders.ENCODERS`: ``"analog"`` (the input is a constant
         current every step), ``"poisson"`` (Bernoulli spikes per step with probability ``|x|``
@@ -203,12 +203,14 @@ class SpikingNetwork:
         (the signGD reference code's gradient-descent encoder).
     options : mapping
         The conversion options used, for provenance (strings and numbers).
-    decoder : {"mean", "estimate"}
+    decoder : {"mean", "estimate", "packet"}
         ``mean``: the readout after ``T`` steps is the mean of the output's values over steps
         ``1..T`` (rate coding). ``estimate``: the output's values are increments, and the
-        readout is ``readout_init`` plus their sum (signGD).
+        readout is ``readout_init`` plus their sum (signGD). ``packet``: the mean value per
+        step of the output's completed packets (BSNN; :mod:`refsnn.sim.decoders`).
     schedule : mapping
-        ``{"eta0": float, "gamma": float}`` for signGD networks; empty otherwise.
+        ``{"eta0": float, "gamma": float}`` for signGD networks, ``{"period": P,
+        "readout_stage": s}`` for BSNN networks; empty otherwise.
     readout_init : ndarray, shape output_shape, optional
         The decoder's initial value (``estimate`` decoder only).
     """

@@ -9,8 +9,8 @@ for ``t = 1 .. T``:
    adds that value to its membrane potential, fires and resets (see
    :mod:`refsnn.neurons.if_`);
 3. **record**: spike counts of every neuron node, rasters and membrane potentials (after
-   reset) of the nodes asked for, and the readout sum ``R += value(output)``; at each
-   requested ``T`` the readout is ``R / T``.
+   reset) of the nodes asked for, and the output's value goes to the network's decoder
+   (:mod:`refsnn.sim.decoders`), which gives the readout at each requested ``T``.
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ class Run:
     steps : tuple of int
         The step counts at which the readout was taken, ascending.
     readout : dict of int to ndarray, shape (B, *output_shape)
-        Mean output value over steps ``1..T`` for each ``T`` in ``steps``.
+        The decoder's readout after ``T`` steps, for each ``T`` in ``steps`` (mean output
+        value for rate coding, see :mod:`refsnn.sim.decoders`).
     counts : dict of str to int64 ndarray, shape (B, *node_shape)
         Spikes per neuron over the whole run, for every neuron node.
     step_counts : dict of str to int64 ndarray, shape (T_max,)
