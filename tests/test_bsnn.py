@@ -359,3 +359,16 @@ def test_malformed_bsnn_files_are_refused_by_name(tmp_path):
         with pytest.raises(ModelFormatError, match=field) as err:
             load_snn(path)
         assert str(path) in str(err.value)
+
+
+def test_poisson_input_is_seeded_per_sample_and_backend_independent():
+    graph, calib, x = _nets()[2]
+    net = convert_bsnn(graph, calib, encoding="poisson")
+    ids = np.arange(10, 15)
+    ref = Simulator(net, "numpy").run(x, 40, seed=7, sample_ids=ids)
+    got = Simulator(net, "numba").run(x, 40, seed=7, sample_ids=ids)
+    assert np.array_equal(ref.readout[40], got.readout[40])
+    part = Simulator(net).run(x[3:], 40, seed=7, sample_ids=ids[3:])
+    assert np.array_equal(part.readout[40], ref.readout[40][3:])
+    other = Simulator(net).run(x, 40, seed=8, sample_ids=ids)
+    assert not np.array_equal(other.readout[40], ref.readout[40])
