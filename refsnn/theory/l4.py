@@ -23,9 +23,10 @@ so ``sd(V_t) <= sqrt(t) ||w||_4 ||r||_2^(1/2)``, with equality when ``r`` is pro
 ``w^2`` and ``r -> 0``. Neurons of one layer see the same ``r``, so the bound scales with
 ``||w_j||_4`` alone across a layer.
 
-Deeper layers: inputs are IF spike trains, which are more regular than Bernoulli trains of
-the same rate (an IF neuron under constant drive fires periodically, with variance of its
-count bounded by 1/4 whatever ``t``). The Bernoulli value is then an upper estimate;
+Deeper layers: inputs are IF spike trains. They are more regular than Bernoulli trains of
+the same rate (an IF neuron under constant drive fires periodically), which lowers the
+variance, but neurons of one layer share inputs, so their trains are correlated, and the
+covariances (ignored here) can raise it. The Bernoulli value is then only an estimate;
 ``refsnn diagnose --only spread`` measures how far off it is per layer.
 """
 
@@ -197,11 +198,55 @@ def _propagate(graph: Graph, node: str, sources: Mapping[str, np.ndarray], p):
     return walk(graph.node(node).inputs[0])
 
 
+#: Operators that map each input entry to one output entry (they keep entries independent).
+_ELEMENTWISE = ("flatten", "identity", "reshape", "transpose", "batchnorm", "scale", "affine")
+
+
+def single_path(graph: Graph, node: str, sources) -> bool:
+    """Whether every source spike reaches each neuron of ``node`` along one path at most.
+
+    That is when the p-power maps are exact. Tracked per value: *disjoint* (each entry
+    depends on its own source spikes; sources are) and its set of source nodes. A many-to-one
+    map (linear, conv2d, pooling, mean) of a disjoint value is exact but its output entries
+    share inputs, unless it is a pooling whose windows do not overlap; ``add`` is exact when
+    its inputs come from different sources.
+    """
+    memo = {}
+
+    def walk(name):  # -> (exact so far, disjoint, set of sources)
+        if name in sources:
+            return True, True, {name}
+        if name in memo:
+            return memo[name]
+        n = graph.node(name)
+        ins = [walk(i) for i in n.inputs]
+        exact = all(e for e, _, _ in ins)
+        srcs = set().union(*(s for _, _, s in ins))
+        if n.op in _ELEMENTWISE:
+            disjoint = ins[0][1]
+        elif n.op == "add":
+            pairwise = sum(len(s) for _, _, s in ins) == len(srcs)
+            exact = exact and pairwise
+            disjoint = pairwise and all(d for _, d, _ in ins)
+        elif n.op == "avgpool2d":
+            exact = exact and ins[0][1]
+            disjoint = ins[0][1] and (tuple(n.attrs["kernel"]) == tuple(n.attrs["stride"])
+                                      and tuple(n.attrs["padding"]) == (0, 0))
+        else:  # linear, conv2d, mean, and anything else: needs disjoint inputs
+            exact = exact and all(d for _, d, _ in ins)
+            disjoint = False
+        memo[name] = (exact, disjoint, srcs)
+        return memo[name]
+
+    return walk(graph.node(node).inputs[0])[0]
+
+
 class CurrentMoments(NamedTuple):
     """Per-step moments of the current of one neuron node (arrays (B, *node_shape)).
 
     ``var`` and ``l4_bound`` are ``None`` when a synapse on the way is not linear (max
-    pooling of spikes).
+    pooling of spikes) or a source reaches the neuron along two paths (:func:`single_path`),
+    where the p-power maps would miss the cross terms.
 
     Attributes
     ----------
@@ -246,7 +291,7 @@ def current_moments(graph: Graph, node: str, rates: Mapping[str, np.ndarray],
     q = {k: rates[k] * (1.0 - rates[k]) for k in rates}
     mean = _propagate(graph, node, {k: values[k] * rates[k] for k in rates}, None)
     var = _propagate(graph, node, {k: values[k] ** 2 * q[k] for k in rates}, 2)
-    if var is None:
+    if var is None or not single_path(graph, node, rates):
         return CurrentMoments(mean, None, None)
     ones = {k: np.broadcast_to(np.abs(values[k]) ** 4, rates[k].shape) for k in rates}
     l4_4 = _propagate(graph, node, ones, 4)          # ||c||_4^4 = sum_i |w_i v_i|^4
