@@ -38,6 +38,12 @@ CONVERT_OPTIONS = {
     "--readout": ("readout", {"if": "potential"}, dict(
         choices=("potential", "count"), help="IF: mean output potential (default) or spike "
                                              "count of added output neurons")),
+    "--adjust": ("adjust", {"if": "none"}, dict(
+        choices=("none", "l4"), help="IF with --encoding poisson: l4 lowers each neuron's bias "
+                                     "by the excess its input spread adds (derived in refsnn, "
+                                     "not the paper's formula; see README)")),
+    "--adjust-steps": ("adjust_steps", {"if": None}, dict(
+        type=int, help="IF, --adjust l4: the reference horizon T_ref (default 32)")),
     "--eta0": ("eta0", {"signgd": 0.15}, dict(
         type=float, help="signGD: first step size (default 0.15)")),
     "--gamma": ("gamma", {"signgd": 0.95}, dict(

@@ -9,6 +9,7 @@ import numpy as np
 from refsnn import ann
 from refsnn.checks import check_batch, check_choice
 from refsnn.convert.bnfold import fold_batchnorm
+from refsnn.convert.l4 import ADJUSTMENTS, apply_shifts, check_adjust
 from refsnn.convert.threshold import balance
 from refsnn.errors import ConversionError
 from refsnn.model.graph import Graph, graph_to_dicts, make_graph
@@ -31,6 +32,8 @@ def convert_if(
     v_init: str = "zero",
     encoding: str = "analog",
     readout: str = "potential",
+    adjust: str = "none",
+    adjust_steps: int | None = None,
     dtype=np.float64,
 ) -> SpikingNetwork:
     """Convert a ReLU network into a network of IF neurons.
@@ -55,6 +58,11 @@ def convert_if(
         ``potential``: the output node integrates without firing, the readout is its mean
         value. ``count``: IF neurons are added after the output and the readout is their
         spike count x theta / T.
+    adjust : {"none", "l4"}
+        ``l4``: lower each neuron's bias by the excess its Poisson-driven spread adds at
+        ``adjust_steps`` steps (:mod:`refsnn.convert.l4`; derived here, not the paper's formula).
+    adjust_steps : int, optional
+        The reference horizon ``T_ref`` of ``adjust="l4"`` (default 32); refused otherwise.
     dtype : {numpy.float64, numpy.float32}
         Precision of the converted network's parameters and of its simulation.
 
@@ -69,9 +77,10 @@ def convert_if(
     check_choice("--encoding", encoding, ENCODINGS)
     check_choice("--readout", readout, READOUTS)
     check_choice("--dtype", np.dtype(dtype).name, ("float64", "float32"))
+    adjust_steps = check_adjust(adjust, adjust_steps, encoding)
     folded, out, dicts = relu_to_neurons(graph, calibration, percentile, per_channel, "if",
                                          "if", {"reset": reset, "v_init": v_init})
-    x_samples = int(np.asarray(calibration).shape[0])
+    x = check_batch(calibration, graph.input_shape, what="calibration data")
     output = folded.output
     if readout == "count" and folded.node(output).op != "relu":
         theta = balance(np.maximum(out, 0.0), percentile, per_channel)
@@ -79,9 +88,14 @@ def convert_if(
                       "attrs": {"reset": reset, "v_init": v_init}, "params": {"threshold": theta}})
         output = READOUT_NODE
     snn_graph = make_graph(graph.input_shape, dicts, output, dtype=dtype, ops=SNN_OPS)
+    adjusted = {}
+    if adjust != "none":
+        shifts = ADJUSTMENTS[adjust](SpikingNetwork(snn_graph, "if", encoding), x, adjust_steps)
+        snn_graph = apply_shifts(snn_graph, shifts, SNN_OPS)
+        adjusted = {"adjust_steps": int(adjust_steps)}
     options = {"percentile": float(percentile), "per_channel": int(per_channel), "reset": reset,
                "v_init": v_init, "readout": readout, "dtype": np.dtype(dtype).name,
-               "calibration_samples": x_samples}
+               "calibration_samples": int(x.shape[0]), "adjust": adjust, **adjusted}
     return SpikingNetwork(snn_graph, "if", encoding, MappingProxyType(options))
 
 

@@ -107,6 +107,12 @@ def convert_signgd(
     check_choice("--scale", scale, SCALES)
     if not (0 <= scale_floor <= 1):
         raise OptionError(f"--scale-floor: expected a number in [0, 1], found {scale_floor}")
+    if encoding == "poisson":
+        # signGD neurons read increments of an input estimate; Poisson spikes would need an
+        # encoder emitting increments of their running mean, which refsnn does not have.
+        raise OptionError("--encoding: expected one of exact, gd, found 'poisson': signGD "
+                          "takes exact or gd input (its neurons read increments of an input "
+                          "estimate, not rate-coded spikes); use --method if for Poisson inputs")
     check_choice("--encoding", encoding, ENCODINGS)
     check_choice("--dtype", np.dtype(dtype).name, ("float64", "float32"))
     if compat:
