@@ -201,9 +201,9 @@ def test_without_synchronous_neurons_the_shortcut_is_lost():
     period, perm = 4, [1, 2, 0]
     x = np.array([[1.0, 0.25, 0.5], [0.5, 0.0, 1.0]])
     ann = np.maximum(x - x[:, perm], 0.0)
-    steps = [16 * period * k for k in (1, 4, 16)]
-    synced = Simulator(residual_block(3, period, perm, sync=True)).run(x, steps)
-    unsynced = Simulator(residual_block(3, period, perm, sync=False)).run(x, steps)
+    steps = [16 * period * k for k in (1, 4)]
+    synced = Simulator(residual_block(3, period, perm, sync=True), "numpy").run(x, steps)
+    unsynced = Simulator(residual_block(3, period, perm, sync=False), "numpy").run(x, steps)
     for t in steps:
         assert np.array_equal(synced.readout[t], ann)
         # the shortcut's packets arrive while c fires: c sees only -Pi x, so it stays silent
