@@ -52,6 +52,11 @@ CONVERT_OPTIONS = {
         choices=("float64", "float32"), help="precision of the simulation (default float64)")),
 }
 METHOD_NAMES = ("if", "signgd")
+# --method noise (QCFS + residual-error noise): thresholds come from the model's clip values,
+# so only the encoding and the precision are options.
+METHOD_NAMES += ("noise",)
+CONVERT_OPTIONS["--encoding"][1]["noise"] = "analog"
+CONVERT_OPTIONS["--dtype"][1]["noise"] = "float64"
 
 
 def _steps(text: str) -> list[int]:

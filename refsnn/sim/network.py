@@ -35,6 +35,7 @@ FORMAT_VERSION = 1
 ENCODINGS = ("analog", "poisson", "exact", "gd")
 DECODERS = ("mean", "estimate")
 METHODS = ("if", "signgd")
+METHODS += ("noise",)  # QCFS + residual-error noise (refsnn.convert.noise): IF neurons
 
 
 def _if_params(attrs, in_shapes):
