@@ -172,10 +172,10 @@ def snn_check(name: str, model: nn.Module, x_val, y_val):
     return gaps, snn_acc, ann_acc
 
 
-def train(name: str, variant: str, train_set, val_set, epochs: int):
-    """Train one model; return the best checkpoint (as a state dict) and the epoch history."""
-    torch.manual_seed(tm.SEED)  # both variants start from the same weights and batches
-    np.random.seed(tm.SEED)
+def train(name: str, variant: str, train_set, val_set, epochs: int, seed: int = tm.SEED):
+    """Train one model; return the model at its best checkpoint and the epoch history."""
+    torch.manual_seed(seed)  # both variants start from the same weights and batches
+    np.random.seed(seed)
     model = BUILDERS[name]().to(torch.float32)
     acts = activations(model)
     clips = [a.clip for a in acts.values()]
@@ -184,7 +184,7 @@ def train(name: str, variant: str, train_set, val_set, epochs: int):
     loss_fn = nn.CrossEntropyLoss()
     xt = torch.from_numpy(train_set[0].astype(np.float32))
     yt = torch.from_numpy(train_set[1].astype(np.int64))
-    gen = torch.Generator().manual_seed(tm.SEED)
+    gen = torch.Generator().manual_seed(seed)
     n = len(xt)
     history, best, best_acc = [], None, -1.0
     for epoch in range(1, epochs + 1):
@@ -231,6 +231,10 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=tm.OUT)
     parser.add_argument("--models", nargs="+", choices=list(BUILDERS), default=list(BUILDERS))
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    parser.add_argument("--seed", type=int, default=tm.SEED,
+                        help="training seed (initial weights, batches, noise; default 0, the "
+                             "shipped files); the validation split never changes. Use with "
+                             "--out elsewhere to study the spread over seeds")
     args = parser.parse_args(argv)
 
     tm.set_determinism()
@@ -247,7 +251,7 @@ def main(argv=None) -> int:
         for variant in args.variants:
             key = f"{name}_{variant}"
             t0 = time.perf_counter()
-            model, history = train(name, variant, train_set, val_set, EPOCHS[name])
+            model, history = train(name, variant, train_set, val_set, EPOCHS[name], args.seed)
             seconds = time.perf_counter() - t0
             path = args.out / f"{key}.h5"
             save_model(export(name, model), path)
