@@ -321,6 +321,7 @@ def test_cli_diagnose_gap(capsys):
     assert code == 2 and "does not apply to --method if" in err
 
 
+@needs_jit
 def test_gap_diagnostic_equals_gap_from_probe():
     net = _noise_net("cnn_qcfs")
     x, _ = load_split(DATA, "test", net.graph.input_shape, 8)

@@ -28,12 +28,14 @@ def gap_table(probe: Probe) -> Table:
     rows = []
     for name, gap in gaps.items():
         theta = net.graph.node(name).params["threshold"][0]
-        u = probe.trace(name).potentials[name][-1] / theta  # (B, *shape), after reset at T
+        u_raw = probe.trace(name).potentials[name][-1]  # (B, *shape), after reset at step T
+        u = u_raw / theta
         rows.append({
             "layer": name, "levels": levels[name], "theta": float(theta),
             "gap_mean": gap.mean, "gap_sigma": gap.sigma,
             "u_T_mean": float(np.mean(u)), "u_T_sd": float(np.std(u)),
-            "u_T_below": float(np.mean(u < 0)), "u_T_above": float(np.mean(u >= 1)),
+            # compared in the neuron's own units: u/θ could round up to 1 just below θ
+            "u_T_below": float(np.mean(u_raw < 0)), "u_T_above": float(np.mean(u_raw >= theta)),
         })
     notes = (f"over {probe.x.shape[0]} samples and T = {t} steps; gap = h(x) - count*theta/T "
              "with x the layer's input in the QCFS ANN; gap_sigma is the method's sigma_l "
