@@ -328,3 +328,22 @@ def test_gap_diagnostic_equals_gap_from_probe():
     table = diagnose(Probe(net, x, 2), ["gap"])["gap"]
     gaps, _ = measure_gap(net, x, 2)
     assert [r["gap_sigma"] for r in table.rows] == [g.sigma for g in gaps.values()]
+
+
+@needs_jit
+def test_noise_network_backends_and_dtypes_agree():
+    """A noise network is an IF network: the Numba simulator equals the NumPy reference bit
+    for bit, in float64 and float32, and Poisson input runs too."""
+    g = load_model(MODELS / "resnet_nq.h5")
+    x, _ = load_split(DATA, "test", g.input_shape, 6)
+    for dtype in (np.float64, np.float32):
+        net = convert_noise(g, dtype=dtype)
+        assert net.graph.node("qcfs1").params["threshold"].dtype == dtype
+        a, b = Simulator(net, "numba").run(x, [1, 4]), Simulator(net, "numpy").run(x, [1, 4])
+        for t in (1, 4):
+            assert np.array_equal(a.readout[t], b.readout[t])
+        for name in net.neuron_nodes():
+            assert np.array_equal(a.counts[name], b.counts[name])
+    poisson = convert_noise(g, encoding="poisson")
+    run = Simulator(poisson).run(x, 4, seed=3)
+    assert poisson.encoding == "poisson" and run.readout[4].shape == (6, 10)
