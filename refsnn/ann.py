@@ -104,6 +104,21 @@ def _hardtanh(node: Node, x):
     return np.clip(x, node.attrs["min_value"], node.attrs["max_value"])
 
 
+def qcfs(x, clip, levels: int):
+    """The QCFS activation ``clip · floor(min(max(x / clip, 0), 1) · levels + 1/2) / levels``.
+
+    ``x / clip`` is clamped to ``[0, 1]`` *before* the floor, the form the NQ authors' code
+    uses; it equals ``clip/levels · clip(floor(x·levels/clip + 1/2), 0, levels)``.
+    ``clip`` broadcasts against ``x`` (a scalar or shape (1,) per layer).
+    """
+    q = np.floor(np.clip(x / clip, 0.0, 1.0) * levels + 0.5)
+    return (clip * q / levels).astype(x.dtype, copy=False)
+
+
+def _qcfs(node: Node, x):
+    return qcfs(x, node.params["clip"], node.attrs["levels"])
+
+
 def _sample_axis(node: Node, x):
     """The batched axis of ``x`` a node's ``axis`` attribute ("last" or "channel") names."""
     return 1 + axis_index(node.attrs["axis"], x.shape[1:])
@@ -166,6 +181,7 @@ FORWARD: dict[str, Callable] = {
     "tanh": lambda node, x: np.tanh(x),
     "leaky_relu": _leaky_relu,
     "hardtanh": _hardtanh,
+    "qcfs": _qcfs,
     "abs": lambda node, x: np.abs(x),
     "square": lambda node, x: x * x,
     "exp": lambda node, x: np.exp(x),

@@ -64,7 +64,13 @@ CONVERT_OPTIONS = {
     "--dtype": ("dtype", {"if": "float64", "signgd": "float64", "bsnn": "float64"}, dict(
         choices=("float64", "float32"), help="precision of the simulation (default float64)")),
 }
-METHOD_NAMES = ("if", "signgd", "bsnn")
+METHOD_NAMES = ("if", "signgd", "bsnn", "noise")
+# --method noise (QCFS + residual-error noise): thresholds come from the model's clip values,
+# so only the encoding and the precision are options.
+CONVERT_OPTIONS["--encoding"][1]["noise"] = "analog"
+CONVERT_OPTIONS["--dtype"][1]["noise"] = "float64"
+#: Methods whose thresholds come from the model: calibration flags are refused, not ignored.
+NO_CALIBRATION = ("noise",)
 
 
 def _steps(text: str) -> list[int]:
@@ -91,12 +97,12 @@ def _names(text: str) -> list[str]:
     return [s for s in text.split(",") if s]
 
 
-def _add_conversion(p: argparse.ArgumentParser, calibration_required: bool) -> None:
+def _add_conversion(p: argparse.ArgumentParser, has_data: bool = True) -> None:
     p.add_argument("--method", default=None, choices=METHOD_NAMES,
                    help="conversion method (default if)")
-    p.add_argument("--calibration", required=calibration_required, default=None,
-                   help="data file whose samples set the thresholds"
-                        + ("" if calibration_required else " (default: --data)"))
+    p.add_argument("--calibration", default=None,
+                   help="data file whose samples set the thresholds or scales (required by "
+                        "every method but noise" + ("; default: --data)" if has_data else ")"))
     p.add_argument("--calibration-split", default=None,
                    help="split of the calibration file (default train)")
     p.add_argument("--calibration-limit", type=_positive, default=None,
@@ -116,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("convert", help="convert an ANN into a spiking network file")
     p.add_argument("model", help="model file (refsnn-model HDF5)")
-    _add_conversion(p, calibration_required=True)
+    _add_conversion(p, has_data=False)
     p.add_argument("-o", "--output", required=True, help="converted network file to write")
     p.set_defaults(func=cmd_convert)
 
@@ -125,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", required=True, help="data file (refsnn-data HDF5)")
     p.add_argument("--split", default="test", help="split to evaluate (default test)")
     p.add_argument("--limit", type=_positive, default=None, help="first N samples only")
-    _add_conversion(p, calibration_required=False)
+    _add_conversion(p)
     p.add_argument("--steps", type=_steps, default=[8, 16, 32, 64, 128],
                    help="comma-separated step counts (default 8,16,32,64,128)")
     p.add_argument("--batch-size", type=_positive, default=64,
@@ -149,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", help="split to use (default test)")
     p.add_argument("--limit", type=_positive, default=64,
                    help="first N samples of the split (default 64)")
-    _add_conversion(p, calibration_required=False)
+    _add_conversion(p)
     p.add_argument("--steps", type=_positive, default=64, help="run length T (default 64)")
     p.add_argument("--seed", type=int, default=None, help="Poisson encoder seed (default 0)")
     p.add_argument("--backend", choices=("numba", "numpy"), default="numba",
@@ -208,6 +214,16 @@ def _convert(graph, args, calibration_path):
 
     method = args.method or "if"
     kwargs = _conversion_kwargs(args, method)  # option errors before any file is read
+    if method in NO_CALIBRATION:
+        for flag, key in (("--calibration", "calibration"),
+                          ("--calibration-split", "calibration_split"),
+                          ("--calibration-limit", "calibration_limit")):
+            if getattr(args, key) is not None:
+                raise OptionError(f"{flag} does not apply to --method {method}: its thresholds "
+                                  f"come from the model, not from calibration data")
+        return METHODS[method](graph, None, **kwargs)
+    if calibration_path is None:
+        raise OptionError(f"--calibration is required for --method {method}")
     xc, _ = load_split(calibration_path, args.calibration_split or "train", graph.input_shape,
                        args.calibration_limit)
     return METHODS[method](graph, xc, **kwargs)

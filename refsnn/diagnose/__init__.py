@@ -143,3 +143,4 @@ def diagnose(probe: Probe, names: Sequence[str]) -> dict[str, Table]:
 
 from refsnn.diagnose import sin  # noqa: E402,F401  (registers its diagnostics)
 from refsnn.diagnose import spread  # noqa: E402,F401  (registers its diagnostics)
+from refsnn.diagnose import gap  # noqa: E402,F401  (registers the NQ gap diagnostic)

@@ -7,7 +7,7 @@ sample when its value in the network's ANN limit (:func:`refsnn.sim.network.ann_
 exactly 0; for IF and bistable neurons that is ``clip(x, 0, theta) == 0``, i.e. the ANN's ReLU
 output is 0.
 
-Rate-coded methods (``if``, ``bsnn``) report the spikes those neurons emitted. signGD neurons
+Rate-coded methods (``if``, ``bsnn``, ``noise``) report the spikes those neurons emitted. signGD neurons
 emit ``±eta_t`` every step by design (a spike there means "lower the estimate"), so spike
 counts do not transfer; for every method the table also reports ``inactive_output``, the mean
 ``|output|`` the inactive neurons represent after ``T`` steps (IF: ``count·theta/T``; BSNN: the
@@ -22,7 +22,7 @@ from refsnn.diagnose import Probe, Table, register
 from refsnn.sim.network import represented_output
 
 #: Methods whose spikes are rate-coded, so that a spike of an inactive neuron is an error.
-RATE_CODED = ("if", "bsnn")
+RATE_CODED = ("if", "bsnn", "noise")
 
 
 def sin_counts(net, limit: dict, counts: dict) -> dict[str, int]:
@@ -41,7 +41,7 @@ def sin_counts(net, limit: dict, counts: dict) -> dict[str, int]:
     return {name: int(counts[name][limit[name] == 0].sum()) for name in counts}
 
 
-@register("sin", methods=("if", "bsnn", "signgd"),
+@register("sin", methods=("if", "bsnn", "noise", "signgd"),
           help="spikes of inactivated neurons (ANN activation 0) per layer")
 def sin_table(probe: Probe) -> Table:
     net, run, t = probe.net, probe.run, probe.steps

@@ -165,6 +165,12 @@ def _hardtanh_out(attrs, in_shapes, params):
     return in_shapes[0]
 
 
+def _qcfs_out(attrs, in_shapes, params):
+    if "clip" in params and not np.all(params["clip"] > 0):
+        raise ShapeRuleError("clip", "a clip value lambda > 0", repr(float(params["clip"][0])))
+    return in_shapes[0]
+
+
 def axis_index(axis: str, shape: Shape) -> int:
     """The per-sample axis an ``axis`` attribute names: ``"last"`` or ``"channel"`` (axis 0)."""
     return len(shape) - 1 if axis == "last" else 0
@@ -292,6 +298,10 @@ OPS: dict[str, OpSpec] = {
                attrs={"min_value": AttrSpec("float", default=-1.0),
                       "max_value": AttrSpec("float", default=1.0)},
                out_shape=_hardtanh_out),
+        # QCFS (Bu et al. 2022): lambda * floor(clip(x / lambda, 0, 1) * levels + 1/2) / levels,
+        # one clip value lambda per layer.
+        OpSpec("qcfs", 1, attrs={"levels": AttrSpec("int", minimum=1)}, params=("clip",),
+               param_shapes=lambda attrs, in_shapes: {"clip": (1,)}, out_shape=_qcfs_out),
         OpSpec("abs", 1),
         OpSpec("square", 1),
         OpSpec("exp", 1),

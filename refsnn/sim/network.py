@@ -35,7 +35,7 @@ FORMAT = "refsnn-snn"
 FORMAT_VERSION = 1
 ENCODINGS = ("analog", "poisson", "exact", "gd")
 DECODERS = ("mean", "estimate", "packet")
-METHODS = ("if", "signgd", "bsnn")
+METHODS = ("if", "signgd", "bsnn", "noise")  # noise: QCFS + residual-error noise, IF neurons
 
 
 def _if_params(attrs, in_shapes):
