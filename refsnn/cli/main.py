@@ -1,4 +1,4 @@
-"""The ``refsnn`` command: ``inspect``, ``convert``, ``evaluate`` and ``diagnose``.
+"""The ``refsnn`` command: ``inspect``, ``convert``, ``evaluate``, ``diagnose``, ``export-torch``.
 
 User mistakes (missing files, malformed models, bad options) end with one line on stderr,
 ``refsnn: error: ...``, and exit status 2 (bad usage) or 1 (bad input); never a traceback.
@@ -152,6 +152,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated diagnostics to run (default: all that apply)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.set_defaults(func=cmd_diagnose)
+
+    p = sub.add_parser("export-torch", help="export a PyTorch module to a refsnn model file "
+                                            "(needs torch)")
+    p.add_argument("factory", help="module.py:function that returns the torch.nn.Module")
+    p.add_argument("weights", nargs="?", default=None,
+                   help="state_dict file (torch.save) to load into it, optional")
+    p.add_argument("--input-shape", required=True, type=_names, metavar="SHAPE",
+                   help="per-sample input shape, e.g. 3,32,32")
+    p.add_argument("-o", "--output", required=True, help="model file to write (HDF5)")
+    p.set_defaults(func=cmd_export_torch)
     return parser
 
 
@@ -342,6 +352,24 @@ def cmd_diagnose(args) -> int:
         for table in tables.values():
             print()
             print(table.format())
+    return 0
+
+
+def cmd_export_torch(args) -> int:
+    try:
+        import torch
+
+        from refsnn.export.torch import from_torch, load_factory
+    except ImportError:
+        raise RefsnnError("export-torch needs torch: pip install torch") from None
+    if not all(s.isdigit() and int(s) > 0 for s in args.input_shape):
+        raise OptionError(f"--input-shape: expected positive integers like 3,32,32, found "
+                          f"{','.join(args.input_shape)!r}")
+    module = load_factory(args.factory, args.weights)
+    shape = tuple(int(s) for s in args.input_shape)
+    graph = from_torch(module, torch.zeros((2,) + shape), args.output)
+    print(f"wrote {args.output}: {len(graph.nodes)} nodes, {graph.n_params()} parameters, "
+          f"input {graph.input_shape}")
     return 0
 
 
