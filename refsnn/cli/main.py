@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("convert", help="convert an ANN into a spiking network file")
-    p.add_argument("model", help="model file (refsnn-model HDF5)")
+    p.add_argument("model", help="model file (refsnn-model HDF5, Keras .h5 or .keras)")
     _add_conversion(p, calibration_required=True)
     p.add_argument("-o", "--output", required=True, help="converted network file to write")
     p.set_defaults(func=cmd_convert)
@@ -165,22 +165,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _file_format(path) -> str:
-    from refsnn.io import open_h5
-
-    with open_h5(path, "model or network file") as f:
-        value = f.attrs.get("format", "")
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def _load_network_or_model(path):
-    """Return ``(graph, None)`` for a model file, ``(None, net)`` for a converted network."""
-    from refsnn.model import load_model
+    """Return ``(graph, None)`` for a model file (refsnn, Keras ``.h5`` or ``.keras``),
+    ``(None, net)`` for a converted network."""
+    from refsnn.interop.load import file_kind, load_graph
     from refsnn.sim.network import FORMAT as SNN_FORMAT, load_snn
 
-    if _file_format(path) == SNN_FORMAT:
+    if file_kind(path) == SNN_FORMAT:
         return None, load_snn(path)
-    return load_model(path), None
+    return load_graph(path), None
 
 
 def _conversion_kwargs(args, method: str) -> dict:
@@ -239,10 +232,10 @@ def cmd_inspect(args) -> int:
 
 
 def cmd_convert(args) -> int:
-    from refsnn.model import load_model
+    from refsnn.interop.load import load_graph
     from refsnn.sim.network import save_snn
 
-    net = _convert(load_model(args.model), args, args.calibration)
+    net = _convert(load_graph(args.model), args, args.calibration)
     save_snn(net, args.output)
     print(f"wrote {args.output}: {len(net.neuron_nodes())} neuron layers, method {net.method}, "
           f"encoding {net.encoding}")
