@@ -192,3 +192,40 @@ def test_keras_torch_and_refsnn_agree_through_the_cli(tmp_path, capsys):
     out = tmp_path / "net.h5"
     assert main(["convert", str(paths[1]), "--calibration", DIGITS, "-o", str(out)]) == 0
     assert out.exists()
+
+
+def _as_keras2(config):
+    """The Keras 2 (tf.keras) spelling of a Keras 3 functional config: inbound nodes as
+    ``[[layer, node, tensor, kwargs]]`` and ``batch_input_shape``."""
+    for layer in config["config"]["layers"]:
+        layer["inbound_nodes"] = [[[t["config"]["keras_history"][0], 0, 0, {}]
+                                   for t in _tensors(call["args"])]
+                                  for call in layer["inbound_nodes"]]
+        cfg = layer["config"]
+        if "batch_shape" in cfg:
+            cfg["batch_input_shape"] = cfg.pop("batch_shape")
+        if layer["class_name"] == "LeakyReLU":
+            cfg["alpha"] = cfg.pop("negative_slope")
+    return config
+
+
+def _tensors(arg):
+    if isinstance(arg, dict):
+        return [arg]
+    return [t for a in arg for t in _tensors(a)]
+
+
+def test_keras2_spelling_of_a_legacy_h5(tmp_path):
+    """tf.keras' legacy files spell call records and input shapes differently; same graph."""
+    import h5py
+    import json
+
+    keras.utils.set_random_seed(4)
+    model = _randomize_bn(residual_cnn())
+    model.save(tmp_path / "m.h5")
+    with h5py.File(tmp_path / "m.h5", "r+") as f:
+        config = json.loads(f.attrs["model_config"])
+        f.attrs["model_config"] = json.dumps(_as_keras2(config))
+    x = np.random.default_rng(2).normal(0, 1, (4, 8, 8, 3)).astype(np.float32)
+    got = ann.forward(load_graph(tmp_path / "m.h5"), _to_refsnn(x).astype(np.float64))
+    np.testing.assert_allclose(got, model.predict(x, verbose=0), rtol=0, atol=1e-5)

@@ -294,6 +294,19 @@ def _history(arg):
     return []
 
 
+def _inbound(call, file, name):
+    """Input layer names of one call: Keras 3 ``{"args": [...]}`` or Keras 2
+    ``[[layer, node, tensor, kwargs], ...]``."""
+    if isinstance(call, dict):
+        return _history(call.get("args", []))
+    if isinstance(call, list) and all(isinstance(e, list) and e and isinstance(e[0], str)
+                                      for e in call):
+        return [e[0] for e in call]
+    raise ModelFormatError(file, f"/layers/{name}", "inbound_nodes",
+                           "Keras 3 {'args': ...} or Keras 2 [[layer, node, tensor, kwargs]]",
+                           repr(call)[:80])
+
+
 def _layers(config, file):
     """``(class, name, config, inbound layer names)`` in file order, and the output name."""
     cls = config.get("class_name")
@@ -313,11 +326,7 @@ def _layers(config, file):
                 raise ModelFormatError(file, f"/layers/{layer['name']}", "inbound_nodes",
                                        "a layer called once (shared layers are not supported)",
                                        f"{len(calls)} calls")
-            if calls and not isinstance(calls[0], dict):
-                raise ModelFormatError(file, f"/layers/{layer['name']}", "inbound_nodes",
-                                       "Keras 3 call records ({'args': ...})",
-                                       "the Keras 2 format")
-            srcs = _history(calls[0].get("args", [])) if calls else []
+            srcs = _inbound(calls[0], file, layer["name"]) if calls else []
             layers.append((layer["class_name"], layer["name"], layer["config"], srcs))
         outs = cfg.get("output_layers", [])
         outs = [outs] if outs and isinstance(outs[0], str) else outs
