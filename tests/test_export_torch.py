@@ -282,11 +282,16 @@ def test_export_torch_cli(tmp_path, capsys):
     x = torch.randn(3, 3, 8, 8, dtype=torch.float64)
     with torch.no_grad():
         expected = module.double().eval()(x).numpy()
-    np.testing.assert_allclose(ann.forward(load_model(out), x.numpy()), expected, atol=1e-10)
+    graph = load_model(out)
+    np.testing.assert_allclose(ann.forward(graph, x.numpy()), expected, atol=1e-10)
+    assert [n.name for n in graph.nodes][:2] == ["layer_0", "layer_1"]  # not fx's "_0"
     # errors: one line, no traceback
     assert main(["export-torch", f"{tmp_path / 'net.py'}:nothing", "--input-shape", "3,8,8",
                  "-o", str(out)]) == 2
     assert "defines no function 'nothing'" in capsys.readouterr().err
+    assert main(["export-torch", f"{tmp_path / 'net.py'}:make", "--input-shape", "2,8,8",
+                 "-o", str(out)]) == 1
+    assert "Sequential cannot run on inputs of shape (2, 8, 8)" in capsys.readouterr().err
     torch.save({"bogus": torch.zeros(1)}, tmp_path / "bad.pt")
     assert main(["export-torch", f"{tmp_path / 'net.py'}:make", str(tmp_path / "bad.pt"),
                  "--input-shape", "3,8,8", "-o", str(out)]) == 1

@@ -14,8 +14,10 @@ output shape, so ``x.view(x.size(0), -1)`` and ``torch.flatten(x, 1)`` both work
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import inspect
+import io
 import operator
 
 import numpy as np
@@ -68,9 +70,11 @@ class _Exporter:
         return tuple(int(s) for s in meta.shape[1:])
 
     def emit(self, node: FxNode, op: str, inputs, attrs=None, params=None) -> str:
-        self.nodes.append(dict(name=node.name, op=op, inputs=list(inputs),
+        # fx names the children of a bare nn.Sequential "_0", "_1", ...: say "layer_0"
+        name = "layer" + node.name if node.name.startswith("_") else node.name
+        self.nodes.append(dict(name=name, op=op, inputs=list(inputs),
                                attrs=dict(attrs or {}), params=dict(params or {})))
-        return node.name
+        return name
 
 
 # --- leaf modules -----------------------------------------------------------------------------
@@ -435,8 +439,15 @@ def to_graph(module: torch.nn.Module, example_input: torch.Tensor) -> Graph:
         raise ConversionError(f"torch.fx cannot trace {type(module).__name__}: "
                               f"{str(e).splitlines()[0]}") from None
     x = torch.as_tensor(example_input).to(torch.float64)
-    with torch.no_grad():
-        ShapeProp(gm).propagate(x)
+    try:
+        # ShapeProp prints a traceback before it raises: keep it off the user's terminal
+        with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
+            ShapeProp(gm).propagate(x)
+    except Exception as e:  # e.g. an input shape the module cannot take
+        cause = e.__cause__ or e
+        raise ConversionError(f"{type(module).__name__} cannot run on inputs of shape "
+                              f"{tuple(x.shape[1:])} (per sample): "
+                              f"{str(cause).strip().splitlines()[0]}") from None
     ex = _Exporter(gm)
     output = None
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
