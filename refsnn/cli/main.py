@@ -1,4 +1,4 @@
-"""The ``refsnn`` command: ``inspect``, ``convert``, ``evaluate`` and ``diagnose``.
+"""The ``refsnn`` command: ``inspect``, ``convert``, ``evaluate``, ``diagnose``, ``export-torch``.
 
 User mistakes (missing files, malformed models, bad options) end with one line on stderr,
 ``refsnn: error: ...``, and exit status 2 (bad usage) or 1 (bad input); never a traceback.
@@ -121,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("convert", help="convert an ANN into a spiking network file")
-    p.add_argument("model", help="model file (refsnn-model HDF5)")
+    p.add_argument("model", help="model file (refsnn-model HDF5, Keras .h5 or .keras)")
     _add_conversion(p, has_data=False)
     p.add_argument("-o", "--output", required=True, help="converted network file to write")
     p.set_defaults(func=cmd_convert)
@@ -164,25 +164,28 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated diagnostics to run (default: all that apply)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.set_defaults(func=cmd_diagnose)
+
+    p = sub.add_parser("export-torch", help="export a PyTorch module to a refsnn model file "
+                                            "(needs torch)")
+    p.add_argument("factory", help="module.py:function that returns the torch.nn.Module")
+    p.add_argument("weights", nargs="?", default=None,
+                   help="state_dict file (torch.save) to load into it, optional")
+    p.add_argument("--input-shape", required=True, type=_names, metavar="SHAPE",
+                   help="per-sample input shape, e.g. 3,32,32")
+    p.add_argument("-o", "--output", required=True, help="model file to write (HDF5)")
+    p.set_defaults(func=cmd_export_torch)
     return parser
 
 
-def _file_format(path) -> str:
-    from refsnn.io import open_h5
-
-    with open_h5(path, "model or network file") as f:
-        value = f.attrs.get("format", "")
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def _load_network_or_model(path):
-    """Return ``(graph, None)`` for a model file, ``(None, net)`` for a converted network."""
-    from refsnn.model import load_model
+    """Return ``(graph, None)`` for a model file (refsnn, Keras ``.h5`` or ``.keras``),
+    ``(None, net)`` for a converted network."""
+    from refsnn.interop.load import file_kind, load_graph
     from refsnn.sim.network import FORMAT as SNN_FORMAT, load_snn
 
-    if _file_format(path) == SNN_FORMAT:
+    if file_kind(path) == SNN_FORMAT:
         return None, load_snn(path)
-    return load_model(path), None
+    return load_graph(path), None
 
 
 def _conversion_kwargs(args, method: str) -> dict:
@@ -251,10 +254,10 @@ def cmd_inspect(args) -> int:
 
 
 def cmd_convert(args) -> int:
-    from refsnn.model import load_model
+    from refsnn.interop.load import load_graph
     from refsnn.sim.network import save_snn
 
-    net = _convert(load_model(args.model), args, args.calibration)
+    net = _convert(load_graph(args.model), args, args.calibration)
     save_snn(net, args.output)
     print(f"wrote {args.output}: {len(net.neuron_nodes())} neuron layers, method {net.method}, "
           f"encoding {net.encoding}")
@@ -364,6 +367,24 @@ def cmd_diagnose(args) -> int:
         for table in tables.values():
             print()
             print(table.format())
+    return 0
+
+
+def cmd_export_torch(args) -> int:
+    try:
+        import torch
+
+        from refsnn.export.torch import from_torch, load_factory
+    except ImportError:
+        raise RefsnnError("export-torch needs torch: pip install torch") from None
+    if not all(s.isdigit() and int(s) > 0 for s in args.input_shape):
+        raise OptionError(f"--input-shape: expected positive integers like 3,32,32, found "
+                          f"{','.join(args.input_shape)!r}")
+    module = load_factory(args.factory, args.weights)
+    shape = tuple(int(s) for s in args.input_shape)
+    graph = from_torch(module, torch.zeros((2,) + shape), args.output)
+    print(f"wrote {args.output}: {len(graph.nodes)} nodes, {graph.n_params()} parameters, "
+          f"input {graph.input_shape}")
     return 0
 
 

@@ -1,0 +1,555 @@
+"""Export a ``torch.nn.Module`` to refsnn's HDF5 model format (needs torch; optional extra).
+
+The module is traced with ``torch.fx`` in eval mode (BatchNorm uses its running statistics,
+Dropout is the identity) on a float64 copy, and every traced operation is looked up in one of
+three registries: :data:`MODULES` (leaf modules, by exact class), :data:`FUNCTIONS` (functions
+such as ``F.relu``, ``torch.flatten``, ``operator.add``) and :data:`METHODS` (tensor methods such
+as ``x.view``). Anything not in them is refused with a :class:`~refsnn.errors.ConversionError`
+naming the traced node and its module class or function: nothing is dropped silently.
+
+Shapes: refsnn's are per sample; the batch axis of ``example_input`` is axis 0 and must stay
+axis 0 (a reshape that merges it is refused). Reshapes take their target shape from the traced
+output shape, so ``x.view(x.size(0), -1)`` and ``torch.flatten(x, 1)`` both work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import inspect
+import io
+import operator
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.fx import Node as FxNode, symbolic_trace
+from torch.fx.passes.shape_prop import ShapeProp
+
+from refsnn.errors import ConversionError
+from refsnn.model.format import save_model
+from refsnn.model.graph import INPUT, Graph, make_graph
+
+
+def _np(t) -> np.ndarray:
+    return t.detach().to(torch.float64).cpu().numpy().copy()
+
+
+def _pair(v):
+    return (int(v), int(v)) if isinstance(v, int) else tuple(int(i) for i in v)
+
+
+class _Refused(Exception):
+    """A reason an operation cannot be expressed; becomes a ConversionError with its name."""
+
+
+class _Exporter:
+    """Walks the traced graph and collects refsnn node dicts."""
+
+    def __init__(self, gm):
+        self.gm = gm
+        self.modules = dict(gm.named_modules())
+        self.nodes: list[dict] = []
+        self.names: dict[FxNode, str] = {}  # fx node -> refsnn name of its tensor value
+        self.consts: dict[FxNode, torch.Tensor] = {}  # get_attr parameters and buffers
+
+    # helpers used by the handlers -----------------------------------------------------------
+    def src(self, arg) -> str:
+        """The refsnn name of a tensor argument; refuses constants and non-tensors."""
+        if isinstance(arg, FxNode) and arg in self.names:
+            return self.names[arg]
+        raise _Refused(f"argument {arg!r} is not a tensor computed from the input")
+
+    @staticmethod
+    def shape(node: FxNode) -> tuple[int, ...]:
+        """Per-sample shape of a traced tensor (the batch axis dropped)."""
+        meta = node.meta.get("tensor_meta")
+        if meta is None or not hasattr(meta, "shape"):
+            raise _Refused("its value is not a single tensor")
+        return tuple(int(s) for s in meta.shape[1:])
+
+    def emit(self, node: FxNode, op: str, inputs, attrs=None, params=None) -> str:
+        # fx names the children of a bare nn.Sequential "_0", "_1", ...: say "layer_0"
+        name = "layer" + node.name if node.name.startswith("_") else node.name
+        self.nodes.append(dict(name=name, op=op, inputs=list(inputs),
+                               attrs=dict(attrs or {}), params=dict(params or {})))
+        return name
+
+
+# --- leaf modules -----------------------------------------------------------------------------
+
+def _conv2d(ex, node, m: nn.Conv2d):
+    if m.padding_mode != "zeros" or _pair(m.dilation) != (1, 1):
+        raise _Refused("only zero padding and dilation 1 are supported")
+    padding = m.padding
+    if isinstance(padding, str):  # 'valid', or 'same' with stride 1 and odd kernels
+        k = _pair(m.kernel_size)
+        if padding == "same" and all(i % 2 for i in k):
+            padding = (k[0] // 2, k[1] // 2)
+        elif padding == "valid":
+            padding = (0, 0)
+        else:
+            raise _Refused(f"padding={padding!r} with kernel {k}")
+    bias = _np(m.bias) if m.bias is not None else np.zeros(m.out_channels)
+    return ex.emit(node, "conv2d", [ex.src(node.args[0])],
+                   dict(stride=_pair(m.stride), padding=_pair(padding), groups=int(m.groups)),
+                   dict(weight=_np(m.weight), bias=bias))
+
+
+def _linear(ex, node, m: nn.Linear):
+    bias = _np(m.bias) if m.bias is not None else np.zeros(m.out_features)
+    return ex.emit(node, "linear", [ex.src(node.args[0])], params=dict(weight=_np(m.weight),
+                                                                       bias=bias))
+
+
+def _batchnorm(ex, node, m):
+    if m.running_mean is None:
+        raise _Refused("BatchNorm without running statistics (track_running_stats=False)")
+    c = m.num_features
+    gamma = _np(m.weight) if m.weight is not None else np.ones(c)
+    beta = _np(m.bias) if m.bias is not None else np.zeros(c)
+    return ex.emit(node, "batchnorm", [ex.src(node.args[0])], dict(eps=float(m.eps)),
+                   dict(gamma=gamma, beta=beta, mean=_np(m.running_mean),
+                        var=_np(m.running_var)))
+
+
+def _layernorm(ex, node, m: nn.LayerNorm):
+    shape = tuple(m.normalized_shape)
+    if len(shape) != 1:
+        raise _Refused(f"LayerNorm over {len(shape)} axes (refsnn normalises one axis)")
+    d = shape[0]
+    weight = _np(m.weight) if m.weight is not None else np.ones(d)
+    bias = _np(m.bias) if getattr(m, "bias", None) is not None else np.zeros(d)
+    return ex.emit(node, "layernorm", [ex.src(node.args[0])],
+                   dict(axis="last", eps=float(m.eps)), dict(weight=weight, bias=bias))
+
+
+def _avgpool(ex, node, m: nn.AvgPool2d):
+    if m.ceil_mode or not m.count_include_pad or m.divisor_override is not None:
+        raise _Refused("only ceil_mode=False, count_include_pad=True, divisor_override=None")
+    stride = m.stride if m.stride not in (None, ()) else m.kernel_size
+    return ex.emit(node, "avgpool2d", [ex.src(node.args[0])],
+                   dict(kernel=_pair(m.kernel_size), stride=_pair(stride),
+                        padding=_pair(m.padding)))
+
+
+def _maxpool(ex, node, m: nn.MaxPool2d):
+    if m.ceil_mode or m.return_indices or _pair(m.dilation) != (1, 1):
+        raise _Refused("only ceil_mode=False, dilation=1, return_indices=False")
+    stride = m.stride if m.stride not in (None, ()) else m.kernel_size
+    return ex.emit(node, "maxpool2d", [ex.src(node.args[0])],
+                   dict(kernel=_pair(m.kernel_size), stride=_pair(stride),
+                        padding=_pair(m.padding)))
+
+
+def _adaptive_avgpool(ex, node, m: nn.AdaptiveAvgPool2d):
+    _, h, w = ex.shape(node.args[0])
+    size = m.output_size
+    oh, ow = (size, size) if isinstance(size, int) else size
+    oh, ow = oh or h, ow or w
+    if h % oh or w % ow:
+        raise _Refused(f"output size {(oh, ow)} does not divide the input size {(h, w)}")
+    # equal windows, so it is average pooling with kernel = stride = input / output
+    k = (h // oh, w // ow)
+    return ex.emit(node, "avgpool2d", [ex.src(node.args[0])], dict(kernel=k, stride=k))
+
+
+def _softmax(ex, node, m: nn.Softmax):
+    rank = len(ex.shape(node.args[0])) + 1
+    if m.dim is None or m.dim % rank != rank - 1:
+        raise _Refused(f"softmax over dim={m.dim} (refsnn's softmax is over the last axis)")
+    return ex.emit(node, "softmax", [ex.src(node.args[0])])
+
+
+def _unary(op, **attr_of):
+    """Handler for an element-wise module: ``attr_of`` maps refsnn attrs to module fields."""
+    def handler(ex, node, m):
+        attrs = {k: f(m) for k, f in attr_of.items()}
+        return ex.emit(node, op, [ex.src(node.args[0])], attrs)
+    return handler
+
+
+def _alias(ex, node, m=None):
+    return ex.src(node.args[0])  # Dropout in eval mode, Identity, contiguous(): the input
+
+
+def _reshape(ex, node, m=None):
+    """Any reshape or flatten: the target is the traced output shape (batch axis kept)."""
+    src = node.args[0]
+    batch_in = src.meta["tensor_meta"].shape[0]
+    meta = node.meta["tensor_meta"]
+    if meta.shape[0] != batch_in:
+        raise _Refused("it merges or moves the batch axis (axis 0)")
+    out = ex.shape(node)
+    if len(out) == 1:
+        return ex.emit(node, "flatten", [ex.src(src)])
+    return ex.emit(node, "reshape", [ex.src(src)], dict(shape=",".join(str(s) for s in out)))
+
+
+MODULES = {
+    nn.Conv2d: _conv2d,
+    nn.Linear: _linear,
+    nn.BatchNorm1d: _batchnorm,
+    nn.BatchNorm2d: _batchnorm,
+    nn.LayerNorm: _layernorm,
+    nn.ReLU: _unary("relu"),
+    nn.LeakyReLU: _unary("leaky_relu", slope=lambda m: float(m.negative_slope)),
+    nn.GELU: _unary("gelu", approximate=lambda m: m.approximate),
+    nn.SiLU: _unary("silu"),
+    nn.Sigmoid: _unary("sigmoid"),
+    nn.Tanh: _unary("tanh"),
+    nn.ReLU6: _unary("hardtanh", min_value=lambda m: 0.0, max_value=lambda m: 6.0),
+    nn.Hardtanh: _unary("hardtanh", min_value=lambda m: float(m.min_val),
+                        max_value=lambda m: float(m.max_val)),
+    nn.AvgPool2d: _avgpool,
+    nn.MaxPool2d: _maxpool,
+    nn.AdaptiveAvgPool2d: _adaptive_avgpool,
+    nn.Softmax: _softmax,
+    nn.Flatten: _reshape,
+    nn.Identity: _alias,
+    nn.Dropout: _alias,
+    nn.Dropout2d: _alias,
+}
+"""Leaf module class (exact) -> handler ``(exporter, fx_node, module) -> refsnn name``."""
+
+
+# --- functions and tensor methods ---------------------------------------------------------------
+
+def _via_module(cls, signature):
+    """A functional form handled as its module: bind the call to ``signature`` and build
+    ``cls(**arguments)`` (e.g. ``F.avg_pool2d(x, 2)`` as ``nn.AvgPool2d(2)``)."""
+    sig = inspect.signature(signature)
+
+    def handler(ex, node):
+        bound = sig.bind(*node.args, **node.kwargs)
+        bound.apply_defaults()
+        kwargs = dict(bound.arguments)
+        kwargs.pop("input")
+        accepted = inspect.signature(cls.__init__).parameters
+        for key in [k for k in kwargs if k not in accepted or k == "inplace"]:
+            # arguments the module does not take must be at their defaults (no effect)
+            if kwargs.pop(key) != sig.parameters[key].default and key != "inplace":
+                raise _Refused(f"argument {key}={bound.arguments[key]!r}")
+        return MODULES[cls](ex, node, cls(**kwargs))
+    return handler
+
+
+def _sig_avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
+                    count_include_pad=True, divisor_override=None):
+    pass
+
+
+def _sig_max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+                    return_indices=False):
+    pass
+
+
+def _sig_adaptive(input, output_size):
+    pass
+
+
+def _sig_leaky(input, negative_slope=0.01, inplace=False):
+    pass
+
+
+def _sig_gelu(input, approximate="none"):
+    pass
+
+
+def _sig_softmax(input, dim=None, _stacklevel=3, dtype=None):
+    pass
+
+
+def _fn_unary(op):
+    def handler(ex, node):
+        return ex.emit(node, op, [ex.src(node.args[0])])
+    return handler
+
+
+def _per_sample_scale(ex, node, tensor_arg, const):
+    """``x * c`` for a constant ``c`` broadcast along one axis: a refsnn ``scale`` node."""
+    shape = ex.shape(tensor_arg)
+    c = torch.as_tensor(const, dtype=torch.float64)
+    if c.dim() == 0:
+        d = shape[0]
+        return ex.emit(node, "scale", [ex.src(tensor_arg)], dict(axis="channel"),
+                       dict(weight=np.full(d, float(c))))
+    c = c.reshape(tuple(c.shape[1:]) if c.dim() > len(shape) and c.shape[0] == 1 else c.shape)
+    lead = (1,) * (len(shape) - c.dim())
+    full = lead + tuple(c.shape)
+    if len(full) == len(shape):
+        if all(s == 1 for s in full[:-1]) and full[-1] == shape[-1]:
+            return ex.emit(node, "scale", [ex.src(tensor_arg)], dict(axis="last"),
+                           dict(weight=_np(c.reshape(-1))))
+        if full[0] == shape[0] and all(s == 1 for s in full[1:]):
+            return ex.emit(node, "scale", [ex.src(tensor_arg)], dict(axis="channel"),
+                           dict(weight=_np(c.reshape(-1))))
+    raise _Refused(f"a constant factor of shape {tuple(c.shape)} on a tensor of per-sample shape "
+                   f"{shape} (refsnn scales one axis: the channels or the last)")
+
+
+def _mul(ex, node):
+    a, b = node.args[:2]
+    tensors = [x for x in (a, b) if isinstance(x, FxNode) and x in ex.names]
+    if len(tensors) == 2:
+        return ex.emit(node, "multiply", [ex.src(a), ex.src(b)])
+    if len(tensors) == 1:
+        t = tensors[0]
+        other = b if t is a else a
+        const = ex.consts.get(other, other) if isinstance(other, FxNode) else other
+        if isinstance(const, FxNode):
+            raise _Refused(f"factor {other.name} is neither a tensor nor a constant")
+        return _per_sample_scale(ex, node, t, const)
+    raise _Refused("no tensor operand")
+
+
+def _add(ex, node):
+    if node.kwargs.get("alpha", 1) != 1:
+        raise _Refused("add with alpha != 1")
+    args = node.args[:2]
+    for x in args:
+        if not (isinstance(x, FxNode) and x in ex.names):
+            raise _Refused(f"adds the constant {x!r} (refsnn adds tensors only)")
+    return ex.emit(node, "add", [ex.src(x) for x in args])
+
+
+def _dims(node, rank, dims):
+    """Normalise dims (ints or a sequence, negatives allowed) against the full rank."""
+    dims = [dims] if isinstance(dims, int) else list(dims)
+    return sorted(d % rank for d in dims)
+
+
+def _mean(ex, node):
+    bound = inspect.signature(lambda input, dim=None, keepdim=False, dtype=None: None).bind(
+        *node.args, **node.kwargs)
+    bound.apply_defaults()
+    shape = ex.shape(node.args[0])
+    rank = len(shape) + 1
+    if bound.arguments["dim"] is None:
+        raise _Refused("a mean over every axis including the batch")
+    dims = [d - 1 for d in _dims(node, rank, bound.arguments["dim"])]
+    r = len(shape)
+    axes = {(r - 1,): "last", (0,): "channel", tuple(range(1, r)): "spatial"}
+    axis = axes.get(tuple(dims))
+    if axis is None or -1 in dims:
+        raise _Refused(f"a mean over per-sample axes {dims} (refsnn: the last, the channels "
+                       f"(0) or all axes after the channels)")
+    return ex.emit(node, "mean", [ex.src(node.args[0])],
+                   dict(axis=axis, keepdims=int(bool(bound.arguments["keepdim"]))))
+
+
+def _permute(ex, node):
+    rank = len(ex.shape(node.args[0])) + 1
+    if node.target == "transpose" or node.target is torch.transpose:
+        d0, d1 = (d % rank for d in node.args[1:3])
+        perm = list(range(rank))
+        perm[d0], perm[d1] = perm[d1], perm[d0]
+    else:
+        dims = node.args[1:]
+        dims = dims[0] if len(dims) == 1 and not isinstance(dims[0], int) else dims
+        perm = [d % rank for d in dims]
+    if perm[0] != 0:
+        raise _Refused("it moves the batch axis (axis 0)")
+    return ex.emit(node, "transpose", [ex.src(node.args[0])],
+                   dict(perm=",".join(str(p - 1) for p in perm[1:])))
+
+
+FUNCTIONS = {
+    F.relu: _fn_unary("relu"),
+    torch.relu: _fn_unary("relu"),
+    F.silu: _fn_unary("silu"),
+    torch.sigmoid: _fn_unary("sigmoid"),
+    F.sigmoid: _fn_unary("sigmoid"),
+    torch.tanh: _fn_unary("tanh"),
+    F.tanh: _fn_unary("tanh"),
+    F.gelu: _via_module(nn.GELU, _sig_gelu),
+    F.leaky_relu: _via_module(nn.LeakyReLU, _sig_leaky),
+    F.avg_pool2d: _via_module(nn.AvgPool2d, _sig_avg_pool2d),
+    F.max_pool2d: _via_module(nn.MaxPool2d, _sig_max_pool2d),
+    F.adaptive_avg_pool2d: _via_module(nn.AdaptiveAvgPool2d, _sig_adaptive),
+    F.softmax: _via_module(nn.Softmax, _sig_softmax),
+    torch.softmax: _via_module(nn.Softmax, _sig_softmax),
+    torch.flatten: lambda ex, node: _reshape(ex, node),
+    torch.reshape: lambda ex, node: _reshape(ex, node),
+    operator.add: _add,
+    operator.iadd: _add,
+    torch.add: _add,
+    operator.mul: _mul,
+    torch.mul: _mul,
+    torch.mean: _mean,
+    torch.permute: _permute,
+    torch.transpose: _permute,
+}
+"""Function -> handler ``(exporter, fx_node) -> refsnn name``."""
+
+METHODS = {
+    "relu": _fn_unary("relu"),
+    "sigmoid": _fn_unary("sigmoid"),
+    "tanh": _fn_unary("tanh"),
+    "flatten": lambda ex, node: _reshape(ex, node),
+    "view": lambda ex, node: _reshape(ex, node),
+    "reshape": lambda ex, node: _reshape(ex, node),
+    "contiguous": lambda ex, node: _alias(ex, node),
+    "add": _add,
+    "mul": _mul,
+    "mean": _mean,
+    "permute": _permute,
+    "transpose": _permute,
+}
+"""Tensor method name -> handler ``(exporter, fx_node) -> refsnn name``."""
+
+#: Calls whose result is a size, not a tensor: allowed, and only usable as reshape arguments.
+SIZE_FUNCTIONS = (operator.getitem, getattr)
+SIZE_METHODS = ("size", "dim")
+
+
+def _what(node: FxNode, modules) -> str:
+    """How a refusal names a traced node: its module path and class, or its function."""
+    if node.op == "call_module":
+        return f"module '{node.target}' ({type(modules[node.target]).__name__})"
+    if node.op == "call_method":
+        return f"node '{node.name}' (tensor method .{node.target}())"
+    if node.op == "call_function":
+        name = getattr(node.target, "__qualname__", None) or str(node.target)
+        mod = getattr(node.target, "__module__", None) or ""
+        return f"node '{node.name}' (function {mod + '.' if mod else ''}{name})"
+    return f"node '{node.name}' ({node.op} {node.target})"
+
+
+def to_graph(module: torch.nn.Module, example_input: torch.Tensor) -> Graph:
+    """Trace ``module`` and return its refsnn :class:`~refsnn.model.graph.Graph` (float64).
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        Exported in eval mode (a float64 copy; the module itself is not changed).
+    example_input : torch.Tensor, shape (B, *input_shape)
+        A batch; fixes the per-sample input shape and every traced shape.
+
+    Raises
+    ------
+    ConversionError
+        Naming the first traced module, function or method that refsnn cannot express.
+    """
+    model = copy.deepcopy(module).to(torch.float64).eval()
+    try:
+        gm = symbolic_trace(model)
+    except Exception as e:  # data-dependent control flow and the like
+        raise ConversionError(f"torch.fx cannot trace {type(module).__name__}: "
+                              f"{str(e).splitlines()[0]}") from None
+    x = torch.as_tensor(example_input).to(torch.float64)
+    try:
+        # ShapeProp prints a traceback before it raises: keep it off the user's terminal
+        with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
+            ShapeProp(gm).propagate(x)
+    except Exception as e:  # e.g. an input shape the module cannot take
+        cause = e.__cause__ or e
+        raise ConversionError(f"{type(module).__name__} cannot run on inputs of shape "
+                              f"{tuple(x.shape[1:])} (per sample): "
+                              f"{str(cause).strip().splitlines()[0]}") from None
+    ex = _Exporter(gm)
+    output = None
+    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
+    if len(placeholders) != 1:
+        raise ConversionError(f"{type(module).__name__}.forward takes {len(placeholders)} inputs;"
+                              f" refsnn models have one")
+    for node in gm.graph.nodes:
+        try:
+            if node.op == "placeholder":
+                ex.names[node] = INPUT
+            elif node.op == "get_attr":
+                ex.consts[node] = operator.attrgetter(node.target)(gm).detach()
+            elif node.op == "call_module":
+                handler = MODULES.get(type(ex.modules[node.target]))
+                if handler is None:
+                    raise _Refused("no refsnn operator for this module class")
+                ex.names[node] = handler(ex, node, ex.modules[node.target])
+            elif node.op in ("call_function", "call_method") and "tensor_meta" not in node.meta:
+                # a size or an int, e.g. x.size(0): only reshapes read it, and they use the
+                # traced shape instead
+                if node.target in SIZE_FUNCTIONS or node.target in SIZE_METHODS:
+                    continue
+                raise _Refused("its value is not a tensor")
+            elif node.op == "call_function":
+                handler = FUNCTIONS.get(node.target)
+                if handler is None:
+                    raise _Refused("no refsnn operator for this function")
+                ex.names[node] = handler(ex, node)
+            elif node.op == "call_method":
+                handler = METHODS.get(node.target)
+                if handler is None:
+                    raise _Refused("no refsnn operator for this tensor method")
+                ex.names[node] = handler(ex, node)
+            elif node.op == "output":
+                if not isinstance(node.args[0], FxNode):
+                    raise _Refused("the output must be one tensor")
+                output = ex.src(node.args[0])
+        except _Refused as e:
+            raise ConversionError(f"{_what(node, ex.modules)} cannot be exported to refsnn: "
+                                  f"{e}") from None
+    if output == INPUT:
+        raise ConversionError(f"{type(module).__name__} returns its input unchanged")
+    return make_graph(tuple(x.shape[1:]), ex.nodes, output,
+                      file=f"<torch {type(module).__name__}>")
+
+
+def from_torch(module: torch.nn.Module, example_input: torch.Tensor, path) -> Graph:
+    """Trace ``module`` (torch.fx) and write it to ``path`` in refsnn's HDF5 model format.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+    example_input : torch.Tensor, shape (B, *input_shape)
+    path : str or Path
+        The model file to write (atomically).
+
+    Returns
+    -------
+    Graph
+        The exported graph (float64), as written.
+    """
+    graph = to_graph(module, example_input)
+    save_model(graph, path)
+    return graph
+
+
+def load_factory(spec: str, weights=None) -> torch.nn.Module:
+    """The module ``module.py:factory`` builds, with the state dict ``weights`` loaded.
+
+    Raises
+    ------
+    OptionError
+        For a malformed ``spec``, a missing file or a missing function.
+    ConversionError
+        If the factory does not return a ``torch.nn.Module`` or the weights do not fit it.
+    """
+    import importlib.util
+    from pathlib import Path
+
+    from refsnn.errors import OptionError
+
+    file, sep, name = spec.rpartition(":")
+    if not sep or not file or not name.isidentifier():
+        raise OptionError(f"factory: expected 'path/to/module.py:function', found {spec!r}")
+    if not Path(file).is_file():
+        raise OptionError(f"factory: {file}: no such file")
+    mod_spec = importlib.util.spec_from_file_location(Path(file).stem, file)
+    mod = importlib.util.module_from_spec(mod_spec)
+    mod_spec.loader.exec_module(mod)
+    factory = getattr(mod, name, None)
+    if not callable(factory):
+        raise OptionError(f"factory: {file} defines no function {name!r}")
+    module = factory()
+    if not isinstance(module, torch.nn.Module):
+        raise ConversionError(f"{spec} returned {type(module).__name__}, not a torch.nn.Module")
+    if weights is not None:
+        if not Path(weights).is_file():
+            raise OptionError(f"weights: {weights}: no such file")
+        try:
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+            module.load_state_dict(state)
+        except Exception as e:  # unpickling or key/shape mismatch: one line, no traceback
+            raise ConversionError(f"{weights}: cannot be loaded into {spec}: "
+                                  f"{str(e).strip().splitlines()[0]}") from None
+    return module

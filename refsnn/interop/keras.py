@@ -1,0 +1,448 @@
+"""Read Keras models (legacy ``.h5`` and Keras 3 ``.keras``) with h5py, json and zipfile only.
+
+No TensorFlow or Keras is imported. The result is an ordinary refsnn
+:class:`~refsnn.model.graph.Graph` in refsnn's layout:
+
+- **images are channels-first**: a Keras image tensor ``(H, W, C)`` is the refsnn tensor
+  ``(C, H, W)``, so the model's input shape is ``(C, H, W)`` and data must be given as NCHW
+  (``x_keras.transpose(0, 3, 1, 2)``); conv kernels ``(kh, kw, cin, cout)`` become
+  ``(cout, cin, kh, kw)``, depthwise kernels ``(kh, kw, cin, m)`` a grouped conv with
+  ``groups = cin`` and output channel ``c·m + j``;
+- ``Flatten`` of an image first transposes ``(C, H, W)`` back to Keras' ``(H, W, C)`` order, so
+  the ``Dense`` after it keeps its weights: the outputs are Keras' own, not a permutation;
+- vectors ``(N,)`` and sequences ``(T, D)`` keep their layout; ``Dense`` acts on the last axis
+  (on vectors and sequences; on an image it is refused, since Keras' last axis is the channels).
+
+Layer weights come from ``model_weights/<layer>/<weight name>`` (``.h5``) or
+``layers/<snake_case class>[_k]/vars/<i>`` (``.keras``, the path Keras' own loader computes).
+Unsupported layers or settings are refused with a :class:`~refsnn.errors.ModelFormatError`
+naming the layer and its class.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import zipfile
+
+import h5py
+import numpy as np
+
+from refsnn.errors import ModelFormatError
+from refsnn.io import open_h5
+from refsnn.model.graph import INPUT, Graph, make_graph
+
+#: Keras activation name -> (refsnn op, attrs); ``linear`` adds no node.
+ACTIVATIONS = {
+    "linear": None,
+    "relu": ("relu", {}),
+    "gelu": ("gelu", {"approximate": "none"}),
+    "silu": ("silu", {}),
+    "swish": ("silu", {}),
+    "sigmoid": ("sigmoid", {}),
+    "tanh": ("tanh", {}),
+    "softmax": ("softmax", {}),
+}
+
+
+class _Refused(Exception):
+    """Why a layer cannot be read; the reader adds file, layer and class."""
+
+
+def _snake(name: str) -> str:
+    # Keras' naming.to_snake_case, which names the weight groups of a .keras archive
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+class _Builder:
+    """Collects refsnn node dicts; tracks each Keras tensor's refsnn name and shape."""
+
+    def __init__(self):
+        self.nodes: list[dict] = []
+        self.shapes: dict[str, tuple] = {}  # refsnn name -> Keras shape (no batch axis)
+
+    def add(self, name, op, inputs, keras_shape, attrs=None, params=None) -> str:
+        self.nodes.append(dict(name=name, op=op, inputs=list(inputs), attrs=dict(attrs or {}),
+                               params=dict(params or {})))
+        self.shapes[name] = tuple(keras_shape)
+        return name
+
+    def activation(self, layer, src, act) -> str:
+        act = act if isinstance(act, str) else (act or {}).get("config", {}).get("name", act)
+        if act not in ACTIVATIONS:
+            raise _Refused(f"activation {act!r} (supported: {', '.join(ACTIVATIONS)})")
+        spec = ACTIVATIONS[act]
+        if spec is None:
+            return src
+        if spec[0] == "softmax" and len(self.shapes[src]) == 3:
+            raise _Refused("softmax over the channels of an image (refsnn's softmax is over the "
+                           "last axis of its channels-first layout)")
+        return self.add(f"{layer}_{act}", spec[0], [src], self.shapes[src], spec[1])
+
+
+def _pair(v):
+    return (int(v), int(v)) if isinstance(v, int) else tuple(int(i) for i in v)
+
+
+def _same_padding(size, kernel, stride, what):
+    """Keras' 'same' padding of one axis as a symmetric pad, or refuse if it is lopsided."""
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    if total % 2:
+        raise _Refused(f"padding 'same' pads {what} by {total // 2} before and "
+                       f"{total - total // 2} after (kernel {kernel}, stride {stride}, size {size}); refsnn pads "
+                       f"symmetrically: use padding 'valid' or an odd kernel with stride 1")
+    return total // 2
+
+
+def _padding(cfg, shape, kernel, stride):
+    if cfg.get("padding", "valid") == "valid":
+        return (0, 0)
+    return (_same_padding(shape[0], kernel[0], stride[0], "the rows"),
+            _same_padding(shape[1], kernel[1], stride[1], "the columns"))
+
+
+def _image(shape):
+    if len(shape) != 3:
+        raise _Refused(f"an input of Keras shape {shape}; expected an image (H, W, C)")
+    return shape
+
+
+def _check_conv_cfg(cfg):
+    if cfg.get("data_format", "channels_last") != "channels_last":
+        raise _Refused(f"data_format {cfg.get('data_format')!r} (channels_last only)")
+    if _pair(cfg.get("dilation_rate", 1)) != (1, 1):
+        raise _Refused(f"dilation_rate {cfg.get('dilation_rate')}")
+
+
+def _conv_out(shape, kernel, stride, pad, channels):
+    h, w, _ = shape
+    return ((h + 2 * pad[0] - kernel[0]) // stride[0] + 1,
+            (w + 2 * pad[1] - kernel[1]) // stride[1] + 1, channels)
+
+
+def _conv2d(b, name, cfg, srcs, weights):
+    _check_conv_cfg(cfg)
+    shape = _image(b.shapes[srcs[0]])
+    kernel, stride = _pair(cfg["kernel_size"]), _pair(cfg.get("strides", 1))
+    pad = _padding(cfg, shape, kernel, stride)
+    k = weights[0]  # (kh, kw, cin / groups, cout)
+    bias = weights[1] if cfg.get("use_bias", True) else np.zeros(k.shape[3])
+    out = b.add(name, "conv2d", srcs, _conv_out(shape, kernel, stride, pad, k.shape[3]),
+                dict(stride=stride, padding=pad, groups=int(cfg.get("groups", 1))),
+                dict(weight=k.transpose(3, 2, 0, 1), bias=bias))
+    return b.activation(name, out, cfg.get("activation", "linear"))
+
+
+def _depthwise(b, name, cfg, srcs, weights):
+    _check_conv_cfg(cfg)
+    shape = _image(b.shapes[srcs[0]])
+    kernel, stride = _pair(cfg["kernel_size"]), _pair(cfg.get("strides", 1))
+    pad = _padding(cfg, shape, kernel, stride)
+    k = weights[0]  # (kh, kw, cin, multiplier); output channel c * multiplier + j
+    kh, kw, cin, mult = k.shape
+    weight = k.transpose(2, 3, 0, 1).reshape(cin * mult, 1, kh, kw)
+    bias = weights[1] if cfg.get("use_bias", True) else np.zeros(cin * mult)
+    out = b.add(name, "conv2d", srcs, _conv_out(shape, kernel, stride, pad, cin * mult),
+                dict(stride=stride, padding=pad, groups=cin), dict(weight=weight, bias=bias))
+    return b.activation(name, out, cfg.get("activation", "linear"))
+
+
+def _dense(b, name, cfg, srcs, weights):
+    shape = b.shapes[srcs[0]]
+    if len(shape) == 3:
+        raise _Refused("Dense on an image (it would act on the channels, Keras' last axis); "
+                       "put Flatten or GlobalAveragePooling2D before it")
+    k = weights[0]  # (in, out)
+    bias = weights[1] if cfg.get("use_bias", True) else np.zeros(k.shape[1])
+    out = b.add(name, "linear", srcs, shape[:-1] + (k.shape[1],), {},
+                dict(weight=k.T, bias=bias))
+    return b.activation(name, out, cfg.get("activation", "linear"))
+
+
+def _channel_axis(cfg, shape, key="axis"):
+    axis = cfg.get(key, -1)
+    axis = axis[0] if isinstance(axis, list) and len(axis) == 1 else axis
+    if not isinstance(axis, int) or axis % (len(shape) + 1) != len(shape):
+        raise _Refused(f"{key} {cfg.get(key)!r} (the last axis only)")
+
+
+def _batchnorm(b, name, cfg, srcs, weights):
+    shape = b.shapes[srcs[0]]
+    _channel_axis(cfg, shape)
+    if len(shape) == 2:
+        raise _Refused("BatchNormalization of a sequence (T, D)")
+    c = shape[-1]
+    w = list(weights)
+    gamma = w.pop(0) if cfg.get("scale", True) else np.ones(c)
+    beta = w.pop(0) if cfg.get("center", True) else np.zeros(c)
+    mean, var = w
+    return b.add(name, "batchnorm", srcs, shape, dict(eps=float(cfg.get("epsilon", 1e-3))),
+                 dict(gamma=gamma, beta=beta, mean=mean, var=var))
+
+
+def _layernorm(b, name, cfg, srcs, weights):
+    shape = b.shapes[srcs[0]]
+    _channel_axis(cfg, shape)
+    if cfg.get("rms_scaling", False):
+        raise _Refused("rms_scaling=True")
+    d = shape[-1]
+    w = list(weights)
+    gamma = w.pop(0) if cfg.get("scale", True) else np.ones(d)
+    beta = w.pop(0) if cfg.get("center", True) else np.zeros(d)
+    axis = "channel" if len(shape) == 3 else "last"
+    return b.add(name, "layernorm", srcs, shape, dict(axis=axis, eps=float(cfg.get("epsilon",
+                                                                                   1e-3))),
+                 dict(weight=gamma, bias=beta))
+
+
+def _activation(b, name, cfg, srcs, weights):
+    act = cfg["activation"]
+    out = b.activation(name, srcs[0], act)
+    if out == srcs[0]:
+        return b.add(name, "identity", srcs, b.shapes[srcs[0]])
+    return out
+
+
+def _relu(b, name, cfg, srcs, weights):
+    slope, thr = cfg.get("negative_slope", 0.0), cfg.get("threshold", 0.0)
+    top = cfg.get("max_value")
+    if thr not in (0, 0.0) or (slope not in (0, 0.0) and top is not None):
+        raise _Refused(f"ReLU with threshold={thr}, negative_slope={slope}, max_value={top}")
+    shape = b.shapes[srcs[0]]
+    if top is not None:
+        return b.add(name, "hardtanh", srcs, shape, dict(min_value=0.0, max_value=float(top)))
+    if slope not in (0, 0.0):
+        return b.add(name, "leaky_relu", srcs, shape, dict(slope=float(slope)))
+    return b.add(name, "relu", srcs, shape)
+
+
+def _leaky(b, name, cfg, srcs, weights):
+    slope = cfg.get("negative_slope", cfg.get("alpha", 0.3))
+    return b.add(name, "leaky_relu", srcs, b.shapes[srcs[0]], dict(slope=float(slope)))
+
+
+def _pool(op):
+    def handler(b, name, cfg, srcs, weights):
+        if cfg.get("data_format", "channels_last") not in (None, "channels_last"):
+            raise _Refused(f"data_format {cfg.get('data_format')!r} (channels_last only)")
+        shape = _image(b.shapes[srcs[0]])
+        kernel = _pair(cfg.get("pool_size", 2))
+        stride = _pair(cfg.get("strides") or kernel)
+        pad = _padding(cfg, shape, kernel, stride)
+        if op == "avgpool2d" and pad != (0, 0):
+            raise _Refused("AveragePooling2D with padding 'same' that pads (Keras leaves the "
+                           "padding out of the divisor, refsnn counts it as zeros)")
+        return b.add(name, op, srcs, _conv_out(shape, kernel, stride, pad, shape[2]),
+                     dict(kernel=kernel, stride=stride, padding=pad))
+    return handler
+
+
+def _global_avg(b, name, cfg, srcs, weights):
+    if cfg.get("data_format", "channels_last") not in (None, "channels_last"):
+        raise _Refused(f"data_format {cfg.get('data_format')!r} (channels_last only)")
+    shape = _image(b.shapes[srcs[0]])
+    keep = bool(cfg.get("keepdims", False))
+    return b.add(name, "mean", srcs, (1, 1, shape[2]) if keep else (shape[2],),
+                 dict(axis="spatial", keepdims=int(keep)))
+
+
+def _flatten(b, name, cfg, srcs, weights):
+    shape = b.shapes[srcs[0]]
+    src = srcs[0]
+    if len(shape) == 3:  # refsnn holds (C, H, W); Keras flattens (H, W, C)
+        src = b.add(f"{name}_hwc", "transpose", [src], shape, dict(perm="1,2,0"))
+    return b.add(name, "flatten", [src], (int(np.prod(shape)),))
+
+
+def _add(b, name, cfg, srcs, weights):
+    return b.add(name, "add", srcs, b.shapes[srcs[0]])
+
+
+def _dropout(b, name, cfg, srcs, weights):
+    return srcs[0]  # the identity at inference: no node
+
+
+#: Keras layer class -> reader ``(builder, name, config, input names, weights) -> output name``.
+LAYERS = {
+    "Dense": _dense,
+    "Conv2D": _conv2d,
+    "DepthwiseConv2D": _depthwise,
+    "BatchNormalization": _batchnorm,
+    "LayerNormalization": _layernorm,
+    "Activation": _activation,
+    "ReLU": _relu,
+    "LeakyReLU": _leaky,
+    "AveragePooling2D": _pool("avgpool2d"),
+    "MaxPooling2D": _pool("maxpool2d"),
+    "GlobalAveragePooling2D": _global_avg,
+    "Flatten": _flatten,
+    "Add": _add,
+    "Dropout": _dropout,
+}
+
+
+def _history(arg):
+    """The ``keras_history`` names of a call's tensor arguments (nested lists allowed)."""
+    if isinstance(arg, dict) and arg.get("class_name") == "__keras_tensor__":
+        return [arg["config"]["keras_history"][0]]
+    if isinstance(arg, (list, tuple)):
+        return [n for a in arg for n in _history(a)]
+    return []
+
+
+def _inbound(call, file, name):
+    """Input layer names of one call: Keras 3 ``{"args": [...]}`` or Keras 2
+    ``[[layer, node, tensor, kwargs], ...]``."""
+    if isinstance(call, dict):
+        return _history(call.get("args", []))
+    if isinstance(call, list) and all(isinstance(e, list) and e and isinstance(e[0], str)
+                                      for e in call):
+        return [e[0] for e in call]
+    raise ModelFormatError(file, f"/layers/{name}", "inbound_nodes",
+                           "Keras 3 {'args': ...} or Keras 2 [[layer, node, tensor, kwargs]]",
+                           repr(call)[:80])
+
+
+def _layers(config, file):
+    """``(class, name, config, inbound layer names)`` in file order, and the output name."""
+    cls = config.get("class_name")
+    cfg = config.get("config", {})
+    if cls == "Sequential":
+        layers, prev = [], None
+        for layer in cfg.get("layers", []):
+            name = layer["config"]["name"]
+            layers.append((layer["class_name"], name, layer["config"], [prev] if prev else []))
+            prev = name
+        return layers, prev
+    if cls in ("Functional", "Model"):
+        layers = []
+        for layer in cfg.get("layers", []):
+            calls = layer.get("inbound_nodes", [])
+            if len(calls) > 1:
+                raise ModelFormatError(file, f"/layers/{layer['name']}", "inbound_nodes",
+                                       "a layer called once (shared layers are not supported)",
+                                       f"{len(calls)} calls")
+            srcs = _inbound(calls[0], file, layer["name"]) if calls else []
+            layers.append((layer["class_name"], layer["name"], layer["config"], srcs))
+        outs = cfg.get("output_layers", [])
+        outs = [outs] if outs and isinstance(outs[0], str) else outs
+        if len(outs) != 1:
+            raise ModelFormatError(file, "/", "output_layers", "one output", str(outs))
+        return layers, outs[0][0]
+    raise ModelFormatError(file, "/", "class_name", "Sequential or Functional", repr(cls))
+
+
+def build_graph(config: dict, weights: dict, file: str, dtype=np.float64) -> Graph:
+    """A refsnn graph from a Keras model config and ``{layer name: [arrays]}``.
+
+    Raises
+    ------
+    ModelFormatError
+        For an unsupported layer class or setting (naming the layer and its class) or a
+        malformed config.
+    """
+    layers, output = _layers(config, file)
+    b = _Builder()
+    names: dict[str, str] = {}  # Keras layer name -> refsnn name of its output
+    input_shape = None
+    for cls, name, cfg, srcs in layers:
+        path = f"/layers/{name}"
+        if cls == "InputLayer":
+            shape = cfg.get("batch_shape") or cfg.get("batch_input_shape")
+            if input_shape is not None or shape is None or None in shape[1:]:
+                raise ModelFormatError(file, path, "batch_shape",
+                                       "one input with a fixed per-sample shape", str(shape))
+            keras_shape = tuple(int(s) for s in shape[1:])
+            input_shape = (keras_shape[2],) + keras_shape[:2] if len(keras_shape) == 3 \
+                else keras_shape
+            names[name] = INPUT
+            b.shapes[INPUT] = keras_shape
+            continue
+        reader = LAYERS.get(cls)
+        if reader is None:
+            raise ModelFormatError(file, path, "class_name",
+                                   f"a supported layer ({', '.join(['InputLayer', *LAYERS])})",
+                                   f"{cls} (layer '{name}')")
+        try:
+            missing = [s for s in srcs if s not in names]
+            if missing or not srcs:
+                raise _Refused(f"inputs {srcs} (layers not read before it)")
+            names[name] = reader(b, name, cfg, [names[s] for s in srcs],
+                                 [np.asarray(w, dtype=np.float64) for w in weights.get(name, [])])
+        except _Refused as e:
+            raise ModelFormatError(file, path, "config", f"settings refsnn can express "
+                                   f"(layer '{name}', class {cls})", str(e)) from None
+        except (KeyError, IndexError, ValueError) as e:
+            raise ModelFormatError(file, path, "weights", f"the weights of a {cls} layer",
+                                   f"{type(e).__name__}: {e}") from None
+    if input_shape is None:
+        raise ModelFormatError(file, "/layers", "InputLayer", "an input layer", "none")
+    out = names.get(output)
+    if out is None or out == INPUT:
+        raise ModelFormatError(file, "/", "output", "a layer's output", repr(output))
+    return make_graph(input_shape, b.nodes, out, file=file, dtype=dtype)
+
+
+def _json_attr(value):
+    return json.loads(value.decode("utf-8") if isinstance(value, bytes) else value)
+
+
+def load_keras_h5(path, dtype=np.float64) -> Graph:
+    """Read a legacy Keras HDF5 file (``model.save("m.h5")``): ``model_config`` and
+    ``model_weights/<layer>/<weight name>`` in each layer's ``weight_names`` order."""
+    file = str(path)
+    with open_h5(path, "Keras model file") as f:
+        if "model_config" not in f.attrs:
+            raise ModelFormatError(file, "/", "model_config", "a Keras model config",
+                                   "nothing (missing)")
+        config = _json_attr(f.attrs["model_config"])
+        weights = {}
+        group = f.get("model_weights")
+        if group is None:
+            raise ModelFormatError(file, "/model_weights", "group", "the layers' weights",
+                                   "nothing (missing)")
+        for name, g in group.items():
+            names = [n.decode() if isinstance(n, bytes) else str(n)
+                     for n in g.attrs.get("weight_names", [])]
+            weights[name] = [g[n][()] for n in names]
+    return build_graph(config, weights, file, dtype)
+
+
+def _archive_weights(config, h5: h5py.File, file):
+    """Each layer's variables in a ``.keras`` archive, at the path Keras' loader uses."""
+    layers, _ = _layers(config, file)
+    used: dict[str, int] = {}
+    weights = {}
+    for cls, name, cfg, _ in layers:
+        key = _snake(cls)
+        used[key] = used.get(key, -1) + 1
+        key = key if used[key] == 0 else f"{key}_{used[key]}"
+        g = h5.get(f"layers/{key}/vars")
+        if g is None:
+            weights[name] = []
+            continue
+        stored = g.attrs.get("name")
+        if stored is not None and stored != name:  # the metadata Keras writes since 3.x
+            raise ModelFormatError(file, f"/layers/{key}/vars", "name", repr(name),
+                                   repr(stored))
+        weights[name] = [g[str(i)][()] for i in range(len(g))]
+    return weights
+
+
+def load_keras_archive(path, dtype=np.float64) -> Graph:
+    """Read a Keras 3 ``.keras`` archive (a zip of ``config.json`` and ``model.weights.h5``)."""
+    file = str(path)
+    try:
+        with zipfile.ZipFile(path) as z:
+            config = json.loads(z.read("config.json"))
+            blob = z.read("model.weights.h5")
+    except (zipfile.BadZipFile, KeyError, OSError, ValueError) as e:
+        raise ModelFormatError(file, "/", "file", "a .keras archive with config.json and "
+                               "model.weights.h5", f"unreadable ({e})") from None
+    with h5py.File(io.BytesIO(blob), "r") as h5:
+        weights = _archive_weights(config, h5, file)
+    return build_graph(config, weights, file, dtype)

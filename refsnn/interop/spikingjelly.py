@@ -1,0 +1,217 @@
+"""Run a converted IF network in SpikingJelly, to line refsnn up against it step by step.
+
+Needs torch and SpikingJelly (``pip install --no-deps spikingjelly==0.0.0.0.14``); the core
+never imports this module.
+
+The mapping (also in the README, "Checking against SpikingJelly"):
+
+- an ``if`` node with one threshold ``θ`` for the whole layer is
+  ``neuron.IFNode(v_threshold=θ, v_reset=None, step_mode="s")`` (``v_reset=None`` is reset by
+  subtraction; ``--reset zero`` is ``v_reset=0.0``), in eval mode, on float64 tensors.
+  SpikingJelly fires when ``v >= v_threshold`` (``surrogate.heaviside`` and its eval kernels
+  use ``>=``), as refsnn does;
+- SpikingJelly's spike is ``1``, refsnn's is ``θ``: the next layer reads ``θ · spike``;
+- ``--v-init half`` sets the node's ``v`` to ``θ/2`` after ``reset()``;
+- one ``single_step`` pass through every node per step, in graph order, with no delay (layer
+  ``l+1`` sees layer ``l``'s spikes of the same step), and the encoder's input every step;
+- the readout is the mean over steps of the output node's values, as refsnn's ``mean`` decoder.
+
+Refused: per-channel thresholds (``IFNode.v_threshold`` is one float), and ``maxpool2d`` on
+spikes (refsnn's rule outputs the running maximum of the input *counts*; SpikingJelly's
+``MaxPool2d`` on spikes fires whenever any input fires, which is a different network).
+
+Float rounding: torch sums a convolution in its own order, refsnn in ascending event order, so
+potentials can differ in the last bit and a spike can move when ``u`` is within rounding of
+``θ``. With weights, biases, inputs and thresholds that are small dyadic rationals (integers
+over a power of two) every sum is exact in float64 and the two must agree exactly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from spikingjelly.activation_based import functional, neuron
+
+from refsnn.errors import ConversionError
+from refsnn.model.graph import INPUT
+from refsnn.model.ops import mean_axes, parse_perm, parse_shape
+from refsnn.sim.encoders import ENCODERS
+
+
+def _t(a):
+    return torch.from_numpy(np.array(a))  # a writable copy
+
+
+def _conv(node):
+    w, b = _t(node.params["weight"]), _t(node.params["bias"])
+    a = node.attrs
+    return lambda x: F.conv2d(x, w, b, stride=tuple(a["stride"]), padding=tuple(a["padding"]),
+                              groups=a["groups"])
+
+
+def _linear(node):
+    w, b = _t(node.params["weight"]), _t(node.params["bias"])
+    return lambda x: F.linear(x, w, b)
+
+
+def _avgpool(node):
+    a = node.attrs
+    # count_include_pad=True: padding counts as zero and the divisor is kh*kw, as refsnn.
+    return lambda x: F.avg_pool2d(x, tuple(a["kernel"]), tuple(a["stride"]), tuple(a["padding"]),
+                                  count_include_pad=True)
+
+
+def _channel_vec(v, x, axis):
+    shape = [1] * x.dim()
+    shape[axis] = -1
+    return v.reshape(shape)
+
+
+def _axis(node, x):
+    return x.dim() - 1 if node.attrs["axis"] == "last" else 1
+
+
+def _scale(node):
+    w = _t(node.params["weight"])
+    return lambda x: x * _channel_vec(w, x, _axis(node, x))
+
+
+def _affine(node):
+    w, b = _t(node.params["weight"]), _t(node.params["bias"])
+    return lambda x: x * _channel_vec(w, x, _axis(node, x)) + _channel_vec(b, x, _axis(node, x))
+
+
+def _mean(node):
+    def f(x):
+        axes = tuple(1 + i for i in mean_axes(node.attrs["axis"], x.dim() - 1))
+        return x.mean(dim=axes, keepdim=bool(node.attrs["keepdims"]))
+    return f
+
+
+def _transpose(node):
+    def f(x):
+        perm = parse_perm(node.attrs["perm"], x.dim() - 1)
+        return x.permute((0,) + tuple(1 + i for i in perm))
+    return f
+
+
+def _sum(*xs):
+    out = xs[0]
+    for x in xs[1:]:
+        out = out + x
+    return out
+
+
+#: Synapse operator -> builder of its torch function (per step, batched).
+SYNAPSES = {
+    "linear": _linear,
+    "conv2d": _conv,
+    "avgpool2d": _avgpool,
+    "flatten": lambda node: lambda x: x.flatten(1),
+    "add": lambda node: _sum,
+    "identity": lambda node: lambda x: x,
+    "reshape": lambda node: lambda x: x.reshape((x.shape[0],) + parse_shape(node.attrs["shape"])),
+    "transpose": _transpose,
+    "mean": _mean,
+    "scale": _scale,
+    "affine": _affine,
+}
+
+#: refsnn's ``reset`` attribute -> IFNode's ``v_reset``.
+V_RESET = {"subtract": None, "zero": 0.0}
+
+
+class _IF:
+    """One ``if`` node as a SpikingJelly IFNode that emits ``θ · spike``."""
+
+    def __init__(self, node):
+        theta = np.unique(node.params["threshold"])
+        if theta.size != 1:
+            raise ConversionError(
+                f"node '{node.name}': per-channel thresholds cannot be expressed in "
+                f"SpikingJelly (IFNode.v_threshold is one float); convert without "
+                f"--per-channel")
+        self.theta = float(theta[0])
+        self.v_init = self.theta / 2 if node.attrs["v_init"] == "half" else None
+        self.node = neuron.IFNode(v_threshold=self.theta, v_reset=V_RESET[node.attrs["reset"]],
+                                  step_mode="s")
+        self.node.eval()
+
+    def reset(self):
+        functional.reset_net(self.node)
+        if self.v_init is not None:
+            self.node.v = self.v_init  # a float: IFNode broadcasts it to the input's shape
+
+    def __call__(self, x):
+        spike = self.node(x)
+        self.last_spike = spike
+        return spike * self.theta
+
+
+class SpikingJellyNetwork:
+    """A converted IF network rebuilt from SpikingJelly IFNodes and torch functions.
+
+    Parameters
+    ----------
+    net : SpikingNetwork
+        Made by ``convert_if`` with one threshold per layer (not ``--per-channel``).
+
+    Raises
+    ------
+    ConversionError
+        For a method other than ``if``, per-channel thresholds or an operator without a
+        SpikingJelly counterpart (``maxpool2d``, an unfolded ``batchnorm``, ...).
+    """
+
+    def __init__(self, net):
+        if net.method != "if":
+            raise ConversionError(f"SpikingJelly check: only --method if networks, "
+                                  f"found --method {net.method}")
+        self.net = net
+        self.fns = {}
+        self.neurons = {}
+        for node in net.graph.nodes:
+            if node.op == "if":
+                self.neurons[node.name] = self.fns[node.name] = _IF(node)
+            elif node.op in SYNAPSES:
+                self.fns[node.name] = SYNAPSES[node.op](node)
+            else:
+                raise ConversionError(
+                    f"node '{node.name}': op '{node.op}' has no SpikingJelly counterpart with "
+                    f"refsnn's semantics (supported: if, {', '.join(SYNAPSES)})")
+
+    @torch.no_grad()
+    def run(self, x: np.ndarray, steps: int, seed: int = 0):
+        """Simulate ``steps`` steps of a batch.
+
+        Parameters
+        ----------
+        x : ndarray, shape (B, *input_shape)
+            Inputs, encoded by refsnn's own encoder (so Poisson trains are the same).
+        steps : int
+        seed : int
+            Seed of the Poisson encoder.
+
+        Returns
+        -------
+        rasters : dict of str to bool ndarray, shape (steps, B, *node_shape)
+            Spikes of every ``if`` node.
+        readout : ndarray, shape (B, *output_shape)
+            Mean over the steps of the output node's values.
+        """
+        graph = self.net.graph
+        x = np.asarray(x, dtype=graph.dtype)
+        encoder = ENCODERS[self.net.encoding](x, seed, np.arange(x.shape[0]), self.net.schedule)
+        for n in self.neurons.values():
+            n.reset()
+        rasters = {name: [] for name in self.neurons}
+        total = 0
+        for t in range(1, steps + 1):
+            values = {INPUT: _t(encoder.step(t).copy())}
+            for node in graph.nodes:
+                values[node.name] = self.fns[node.name](*(values[i] for i in node.inputs))
+            for name, n in self.neurons.items():
+                rasters[name].append(n.last_spike.numpy() != 0)
+            total = total + values[graph.output]
+        return ({k: np.stack(v) for k, v in rasters.items()}, (total / steps).numpy())
