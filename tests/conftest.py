@@ -23,6 +23,18 @@ DATA = ROOT / "data" / "digits.h5"
 MODELS = ROOT / "data" / "models"
 JIT_DISABLED = bool(numba.config.DISABLE_JIT)
 
+#: Thread counts the determinism tests compare (1 and 2 where the machine has 2).
+THREADS = sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)})
+
+
+@pytest.fixture
+def restore_threads():
+    """Put Numba's thread count back after a test that changes it."""
+    before = numba.get_num_threads()
+    yield
+    numba.set_num_threads(before)
+
+
 #: Mark for tests that would take many minutes as plain Python under NUMBA_DISABLE_JIT=1.
 needs_jit = pytest.mark.skipif(JIT_DISABLED, reason="too slow with NUMBA_DISABLE_JIT=1")
 

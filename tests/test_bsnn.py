@@ -17,7 +17,7 @@ import pytest
 from hypothesis import find, given, settings
 from hypothesis import strategies as st
 
-from conftest import DATA, MODELS, needs_jit, small_cnn, small_mlp
+from conftest import DATA, MODELS, THREADS, needs_jit, small_cnn, small_mlp
 from refsnn.cli.main import main
 from refsnn.convert import convert_bsnn, convert_if
 from refsnn.convert.bsnn import assign_stages
@@ -30,14 +30,7 @@ from refsnn.neurons.bistable import (cycle_state, fire_numba, fire_numpy, integr
 from refsnn.sim.network import SNN_OPS, SpikingNetwork, load_snn, save_snn
 from refsnn.sim.simulator import Simulator
 
-THREADS = sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)})
-
-
-@pytest.fixture(autouse=True)
-def _restore_threads():
-    before = numba.get_num_threads()
-    yield
-    numba.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("restore_threads")
 
 
 # ------------------------------------------------------------------------------- kernels

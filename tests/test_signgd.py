@@ -17,16 +17,9 @@ from refsnn.neurons.signgd import (TARGETS, reach, signgd_fire_numba, signgd_fir
 from refsnn.sim.network import load_snn, save_snn
 from refsnn.sim.simulator import Simulator
 
-from conftest import small_cnn, small_mlp
+from conftest import THREADS, small_cnn, small_mlp
 
-THREADS = sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)})
-
-
-@pytest.fixture(autouse=True)
-def _restore_threads():
-    before = numba.get_num_threads()
-    yield
-    numba.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("restore_threads")
 
 
 @settings(max_examples=40, deadline=None)

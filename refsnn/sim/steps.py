@@ -156,6 +156,11 @@ class MaxPoolSpikes(StepOp):
                                            a["stride"], a["padding"])
 
 
+def per_neuron(per_channel: np.ndarray, shape: tuple) -> np.ndarray:
+    """A per-channel parameter, shape (C,), repeated for every neuron of a (C, ...) node: (N,)."""
+    return np.ascontiguousarray(np.repeat(np.asarray(per_channel), int(np.prod(shape[1:]))))
+
+
 class IFNeurons(StepOp):
     """IF neurons; the state is the membrane potential, shape (B, N)."""
 
@@ -163,9 +168,7 @@ class IFNeurons(StepOp):
 
     def __init__(self, node, graph, backend, schedule):
         super().__init__(node, graph, backend, schedule)
-        theta = np.asarray(node.params["threshold"])
-        per_channel = int(np.prod(self.shape[1:]))
-        self.theta = np.ascontiguousarray(np.repeat(theta, per_channel))  # (N,)
+        self.theta = per_neuron(node.params["threshold"], self.shape)
         self.reset_zero = node.attrs["reset"] == "zero"
         self.u0 = self.theta / 2 if node.attrs["v_init"] == "half" else np.zeros_like(self.theta)
 
@@ -200,9 +203,7 @@ class BistableNeurons(StepOp):
 
     def __init__(self, node, graph, backend, schedule):
         super().__init__(node, graph, backend, schedule)
-        theta = np.asarray(node.params["threshold"])
-        per_channel = int(np.prod(self.shape[1:]))
-        self.theta = np.ascontiguousarray(np.repeat(theta, per_channel))  # (N,)
+        self.theta = per_neuron(node.params["threshold"], self.shape)
         self.u0 = self.theta / 2 if node.attrs["v_init"] == "half" else np.zeros_like(self.theta)
         self.period, self.stage = node.attrs["period"], node.attrs["stage"]
         self.actions = {"rest": self._rest, "integrate": self._integrate, "fire": self._fire}
