@@ -21,6 +21,8 @@ import nbformat
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 from jupyter_client.manager import KernelManager
 
+from conftest import needs_jit
+
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "proofs").glob("*.ipynb"))
 KERNEL = "python3"
@@ -68,6 +70,9 @@ def test_there_are_notebooks():
     assert NOTEBOOKS, "proofs/ holds no notebook"
 
 
+# The notebooks simulate the shipped networks: hours as plain Python, so not with
+# NUMBA_DISABLE_JIT=1 (that run is for the coverage of the kernels, which other tests reach).
+@needs_jit
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
 def test_notebook_runs(path, kernel_specs, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
