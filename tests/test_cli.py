@@ -12,7 +12,7 @@ import pytest
 
 from refsnn.cli.main import main
 
-from conftest import DATA, MODELS, needs_jit
+from conftest import DATA, MODELS, ROOT, needs_jit
 
 CNN = str(MODELS / "cnn.h5")
 
@@ -209,3 +209,14 @@ def test_signgd_network_file_scores_against_its_ann_limit(capsys, tmp_path):
     assert saved["results"][0]["accuracy"] == direct["results"][0]["accuracy"]
     assert abs(saved["results"][0]["max_abs_error"] - direct["results"][0]["max_abs_error"]) \
         < 1e-9
+
+
+def test_a_closed_pipe_is_not_an_error():
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        f"{sys.executable} -m refsnn.cli.main inspect {MODELS / 'resnet.h5'} | head -1",
+        shell=True, capture_output=True, text=True, cwd=ROOT)
+    assert proc.stdout.startswith("input (1, 8, 8)")
+    assert proc.stderr == ""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 import numpy as np
@@ -399,6 +400,9 @@ def main(argv=None) -> int:
     except RefsnnError as e:
         print(f"refsnn: error: {e}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # stdout closed early (``refsnn inspect M | head``): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error at exit
+        return 141  # 128 + SIGPIPE, as a shell reports it
     except OSError as e:  # e.g. an output folder that does not exist
         print(f"refsnn: error: {e.filename or ''}: {e.strerror or e}", file=sys.stderr)
         return 1
