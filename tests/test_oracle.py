@@ -118,3 +118,30 @@ def test_unexplained_divergence(tmp_path):
     c = compare(tr, other)
     assert c.first_divergence.kind == "unexplained" and c.real
     assert c.first_divergence.first == (6, 0, 3)
+
+
+def test_cli_trace_and_compare(tmp_path, capsys):
+    from conftest import DATA, MODELS
+
+    from refsnn.cli.main import main
+
+    ref, other, bad = tmp_path / "ref.h5", tmp_path / "numpy.h5", tmp_path / "late.h5"
+    common = [str(MODELS / "mlp.h5"), "--data", str(DATA), "--limit", "4", "--steps", "20"]
+    assert main(["trace", *common, "-o", str(ref)]) == 0
+    assert main(["trace", *common, "--backend", "numpy", "-o", str(other)]) == 0
+    capsys.readouterr()
+    # the two backends are bit-identical: no divergence, exit 0
+    assert main(["compare", str(ref), str(other)]) == 0
+    assert "no divergence" in capsys.readouterr().out
+    tr = read_trace(other)
+    first = next(iter(tr.layers))
+    late = np.zeros_like(tr.layers[first].spikes)
+    late[1:] = tr.layers[first].spikes[:-1]
+    tr.layers[first].spikes = late
+    write_trace(bad, tr)
+    assert main(["compare", str(ref), str(bad)]) == 1
+    out = capsys.readouterr().out
+    assert f"first divergence: layer {first}, step" in out and ": delay" in out
+    # a file that is not a trace is a one-line error, not a traceback
+    assert main(["compare", str(ref), str(DATA)]) == 1
+    assert "format" in capsys.readouterr().err
