@@ -1,4 +1,4 @@
-"""The ``refsnn`` command: ``inspect``, ``convert``, ``evaluate``, ``diagnose``, ``export-torch``.
+"""The ``refsnn`` command: inspect, convert, evaluate, diagnose, export-torch, trace, compare.
 
 User mistakes (missing files, malformed models, bad options) end with one line on stderr,
 ``refsnn: error: ...``, and exit status 2 (bad usage) or 1 (bad input); never a traceback.

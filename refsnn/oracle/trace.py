@@ -134,8 +134,9 @@ def read_trace(path) -> Trace:
             get = lambda key: h[key][()] if key in h else None
             attr = lambda key: (h.attrs[key] if key in h.attrs else None)
             reset, v_init = attr("reset"), attr("v_init")
+            theta = attr("threshold")
             layers[name] = Layer(spikes, get("potentials"), get("current"),
-                                 None if attr("threshold") is None else np.asarray(attr("threshold")),
+                                 None if theta is None else np.asarray(theta, np.float64),
                                  None if reset is None else str(reset),
                                  None if v_init is None else str(v_init))
         attrs = {k: v for k, v in f.attrs.items() if k not in ("format", "format_version",
