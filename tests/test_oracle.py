@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -142,6 +143,10 @@ def test_cli_trace_and_compare(tmp_path, capsys):
     assert main(["compare", str(ref), str(bad)]) == 1
     out = capsys.readouterr().out
     assert f"first divergence: layer {first}, step" in out and ": delay" in out
+    assert main(["compare", str(ref), str(bad), "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["real_divergence"] and report["first"]["layer"] == first
+    assert report["first"]["class"] == "delay" and report["first"]["step"] >= 2
     # a file that is not a trace is a one-line error, not a traceback
     assert main(["compare", str(ref), str(DATA)]) == 1
     assert "format" in capsys.readouterr().err
