@@ -1,4 +1,4 @@
-"""The ``refsnn`` command: ``inspect``, ``convert``, ``evaluate``, ``diagnose``, ``export-torch``.
+"""The ``refsnn`` command: inspect, convert, evaluate, diagnose, export-torch, trace, compare.
 
 User mistakes (missing files, malformed models, bad options) end with one line on stderr,
 ``refsnn: error: ...``, and exit status 2 (bad usage) or 1 (bad input); never a traceback.
@@ -166,6 +166,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.set_defaults(func=cmd_diagnose)
 
+    p = sub.add_parser("trace", help="write every neuron layer's spikes per step (refsnn-trace)")
+    p.add_argument("model", help="model file, or a network file written by 'refsnn convert'")
+    p.add_argument("--data", required=True, help="data file (refsnn-data HDF5)")
+    p.add_argument("--split", default="test", help="split to use (default test)")
+    p.add_argument("--limit", type=_positive, default=8,
+                   help="first N samples of the split (default 8)")
+    _add_conversion(p)
+    p.add_argument("--steps", type=_positive, default=64, help="run length T (default 64)")
+    p.add_argument("--seed", type=int, default=None, help="Poisson encoder seed (default 0)")
+    p.add_argument("--backend", choices=("numba", "numpy"), default="numba",
+                   help="numba kernels (default) or the NumPy reference")
+    p.add_argument("-o", "--output", required=True, help="trace file to write (HDF5)")
+    p.set_defaults(func=_lazy("refsnn.oracle.cli", "cmd_trace"))
+
+    p = sub.add_parser("compare", help="compare two traces layer by layer; exit 1 on a real "
+                                       "divergence")
+    p.add_argument("reference", help="reference trace (written by 'refsnn trace')")
+    p.add_argument("other", help="trace of the implementation under test")
+    p.add_argument("--rtol", type=float, default=1e-5,
+                   help="a mismatch within rtol * threshold of the threshold is a rounding "
+                        "tie (default 1e-5)")
+    p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.set_defaults(func=_lazy("refsnn.oracle.cli", "cmd_compare"))
+
     p = sub.add_parser("export-torch", help="export a PyTorch module to a refsnn model file "
                                             "(needs torch)")
     p.add_argument("factory", help="module.py:function that returns the torch.nn.Module")
@@ -231,6 +255,14 @@ def _convert(graph, args, calibration_path):
     xc, _ = load_split(calibration_path, args.calibration_split or "train", graph.input_shape,
                        args.calibration_limit)
     return METHODS[method](graph, xc, **kwargs)
+
+
+def _lazy(module: str, name: str):
+    """A command implemented in another module, imported only when it runs."""
+    def run(args):
+        import importlib
+        return getattr(importlib.import_module(module), name)(args)
+    return run
 
 
 def cmd_inspect(args) -> int:

@@ -144,3 +144,4 @@ def diagnose(probe: Probe, names: Sequence[str]) -> dict[str, Table]:
 from refsnn.diagnose import sin  # noqa: E402,F401  (registers its diagnostics)
 from refsnn.diagnose import spread  # noqa: E402,F401  (registers its diagnostics)
 from refsnn.diagnose import gap  # noqa: E402,F401  (registers the NQ gap diagnostic)
+from refsnn.diagnose import fidelity  # noqa: E402,F401  (registers the fidelity diagnostic)

@@ -1,0 +1,52 @@
+"""The ``refsnn trace`` and ``refsnn compare`` commands (parsers in refsnn/cli/main.py)."""
+
+from __future__ import annotations
+
+import json
+
+from refsnn.errors import OptionError
+
+
+def cmd_trace(args) -> int:
+    """Simulate a batch and write every neuron layer's trace (``refsnn-trace``)."""
+    from refsnn import __version__
+    from refsnn.cli.main import _network
+    from refsnn.data import load_split
+    from refsnn.oracle.trace import record_trace, write_trace
+    from refsnn.sim.simulator import Simulator
+
+    _, net = _network(args)
+    if args.seed is not None and net.encoding != "poisson":
+        raise OptionError("--seed applies to --encoding poisson only")
+    x, _ = load_split(args.data, args.split, net.graph.input_shape, args.limit)
+    attrs = {"producer": f"refsnn {__version__}", "model": str(args.model),
+             "data": str(args.data), "split": args.split, "samples": int(x.shape[0]),
+             "method": net.method, "encoding": net.encoding, "backend": args.backend}
+    trace = record_trace(Simulator(net, args.backend), x, args.steps, seed=args.seed or 0,
+                         attrs=attrs)
+    write_trace(args.output, trace)
+    print(f"wrote {args.output}: {len(trace.layers)} layers, T = {args.steps}, "
+          f"{x.shape[0]} samples")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    """Compare two traces; exit 1 on a real (not benign) divergence."""
+    from refsnn.oracle.compare import compare, format_table
+    from refsnn.oracle.trace import read_trace
+
+    ref, other = read_trace(args.reference), read_trace(args.other)
+    if ref.steps != other.steps:
+        raise OptionError(f"the traces have different lengths: T = {ref.steps} in "
+                          f"{args.reference}, {other.steps} in {args.other}")
+    c = compare(ref, other, rtol=args.rtol)
+    if args.json:
+        first = c.first_divergence
+        print(json.dumps({"real_divergence": c.real,
+                          "first": None if first is None else
+                          {"layer": first.name, "step": first.first and first.first[0],
+                           "class": first.kind},
+                          "layers": [dict(vars(r), first=r.first) for r in c.layers]}))
+    else:
+        print(format_table(c))
+    return 1 if c.real else 0
