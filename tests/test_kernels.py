@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from refsnn.neurons.if_ import if_step_numba, if_step_numpy
-from refsnn.synapses.conv import (avgpool_numba, avgpool_numpy, conv_numba, conv_numpy,
-                                  out_size)
+from refsnn.synapses.conv import (CHANNEL_BLOCK, avgpool_numba, avgpool_numpy, conv_numba,
+                                  conv_numpy, out_size)
 from refsnn.synapses.events import events_numba, events_numpy
 from refsnn.synapses.linear import linear_numba, linear_numpy
 from refsnn.synapses.maxpool import maxpool_spikes_numba, maxpool_spikes_numpy
@@ -108,6 +108,25 @@ def test_conv(case, seed, density, b, dtype, threads):
     scale = naive_conv(np.abs(x).astype(np.float64), np.abs(wt), np.abs(bias), stride, padding,
                        groups)
     assert np.all(np.abs(ref - exact) <= 16 * np.finfo(dtype).eps * scale)
+
+
+@settings(max_examples=8, deadline=None)
+@given(groups=st.sampled_from([1, 2]), og=st.integers(CHANNEL_BLOCK - 1, 2 * CHANNEL_BLOCK + 3),
+       cg=st.integers(1, 3), stride=st.sampled_from([(1, 1), (2, 1), (2, 2)]), seed=seeds,
+       density=densities, b=st.integers(1, 2), dtype=st.sampled_from(DTYPES))
+def test_conv_channel_blocks(groups, og, cg, stride, seed, density, b, dtype):
+    """Many output channels per group, so the kernel's channel blocks split a group, end at
+    a group's edge and leave a partial last block: still the twin's bits, on 1 and 2 threads.
+    A block bound that crossed into the next group, or a block that skipped its first event
+    or added the bias before the events, would change the result."""
+    rng = np.random.default_rng(seed)
+    x = sparse(rng, (b, groups * cg, 7, 6), density, dtype)
+    wt = rng.normal(size=(groups * og, cg, 3, 3)).astype(dtype)
+    bias = rng.normal(size=groups * og).astype(dtype)
+    ref = conv_numpy(x, wt, bias, stride, (1, 1), groups)
+    for threads in THREADS:
+        numba.set_num_threads(threads)
+        same(conv_numba(x, wt, bias, stride, (1, 1), groups), ref)
 
 
 @settings(max_examples=25, deadline=None)
