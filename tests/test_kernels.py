@@ -10,10 +10,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from refsnn.neurons.if_ import if_step_numba, if_step_numpy
-from refsnn.synapses.conv import (avgpool_numba, avgpool_numpy, conv_numba, conv_numpy,
-                                  out_size)
+from refsnn.synapses.conv import (CHANNEL_BLOCK, avgpool_numba, avgpool_numpy, conv_numba,
+                                  conv_numpy, out_size)
 from refsnn.synapses.events import events_numba, events_numpy
-from refsnn.synapses.linear import linear_numba, linear_numpy
+import refsnn.synapses.linear as linear_mod
+from refsnn.synapses.linear import _BLOCK, _SAMPLES, linear_numba, linear_numpy
 from refsnn.synapses.maxpool import maxpool_spikes_numba, maxpool_spikes_numpy
 
 THREADS = sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)})
@@ -56,6 +57,31 @@ def test_linear(seed, density, b, n_in, n_out, dtype, threads):
     same(linear_numba(x, w_t, bias), ref)
     tol = 8 * np.finfo(dtype).eps * (np.abs(x) @ np.abs(w_t) + np.abs(bias))
     assert np.all(np.abs(ref - (x.astype(np.float64) @ w_t + bias)) <= tol)
+
+
+@settings(max_examples=10, deadline=None)
+@given(seed=seeds, density=densities, b=st.integers(1, 3 * _SAMPLES + 1),
+       n_in=st.integers(1, 40), n_out=st.integers(_BLOCK - 1, 2 * _BLOCK + 3),
+       dtype=st.sampled_from(DTYPES))
+@pytest.mark.parametrize("shared_min", [0, 10**9])
+def test_linear_blocks(shared_min, seed, density, b, n_in, n_out, dtype):
+    """Batches spanning several sample blocks and widths on both sides of the output-block
+    switch, with each kernel forced (``_SHARED_MIN`` 0: input-major wherever the width allows;
+    huge: always sample-major): the twin's bits on 1 and 2 threads. A sample block that
+    dropped its last sample, or an input loop not in ascending order, would fail."""
+    rng = np.random.default_rng(seed)
+    x = sparse(rng, (b, n_in), density, dtype)
+    w_t = rng.normal(size=(n_in, n_out)).astype(dtype)
+    bias = rng.normal(size=n_out).astype(dtype)
+    ref = linear_numpy(x, w_t, bias)
+    before = linear_mod._SHARED_MIN
+    linear_mod._SHARED_MIN = shared_min
+    try:
+        for threads in THREADS:
+            numba.set_num_threads(threads)
+            same(linear_numba(x, w_t, bias), ref)
+    finally:
+        linear_mod._SHARED_MIN = before
 
 
 @st.composite
@@ -108,6 +134,25 @@ def test_conv(case, seed, density, b, dtype, threads):
     scale = naive_conv(np.abs(x).astype(np.float64), np.abs(wt), np.abs(bias), stride, padding,
                        groups)
     assert np.all(np.abs(ref - exact) <= 16 * np.finfo(dtype).eps * scale)
+
+
+@settings(max_examples=8, deadline=None)
+@given(groups=st.sampled_from([1, 2]), og=st.integers(CHANNEL_BLOCK - 1, 2 * CHANNEL_BLOCK + 3),
+       cg=st.integers(1, 3), stride=st.sampled_from([(1, 1), (2, 1), (2, 2)]), seed=seeds,
+       density=densities, b=st.integers(1, 2), dtype=st.sampled_from(DTYPES))
+def test_conv_channel_blocks(groups, og, cg, stride, seed, density, b, dtype):
+    """Many output channels per group, so the kernel's channel blocks split a group, end at
+    a group's edge and leave a partial last block: still the twin's bits, on 1 and 2 threads.
+    A block bound that crossed into the next group, or a block that skipped its first event
+    or added the bias before the events, would change the result."""
+    rng = np.random.default_rng(seed)
+    x = sparse(rng, (b, groups * cg, 7, 6), density, dtype)
+    wt = rng.normal(size=(groups * og, cg, 3, 3)).astype(dtype)
+    bias = rng.normal(size=groups * og).astype(dtype)
+    ref = conv_numpy(x, wt, bias, stride, (1, 1), groups)
+    for threads in THREADS:
+        numba.set_num_threads(threads)
+        same(conv_numba(x, wt, bias, stride, (1, 1), groups), ref)
 
 
 @settings(max_examples=25, deadline=None)
