@@ -66,6 +66,9 @@ CASES = {
     "mlp_if_zero_half": (mlp, "if", dict(percentile=100, reset="zero", v_init="half")),
     "cnn_if_residual": (cnn, "if", dict(percentile=100)),
     "cnn_if_per_channel": (cnn, "if", dict(percentile=100, per_channel=True)),
+    "mlp_bsnn": (mlp, "bsnn", dict(percentile=100, period=2)),
+    "cnn_bsnn_residual": (cnn, "bsnn", dict(percentile=100, period=4, v_init="zero")),
+    "mlp_signgd": (mlp, "signgd", dict()),
 }
 
 
