@@ -13,14 +13,9 @@ gives the SIN of every layer.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
-import json
-from pathlib import Path
 
-from refsnn.cli.main import main as refsnn
+from evaluate_json import ROOT, evaluate_json
 
-ROOT = Path(__file__).resolve().parents[1]
 MODELS = ("mlp", "cnn", "cnn_maxpool", "resnet")
 SETTINGS = {
     "if": ["--method", "if"],
@@ -34,13 +29,7 @@ RESIDUAL_ONLY = {"bsnn --no-sync"}
 
 
 def evaluate(model: str, steps: str, extra: list[str]) -> dict:
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        code = refsnn(["evaluate", str(ROOT / "data/models" / f"{model}.h5"), "--data",
-                       str(ROOT / "data/digits.h5"), "--steps", steps, "--json", *extra])
-    if code != 0:
-        raise SystemExit(f"refsnn evaluate failed for {model} {extra}")
-    return json.loads(out.getvalue())
+    return evaluate_json(ROOT / "data/models" / f"{model}.h5", steps, extra)
 
 
 def main() -> None:

@@ -11,27 +11,15 @@ runs with different seeds differ by about that much: compare rows of the same se
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
-import json
-from pathlib import Path
 
-from refsnn.cli.main import main as refsnn
-
-ROOT = Path(__file__).resolve().parents[1]
+from evaluate_json import ROOT, evaluate_json
 MODELS = ("mlp", "cnn", "cnn_maxpool", "resnet")
 SETTINGS = {"none": [], "l4": ["--adjust", "l4"]}
 
 
 def evaluate(model: str, steps: str, seed: int, extra: list[str]) -> dict:
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        code = refsnn(["evaluate", str(ROOT / "data/models" / f"{model}.h5"), "--data",
-                       str(ROOT / "data/digits.h5"), "--method", "if", "--encoding", "poisson",
-                       "--seed", str(seed), "--steps", steps, "--json", *extra])
-    if code != 0:
-        raise SystemExit(f"refsnn evaluate failed for {model} {extra}")
-    return json.loads(out.getvalue())
+    return evaluate_json(ROOT / "data/models" / f"{model}.h5", steps,
+                         ["--method", "if", "--encoding", "poisson", "--seed", str(seed), *extra])
 
 
 def main() -> None:

@@ -15,14 +15,9 @@ always come from ``data/models``.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
-import json
 from pathlib import Path
 
-from refsnn.cli.main import main as refsnn
-
-ROOT = Path(__file__).resolve().parents[1]
+from evaluate_json import ROOT, evaluate_json
 MODELS = ("cnn", "resnet")
 ROWS = (  # (label, file suffix, options)
     ("ReLU ANN, if", "", ["--method", "if"]),
@@ -33,13 +28,7 @@ ROWS = (  # (label, file suffix, options)
 
 
 def evaluate(path: Path, steps: str, extra: list[str]) -> dict:
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        code = refsnn(["evaluate", str(path), "--data", str(ROOT / "data/digits.h5"),
-                       "--steps", steps, "--json", *extra])
-    if code != 0:
-        raise SystemExit(f"refsnn evaluate {path} {' '.join(extra)} failed ({code})")
-    return json.loads(out.getvalue())
+    return evaluate_json(path, steps, extra)
 
 
 def main() -> None:

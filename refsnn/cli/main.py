@@ -112,6 +112,20 @@ def _add_conversion(p: argparse.ArgumentParser, has_data: bool = True) -> None:
         p.add_argument(flag, dest=key, default=None, **kwargs)
 
 
+def _add_batch_run(p: argparse.ArgumentParser, limit: int) -> None:
+    """The arguments of commands that simulate one batch: ``diagnose`` and ``trace``."""
+    p.add_argument("model", help="model file, or a network file written by 'refsnn convert'")
+    p.add_argument("--data", required=True, help="data file (refsnn-data HDF5)")
+    p.add_argument("--split", default="test", help="split to use (default test)")
+    p.add_argument("--limit", type=_positive, default=limit,
+                   help=f"first N samples of the split (default {limit})")
+    _add_conversion(p)
+    p.add_argument("--steps", type=_positive, default=64, help="run length T (default 64)")
+    p.add_argument("--seed", type=int, default=None, help="Poisson encoder seed (default 0)")
+    p.add_argument("--backend", choices=("numba", "numpy"), default="numba",
+                   help="numba kernels (default) or the NumPy reference")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="refsnn", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"refsnn {__version__}")
@@ -151,32 +165,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("diagnose", help="per-layer diagnostics of a conversion on a batch")
-    p.add_argument("model", help="model file, or a network file written by 'refsnn convert'")
-    p.add_argument("--data", required=True, help="data file (refsnn-data HDF5)")
-    p.add_argument("--split", default="test", help="split to use (default test)")
-    p.add_argument("--limit", type=_positive, default=64,
-                   help="first N samples of the split (default 64)")
-    _add_conversion(p)
-    p.add_argument("--steps", type=_positive, default=64, help="run length T (default 64)")
-    p.add_argument("--seed", type=int, default=None, help="Poisson encoder seed (default 0)")
-    p.add_argument("--backend", choices=("numba", "numpy"), default="numba",
-                   help="numba kernels (default) or the NumPy reference")
+    _add_batch_run(p, limit=64)
     p.add_argument("--only", type=_names, default=None, metavar="NAMES",
                    help="comma-separated diagnostics to run (default: all that apply)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.set_defaults(func=cmd_diagnose)
 
     p = sub.add_parser("trace", help="write every neuron layer's spikes per step (refsnn-trace)")
-    p.add_argument("model", help="model file, or a network file written by 'refsnn convert'")
-    p.add_argument("--data", required=True, help="data file (refsnn-data HDF5)")
-    p.add_argument("--split", default="test", help="split to use (default test)")
-    p.add_argument("--limit", type=_positive, default=8,
-                   help="first N samples of the split (default 8)")
-    _add_conversion(p)
-    p.add_argument("--steps", type=_positive, default=64, help="run length T (default 64)")
-    p.add_argument("--seed", type=int, default=None, help="Poisson encoder seed (default 0)")
-    p.add_argument("--backend", choices=("numba", "numpy"), default="numba",
-                   help="numba kernels (default) or the NumPy reference")
+    _add_batch_run(p, limit=8)
     p.add_argument("-o", "--output", required=True, help="trace file to write (HDF5)")
     p.set_defaults(func=_lazy("refsnn.oracle.cli", "cmd_trace"))
 

@@ -12,7 +12,7 @@ from refsnn.convert.bnfold import fold_batchnorm
 from refsnn.convert.l4 import ADJUSTMENTS, apply_shifts, check_adjust
 from refsnn.convert.threshold import balance
 from refsnn.errors import ConversionError
-from refsnn.model.graph import Graph, graph_to_dicts, make_graph
+from refsnn.model.graph import INPUT, Graph, graph_to_dicts, make_graph
 from refsnn.sim.network import SNN_OPS, SpikingNetwork
 
 #: Operators the IF method converts: ReLU becomes neurons, the rest are synapses.
@@ -127,14 +127,8 @@ def relu_to_neurons(graph: Graph, calibration, percentile: float, per_channel: b
                 f"(supported: {', '.join(SUPPORTED)}); use --method signgd, which converts "
                 f"GELU, SiLU, LayerNorm, softmax and other nonlinearities")
     folded = fold_batchnorm(graph)
-    for node in folded.nodes:
-        if node.op == "maxpool2d":
-            src = node.inputs[0]
-            if src == "input" or folded.node(src).op != "relu":
-                raise ConversionError(
-                    f"node '{node.name}': maxpool2d must read a relu node to be converted "
-                    f"(it reads '{src}'); move the max pooling after the ReLU, which gives the "
-                    f"same ANN since ReLU is monotone")
+    check_maxpool_reads(folded, "relu", "; move the max pooling after the ReLU, which gives "
+                                        "the same ANN since ReLU is monotone")
     x = check_batch(calibration, graph.input_shape, what="calibration data")
     out, acts = ann.forward(folded, x, all_nodes=True)
     dicts = graph_to_dicts(folded)
@@ -143,3 +137,20 @@ def relu_to_neurons(graph: Graph, calibration, percentile: float, per_channel: b
             theta = balance(acts[d["name"]], percentile, per_channel)
             d.update(op=neuron_op, attrs=dict(neuron_attrs), params={"threshold": theta})
     return folded, out, dicts
+
+
+def check_maxpool_reads(graph: Graph, op: str, hint: str = "") -> None:
+    """Max pooling of spikes needs one threshold per window: every ``maxpool2d`` must read an
+    ``op`` node (whose neurons share a per-channel threshold).
+
+    Raises
+    ------
+    ConversionError
+        Naming the max pooling node and what it reads, followed by ``hint``.
+    """
+    for node in graph.nodes:
+        if node.op == "maxpool2d":
+            src = node.inputs[0]
+            if src == INPUT or graph.node(src).op != op:
+                raise ConversionError(f"node '{node.name}': maxpool2d must read a {op} node to "
+                                      f"be converted (it reads '{src}'){hint}")

@@ -31,6 +31,7 @@ import numpy as np
 from refsnn import ann
 from refsnn.checks import check_batch, check_choice
 from refsnn.convert.bnfold import fold_batchnorm
+from refsnn.convert.if_ import check_maxpool_reads
 from refsnn.errors import ConversionError, OptionError
 from refsnn.model.graph import Graph, graph_to_dicts, make_graph
 from refsnn.sim.network import NEURON_FORWARD, SNN_OPS, SpikingNetwork, represented_output
@@ -81,13 +82,7 @@ def convert_noise(graph: Graph, calibration=None, encoding: str = "analog",
     if calibration is not None:
         check_batch(calibration, graph.input_shape, what="calibration data")
     folded = fold_batchnorm(graph)
-    for node in folded.nodes:
-        if node.op == "maxpool2d":
-            src = node.inputs[0]
-            if src == "input" or folded.node(src).op != "qcfs":
-                raise ConversionError(
-                    f"node '{node.name}': maxpool2d must read a qcfs node to be converted "
-                    f"(it reads '{src}')")
+    check_maxpool_reads(folded, "qcfs")
     dicts = graph_to_dicts(folded)
     levels = {}
     for d in dicts:
