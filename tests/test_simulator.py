@@ -164,3 +164,68 @@ def test_recording_shapes_and_errors():
     with pytest.raises(DataFormatError, match=r"expected finite values, found nan at index "
                                               r"\(1, 0, 2, 3\)"):
         Simulator(net).run(bad, [3])
+
+
+# -- values kept once the input is constant (Simulator.run's documented shortcut) -----------
+
+def _counting(op):
+    """Wrap ``op.step`` to count its calls (undone by deleting the instance attribute)."""
+    calls = []
+    step = op.step
+
+    def counted(state, *xs):
+        calls.append(1)
+        return step(state, *xs)
+    op.step = counted
+    return calls
+
+
+def _converted(method):
+    from refsnn.convert import convert_bsnn, convert_signgd
+
+    graph = small_cnn(residual=True, pool="maxpool2d")
+    calib = _data(graph, 16)
+    conversions = {"if-analog": lambda: convert_if(graph, calib),
+                   "if-poisson": lambda: convert_if(graph, calib, encoding="poisson"),
+                   "bsnn": lambda: convert_bsnn(graph, calib),
+                   "signgd": lambda: convert_signgd(graph, calib)}
+    return conversions[method]()
+
+
+@pytest.mark.parametrize("method, calls", [("if-analog", 1), ("bsnn", 1), ("signgd", 2),
+                                           ("if-poisson", 20)])
+def test_input_only_values_are_computed_once_the_input_is_constant(method, calls):
+    """The first conv is computed at every step until the encoder's value stops changing
+    (analog: step 1; signGD's exact encoder: step 2; Poisson: never), and only then kept."""
+    net = _converted(method)
+    sim = Simulator(net, "numpy")
+    first = sim.ops[0]
+    assert list(first.node.inputs) == ["input"]
+    assert first.node.name in sim.input_only
+    assert not any(op.is_neuron and op.node.name in sim.input_only for op in sim.ops)
+    counted = _counting(first)
+    sim.run(_data(net.graph, 3), [20], seed=4 if method == "if-poisson" else 0)
+    assert len(counted) == calls
+
+
+@pytest.mark.parametrize("method", ["if-analog", "bsnn", "signgd", "if-poisson"])
+@pytest.mark.parametrize("backend", ["numpy", "numba"])
+def test_keeping_input_only_values_changes_nothing(method, backend):
+    """Bit-identical to recomputing every node every step."""
+    net = _converted(method)
+    x, seed = _data(net.graph, 3), 4 if method == "if-poisson" else 0
+    neurons = net.neuron_nodes()
+    kept = Simulator(net, backend)
+    recomputed = Simulator(net, backend)
+    recomputed.input_only = frozenset()
+    runs = [s.run(x, [5, 23], seed=seed, rasters=neurons, potentials=neurons)
+            for s in (kept, recomputed)]
+    assert_runs_equal(*runs)
+
+
+def test_stateful_ops_are_not_marked_stateless():
+    """An op with a state (``init`` not returning None) must say so, or its value would be
+    wrongly kept: checked for every op of every conversion of the test network."""
+    for method in ("if-analog", "bsnn", "signgd"):
+        for op in Simulator(_converted(method), "numpy").ops:
+            assert op.stateless == (op.init(2) is None), (method, op.node.name)

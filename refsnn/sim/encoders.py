@@ -11,6 +11,11 @@ from refsnn.neurons.signgd import step_size
 class AnalogEncoder:
     """The input is the analog sample itself, every step (a constant current)."""
 
+    #: The first step from which the encoder returns the same array every step (None: never).
+    #: The simulator computes the values of nodes that depend on the input only through
+    #: stateless operators once from that step on (see ``docs/semantics.md``, "One step").
+    constant_from = 1
+
     def __init__(self, x: np.ndarray, seed: int, sample_ids: np.ndarray, schedule):
         self.x = x
 
@@ -26,6 +31,8 @@ class PoissonEncoder:
     one ``random()`` per input element per step in C order, so a sample's spike trains depend
     only on the seed and its id: not on the batch it is in, the batch size or the threads.
     """
+
+    constant_from = None
 
     def __init__(self, x: np.ndarray, seed: int, sample_ids: np.ndarray, schedule):
         peak = float(np.max(np.abs(x)))
@@ -51,6 +58,8 @@ class ExactEncoder:
     ``x``, not a fraction of it).
     """
 
+    constant_from = 2
+
     def __init__(self, x: np.ndarray, seed: int, sample_ids: np.ndarray, schedule):
         self.x = x
         self.zero = np.zeros_like(x)
@@ -67,6 +76,8 @@ class GradientDescentEncoder:
     default schedule, tending to 0.956 x), so a network fed this way computes ANN(gain * x).
     For number-for-number comparisons with that code only.
     """
+
+    constant_from = None
 
     def __init__(self, x: np.ndarray, seed: int, sample_ids: np.ndarray, schedule):
         self.x = x

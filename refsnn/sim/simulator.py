@@ -11,6 +11,13 @@ for ``t = 1 .. T``:
 3. **record**: spike counts of every neuron node, rasters and membrane potentials (after
    reset) of the nodes asked for, and the output's value goes to the network's decoder
    (:mod:`refsnn.sim.decoders`), which gives the readout at each requested ``T``.
+
+One shortcut that cannot change a result: once the encoder's value stops changing
+(``constant_from``: step 1 for analog input, step 2 for signGD's exact encoder), every node
+reached from the input through stateless operators only (synapses, pooling of values, ...)
+would compute the same value from the same arrays every step, so its value of that step is
+kept and reused (for analog input the first layer's current is computed once, not ``T``
+times).
 """
 
 from __future__ import annotations
@@ -85,6 +92,7 @@ class Simulator:
                                       f"implementation; convert the model first")
         self.ops = [STEP_OPS[n.op](n, graph, self.backend, net.schedule) for n in graph.nodes]
         self.dtype = graph.dtype
+        self.input_only = input_only_nodes(self.ops)
 
     def run(self, x: np.ndarray, steps, seed: int = 0, sample_ids=None,
             rasters: Sequence[str] = (), potentials: Sequence[str] = ()) -> Run:
@@ -134,11 +142,19 @@ class Simulator:
         decoder = DECODERS[self.net.decoder](self.net, (batch,) + shapes[graph.output],
                                              self.dtype)
         readout = {}
+        kept = {}  # node -> its value from the step the encoder became constant
+        constant_from = encoder.constant_from
         for t in range(1, t_max + 1):
             values = {INPUT: encoder.step(t)}
             for op, state in zip(self.ops, states):
                 node = op.node
+                if node.name in kept:
+                    values[node.name] = kept[node.name]
+                    continue
                 values[node.name] = op.step(state, *(values[i] for i in node.inputs))
+                if constant_from is not None and t >= constant_from \
+                        and node.name in self.input_only:
+                    kept[node.name] = values[node.name]
             for name, (op, i) in neurons.items():
                 fired = op.fired(values[name])
                 counts[name] += fired
@@ -156,6 +172,24 @@ class Simulator:
             if sat is not None:
                 saturated[name] = sat
         return Run(steps, readout, counts, step_counts, rec_r, rec_u, saturated)
+
+
+def input_only_nodes(ops) -> frozenset:
+    """Names of the nodes whose value depends on the graph input through stateless ops only.
+
+    Parameters
+    ----------
+    ops : list of StepOp, in topological order
+
+    Returns
+    -------
+    frozenset of str
+    """
+    found = set()
+    for op in ops:
+        if op.stateless and all(i == INPUT or i in found for i in op.node.inputs):
+            found.add(op.node.name)
+    return frozenset(found)
 
 
 def _check_steps(steps) -> tuple[int, ...]:

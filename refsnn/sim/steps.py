@@ -50,9 +50,13 @@ BACKENDS = {
 
 
 class StepOp:
-    """A stateless node; subclasses override :meth:`step` and, if stateful, :meth:`init`."""
+    """A stateless node; subclasses override :meth:`step` and, if stateful, :meth:`init`
+    and set :attr:`stateless` to False."""
 
     is_neuron = False
+    #: The step's value is a function of the inputs' values of that step only (no state), so
+    #: equal inputs give an equal value: the simulator may reuse it (see ``Simulator.run``).
+    stateless = True
 
     def __init__(self, node: Node, graph: Graph, backend: Backend, schedule):
         self.node = node
@@ -141,6 +145,8 @@ class Add(StepOp):
 class MaxPoolSpikes(StepOp):
     """Max pooling of spike trains (see :mod:`refsnn.synapses.maxpool`)."""
 
+    stateless = False
+
     def __init__(self, node, graph, backend, schedule):
         super().__init__(node, graph, backend, schedule)
         self.in_shape = graph.shapes[node.inputs[0]]
@@ -165,6 +171,7 @@ class IFNeurons(StepOp):
     """IF neurons; the state is the membrane potential, shape (B, N)."""
 
     is_neuron = True
+    stateless = False
 
     def __init__(self, node, graph, backend, schedule):
         super().__init__(node, graph, backend, schedule)
@@ -200,6 +207,7 @@ class BistableNeurons(StepOp):
     """
 
     is_neuron = True
+    stateless = False
 
     def __init__(self, node, graph, backend, schedule):
         super().__init__(node, graph, backend, schedule)
@@ -246,6 +254,7 @@ class SignGDNeurons(StepOp):
     """
 
     is_neuron = True
+    stateless = False
 
     def __init__(self, node, graph, backend, schedule):
         super().__init__(node, graph, backend, schedule)
