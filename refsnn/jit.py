@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import numba
 
-__all__ = ["serial", "parallel", "prange"]
+__all__ = ["serial", "inline", "parallel", "prange"]
 
 _COMMON = dict(nopython=True, cache=True, fastmath=False, nogil=True)
 
 #: Decorator for kernels that run on one thread.
 serial = numba.jit(**_COMMON)
+
+#: Decorator for small helpers called from kernels, inlined into them at Numba's IR level (so
+#: LLVM sees one loop nest and can vectorise across it).
+inline = numba.jit(inline="always", **_COMMON)
 
 #: Decorator for kernels with ``prange`` loops over independent outputs.
 parallel = numba.jit(parallel=True, **_COMMON)
