@@ -229,3 +229,56 @@ def test_stateful_ops_are_not_marked_stateless():
     for method in ("if-analog", "bsnn", "signgd"):
         for op in Simulator(_converted(method), "numpy").ops:
             assert op.stateless == (op.init(2) is None), (method, op.node.name)
+
+
+# -- step blocks: several steps of a stackable node in one call ------------------------------
+
+@pytest.mark.parametrize("method", ["if-analog", "bsnn", "signgd", "if-poisson"])
+@pytest.mark.parametrize("backend, block", [("numpy", 3), ("numba", 1), ("numba", 4),
+                                            ("numba", 7), ("numba", None)])
+def test_step_blocks_change_nothing(method, backend, block):
+    """Any step block, on either backend, gives the bits of the plain step-by-step NumPy
+    loop, with a run length that is no multiple of the block (23) and readouts inside a
+    block (5). A block that dropped, repeated or reordered a step, or stacked a stateful
+    node, would fail."""
+    net = _converted(method)
+    x, seed = _data(net.graph, 3), 4 if method == "if-poisson" else 0
+    neurons = net.neuron_nodes()
+    runs = [Simulator(net, b, step_block=k).run(x, [5, 23], seed=seed, rasters=neurons,
+                                                 potentials=neurons)
+            for b, k in (("numpy", 1), (backend, block))]
+    assert_runs_equal(*runs)
+
+
+@pytest.mark.parametrize("bad", [0, -2, 2.5, True, "4"])
+def test_step_block_must_be_a_positive_integer(bad):
+    with pytest.raises(OptionError, match="step_block: expected a positive integer"):
+        Simulator(_converted("if-analog"), step_block=bad)
+
+
+def test_auto_step_block_respects_the_memory_budget(monkeypatch):
+    import refsnn.sim.simulator as simulator
+
+    net = _converted("if-analog")
+    sim = Simulator(net)
+    per_sample_step = 8 * sum(int(np.prod(s)) for s in net.graph.shapes.values())
+    assert _budget_is_ample(simulator, per_sample_step)
+    assert sim.auto_step_block(1) == 16 and sim.auto_step_block(4) == 8
+    assert sim.auto_step_block(32) == 1 and sim.auto_step_block(100) == 1
+    monkeypatch.setattr(simulator, "STEP_BLOCK_BYTES", 5 * per_sample_step)
+    assert sim.auto_step_block(1) == 5
+    monkeypatch.setattr(simulator, "STEP_BLOCK_BYTES", 1)
+    assert sim.auto_step_block(1) == 1
+    assert Simulator(net, "numpy").step_block == 1  # the reference stays step by step
+
+
+def _budget_is_ample(simulator, per_sample_step):
+    """The test network is small: the memory budget does not bind at batch 1."""
+    return simulator.STEP_BLOCK_BYTES >= 16 * per_sample_step
+
+
+def test_stackable_ops_are_stateless():
+    from refsnn.sim.steps import STEP_OPS
+
+    for op, cls in STEP_OPS.items():
+        assert not cls.stackable or (cls.stateless and not cls.is_neuron), op

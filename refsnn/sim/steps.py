@@ -57,6 +57,10 @@ class StepOp:
     #: The step's value is a function of the inputs' values of that step only (no state), so
     #: equal inputs give an equal value: the simulator may reuse it (see ``Simulator.run``).
     stateless = True
+    #: Stateless, and each sample's value computed from that sample's inputs alone, by the same
+    #: arithmetic whatever the batch size: the simulator may then stack several steps' inputs
+    #: along the batch axis and make one call for them (see ``Simulator``'s ``step_block``).
+    stackable = False
 
     def __init__(self, node: Node, graph: Graph, backend: Backend, schedule):
         self.node = node
@@ -71,6 +75,8 @@ class StepOp:
 
 
 class Linear(StepOp):
+    stackable = True
+
     def __init__(self, node, graph, backend, schedule):
         super().__init__(node, graph, backend, schedule)
         self.w_t = np.ascontiguousarray(node.params["weight"].T)
@@ -84,6 +90,8 @@ class Linear(StepOp):
 
 
 class Conv2d(StepOp):
+    stackable = True
+
     def step(self, state, x):
         a, p = self.node.attrs, self.node.params
         return self.backend.conv(x, np.asarray(p["weight"]), np.asarray(p["bias"]),
@@ -91,6 +99,8 @@ class Conv2d(StepOp):
 
 
 class AvgPool2d(StepOp):
+    stackable = True
+
     def step(self, state, x):
         a = self.node.attrs
         return self.backend.avgpool(x, a["kernel"], a["stride"], a["padding"])
@@ -98,6 +108,8 @@ class AvgPool2d(StepOp):
 
 class BatchNorm(StepOp):
     """An unfolded batchnorm: a per-channel affine map ``x * scale + shift`` of each step."""
+
+    stackable = True
 
     def __init__(self, node, graph, backend, schedule):
         super().__init__(node, graph, backend, schedule)
@@ -125,16 +137,22 @@ class ForwardStep(StepOp):
 
 
 class Flatten(StepOp):
+    stackable = True
+
     def step(self, state, x):
         return x.reshape(x.shape[0], -1)
 
 
 class Identity(StepOp):
+    stackable = True
+
     def step(self, state, x):
         return x
 
 
 class Add(StepOp):
+    stackable = True
+
     def step(self, state, *xs):
         out = xs[0]
         for x in xs[1:]:
