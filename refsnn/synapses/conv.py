@@ -166,13 +166,16 @@ def avgpool_numpy(x, kernel, stride, padding):
 
 @parallel
 def _window_sum_kernel(x, kh, kw, sy, sx, py, px, zero, out):
-    """Per output ``(b, c, oy, ox)``: 0, plus each non-zero input of its window in ascending
+    """Per output ``(b, c, oy, ox)``: 0, plus each input of its window in ascending
     ``(iy, ix)`` (= ascending flat index, the event order), plus 0 (the zero bias).
 
     The same additions as the event-major convolution with a depthwise kernel of ones
-    (``v * 1 == v`` exactly; zeros are skipped as non-events), gathered per output instead: a
-    pooling window has no channel fan-out, so the event-major kernel's per-channel jobs had
-    nothing to share. Jobs are (sample, channel) planes; each owns its outputs.
+    (``v * 1 == v`` exactly), gathered per output instead: a pooling window has no channel
+    fan-out, so the event-major kernel's per-channel jobs had nothing to share. Non-events are
+    added too, without a branch: adding a zero changes nothing, because the accumulator
+    starts at +0 and a sum of finite values is never -0 unless every term is (inputs are
+    finite: checked at load and encode). Jobs are (sample, channel) planes; each owns its
+    outputs.
     """
     B, C, H, W = x.shape
     ho, wo = out.shape[2], out.shape[3]
@@ -180,19 +183,17 @@ def _window_sum_kernel(x, kh, kw, sy, sx, py, px, zero, out):
         b = job // C
         c = job - b * C
         for oy in range(ho):
+            y0 = oy * sy - py
+            ky_lo = max(0, -y0)
+            ky_hi = min(kh, H - y0)
             for ox in range(wo):
+                x0 = ox * sx - px
+                kx_lo = max(0, -x0)
+                kx_hi = min(kw, W - x0)
                 acc = zero[0]  # of x's dtype, so float32 sums stay float32
-                for ky in range(kh):
-                    iy = oy * sy - py + ky
-                    if iy < 0 or iy >= H:
-                        continue  # padding: zeros, not events
-                    for kx in range(kw):
-                        ix = ox * sx - px + kx
-                        if ix < 0 or ix >= W:
-                            continue
-                        v = x[b, c, iy, ix]
-                        if v != 0:
-                            acc += v
+                for ky in range(ky_lo, ky_hi):  # padding rows/columns: zeros, skipped
+                    for kx in range(kx_lo, kx_hi):
+                        acc += x[b, c, y0 + ky, x0 + kx]
                 out[b, c, oy, ox] = acc + zero[0]
 
 
