@@ -181,8 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("reference", help="reference trace (written by 'refsnn trace')")
     p.add_argument("other", help="trace of the implementation under test")
     p.add_argument("--rtol", type=float, default=1e-5,
-                   help="a mismatch within rtol * threshold of the threshold is a rounding "
-                        "tie (default 1e-5)")
+                   help="a mismatch within rtol * threshold of the threshold (signGD: "
+                        "within rtol * |target| of the target) is a rounding tie "
+                        "(default 1e-5)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.set_defaults(func=_lazy("refsnn.oracle.cli", "cmd_compare"))
 
