@@ -169,6 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--only", type=_names, default=None, metavar="NAMES",
                    help="comma-separated diagnostics to run (default: all that apply)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--plot", default=None, metavar="PNG",
+                   help="also draw the fidelity diagnostic (per layer and per step) to this "
+                        "PNG file; needs matplotlib (pip install 'refsnn[plot]')")
     p.set_defaults(func=cmd_diagnose)
 
     p = sub.add_parser("trace", help="write every neuron layer's spikes per step (refsnn-trace)")
@@ -181,8 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("reference", help="reference trace (written by 'refsnn trace')")
     p.add_argument("other", help="trace of the implementation under test")
     p.add_argument("--rtol", type=float, default=1e-5,
-                   help="a mismatch within rtol * threshold of the threshold is a rounding "
-                        "tie (default 1e-5)")
+                   help="a mismatch within rtol * threshold of the threshold (signGD: "
+                        "within rtol * |target| of the target) is a rounding tie "
+                        "(default 1e-5)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.set_defaults(func=_lazy("refsnn.oracle.cli", "cmd_compare"))
 
@@ -382,6 +386,13 @@ def cmd_diagnose(args) -> int:
                 raise OptionError(f"--only: {name!r} does not apply to --method {net.method} "
                                   f"(it applies to {', '.join(DIAGNOSTICS[name].methods)})")
         names = list(args.only)
+    if args.plot is not None:  # refused before simulating: no matplotlib, nothing to draw
+        from refsnn.diagnose.plot import PLOTS, require_matplotlib
+        require_matplotlib()
+        if not any(n in PLOTS for n in names):
+            raise OptionError(f"--plot draws {', '.join(PLOTS)}, which "
+                              f"{'is not selected by --only' if args.only else 'does not apply'}"
+                              f" here (method {net.method})")
     x, _ = load_split(args.data, args.split, net.graph.input_shape, args.limit)
     probe = Probe(net, x, args.steps, seed=args.seed or 0, backend=args.backend)
     tables = diagnose(probe, names)
@@ -396,6 +407,10 @@ def cmd_diagnose(args) -> int:
         for table in tables.values():
             print()
             print(table.format())
+    if args.plot is not None:
+        from refsnn.diagnose.plot import save_plot
+        drawn = save_plot(args.plot, probe, tables)
+        print(f"wrote {args.plot} ({drawn})", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 

@@ -15,6 +15,9 @@ IF neuron (:func:`replay`), so they need a reference trace written by refsnn (IF
 ``threshold``   replaying with the threshold times ``k`` (``k`` = reference spikes / other
                 spikes) reproduces every neuron's spike count within one.
 ``unexplained`` none of the above.
+
+Bistable (BSNN) and signGD layers have their own registries (:mod:`refsnn.oracle.kinds`);
+:data:`BY_KIND` picks one by the layer's ``kind`` attribute.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+from refsnn.oracle.kinds import BISTABLE_HYPOTHESES, SIGNGD_HYPOTHESES, UNKNOWN_HYPOTHESES
 
 
 def replay(current, threshold, v_init="zero", strict=False, reset="subtract", scale=1.0):
@@ -112,6 +117,17 @@ HYPOTHESES = {
 }
 
 
+#: Neuron kind (the trace layer's ``kind``) -> its hypotheses, each name -> (test, benign).
+BY_KIND = {"if": HYPOTHESES, "bistable": BISTABLE_HYPOTHESES, "sgd": SIGNGD_HYPOTHESES}
+
+
+def hypotheses_for(layer) -> dict:
+    """The hypotheses for a reference layer: by its ``kind``; a layer without one that has
+    IF attributes (a trace written before ``kind`` existed) is IF; else only ``delay``."""
+    kind = layer.kind or ("if" if layer.reset is not None else None)
+    return BY_KIND.get(kind, UNKNOWN_HYPOTHESES)
+
+
 @dataclass
 class LayerResult:
     name: str
@@ -120,6 +136,7 @@ class LayerResult:
     first: tuple | None       # (step 1-based, sample, neuron index) of the first mismatch
     kind: str                 # "same", a HYPOTHESES key, "unexplained", "downstream", "missing"
     detail: str = ""
+    benign: bool = False      # a benign class (a rounding tie)
 
 
 @dataclass
@@ -134,7 +151,7 @@ class Comparison:
     def real(self) -> bool:
         """True when the first divergence is not a benign rounding tie."""
         first = self.first_divergence
-        return first is not None and not HYPOTHESES.get(first.kind, (None, False))[1]
+        return first is not None and not first.benign
 
 
 def compare(ref, other, rtol: float = 1e-5) -> Comparison:
@@ -161,15 +178,15 @@ def compare(ref, other, rtol: float = 1e-5) -> Comparison:
         elif diverged:
             kind, detail = "downstream", "inputs already differ"
         else:
-            kind, detail = "unexplained", ""
-            for key, (test, _) in HYPOTHESES.items():
+            kind, detail, benign = "unexplained", "", False
+            for key, (test, harmless) in hypotheses_for(layer).items():
                 ok, why = test(layer, o, rtol)
                 if ok:
-                    kind, detail = key, why
+                    kind, detail, benign = key, why, harmless
                     break
             diverged = True
         results.append(LayerResult(name, float(1 - diff.mean()), float(rate), first, kind,
-                                   detail))
+                                   detail, kind == "same" or benign))
     return Comparison(results)
 
 

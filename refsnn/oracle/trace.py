@@ -11,6 +11,10 @@ Layout (``docs/format.md``, section "Trace files")::
     /layers/<name>/current  (T, B, *shape): the input current of each step, optional (refsnn
                             writes it so that ``refsnn compare`` can replay the layer)
       attrs: threshold (C,), reset ("subtract" | "zero"), v_init ("zero" | "half"), optional
+    /layers/<name>/target   (T, B, *shape): a signGD layer's target f(x_hat) / scale of each
+                            step, optional (refsnn writes it so compare can replay the layer)
+      attrs: kind ("if" | "bistable" | "sgd"), and per kind: period, stage (bistable);
+             eta0, gamma, tie (sgd); optional
 """
 
 from __future__ import annotations
@@ -37,6 +41,9 @@ class Layer:
     threshold: np.ndarray | None = None  # (C,), per channel (axis 1 of the layer's shape)
     reset: str | None = None
     v_init: str | None = None
+    kind: str | None = None             # the neuron op: "if", "bistable" or "sgd"
+    target: np.ndarray | None = None    # signGD: f(x_hat) / scale at each step, (T, B, *shape)
+    params: dict = field(default_factory=dict)  # bistable: period, stage; sgd: eta0, gamma, tie
 
 
 @dataclass
@@ -51,8 +58,8 @@ class Trace:
 
 def record_trace(sim, x, steps: int, seed: int = 0, attrs=None) -> Trace:
     """Simulate ``x`` with ``sim`` (a :class:`~refsnn.sim.simulator.Simulator`) for ``steps``
-    steps and record every neuron layer's spikes and potentials, and the input current of
-    every IF layer.
+    steps and record every neuron layer's spikes and potentials, the input current of every
+    IF and bistable layer and the target of every signGD layer.
 
     The current is captured by wrapping each IF op's ``step`` for this run only (it is the
     op's argument, so the recording cannot change what is simulated).
@@ -60,10 +67,14 @@ def record_trace(sim, x, steps: int, seed: int = 0, attrs=None) -> Trace:
     neurons = [op for op in sim.ops if op.is_neuron]
     names = [op.node.name for op in neurons]
     currents = {}
+    extra = {}  # bistable / sgd layer name -> the list its recorder fills
     for op in neurons:
         if "threshold" in op.node.params and "reset" in op.node.attrs:
             currents[op.node.name] = []
             op.step = _recording(op.step, currents[op.node.name])
+        elif op.node.op in _RECORDERS:
+            extra[op.node.name] = []
+            op.step = _RECORDERS[op.node.op][0](op, op.step, extra[op.node.name])
     try:
         run = sim.run(x, [steps], seed=seed, rasters=names, potentials=names)
     finally:
@@ -76,8 +87,14 @@ def record_trace(sim, x, steps: int, seed: int = 0, attrs=None) -> Trace:
         layers[n.name] = Layer(
             run.rasters[n.name], run.potentials[n.name],
             None if cur is None else np.stack(cur),
-            np.asarray(n.params["threshold"], np.float64) if cur is not None else None,
+            np.asarray(n.params["threshold"], np.float64)
+            if "threshold" in n.params and (cur is not None or n.name in extra) else None,
             n.attrs.get("reset"), n.attrs.get("v_init"))
+        layers[n.name].kind = n.op
+        if n.name in extra:
+            _, field_, params = _RECORDERS[n.op]
+            setattr(layers[n.name], field_, np.stack(extra[n.name]))
+            layers[n.name].params = params(op)
     meta = {"dtype": np.dtype(sim.dtype).name, "seed": int(seed), **(attrs or {})}
     return Trace(steps, layers, meta, np.asarray(x))
 
@@ -87,6 +104,26 @@ def _recording(step, into: list):
         into.append(np.array(x, copy=True))
         return step(state, x)
     return wrapped
+
+
+def _recording_target(op, step, into: list):
+    """Wrap a signGD op's step to record the target it computed, (B, *shape) per step."""
+    def wrapped(state, *xs):
+        out = step(state, *xs)
+        into.append(np.array(state["target"], copy=True).reshape(out.shape))
+        return out
+    return wrapped
+
+
+#: Neuron op (other than IF) -> (wrap(op, step, into) recording what compare replays, the
+#: Layer field it goes to, params(op) -> the layer's scalar parameters, written as attributes).
+_RECORDERS = {
+    "bistable": (lambda op, step, into: _recording(step, into), "current",
+                 lambda op: {"period": int(op.period), "stage": int(op.stage)}),
+    "sgd": (_recording_target, "target",
+            lambda op: {"eta0": float(op.eta0), "gamma": float(op.gamma),
+                        "tie": str(op.node.attrs["tie"])}),
+}
 
 
 def write_trace(path, trace: Trace) -> None:
@@ -104,12 +141,22 @@ def write_trace(path, trace: Trace) -> None:
         for name, layer in trace.layers.items():
             h = g.create_group(name)
             h.create_dataset("spikes", data=np.asarray(layer.spikes, bool))
-            for key in ("potentials", "current"):
+            for key in ("potentials", "current", "target"):
                 if getattr(layer, key) is not None:
                     h.create_dataset(key, data=getattr(layer, key))
-            for key in ("threshold", "reset", "v_init"):
+            for key in ("threshold", "reset", "v_init", "kind"):
                 if getattr(layer, key) is not None:
                     h.attrs[key] = getattr(layer, key)
+            for key, value in layer.params.items():
+                h.attrs[key] = value
+
+
+#: Layer attributes read into :attr:`Layer.params`.
+_PARAMS = ("period", "stage", "eta0", "gamma", "tie")
+
+
+def _scalar(v):
+    return v.item() if isinstance(v, np.generic) else str(v) if isinstance(v, bytes) else v
 
 
 def read_trace(path) -> Trace:
@@ -139,6 +186,11 @@ def read_trace(path) -> Trace:
                                  None if theta is None else np.asarray(theta, np.float64),
                                  None if reset is None else str(reset),
                                  None if v_init is None else str(v_init))
+            kind = attr("kind")
+            layers[name].kind = None if kind is None else str(kind)
+            layers[name].target = get("target")
+            layers[name].params = {k: _scalar(v) for k, v in h.attrs.items()
+                                   if k in _PARAMS}
         attrs = {k: v for k, v in f.attrs.items() if k not in ("format", "format_version",
                                                                 "steps", "layers")}
         inputs = f["inputs"][()] if "inputs" in f else None
