@@ -13,18 +13,18 @@ from refsnn.errors import ModelFormatError
 
 
 @contextlib.contextmanager
-def atomic_h5(path):
-    """Open a new HDF5 file for writing that appears at ``path`` only when complete.
+def atomic_path(path):
+    """A temporary file name beside ``path``, renamed over ``path`` when complete.
 
-    The data go to a temporary file in the same folder, which is flushed, synced to disk and
-    renamed over ``path`` when the ``with`` block ends without an exception. An interrupted run
-    (an exception, Ctrl-C, a killed process) leaves ``path`` as it was and no partial file
+    The caller writes the temporary file inside the ``with`` block; when the block ends
+    without an exception the file is synced to disk and renamed over ``path``. An interrupted
+    run (an exception, Ctrl-C, a killed process) leaves ``path`` as it was and no partial file
     under that name.
 
     Yields
     ------
-    h5py.File
-        The open temporary file.
+    str
+        The temporary file's path (the file exists, empty, with normal permissions).
     """
     path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
@@ -34,9 +34,7 @@ def atomic_h5(path):
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; give it normal permissions
     try:
-        with h5py.File(tmp, "w") as f:
-            yield f
-            f.flush()
+        yield tmp
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -44,6 +42,22 @@ def atomic_h5(path):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def atomic_h5(path):
+    """Open a new HDF5 file for writing that appears at ``path`` only when complete
+    (:func:`atomic_path`: an interrupted run leaves ``path`` as it was).
+
+    Yields
+    ------
+    h5py.File
+        The open temporary file.
+    """
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            yield f
+            f.flush()
 
 
 def open_h5(path, kind: str = "file"):

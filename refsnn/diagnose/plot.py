@@ -10,14 +10,11 @@ backend is touched, and the PNG is written atomically (temporary file + rename, 
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
-from pathlib import Path
 
 import numpy as np
 
 from refsnn.errors import OptionError
+from refsnn.io import atomic_path
 from refsnn.sim.network import represented_output
 
 
@@ -128,27 +125,6 @@ def save_plot(path, probe, tables) -> str:
     fig = Figure(figsize=(15, 4.8), layout="constrained")
     FigureCanvasAgg(fig)
     PLOTS[name](fig, probe, tables[name])
-    with _atomic(path) as tmp:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     return name
-
-
-@contextlib.contextmanager
-def _atomic(path):
-    """A temporary file beside ``path``, renamed over it when the block succeeds."""
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=folder)
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    try:
-        yield tmp
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
