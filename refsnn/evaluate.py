@@ -50,7 +50,8 @@ def accuracy(scores: np.ndarray, labels: np.ndarray) -> float:
 
 def evaluate(net: SpikingNetwork, x, y, steps, ann_graph: Graph | None = None,
              batch_size: int = 64, seed: int = 0, backend: str = "numba",
-             rasters=(), potentials=(), progress: Callable[[int, int], None] | None = None):
+             rasters=(), potentials=(), progress: Callable[[int, int], None] | None = None,
+             client=None, threads: int | None = None):
     """Simulate ``net`` on ``x`` in batches and score it against ``y``.
 
     Parameters
@@ -68,18 +69,31 @@ def evaluate(net: SpikingNetwork, x, y, steps, ann_graph: Graph | None = None,
         Poisson encoder seed (sample ``i`` always uses stream ``i``).
     progress : callable, optional
         Called as ``progress(done, total)`` after each batch.
+    client : distributed.Client, optional
+        Run the batches as tasks on this Dask cluster (:mod:`refsnn.scaleout`); the result is
+        identical to the single-process run (the default).
+    threads : int, optional
+        With ``client``: Numba threads of each task (results do not depend on it).
     """
     ann_out, limit = ann_limit(net, x, all_nodes=True)
     if ann_graph is not None:
         ann_out = ann.forward(ann_graph, x)
-    sim = Simulator(net, backend)
-    runs = []
-    for start in range(0, x.shape[0], batch_size):
-        stop = min(start + batch_size, x.shape[0])
-        runs.append(sim.run(x[start:stop], steps, seed=seed, sample_ids=np.arange(start, stop),
-                            rasters=rasters, potentials=potentials))
-        if progress is not None:
-            progress(stop, x.shape[0])
+    bounds = [(start, min(start + batch_size, x.shape[0]))
+              for start in range(0, x.shape[0], batch_size)]
+    if client is not None:
+        from refsnn.scaleout import map_batches
+
+        runs = map_batches(client, net, backend, x, bounds, steps, seed, rasters, potentials,
+                           threads, progress)
+    else:
+        sim = Simulator(net, backend)
+        runs = []
+        for start, stop in bounds:
+            runs.append(sim.run(x[start:stop], steps, seed=seed,
+                                sample_ids=np.arange(start, stop), rasters=rasters,
+                                potentials=potentials))
+            if progress is not None:
+                progress(stop, x.shape[0])
     run = concat_runs(runs)
     sin = sin_counts(net, limit, run.counts) if net.method in RATE_CODED else None
     return Evaluation(accuracy(ann_out, y), {t: accuracy(run.readout[t], y) for t in run.steps},

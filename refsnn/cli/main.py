@@ -7,6 +7,7 @@ User mistakes (missing files, malformed models, bad options) end with one line o
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -160,6 +161,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated neuron nodes whose spike rasters go into -o")
     p.add_argument("--record-potentials", type=_names, default=[], metavar="NODES",
                    help="comma-separated neuron nodes whose membrane potentials go into -o")
+    p.add_argument("--dask", default=None, metavar="ADDRESS",
+                   help="run the batches on the Dask scheduler at ADDRESS (tcp://HOST:PORT); "
+                        "same results (needs the dask extra)")
+    p.add_argument("--workers", type=_positive, default=None,
+                   help="run the batches on a local Dask cluster of N worker processes; same "
+                        "results (needs the dask extra)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("-o", "--output", default=None, help="run file to write (HDF5)")
     p.set_defaults(func=cmd_evaluate)
@@ -300,6 +307,9 @@ def cmd_evaluate(args) -> int:
     from refsnn.evaluate import evaluate
     from refsnn.sim.record import save_run
 
+    if args.dask is not None and args.workers is not None:
+        raise OptionError("--dask and --workers exclude each other: --dask ADDRESS uses an "
+                          "existing scheduler, --workers N starts a local cluster")
     graph, net = _network(args)
     if args.seed is not None and net.encoding != "poisson":
         raise OptionError("--seed applies to --encoding poisson only")
@@ -309,11 +319,20 @@ def cmd_evaluate(args) -> int:
                               f"machine, found {args.threads}")
         numba.set_num_threads(args.threads)
     x, y = load_split(args.data, args.split, net.graph.input_shape, args.limit)
-    bar = ProgressBar("simulating", enabled=sys.stderr.isatty() and not args.json)
-    result = evaluate(net, x, y, args.steps, ann_graph=graph, batch_size=args.batch_size,
-                      seed=args.seed or 0, backend=args.backend, rasters=args.record_rasters,
-                      potentials=args.record_potentials, progress=bar.update)
-    bar.close()
+    with contextlib.ExitStack() as stack:
+        client = None
+        if args.dask is not None or args.workers is not None:
+            from refsnn.scaleout import cluster
+            client = stack.enter_context(cluster(args.dask, args.workers))
+        bar = ProgressBar("simulating", enabled=sys.stderr.isatty() and not args.json)
+        result = evaluate(net, x, y, args.steps, ann_graph=graph, batch_size=args.batch_size,
+                          seed=args.seed or 0, backend=args.backend,
+                          rasters=args.record_rasters, potentials=args.record_potentials,
+                          progress=bar.update, client=client,
+                          # local workers: one Numba thread each unless told, so N workers
+                          # use N cores
+                          threads=args.threads or (1 if args.workers else None))
+        bar.close()
     if args.output:
         settings = {"refsnn_version": __version__, "model": str(args.model),
                     "data": str(args.data), "split": args.split, "samples": int(x.shape[0]),
