@@ -19,7 +19,7 @@ import pytest
 from refsnn.cli.main import main
 from refsnn.errors import OptionError
 
-from conftest import DATA, MODELS, ROOT
+from conftest import DATA, MODELS, ROOT, assert_same_h5
 
 distributed = pytest.importorskip("distributed")
 
@@ -40,32 +40,6 @@ def _cli(capsys, *argv):
     return code, out, err
 
 
-def _h5_items(path):
-    """Every dataset (values, dtype) and attribute of an HDF5 file, by path."""
-    items = {}
-    with h5py.File(path, "r") as f:
-        items["/"] = dict(f.attrs)
-
-        def visit(name, obj):
-            items[name] = dict(obj.attrs)
-            if isinstance(obj, h5py.Dataset):
-                items[name + ":data"] = obj[()]
-        f.visititems(visit)
-    return items
-
-
-def _assert_same_h5(a, b):
-    ia, ib = _h5_items(a), _h5_items(b)
-    assert list(ia) == list(ib)
-    for key in ia:
-        if key.endswith(":data"):
-            assert ia[key].dtype == ib[key].dtype and np.array_equal(ia[key], ib[key]), key
-        else:
-            assert ia[key].keys() == ib[key].keys(), key
-            for k in ia[key]:
-                assert np.array_equal(ia[key][k], ib[key][k]), (key, k)
-
-
 def test_if_poisson_cli_workers_identical_to_single_process(capsys, tmp_path):
     """IF, Poisson input (per-sample streams), rasters and potentials: `--workers 2` prints
     the same numbers and writes the same run file as the single-process run."""
@@ -77,7 +51,7 @@ def test_if_poisson_cli_workers_identical_to_single_process(capsys, tmp_path):
     code, sharded, err = _cli(capsys, *common, "-o", tmp_path / "dask.h5", "--workers", "2")
     assert code == 0, err
     assert sharded.replace("dask.h5", "single.h5") == single
-    _assert_same_h5(tmp_path / "single.h5", tmp_path / "dask.h5")
+    assert_same_h5(tmp_path / "single.h5", tmp_path / "dask.h5")
     # the run files are byte-stable (test_cli.py), so the sharded one has the same bytes
     assert (tmp_path / "single.h5").read_bytes() == (tmp_path / "dask.h5").read_bytes()
     with h5py.File(tmp_path / "dask.h5") as f:  # the 30 samples are all there, in order
@@ -121,7 +95,7 @@ def test_bsnn_cli_dask_address_identical(capsys, tmp_path, client):
                               client.scheduler.address)
     assert code == 0, err
     assert sharded.replace("b.h5", "a.h5") == single
-    _assert_same_h5(tmp_path / "a.h5", tmp_path / "b.h5")
+    assert_same_h5(tmp_path / "a.h5", tmp_path / "b.h5")
 
 
 def test_batches_are_joined_in_batch_order(client):

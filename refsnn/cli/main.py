@@ -181,6 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("trace", help="write every neuron layer's spikes per step (refsnn-trace)")
     _add_batch_run(p, limit=8)
     p.add_argument("-o", "--output", required=True, help="trace file to write (HDF5)")
+    p.add_argument("--stream", action="store_true",
+                   help="write each step to the file as it is simulated (memory does not grow "
+                        "with T; automatic above 1 GiB of recordings); same file contents")
     p.set_defaults(func=_lazy("refsnn.oracle.cli", "cmd_trace"))
 
     p = sub.add_parser("compare", help="compare two traces layer by layer; exit 1 on a real "

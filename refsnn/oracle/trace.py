@@ -89,27 +89,104 @@ def _recording(step, into: list):
     return wrapped
 
 
+def _write_head(f, steps: int, names, attrs, inputs):
+    """The root attributes and ``/inputs``; returns the ``/layers`` group."""
+    f.attrs["format"] = FORMAT
+    f.attrs["format_version"] = FORMAT_VERSION
+    f.attrs["steps"] = int(steps)
+    f.attrs["layers"] = list(names)
+    for k, v in attrs.items():
+        f.attrs[k] = v
+    if inputs is not None:
+        f.create_dataset("inputs", data=inputs)
+    return f.create_group("layers", track_order=True)
+
+
+def _layer_attrs(h, layer: Layer) -> None:
+    for key in ("threshold", "reset", "v_init"):
+        if getattr(layer, key) is not None:
+            h.attrs[key] = getattr(layer, key)
+
+
 def write_trace(path, trace: Trace) -> None:
     """Write ``trace`` to ``path`` atomically (no compression, so same trace, same bytes)."""
     with atomic_h5(path) as f:
-        f.attrs["format"] = FORMAT
-        f.attrs["format_version"] = FORMAT_VERSION
-        f.attrs["steps"] = int(trace.steps)
-        f.attrs["layers"] = list(trace.layers)
-        for k, v in trace.attrs.items():
-            f.attrs[k] = v
-        if trace.inputs is not None:
-            f.create_dataset("inputs", data=trace.inputs)
-        g = f.create_group("layers", track_order=True)
+        g = _write_head(f, trace.steps, trace.layers, trace.attrs, trace.inputs)
         for name, layer in trace.layers.items():
             h = g.create_group(name)
             h.create_dataset("spikes", data=np.asarray(layer.spikes, bool))
             for key in ("potentials", "current"):
                 if getattr(layer, key) is not None:
                     h.create_dataset(key, data=getattr(layer, key))
-            for key in ("threshold", "reset", "v_init"):
-                if getattr(layer, key) is not None:
-                    h.attrs[key] = getattr(layer, key)
+            _layer_attrs(h, layer)
+
+
+def stream_trace(path, sim, x, steps: int, seed: int = 0, attrs=None) -> list[str]:
+    """What ``write_trace(path, record_trace(sim, x, steps, seed, attrs))`` writes (the same
+    datasets, values and attributes), written step by step as the simulation runs.
+
+    Memory does not grow with ``steps``: each step's spikes, potentials and currents go to
+    datasets stored one chunk per step (:func:`refsnn.sim.recorders.create_steps`) and are
+    not kept. The file is written to a temporary name and renamed to ``path`` only when
+    complete; an interrupted run leaves no file at ``path``.
+
+    Returns
+    -------
+    list of str
+        The layers written, in simulation order.
+    """
+    from refsnn.checks import check_batch
+    from refsnn.sim.recorders import H5Recorder, create_steps
+
+    inputs = np.asarray(x)  # as given, as record_trace keeps it
+    x = check_batch(x, sim.net.graph.input_shape, dtype=sim.dtype)
+    neurons = [op for op in sim.ops if op.is_neuron]
+    names = [op.node.name for op in neurons]
+    shapes = sim.net.graph.shapes
+    batch = x.shape[0]
+    meta = {"dtype": np.dtype(sim.dtype).name, "seed": int(seed), **(attrs or {})}
+    with atomic_h5(path) as f:
+        g = _write_head(f, steps, names, meta, inputs)
+        groups, spikes, potentials = {}, {}, {}
+        for op in neurons:
+            h = groups[op.node.name] = g.create_group(op.node.name)
+            shape = (batch,) + shapes[op.node.name]
+            spikes[op.node.name] = create_steps(h, "spikes", steps, shape, bool)
+            potentials[op.node.name] = create_steps(h, "potentials", steps, shape, sim.dtype)
+        for op in neurons:
+            n = op.node
+            if "threshold" in n.params and "reset" in n.attrs:
+                op.step = _recording(op.step, _StepWriter(groups[n.name], steps))
+        try:
+            sim.run(x, [steps], seed=seed, rasters=names, potentials=names,
+                    recorder=H5Recorder(spikes, potentials))
+        finally:
+            for op in neurons:
+                op.__dict__.pop("step", None)
+        for op in neurons:
+            n = op.node
+            traced = "threshold" in n.params and "reset" in n.attrs
+            _layer_attrs(groups[n.name], Layer(
+                None, threshold=np.asarray(n.params["threshold"], np.float64) if traced else None,
+                reset=n.attrs.get("reset"), v_init=n.attrs.get("v_init")))
+    return names
+
+
+class _StepWriter:
+    """A list-like sink for :func:`_recording`: ``append`` writes step ``k`` of
+    ``/layers/<name>/current``, made at the first step, when the current's shape and dtype
+    are known."""
+
+    def __init__(self, group, steps: int):
+        self.group, self.steps, self.k, self.ds = group, steps, 0, None
+
+    def append(self, value: np.ndarray) -> None:
+        from refsnn.sim.recorders import create_steps
+
+        if self.ds is None:
+            self.ds = create_steps(self.group, "current", self.steps, value.shape, value.dtype)
+        self.ds[self.k] = value
+        self.k += 1
 
 
 def read_trace(path) -> Trace:

@@ -26,6 +26,7 @@ from refsnn.model.graph import INPUT
 from refsnn.sim.decoders import DECODERS
 from refsnn.sim.encoders import ENCODERS
 from refsnn.sim.network import SpikingNetwork
+from refsnn.sim.recorders import MemoryRecorder
 from refsnn.sim.steps import BACKENDS, STEP_OPS
 
 
@@ -87,7 +88,8 @@ class Simulator:
         self.dtype = graph.dtype
 
     def run(self, x: np.ndarray, steps, seed: int = 0, sample_ids=None,
-            rasters: Sequence[str] = (), potentials: Sequence[str] = ()) -> Run:
+            rasters: Sequence[str] = (), potentials: Sequence[str] = (),
+            recorder=None) -> Run:
         """Simulate a batch.
 
         Parameters
@@ -103,6 +105,8 @@ class Simulator:
             stream, so results do not depend on batching.
         rasters, potentials : sequence of str
             Neuron nodes whose spike rasters / membrane potentials to record.
+        recorder : optional
+            Where they go, step by step (:mod:`refsnn.sim.recorders`); default in memory.
 
         Returns
         -------
@@ -129,8 +133,9 @@ class Simulator:
         shapes = graph.shapes
         counts = {n: np.zeros((batch,) + shapes[n], np.int64) for n in neurons}
         step_counts = {n: np.zeros(t_max, np.int64) for n in neurons}
-        rec_r = {n: np.zeros((t_max, batch) + shapes[n], bool) for n in rasters}
-        rec_u = {n: np.zeros((t_max, batch) + shapes[n], self.dtype) for n in potentials}
+        recorder = MemoryRecorder() if recorder is None else recorder
+        recorder.start(t_max, batch, {n: shapes[n] for n in rasters},
+                       {n: shapes[n] for n in potentials}, self.dtype)
         decoder = DECODERS[self.net.decoder](self.net, (batch,) + shapes[graph.output],
                                              self.dtype)
         readout = {}
@@ -143,10 +148,10 @@ class Simulator:
                 fired = op.fired(values[name])
                 counts[name] += fired
                 step_counts[name][t - 1] = int(fired.sum())
-                if name in rec_r:
-                    rec_r[name][t - 1] = fired
-                if name in rec_u:
-                    rec_u[name][t - 1] = op.potential(states[i])
+                if name in rasters:
+                    recorder.spikes(t, name, fired)
+                if name in potentials:
+                    recorder.potential(t, name, op.potential(states[i]))
             decoder.add(t, values[graph.output])
             if t in steps:
                 readout[t] = decoder.read(t)
@@ -155,7 +160,7 @@ class Simulator:
             sat = op.saturated(states[i])
             if sat is not None:
                 saturated[name] = sat
-        return Run(steps, readout, counts, step_counts, rec_r, rec_u, saturated)
+        return Run(steps, readout, counts, step_counts, *recorder.finish(), saturated)
 
 
 def _check_steps(steps) -> tuple[int, ...]:
