@@ -115,7 +115,8 @@ def run_batch(net, backend: str, x, steps, seed: int, ids, rasters, potentials,
 
 def map_batches(client, net, backend: str, x: np.ndarray, bounds, steps, seed: int,
                 rasters=(), potentials=(), threads: int | None = None,
-                progress: Callable[[int, int], None] | None = None) -> list:
+                progress: Callable[[int, int], None] | None = None,
+                consume: Callable | None = None) -> list:
     """Run each batch ``x[start:stop]`` of ``bounds`` as one task on ``client``'s cluster.
 
     Parameters
@@ -128,6 +129,9 @@ def map_batches(client, net, backend: str, x: np.ndarray, bounds, steps, seed: i
         The batches' ``(start, stop)``, in order.
     progress : callable, optional
         Called as ``progress(done_samples, N)`` as batches finish (in any order).
+    consume : callable, optional
+        ``consume(i, run)`` is called with batch ``i``'s run as it arrives and returns what to
+        keep of it (e.g. the run without its rasters, once they are written to a file).
 
     Returns
     -------
@@ -151,6 +155,8 @@ def map_batches(client, net, backend: str, x: np.ndarray, bounds, steps, seed: i
         for future in distributed.as_completed(futures):
             i = index[future.key]
             runs[i] = future.result()  # a worker's exception is raised here, as it was
+            if consume is not None:
+                runs[i] = consume(i, runs[i])
             done += bounds[i][1] - bounds[i][0]
             if progress is not None:
                 progress(done, x.shape[0])

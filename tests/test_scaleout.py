@@ -85,14 +85,16 @@ def test_signgd_api_on_a_scheduler_identical_to_single_process(client):
             assert a[k].dtype == b[k].dtype and np.array_equal(a[k], b[k]), (key, k)
 
 
-def test_bsnn_cli_dask_address_identical(capsys, tmp_path, client):
-    """`--dask tcp://...` (an existing scheduler) for a third method, BSNN."""
+def test_bsnn_cli_dask_address_streamed_identical(capsys, tmp_path, client):
+    """`--dask tcp://...` (an existing scheduler) for a third method, BSNN, with `--stream`:
+    each batch's rasters are written into the run file as the batch arrives."""
     common = ["evaluate", CNN, "--data", DATA, "--method", "bsnn", "--limit", "20",
-              "--steps", "8,16", "--batch-size", "6", "--backend", "numpy", "--json"]
+              "--steps", "8,16", "--batch-size", "6", "--backend", "numpy", "--json",
+              "--record-rasters", "relu2", "--record-potentials", "relu1"]
     code, single, _ = _cli(capsys, *common, "-o", tmp_path / "a.h5")
     assert code == 0
     code, sharded, err = _cli(capsys, *common, "-o", tmp_path / "b.h5", "--dask",
-                              client.scheduler.address)
+                              client.scheduler.address, "--stream")
     assert code == 0, err
     assert sharded.replace("b.h5", "a.h5") == single
     assert_same_h5(tmp_path / "a.h5", tmp_path / "b.h5")
