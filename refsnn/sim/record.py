@@ -13,6 +13,9 @@ Layout::
     /labels                int64 (N,) when known
 
 Datasets are written without compression or timestamps, so the same run gives the same bytes.
+:func:`stream_recorders` makes ``/rasters`` and ``/potentials`` before the run and fills them
+step by step (one chunk per step), so long recordings need not fit in memory; the datasets and
+values are the same.
 """
 
 from __future__ import annotations
