@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import numpy as np
@@ -50,7 +50,8 @@ def accuracy(scores: np.ndarray, labels: np.ndarray) -> float:
 
 def evaluate(net: SpikingNetwork, x, y, steps, ann_graph: Graph | None = None,
              batch_size: int = 64, seed: int = 0, backend: str = "numba",
-             rasters=(), potentials=(), progress: Callable[[int, int], None] | None = None):
+             rasters=(), potentials=(), progress: Callable[[int, int], None] | None = None,
+             client=None, threads: int | None = None, recorders=None):
     """Simulate ``net`` on ``x`` in batches and score it against ``y``.
 
     Parameters
@@ -68,20 +69,63 @@ def evaluate(net: SpikingNetwork, x, y, steps, ann_graph: Graph | None = None,
         Poisson encoder seed (sample ``i`` always uses stream ``i``).
     progress : callable, optional
         Called as ``progress(done, total)`` after each batch.
+    client : distributed.Client, optional
+        Run the batches as tasks on this Dask cluster (:mod:`refsnn.scaleout`); the result is
+        identical to the single-process run (the default).
+    threads : int, optional
+        With ``client``: Numba threads of each task (results do not depend on it).
+    recorders : callable, optional
+        ``recorders(start, stop)`` gives the recorder of batch ``start:stop``
+        (:mod:`refsnn.sim.recorders`), e.g. :func:`refsnn.sim.record.stream_recorders`'s,
+        which writes its rasters and potentials to a file step by step; the returned run then
+        holds none. With ``client``, each batch's recordings are handed to it as the batch
+        arrives.
     """
     ann_out, limit = ann_limit(net, x, all_nodes=True)
     if ann_graph is not None:
         ann_out = ann.forward(ann_graph, x)
-    sim = Simulator(net, backend)
-    runs = []
-    for start in range(0, x.shape[0], batch_size):
-        stop = min(start + batch_size, x.shape[0])
-        runs.append(sim.run(x[start:stop], steps, seed=seed, sample_ids=np.arange(start, stop),
-                            rasters=rasters, potentials=potentials))
-        if progress is not None:
-            progress(stop, x.shape[0])
+    bounds = [(start, min(start + batch_size, x.shape[0]))
+              for start in range(0, x.shape[0], batch_size)]
+    if client is not None:
+        from refsnn.scaleout import map_batches
+
+        consume = None if recorders is None else \
+            (lambda i, r: _replay(r, recorders(*bounds[i]), rasters, potentials))
+        runs = map_batches(client, net, backend, x, bounds, steps, seed, rasters, potentials,
+                           threads, progress, consume)
+    else:
+        sim = Simulator(net, backend)
+        runs = []
+        for start, stop in bounds:
+            runs.append(sim.run(x[start:stop], steps, seed=seed,
+                                sample_ids=np.arange(start, stop), rasters=rasters,
+                                potentials=potentials,
+                                recorder=None if recorders is None else recorders(start, stop)))
+            if progress is not None:
+                progress(stop, x.shape[0])
     run = concat_runs(runs)
     sin = sin_counts(net, limit, run.counts) if net.method in RATE_CODED else None
     return Evaluation(accuracy(ann_out, y), {t: accuracy(run.readout[t], y) for t in run.steps},
                       {t: float(np.max(np.abs(run.readout[t] - ann_out))) for t in run.steps},
                       run, sin)
+
+
+def _replay(run: Run, recorder, rasters, potentials) -> Run:
+    """Hand a finished batch's recordings to ``recorder`` step by step, as the simulator
+    would have, and return the run without them (so the batches' recordings are not all held
+    at once)."""
+    names_r, names_u = list(dict.fromkeys(rasters)), list(dict.fromkeys(potentials))
+    if not names_r and not names_u:
+        return run
+    t_max = run.steps[-1]
+    batch = (run.rasters[names_r[0]] if names_r else run.potentials[names_u[0]]).shape[1]
+    dtype = run.potentials[names_u[0]].dtype if names_u else np.float64
+    recorder.start(t_max, batch, {n: run.rasters[n].shape[2:] for n in names_r},
+                   {n: run.potentials[n].shape[2:] for n in names_u}, dtype)
+    for t in range(1, t_max + 1):
+        for n in names_r:
+            recorder.spikes(t, n, run.rasters[n][t - 1])
+        for n in names_u:
+            recorder.potential(t, n, run.potentials[n][t - 1])
+    r, u = recorder.finish()
+    return replace(run, rasters=r, potentials=u)

@@ -91,3 +91,33 @@ def cnn():
 @pytest.fixture
 def inputs():
     return np.random.default_rng(1).uniform(0, 1, (5, 2, 6, 6))
+
+
+def assert_same_h5(a, b):
+    """Two HDF5 files hold the same groups and datasets (names, order of listing, dtypes,
+    shapes, values) and the same attributes everywhere; storage layout (chunked or not) may
+    differ."""
+    import h5py
+
+    def items(path):
+        out = {}
+        with h5py.File(path, "r") as f:
+            out["/"] = dict(f.attrs)
+
+            def visit(name, obj):
+                out[name] = dict(obj.attrs)
+                if isinstance(obj, h5py.Dataset):
+                    out[name + ":data"] = obj[()]
+            f.visititems(visit)
+        return out
+
+    ia, ib = items(a), items(b)
+    assert list(ia) == list(ib)
+    for key in ia:
+        if key.endswith(":data"):
+            x, y = ia[key], ib[key]
+            assert x.dtype == y.dtype and x.shape == y.shape and np.array_equal(x, y), key
+        else:
+            assert list(ia[key]) == list(ib[key]), key
+            for k in ia[key]:
+                assert np.array_equal(ia[key][k], ib[key][k]), (key, k)

@@ -7,6 +7,7 @@ User mistakes (missing files, malformed models, bad options) end with one line o
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -160,6 +161,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated neuron nodes whose spike rasters go into -o")
     p.add_argument("--record-potentials", type=_names, default=[], metavar="NODES",
                    help="comma-separated neuron nodes whose membrane potentials go into -o")
+    p.add_argument("--stream", action="store_true",
+                   help="write recorded rasters and potentials into -o step by step instead of "
+                        "holding them in memory (automatic above 1 GiB); same file contents")
+    p.add_argument("--dask", default=None, metavar="ADDRESS",
+                   help="run the batches on the Dask scheduler at ADDRESS (tcp://HOST:PORT); "
+                        "same results (needs the dask extra)")
+    p.add_argument("--workers", type=_positive, default=None,
+                   help="run the batches on a local Dask cluster of N worker processes; same "
+                        "results (needs the dask extra)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("-o", "--output", default=None, help="run file to write (HDF5)")
     p.set_defaults(func=cmd_evaluate)
@@ -177,6 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("trace", help="write every neuron layer's spikes per step (refsnn-trace)")
     _add_batch_run(p, limit=8)
     p.add_argument("-o", "--output", required=True, help="trace file to write (HDF5)")
+    p.add_argument("--stream", action="store_true",
+                   help="write each step to the file as it is simulated (memory does not grow "
+                        "with T; automatic above 1 GiB of recordings); same file contents")
     p.set_defaults(func=_lazy("refsnn.oracle.cli", "cmd_trace"))
 
     p = sub.add_parser("compare", help="compare two traces layer by layer; exit 1 on a real "
@@ -302,8 +315,13 @@ def cmd_evaluate(args) -> int:
 
     from refsnn.data import load_split
     from refsnn.evaluate import evaluate
-    from refsnn.sim.record import save_run
+    from refsnn.sim.record import save_run, write_run
 
+    if args.dask is not None and args.workers is not None:
+        raise OptionError("--dask and --workers exclude each other: --dask ADDRESS uses an "
+                          "existing scheduler, --workers N starts a local cluster")
+    if args.stream and not args.output:
+        raise OptionError("--stream writes the recordings into the run file: give -o RUN.h5")
     graph, net = _network(args)
     if args.seed is not None and net.encoding != "poisson":
         raise OptionError("--seed applies to --encoding poisson only")
@@ -313,20 +331,41 @@ def cmd_evaluate(args) -> int:
                               f"machine, found {args.threads}")
         numba.set_num_threads(args.threads)
     x, y = load_split(args.data, args.split, net.graph.input_shape, args.limit)
-    bar = ProgressBar("simulating", enabled=sys.stderr.isatty() and not args.json)
-    result = evaluate(net, x, y, args.steps, ann_graph=graph, batch_size=args.batch_size,
-                      seed=args.seed or 0, backend=args.backend, rasters=args.record_rasters,
-                      potentials=args.record_potentials, progress=bar.update)
-    bar.close()
-    if args.output:
-        settings = {"refsnn_version": __version__, "model": str(args.model),
-                    "data": str(args.data), "split": args.split, "samples": int(x.shape[0]),
-                    "method": net.method, "encoding": net.encoding,
-                    "steps": np.asarray(result.run.steps, dtype=np.int64),
-                    "seed": int(args.seed or 0), "backend": args.backend,
-                    "ann_accuracy": result.ann_accuracy,
-                    **{f"option_{k}": v for k, v in net.options.items()}}
-        save_run(args.output, result.run, settings, labels=y)
+    with contextlib.ExitStack() as stack:
+        client = recorders = out = None
+        if args.output and (args.stream or _recorded_bytes(net, x.shape[0], args)
+                            > STREAM_ABOVE):
+            from refsnn.io import atomic_h5
+            from refsnn.sim.record import stream_recorders
+            # the file is complete (and renamed to -o) only when the block ends normally
+            out = stack.enter_context(atomic_h5(args.output))
+            recorders = stream_recorders(out, net, x.shape[0], max(args.steps),
+                                         args.record_rasters, args.record_potentials)
+        if args.dask is not None or args.workers is not None:
+            from refsnn.scaleout import cluster
+            client = stack.enter_context(cluster(args.dask, args.workers))
+        bar = ProgressBar("simulating", enabled=sys.stderr.isatty() and not args.json)
+        result = evaluate(net, x, y, args.steps, ann_graph=graph, batch_size=args.batch_size,
+                          seed=args.seed or 0, backend=args.backend,
+                          rasters=args.record_rasters, potentials=args.record_potentials,
+                          progress=bar.update, client=client,
+                          # local workers: one Numba thread each unless told, so N workers
+                          # use N cores
+                          threads=args.threads or (1 if args.workers else None),
+                          recorders=recorders)
+        bar.close()
+        if args.output:
+            settings = {"refsnn_version": __version__, "model": str(args.model),
+                        "data": str(args.data), "split": args.split, "samples": int(x.shape[0]),
+                        "method": net.method, "encoding": net.encoding,
+                        "steps": np.asarray(result.run.steps, dtype=np.int64),
+                        "seed": int(args.seed or 0), "backend": args.backend,
+                        "ann_accuracy": result.ann_accuracy,
+                        **{f"option_{k}": v for k, v in net.options.items()}}
+            if out is not None:
+                write_run(out, result.run, settings, labels=y)
+            else:
+                save_run(args.output, result.run, settings, labels=y)
     saturated = {k: int(v.sum()) for k, v in result.run.saturated.items() if v.any()}
     sin = result.sin  # None for signGD, whose spikes are not rate-coded
     if args.json:
@@ -355,6 +394,18 @@ def cmd_evaluate(args) -> int:
         if args.output:
             print(f"wrote {args.output}")
     return 0
+
+
+#: ``evaluate -o`` streams the recordings to the file without ``--stream`` when they would
+#: take more than this in memory.
+STREAM_ABOVE = 1 << 30
+
+
+def _recorded_bytes(net, samples: int, args) -> int:
+    shapes, item = net.graph.shapes, np.dtype(net.graph.dtype).itemsize
+    size = lambda names: sum(int(np.prod(shapes.get(n, ()))) for n in set(names))
+    return samples * max(args.steps) * (size(args.record_rasters)
+                                        + item * size(args.record_potentials))
 
 
 def _network(args):

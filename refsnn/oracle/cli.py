@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
+
 from refsnn.errors import OptionError
 
 
@@ -12,7 +14,7 @@ def cmd_trace(args) -> int:
     from refsnn import __version__
     from refsnn.cli.main import _network
     from refsnn.data import load_split
-    from refsnn.oracle.trace import record_trace, write_trace
+    from refsnn.oracle.trace import record_trace, stream_trace, write_trace
     from refsnn.sim.simulator import Simulator
 
     _, net = _network(args)
@@ -22,12 +24,31 @@ def cmd_trace(args) -> int:
     attrs = {"producer": f"refsnn {__version__}", "model": str(args.model),
              "data": str(args.data), "split": args.split, "samples": int(x.shape[0]),
              "method": net.method, "encoding": net.encoding, "backend": args.backend}
-    trace = record_trace(Simulator(net, args.backend), x, args.steps, seed=args.seed or 0,
-                         attrs=attrs)
-    write_trace(args.output, trace)
-    print(f"wrote {args.output}: {len(trace.layers)} layers, T = {args.steps}, "
-          f"{x.shape[0]} samples")
+    sim = Simulator(net, args.backend)
+    streamed = args.stream or recorded_bytes(sim, x.shape[0], args.steps) > STREAM_ABOVE
+    if streamed:
+        layers = stream_trace(args.output, sim, x, args.steps, seed=args.seed or 0,
+                              attrs=attrs)
+    else:
+        trace = record_trace(sim, x, args.steps, seed=args.seed or 0, attrs=attrs)
+        write_trace(args.output, trace)
+        layers = list(trace.layers)
+    print(f"wrote {args.output}: {len(layers)} layers, T = {args.steps}, "
+          f"{x.shape[0]} samples" + (", streamed" if streamed else ""))
     return 0
+
+
+#: ``refsnn trace`` streams to the file without ``--stream`` when its recordings (spikes,
+#: potentials and currents of every layer over the whole run) would take more than this.
+STREAM_ABOVE = 1 << 30
+
+
+def recorded_bytes(sim, batch: int, steps: int) -> int:
+    """Bytes a trace of ``batch`` samples and ``steps`` steps holds in memory: per neuron,
+    a bool spike, a potential and (at most) a current of the simulation dtype per step."""
+    per_step = 1 + 2 * np.dtype(sim.dtype).itemsize
+    sizes = (int(np.prod(sim.net.graph.shapes[op.node.name])) for op in sim.ops if op.is_neuron)
+    return steps * batch * per_step * sum(sizes)
 
 
 def cmd_compare(args) -> int:

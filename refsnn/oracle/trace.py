@@ -66,15 +66,8 @@ def record_trace(sim, x, steps: int, seed: int = 0, attrs=None) -> Trace:
     """
     neurons = [op for op in sim.ops if op.is_neuron]
     names = [op.node.name for op in neurons]
-    currents = {}
-    extra = {}  # bistable / sgd layer name -> the list its recorder fills
-    for op in neurons:
-        if "threshold" in op.node.params and "reset" in op.node.attrs:
-            currents[op.node.name] = []
-            op.step = _recording(op.step, currents[op.node.name])
-        elif op.node.op in _RECORDERS:
-            extra[op.node.name] = []
-            op.step = _RECORDERS[op.node.op][0](op, op.step, extra[op.node.name])
+    lists = {}
+    wrapped = _wrap_recorders(neurons, lambda name, field_: lists.setdefault(name, []))
     try:
         run = sim.run(x, [steps], seed=seed, rasters=names, potentials=names)
     finally:
@@ -82,19 +75,12 @@ def record_trace(sim, x, steps: int, seed: int = 0, attrs=None) -> Trace:
             op.__dict__.pop("step", None)
     layers = {}
     for op in neurons:
-        n = op.node
-        cur = currents.get(n.name)
-        layers[n.name] = Layer(
-            run.rasters[n.name], run.potentials[n.name],
-            None if cur is None else np.stack(cur),
-            np.asarray(n.params["threshold"], np.float64)
-            if "threshold" in n.params and (cur is not None or n.name in extra) else None,
-            n.attrs.get("reset"), n.attrs.get("v_init"))
-        layers[n.name].kind = n.op
-        if n.name in extra:
-            _, field_, params = _RECORDERS[n.op]
-            setattr(layers[n.name], field_, np.stack(extra[n.name]))
-            layers[n.name].params = params(op)
+        name = op.node.name
+        layers[name] = Layer(run.rasters[name], run.potentials[name],
+                             **_layer_meta(op, name in wrapped))
+        if name in wrapped:
+            field_, into = wrapped[name]
+            setattr(layers[name], field_, np.stack(into))
     meta = {"dtype": np.dtype(sim.dtype).name, "seed": int(seed), **(attrs or {})}
     return Trace(steps, layers, meta, np.asarray(x))
 
@@ -115,9 +101,10 @@ def _recording_target(op, step, into: list):
     return wrapped
 
 
-#: Neuron op (other than IF) -> (wrap(op, step, into) recording what compare replays, the
-#: Layer field it goes to, params(op) -> the layer's scalar parameters, written as attributes).
+#: Neuron op -> (wrap(op, step, into) recording what compare replays, the Layer field it
+#: goes to, params(op) -> the layer's scalar parameters, written as attributes).
 _RECORDERS = {
+    "if": (lambda op, step, into: _recording(step, into), "current", lambda op: {}),
     "bistable": (lambda op, step, into: _recording(step, into), "current",
                  lambda op: {"period": int(op.period), "stage": int(op.stage)}),
     "sgd": (_recording_target, "target",
@@ -126,29 +113,131 @@ _RECORDERS = {
 }
 
 
+def _write_head(f, steps: int, names, attrs, inputs):
+    """The root attributes and ``/inputs``; returns the ``/layers`` group."""
+    f.attrs["format"] = FORMAT
+    f.attrs["format_version"] = FORMAT_VERSION
+    f.attrs["steps"] = int(steps)
+    f.attrs["layers"] = list(names)
+    for k, v in attrs.items():
+        f.attrs[k] = v
+    if inputs is not None:
+        f.create_dataset("inputs", data=inputs)
+    return f.create_group("layers", track_order=True)
+
+
+def _layer_attrs(h, layer: Layer) -> None:
+    for key in ("threshold", "reset", "v_init", "kind"):
+        if getattr(layer, key) is not None:
+            h.attrs[key] = getattr(layer, key)
+    for key, value in layer.params.items():
+        h.attrs[key] = value
+
+
+def _wrap_recorders(neurons, sink) -> dict:
+    """Wrap each neuron op's ``step`` (for one run) to record what ``refsnn compare`` replays:
+    the input current of IF and bistable layers, the target of signGD layers.
+
+    ``sink(name, field)`` gives the list-like the layer's values are appended to, one per
+    step. Returns layer name -> (field, sink) for the layers wrapped. The wrapping only reads
+    the op's arguments and state, so it cannot change what is simulated; the caller removes
+    it (``op.__dict__.pop("step")``) after the run.
+    """
+    wrapped = {}
+    for op in neurons:
+        n = op.node
+        if n.op not in _RECORDERS:
+            continue
+        wrap, field_, _ = _RECORDERS[n.op]
+        into = sink(n.name, field_)
+        op.step = wrap(op, op.step, into)
+        wrapped[n.name] = (field_, into)
+    return wrapped
+
+
+def _layer_meta(op, recorded: bool) -> dict:
+    """A layer's trace attributes (:class:`Layer` keyword arguments) from its neuron op."""
+    n = op.node
+    return dict(threshold=np.asarray(n.params["threshold"], np.float64)
+                if recorded and "threshold" in n.params else None,
+                reset=n.attrs.get("reset"), v_init=n.attrs.get("v_init"), kind=n.op,
+                params=_RECORDERS[n.op][2](op) if n.op in _RECORDERS else {})
+
+
 def write_trace(path, trace: Trace) -> None:
     """Write ``trace`` to ``path`` atomically (no compression, so same trace, same bytes)."""
     with atomic_h5(path) as f:
-        f.attrs["format"] = FORMAT
-        f.attrs["format_version"] = FORMAT_VERSION
-        f.attrs["steps"] = int(trace.steps)
-        f.attrs["layers"] = list(trace.layers)
-        for k, v in trace.attrs.items():
-            f.attrs[k] = v
-        if trace.inputs is not None:
-            f.create_dataset("inputs", data=trace.inputs)
-        g = f.create_group("layers", track_order=True)
+        g = _write_head(f, trace.steps, trace.layers, trace.attrs, trace.inputs)
         for name, layer in trace.layers.items():
             h = g.create_group(name)
             h.create_dataset("spikes", data=np.asarray(layer.spikes, bool))
             for key in ("potentials", "current", "target"):
                 if getattr(layer, key) is not None:
                     h.create_dataset(key, data=getattr(layer, key))
-            for key in ("threshold", "reset", "v_init", "kind"):
-                if getattr(layer, key) is not None:
-                    h.attrs[key] = getattr(layer, key)
-            for key, value in layer.params.items():
-                h.attrs[key] = value
+            _layer_attrs(h, layer)
+
+
+def stream_trace(path, sim, x, steps: int, seed: int = 0, attrs=None) -> list[str]:
+    """What ``write_trace(path, record_trace(sim, x, steps, seed, attrs))`` writes (the same
+    datasets, values and attributes), written step by step as the simulation runs.
+
+    Memory does not grow with ``steps``: each step's spikes, potentials and currents go to
+    datasets stored one chunk per step (:func:`refsnn.sim.recorders.create_steps`) and are
+    not kept. The file is written to a temporary name and renamed to ``path`` only when
+    complete; an interrupted run leaves no file at ``path``.
+
+    Returns
+    -------
+    list of str
+        The layers written, in simulation order.
+    """
+    from refsnn.checks import check_batch
+    from refsnn.sim.recorders import H5Recorder, create_steps
+
+    inputs = np.asarray(x)  # as given, as record_trace keeps it
+    x = check_batch(x, sim.net.graph.input_shape, dtype=sim.dtype)
+    neurons = [op for op in sim.ops if op.is_neuron]
+    names = [op.node.name for op in neurons]
+    shapes = sim.net.graph.shapes
+    batch = x.shape[0]
+    meta = {"dtype": np.dtype(sim.dtype).name, "seed": int(seed), **(attrs or {})}
+    with atomic_h5(path) as f:
+        g = _write_head(f, steps, names, meta, inputs)
+        groups, spikes, potentials = {}, {}, {}
+        for op in neurons:
+            h = groups[op.node.name] = g.create_group(op.node.name)
+            shape = (batch,) + shapes[op.node.name]
+            spikes[op.node.name] = create_steps(h, "spikes", steps, shape, bool)
+            potentials[op.node.name] = create_steps(h, "potentials", steps, shape, sim.dtype)
+        wrapped = _wrap_recorders(
+            neurons, lambda name, field_: _StepWriter(groups[name], field_, steps))
+        try:
+            sim.run(x, [steps], seed=seed, rasters=names, potentials=names,
+                    recorder=H5Recorder(spikes, potentials))
+        finally:
+            for op in neurons:
+                op.__dict__.pop("step", None)
+        for op in neurons:
+            _layer_attrs(groups[op.node.name],
+                         Layer(None, **_layer_meta(op, op.node.name in wrapped)))
+    return names
+
+
+class _StepWriter:
+    """A list-like sink for :func:`_wrap_recorders`: ``append`` writes step ``k`` of
+    ``/layers/<name>/<field>`` (current or target), made at the first step, when the value's
+    shape and dtype are known."""
+
+    def __init__(self, group, field_: str, steps: int):
+        self.group, self.field, self.steps, self.k, self.ds = group, field_, steps, 0, None
+
+    def append(self, value: np.ndarray) -> None:
+        from refsnn.sim.recorders import create_steps
+
+        if self.ds is None:
+            self.ds = create_steps(self.group, self.field, self.steps, value.shape, value.dtype)
+        self.ds[self.k] = value
+        self.k += 1
 
 
 #: Layer attributes read into :attr:`Layer.params`.

@@ -13,6 +13,9 @@ Layout::
     /labels                int64 (N,) when known
 
 Datasets are written without compression or timestamps, so the same run gives the same bytes.
+:func:`stream_recorders` makes ``/rasters`` and ``/potentials`` before the run and fills them
+step by step (one chunk per step), so long recordings need not fit in memory; the datasets and
+values are the same.
 """
 
 from __future__ import annotations
@@ -30,21 +33,61 @@ FORMAT_VERSION = 1
 def save_run(path, run, settings: Mapping[str, object], labels=None) -> None:
     """Write ``run`` (a :class:`~refsnn.sim.simulator.Run`) and its settings to ``path``."""
     with atomic_h5(path) as f:
-        f.attrs["format"] = FORMAT
-        f.attrs["format_version"] = FORMAT_VERSION
-        for key, value in settings.items():
-            f.attrs[key] = value
-        for group, items in (("counts", run.counts), ("step_counts", run.step_counts),
-                             ("rasters", run.rasters), ("potentials", run.potentials),
-                             ("saturated", run.saturated)):
-            g = f.create_group(group, track_order=True)
-            for name, arr in items.items():
-                g.create_dataset(name, data=arr)
-        g = f.create_group("readout", track_order=True)
-        for t, arr in run.readout.items():
-            g.create_dataset(f"T{t}", data=arr)
-        if labels is not None:
-            f.create_dataset("labels", data=np.asarray(labels, dtype=np.int64))
+        write_run(f, run, settings, labels)
+
+
+def write_run(f, run, settings: Mapping[str, object], labels=None) -> None:
+    """Write ``run`` into the open file ``f``; ``/rasters`` and ``/potentials`` may already be
+    there, filled step by step by the recorders of :func:`stream_recorders`."""
+    f.attrs["format"] = FORMAT
+    f.attrs["format_version"] = FORMAT_VERSION
+    for key, value in settings.items():
+        f.attrs[key] = value
+    for group, items in (("counts", run.counts), ("step_counts", run.step_counts),
+                         ("rasters", run.rasters), ("potentials", run.potentials),
+                         ("saturated", run.saturated)):
+        g = f[group] if group in f else f.create_group(group, track_order=True)
+        for name, arr in items.items():
+            g.create_dataset(name, data=arr)
+    g = f.create_group("readout", track_order=True)
+    for t, arr in run.readout.items():
+        g.create_dataset(f"T{t}", data=arr)
+    if labels is not None:
+        f.create_dataset("labels", data=np.asarray(labels, dtype=np.int64))
+
+
+def stream_recorders(f, net, samples: int, steps: int, rasters=(), potentials=()):
+    """Make ``/rasters/<node>`` and ``/potentials/<node>`` in the open run file ``f``, of shape
+    (steps, samples, *node_shape) stored one chunk per step, and return a function
+    ``(start, stop) -> H5Recorder`` that writes the batch ``start:stop`` into them step by step
+    (pass it to :func:`refsnn.evaluate.evaluate` as ``recorders``).
+
+    Parameters
+    ----------
+    f : h5py.File
+    net : SpikingNetwork
+    samples, steps : int
+        Samples of the whole evaluation, and its longest run (``max(steps)``).
+    rasters, potentials : sequence of str
+        Neuron nodes to record.
+    """
+    from refsnn.errors import OptionError
+    from refsnn.sim.recorders import H5Recorder, create_steps
+
+    neurons = net.neuron_nodes()
+    for name in (*rasters, *potentials):
+        if name not in neurons:
+            raise OptionError(f"record: '{name}' is not a neuron node; neuron nodes: "
+                              f"{', '.join(neurons) or 'none'}")
+    shapes = net.graph.shapes
+    made = {}
+    for group, names, dtype in (("rasters", rasters, bool),
+                                ("potentials", potentials, net.graph.dtype)):
+        g = f.create_group(group, track_order=True)
+        made[group] = {n: create_steps(g, n, steps, (samples,) + shapes[n], dtype)
+                       for n in dict.fromkeys(names)}
+    return lambda start, stop: H5Recorder(made["rasters"], made["potentials"],
+                                          slice(start, stop))
 
 
 def concat_runs(runs: list):

@@ -33,6 +33,7 @@ from refsnn.model.graph import INPUT
 from refsnn.sim.decoders import DECODERS
 from refsnn.sim.encoders import ENCODERS
 from refsnn.sim.network import SpikingNetwork
+from refsnn.sim.recorders import MemoryRecorder
 from refsnn.sim.steps import BACKENDS, STEP_OPS
 
 
@@ -118,7 +119,8 @@ class Simulator:
         self.input_only = input_only_nodes(self.ops)
 
     def run(self, x: np.ndarray, steps, seed: int = 0, sample_ids=None,
-            rasters: Sequence[str] = (), potentials: Sequence[str] = ()) -> Run:
+            rasters: Sequence[str] = (), potentials: Sequence[str] = (),
+            recorder=None) -> Run:
         """Simulate a batch.
 
         Parameters
@@ -134,6 +136,8 @@ class Simulator:
             stream, so results do not depend on batching.
         rasters, potentials : sequence of str
             Neuron nodes whose spike rasters / membrane potentials to record.
+        recorder : optional
+            Where they go, step by step (:mod:`refsnn.sim.recorders`); default in memory.
 
         Returns
         -------
@@ -160,8 +164,9 @@ class Simulator:
         shapes = graph.shapes
         counts = {n: np.zeros((batch,) + shapes[n], np.int64) for n in neurons}
         step_counts = {n: np.zeros(t_max, np.int64) for n in neurons}
-        rec_r = {n: np.zeros((t_max, batch) + shapes[n], bool) for n in rasters}
-        rec_u = {n: np.zeros((t_max, batch) + shapes[n], self.dtype) for n in potentials}
+        recorder = MemoryRecorder() if recorder is None else recorder
+        recorder.start(t_max, batch, {n: shapes[n] for n in rasters},
+                       {n: shapes[n] for n in potentials}, self.dtype)
         decoder = DECODERS[self.net.decoder](self.net, (batch,) + shapes[graph.output],
                                              self.dtype)
         readout = {}
@@ -169,14 +174,14 @@ class Simulator:
         block = self.step_block or self.auto_step_block(batch)
         for t0 in range(1, t_max + 1, block):
             ts = range(t0, min(t0 + block - 1, t_max) + 1)
-            values = self._simulate_block(ts, encoder, states, kept, rec_u)
+            values = self._simulate_block(ts, encoder, states, kept, potentials, recorder)
             for k, t in enumerate(ts):
                 for name, (op, i) in neurons.items():
                     fired = op.fired(values[name][k])
                     counts[name] += fired
                     step_counts[name][t - 1] = int(fired.sum())
-                    if name in rec_r:
-                        rec_r[name][t - 1] = fired
+                    if name in rasters:
+                        recorder.spikes(t, name, fired)
                 decoder.add(t, values[graph.output][k])
                 if t in steps:
                     readout[t] = decoder.read(t)
@@ -185,13 +190,13 @@ class Simulator:
             sat = op.saturated(states[i])
             if sat is not None:
                 saturated[name] = sat
-        return Run(steps, readout, counts, step_counts, rec_r, rec_u, saturated)
+        return Run(steps, readout, counts, step_counts, *recorder.finish(), saturated)
 
-
-    def _simulate_block(self, ts: range, encoder, states: list, kept: dict, rec_u: dict):
+    def _simulate_block(self, ts: range, encoder, states: list, kept: dict, potentials,
+                        recorder):
         """Steps ``ts`` of every node, in topological order: node -> list of values per step.
 
-        Potentials asked for (``rec_u``) are recorded here, after each step of their node,
+        The potentials asked for go to ``recorder`` here, after each step of their node,
         since a neuron's state is only at hand then.
         """
         constant_from = encoder.constant_from
@@ -216,8 +221,8 @@ class Simulator:
                 out = []
                 for k, t in enumerate(ts):
                     out.append(op.step(state, *(x[k] for x in inputs)))
-                    if name in rec_u:
-                        rec_u[name][t - 1] = op.potential(state)
+                    if name in potentials:
+                        recorder.potential(t, name, op.potential(state))
             values[name] = out
         return values
 
@@ -233,6 +238,7 @@ class Simulator:
             int(np.prod(shape)) for shape in self.net.graph.shapes.values())
         return int(max(1, min(MAX_STEP_BLOCK, STACK_ROWS // batch,
                               STEP_BLOCK_BYTES // max(per_step, 1))))
+
 
 def input_only_nodes(ops) -> frozenset:
     """Names of the nodes whose value depends on the graph input through stateless ops only.
