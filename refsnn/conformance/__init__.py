@@ -42,6 +42,30 @@ class Adapter:
         """
         raise NotImplementedError
 
+    def run_encoded(self, net, encoded) -> dict:
+        """Simulate ``net`` with the input node's value at step ``t`` given as ``encoded[t-1]``.
+
+        Used for the cases whose encoding is random (Poisson): the trace stores the spikes
+        refsnn's encoder drew (``/encoded``), and the backend must feed those instead of
+        drawing its own. Optional: an adapter without it skips those cases.
+
+        Parameters
+        ----------
+        encoded : ndarray, shape (T, B, *input_shape)
+            The input of each step (Poisson: -1, 0 or +1 per input element).
+
+        Returns
+        -------
+        dict of str to bool ndarray, shape (T, B, *node_shape)
+            As :meth:`run`.
+        """
+        raise NotImplementedError
+
+
+def implements_run_encoded(adapter: Adapter) -> bool:
+    """Whether ``adapter`` overrides :meth:`Adapter.run_encoded`."""
+    return type(adapter).run_encoded is not Adapter.run_encoded
+
 
 def load_adapter(spec: str) -> Adapter:
     """The adapter named ``spec`` (a key of :data:`ADAPTERS` or ``module:Class``)."""

@@ -2,18 +2,35 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from refsnn.conformance import Adapter
 
 
 class RefsnnAdapter(Adapter):
     """refsnn's Numba simulator (the golden traces were written by the NumPy reference)."""
 
-    def run(self, net, x, steps):
+    #: refsnn backend the adapter runs (a subclass may pick the NumPy reference)
+    backend = "numba"
+
+    def simulator(self, net):
+        """The :class:`~refsnn.sim.simulator.Simulator` to run ``net`` with (a hook for
+        subclasses, e.g. tests that inject a bug into its kernels)."""
         from refsnn.sim.simulator import Simulator
 
-        sim = Simulator(net, "numba")
+        return Simulator(net, self.backend)
+
+    def run(self, net, x, steps):
+        sim = self.simulator(net)
         names = [op.node.name for op in sim.ops if op.is_neuron]
         return sim.run(x, [steps], rasters=names).rasters
+
+    def run_encoded(self, net, encoded):
+        sim = self.simulator(net)
+        names = [op.node.name for op in sim.ops if op.is_neuron]
+        # x only gives the batch its shape: the recorded input replaces the encoder
+        x = np.zeros(encoded.shape[1:])
+        return sim.run(x, [len(encoded)], rasters=names, encoded=encoded).rasters
 
 
 class SpikingJellyAdapter(Adapter):
@@ -36,4 +53,11 @@ class SpikingJellyAdapter(Adapter):
         from refsnn.interop.spikingjelly import SpikingJellyNetwork
 
         rasters, _ = SpikingJellyNetwork(net).run(x, steps)
+        return rasters
+
+    def run_encoded(self, net, encoded):
+        from refsnn.interop.spikingjelly import SpikingJellyNetwork
+
+        rasters, _ = SpikingJellyNetwork(net).run(np.zeros(encoded.shape[1:]), len(encoded),
+                                                   encoded=encoded)
         return rasters
