@@ -11,6 +11,7 @@ import shlex
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from conftest import ROOT
@@ -32,24 +33,56 @@ def _if_subtract_cases():
         for n in load_snn(GOLDEN / f"{c}.net.h5").graph.nodes))
 
 
-class ResetZeroAdapter(RefsnnAdapter):
-    """refsnn (NumPy reference) with its IF reset replaced by reset to zero (the bug the suite
-    must catch), for recorded (Poisson) inputs too."""
+def _strict_if_step(u, current, theta, reset_zero):
+    """refsnn's IF step firing on ``u > theta`` instead of ``u >= theta``."""
+    u += current
+    fired = u > theta
+    u[:] = np.where(fired, 0.0 if reset_zero else u - theta, u)
+    return np.where(fired, theta, 0.0).astype(u.dtype)
+
+
+def _eager_bistable_integrate(u, current):
+    """A bistable integrate step that also fires (IF-like) when the partial sum reaches 1."""
+    u += current
+    fired = u >= 1.0
+    u -= np.where(fired, 1.0, 0.0)
+    return np.where(fired, 1.0, 0.0).astype(u.dtype)
+
+
+class BuggyAdapter(RefsnnAdapter):
+    """refsnn's NumPy reference with some kernels replaced (:attr:`bugs`)."""
 
     backend = "numpy"
+    bugs: dict = {}
 
     def simulator(self, net):
         sim = super().simulator(net)
-        bug = lambda u, c, theta, rz: if_step_numpy(u, c, theta, True)
         for op in sim.ops:
-            op.backend = dataclasses.replace(op.backend, if_step=bug)
+            op.backend = dataclasses.replace(op.backend, **self.bugs)
         return sim
+
+
+class ResetZeroAdapter(BuggyAdapter):
+    """IF reset to zero instead of by subtraction (the bug the golden cases must catch), for
+    recorded (Poisson) inputs too: run and run_encoded both use :meth:`simulator`."""
+
+    bugs = {"if_step": lambda u, c, theta, rz: if_step_numpy(u, c, theta, True)}
+
+
+class StrictAdapter(BuggyAdapter):
+    bugs = {"if_step": _strict_if_step}
+
+
+class EagerBistableAdapter(BuggyAdapter):
+    bugs = {"bistable_integrate": _eager_bistable_integrate}
 
 
 def _suite(*args):
     # autoload off and -p on: the test must not depend on refsnn being (re)installed with the
     # pytest11 entry point, and must not load it twice when it is
-    env = dict(os.environ, PYTEST_DISABLE_PLUGIN_AUTOLOAD="1",
+    # one Numba thread: the suite's networks are tiny and a second thread only spins on a
+    # loaded machine (thread-count invariance is tested in test_simulator and test_kernels)
+    env = dict(os.environ, PYTEST_DISABLE_PLUGIN_AUTOLOAD="1", NUMBA_NUM_THREADS="1",
                PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
     return subprocess.run([sys.executable, "-m", "pytest", "-p", "refsnn.conformance.plugin",
                            "-p", "no:cacheprovider", "--pyargs", "refsnn.conformance.suite",
@@ -61,10 +94,14 @@ def _failed(stdout: str) -> list[str]:
     return sorted(re.findall(r"^FAILED \S+::test_golden_case\[(\w+)\]", stdout, re.M))
 
 
-def test_refsnn_passes_its_golden_cases():
-    r = _suite("--refsnn-conformance=refsnn", "-k", "golden")
+#: The theory properties of the suite (refsnn/conformance/properties.py).
+N_PROPERTIES = 4
+
+
+def test_refsnn_passes_its_golden_cases_and_the_theory_properties():
+    r = _suite("--refsnn-conformance=refsnn")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert f"{N_CASES} passed" in r.stdout
+    assert f"{N_CASES + N_PROPERTIES} passed" in r.stdout
 
 
 @pytest.fixture(scope="module")
@@ -104,13 +141,37 @@ def test_reproduce_line_selects_exactly_its_case(reset_bug_run):
 def test_unknown_case_is_a_usage_error():
     r = _suite("--refsnn-conformance=refsnn", "--refsnn-case=mlp_i")
     assert r.returncode == 4, r.stdout + r.stderr
-    assert "--refsnn-case: no golden case mlp_i in" in r.stderr and "mlp_if" in r.stderr
+    assert "--refsnn-case: no golden case or property mlp_i" in r.stderr
+    assert "mlp_if" in r.stderr and "test_if_constant_current_counts" in r.stderr
+
+
+def _failed_properties(stdout: str) -> list[str]:
+    return sorted(re.findall(r"^FAILED \S+::(test_\w+)", stdout, re.M))
+
+
+@pytest.mark.parametrize("adapter, failing", [
+    # the count theorem and the agreement with refsnn catch both IF bugs; the nonpositive
+    # current property cannot (neither bug fires without positive current)
+    ("StrictAdapter", ["test_if_constant_current_counts",
+                       "test_random_if_networks_match_refsnn_and_are_deterministic"]),
+    ("ResetZeroAdapter", ["test_if_constant_current_counts",
+                          "test_random_if_networks_match_refsnn_and_are_deterministic"]),
+    ("EagerBistableAdapter", ["test_bsnn_packet_is_the_cycle_sum"]),
+])
+def test_broken_adapters_fail_the_theory_properties(adapter, failing):
+    r = _suite(f"--refsnn-conformance=test_conformance:{adapter}", "-k", "not golden")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert _failed_properties(r.stdout) == failing, r.stdout
+    assert "Falsifying example" in r.stdout
+    for name in failing:  # each failure's one-line command selects exactly that property
+        assert (f"python -m pytest --pyargs refsnn.conformance.suite --refsnn-conformance="
+                f"test_conformance:{adapter} --refsnn-case={name}\n") in r.stdout
 
 
 def test_inert_without_the_option():
-    r = _suite("-k", "golden")
+    r = _suite()
     assert r.returncode == 0, r.stdout + r.stderr
-    assert f"{N_CASES} skipped" in r.stdout and "--refsnn-conformance" in r.stdout
+    assert f"{N_CASES + N_PROPERTIES} skipped" in r.stdout and "--refsnn-conformance" in r.stdout
 
 
 # --- what the golden cases cover ---------------------------------------------------------

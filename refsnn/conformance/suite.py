@@ -1,4 +1,6 @@
-"""The conformance tests (collected with ``pytest --pyargs refsnn.conformance.suite``)."""
+"""The conformance tests (collected with ``pytest --pyargs refsnn.conformance.suite``): the
+golden cases of ``data/golden`` and the theory properties of
+:mod:`refsnn.conformance.properties` (imported here so that one module collects both)."""
 
 from __future__ import annotations
 
@@ -6,6 +8,11 @@ import numpy as np
 import pytest
 
 from refsnn.conformance import implements_run_encoded
+from refsnn.conformance.plugin import reproduce_command
+from refsnn.conformance.properties import (  # noqa: F401  (collected from this module)
+    test_bsnn_packet_is_the_cycle_sum, test_if_constant_current_counts,
+    test_if_nonpositive_current_never_fires,
+    test_random_if_networks_match_refsnn_and_are_deterministic)
 from refsnn.oracle.compare import compare, format_table
 from refsnn.oracle.trace import Layer, Trace, read_trace
 from refsnn.sim.network import load_snn
@@ -34,9 +41,3 @@ def test_golden_case(golden_case, conformance_adapter):
         case = golden_case.rsplit("/", 1)[-1]
         pytest.fail(f"{format_table(c)}\nreproduce: {reproduce_command(spec, case)}",
                     pytrace=False)
-
-
-def reproduce_command(spec: str, case: str) -> str:
-    """The one-line command that runs exactly ``case`` against adapter ``spec``."""
-    return (f"python -m pytest --pyargs refsnn.conformance.suite --refsnn-conformance={spec} "
-            f"--refsnn-case={case}")
