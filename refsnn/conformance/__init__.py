@@ -1,8 +1,10 @@
-"""The conformance suite: refsnn's golden traces run against another implementation.
+"""The conformance suite: refsnn's golden traces and theory properties run against another
+implementation.
 
 An implementation is plugged in through an :class:`Adapter`; the pytest plugin
 (:mod:`refsnn.conformance.plugin`) runs every golden case of ``data/golden/`` through it and
-compares the spikes with ``refsnn compare``'s rules (:mod:`refsnn.oracle.compare`).
+compares the spikes with ``refsnn compare``'s rules (:mod:`refsnn.oracle.compare`), and runs
+the properties of :mod:`refsnn.conformance.properties` through it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import importlib
 #: Adapter name -> "module:Class"; any other "module:Class" spec is accepted as well.
 ADAPTERS = {
     "refsnn": "refsnn.conformance.adapters:RefsnnAdapter",
+    "refsnn-float32": "refsnn.conformance.adapters:RefsnnFloat32Adapter",
     "spikingjelly": "refsnn.conformance.adapters:SpikingJellyAdapter",
 }
 
@@ -23,7 +26,10 @@ class Adapter:
     ----------
     rtol : float
         Relative margin at the threshold within which a mismatch is a benign rounding tie
-        (raise it, e.g. to 1e-4, for a float32 backend).
+        (raise it, e.g. to 1e-4, for a float32 backend, as ``refsnn-float32`` does).
+
+    Only :meth:`run` is required; :meth:`run_encoded` (recorded per-step input, for the
+    Poisson case and the BSNN property) and :meth:`unsupported` are optional.
     """
 
     rtol = 1e-5

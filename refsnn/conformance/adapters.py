@@ -33,6 +33,30 @@ class RefsnnAdapter(Adapter):
         return sim.run(x, [len(encoded)], rasters=names, encoded=encoded).rasters
 
 
+class RefsnnFloat32Adapter(RefsnnAdapter):
+    """refsnn's simulator in float32 (every parameter cast, so every sum is float32): an
+    example of a backend choosing float32 tolerances."""
+
+    #: a float32 potential is off by a few float32 ulps (eps 1.2e-7) after T additions
+    rtol = 1e-4
+
+    def simulator(self, net):
+        return super().simulator(as_float32(net))
+
+
+def as_float32(net):
+    """``net`` with float32 parameters (and readout_init): refsnn then simulates in float32."""
+    from dataclasses import replace
+
+    from refsnn.model.graph import graph_to_dicts, make_graph
+    from refsnn.sim.network import SNN_OPS
+
+    g = net.graph
+    graph = make_graph(g.input_shape, graph_to_dicts(g), g.output, dtype=np.float32, ops=SNN_OPS)
+    init = None if net.readout_init is None else np.asarray(net.readout_init, np.float32)
+    return replace(net, graph=graph, readout_init=init)
+
+
 class SpikingJellyAdapter(Adapter):
     """SpikingJelly IFNodes (:mod:`refsnn.interop.spikingjelly`)."""
 

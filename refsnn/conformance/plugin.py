@@ -1,10 +1,15 @@
 """pytest plugin (entry point ``pytest11``): ``--refsnn-conformance=ADAPTER``.
 
-Installed with refsnn, so it loads in every pytest run of the environment; it only adds two
-options and parametrizes the ``golden_case`` fixture of :mod:`refsnn.conformance.suite`, which
-is collected only when asked for::
+Installed with refsnn, so it loads in every pytest run of the environment; it only adds
+options, parametrizes the ``golden_case`` fixture of :mod:`refsnn.conformance.suite` (collected
+only when asked for), and touches nothing outside that module: ``--refsnn-case`` deselects the
+suite's other cases and properties, and a failing property gets a ``reproduce`` section::
 
     pytest --pyargs refsnn.conformance.suite --refsnn-conformance=spikingjelly
+    pytest --pyargs refsnn.conformance.suite --refsnn-conformance=refsnn --refsnn-case=mlp_if
+
+It imports neither Hypothesis nor the suite unless ``--refsnn-case`` is given (then it reads
+the property names).
 """
 
 from __future__ import annotations
