@@ -1,8 +1,10 @@
-"""The conformance suite: refsnn's golden traces run against another implementation.
+"""The conformance suite: refsnn's golden traces and theory properties run against another
+implementation.
 
 An implementation is plugged in through an :class:`Adapter`; the pytest plugin
 (:mod:`refsnn.conformance.plugin`) runs every golden case of ``data/golden/`` through it and
-compares the spikes with ``refsnn compare``'s rules (:mod:`refsnn.oracle.compare`).
+compares the spikes with ``refsnn compare``'s rules (:mod:`refsnn.oracle.compare`), and runs
+the properties of :mod:`refsnn.conformance.properties` through it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import importlib
 #: Adapter name -> "module:Class"; any other "module:Class" spec is accepted as well.
 ADAPTERS = {
     "refsnn": "refsnn.conformance.adapters:RefsnnAdapter",
+    "refsnn-float32": "refsnn.conformance.adapters:RefsnnFloat32Adapter",
     "spikingjelly": "refsnn.conformance.adapters:SpikingJellyAdapter",
 }
 
@@ -23,7 +26,10 @@ class Adapter:
     ----------
     rtol : float
         Relative margin at the threshold within which a mismatch is a benign rounding tie
-        (raise it, e.g. to 1e-4, for a float32 backend).
+        (raise it, e.g. to 1e-4, for a float32 backend, as ``refsnn-float32`` does).
+
+    Only :meth:`run` is required; :meth:`run_encoded` (recorded per-step input, for the
+    Poisson case and the BSNN property) and :meth:`unsupported` are optional.
     """
 
     rtol = 1e-5
@@ -41,6 +47,30 @@ class Adapter:
             The spikes of each neuron node, by refsnn's node name.
         """
         raise NotImplementedError
+
+    def run_encoded(self, net, encoded) -> dict:
+        """Simulate ``net`` with the input node's value at step ``t`` given as ``encoded[t-1]``.
+
+        Used for the cases whose encoding is random (Poisson): the trace stores the spikes
+        refsnn's encoder drew (``/encoded``), and the backend must feed those instead of
+        drawing its own. Optional: an adapter without it skips those cases.
+
+        Parameters
+        ----------
+        encoded : ndarray, shape (T, B, *input_shape)
+            The input of each step (Poisson: -1, 0 or +1 per input element).
+
+        Returns
+        -------
+        dict of str to bool ndarray, shape (T, B, *node_shape)
+            As :meth:`run`.
+        """
+        raise NotImplementedError
+
+
+def implements_run_encoded(adapter: Adapter) -> bool:
+    """Whether ``adapter`` overrides :meth:`Adapter.run_encoded`."""
+    return type(adapter).run_encoded is not Adapter.run_encoded
 
 
 def load_adapter(spec: str) -> Adapter:

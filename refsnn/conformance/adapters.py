@@ -2,18 +2,59 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from refsnn.conformance import Adapter
 
 
 class RefsnnAdapter(Adapter):
     """refsnn's Numba simulator (the golden traces were written by the NumPy reference)."""
 
-    def run(self, net, x, steps):
+    #: refsnn backend the adapter runs (a subclass may pick the NumPy reference)
+    backend = "numba"
+
+    def simulator(self, net):
+        """The :class:`~refsnn.sim.simulator.Simulator` to run ``net`` with (a hook for
+        subclasses, e.g. tests that inject a bug into its kernels)."""
         from refsnn.sim.simulator import Simulator
 
-        sim = Simulator(net, "numba")
+        return Simulator(net, self.backend)
+
+    def run(self, net, x, steps):
+        sim = self.simulator(net)
         names = [op.node.name for op in sim.ops if op.is_neuron]
         return sim.run(x, [steps], rasters=names).rasters
+
+    def run_encoded(self, net, encoded):
+        sim = self.simulator(net)
+        names = [op.node.name for op in sim.ops if op.is_neuron]
+        # x only gives the batch its shape: the recorded input replaces the encoder
+        x = np.zeros(encoded.shape[1:])
+        return sim.run(x, [len(encoded)], rasters=names, encoded=encoded).rasters
+
+
+class RefsnnFloat32Adapter(RefsnnAdapter):
+    """refsnn's simulator in float32 (every parameter cast, so every sum is float32): an
+    example of a backend choosing float32 tolerances."""
+
+    #: a float32 potential is off by a few float32 ulps (eps 1.2e-7) after T additions
+    rtol = 1e-4
+
+    def simulator(self, net):
+        return super().simulator(as_float32(net))
+
+
+def as_float32(net):
+    """``net`` with float32 parameters (and readout_init): refsnn then simulates in float32."""
+    from dataclasses import replace
+
+    from refsnn.model.graph import graph_to_dicts, make_graph
+    from refsnn.sim.network import SNN_OPS
+
+    g = net.graph
+    graph = make_graph(g.input_shape, graph_to_dicts(g), g.output, dtype=np.float32, ops=SNN_OPS)
+    init = None if net.readout_init is None else np.asarray(net.readout_init, np.float32)
+    return replace(net, graph=graph, readout_init=init)
 
 
 class SpikingJellyAdapter(Adapter):
@@ -36,4 +77,11 @@ class SpikingJellyAdapter(Adapter):
         from refsnn.interop.spikingjelly import SpikingJellyNetwork
 
         rasters, _ = SpikingJellyNetwork(net).run(x, steps)
+        return rasters
+
+    def run_encoded(self, net, encoded):
+        from refsnn.interop.spikingjelly import SpikingJellyNetwork
+
+        rasters, _ = SpikingJellyNetwork(net).run(np.zeros(encoded.shape[1:]), len(encoded),
+                                                   encoded=encoded)
         return rasters

@@ -14,7 +14,11 @@ The mapping (also in the README, "Checking against SpikingJelly"):
 - ``--v-init half`` sets the node's ``v`` to ``θ/2`` after ``reset()``;
 - one ``single_step`` pass through every node per step, in graph order, with no delay (layer
   ``l+1`` sees layer ``l``'s spikes of the same step), and the encoder's input every step;
-- the readout is the mean over steps of the output node's values, as refsnn's ``mean`` decoder.
+- the readout is the mean over steps of the output node's values, as refsnn's ``mean`` decoder;
+- ``--method noise`` networks are IF networks too (``θ = λ``, ``u0 = θ/2``, subtraction), and an
+  unfolded ``batchnorm`` is refsnn's per-step ``x * scale + shift``;
+- ``run(..., encoded=...)`` feeds given per-step inputs (e.g. a trace's recorded Poisson
+  spikes) instead of the encoder's.
 
 Refused: per-channel thresholds (``IFNode.v_threshold`` is one float), and ``maxpool2d`` on
 spikes (refsnn's rule outputs the running maximum of the input *counts*; SpikingJelly's
@@ -118,6 +122,21 @@ SYNAPSES = {
     "affine": _affine,
 }
 
+def _batchnorm(node):
+    # an unfolded batchnorm: refsnn's per-step affine map x * scale + shift, with scale and
+    # shift computed in NumPy as refsnn does (so both apply the same float64 numbers)
+    p = node.params
+    scale = p["gamma"] / np.sqrt(p["var"] + node.attrs["eps"])
+    shift, scale = _t(p["beta"] - p["mean"] * scale), _t(scale)
+    return lambda x: x * _channel_vec(scale, x, 1) + _channel_vec(shift, x, 1)
+
+
+SYNAPSES["batchnorm"] = _batchnorm
+
+#: Methods whose networks are IF neurons and synapses only (``noise``: QCFS nodes became IF
+#: neurons with u0 = theta/2 and reset by subtraction).
+IF_METHODS = ("if", "noise")
+
 #: refsnn's ``reset`` attribute -> IFNode's ``v_reset``.
 V_RESET = {"subtract": None, "zero": 0.0}
 
@@ -155,19 +174,21 @@ class SpikingJellyNetwork:
     Parameters
     ----------
     net : SpikingNetwork
-        Made by ``convert_if`` with one threshold per layer (not ``--per-channel``).
+        Made by ``convert_if`` with one threshold per layer (not ``--per-channel``), or by
+        ``convert_noise``.
 
     Raises
     ------
     ConversionError
-        For a method other than ``if``, per-channel thresholds or an operator without a
-        SpikingJelly counterpart (``maxpool2d``, an unfolded ``batchnorm``, ...).
+        For a method other than ``if`` or ``noise``, per-channel thresholds or an operator
+        without a SpikingJelly counterpart (``maxpool2d``).
     """
 
     def __init__(self, net):
-        if net.method != "if":
-            raise ConversionError(f"SpikingJelly check: only --method if networks, "
-                                  f"found --method {net.method}")
+        if net.method not in IF_METHODS:
+            raise ConversionError(f"SpikingJelly check: only --method "
+                                  f"{' or '.join(IF_METHODS)} networks, found --method "
+                                  f"{net.method}")
         self.net = net
         self.fns = {}
         self.neurons = {}
@@ -182,7 +203,7 @@ class SpikingJellyNetwork:
                     f"refsnn's semantics (supported: if, {', '.join(SYNAPSES)})")
 
     @torch.no_grad()
-    def run(self, x: np.ndarray, steps: int, seed: int = 0):
+    def run(self, x: np.ndarray, steps: int, seed: int = 0, encoded: np.ndarray | None = None):
         """Simulate ``steps`` steps of a batch.
 
         Parameters
@@ -192,6 +213,9 @@ class SpikingJellyNetwork:
         steps : int
         seed : int
             Seed of the Poisson encoder.
+        encoded : ndarray, shape (steps, B, *input_shape), optional
+            The input of each step, fed instead of the encoder's (e.g. a trace's recorded
+            Poisson spikes).
 
         Returns
         -------
@@ -208,7 +232,8 @@ class SpikingJellyNetwork:
         rasters = {name: [] for name in self.neurons}
         total = 0
         for t in range(1, steps + 1):
-            values = {INPUT: _t(encoder.step(t).copy())}
+            values = {INPUT: _t(encoder.step(t).copy() if encoded is None
+                                else np.asarray(encoded[t - 1], dtype=graph.dtype))}
             for node in graph.nodes:
                 values[node.name] = self.fns[node.name](*(values[i] for i in node.inputs))
             for name, n in self.neurons.items():

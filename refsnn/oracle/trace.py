@@ -6,6 +6,9 @@ Layout (``docs/format.md``, section "Trace files")::
                                    layers (neuron layer names in order), producer, and the
                                    provenance (model, data, split, method, dtype, seed, ...)
     /inputs                 (B, *input_shape): the batch that was simulated, optional
+    /encoded                (T, B, *input_shape): the input node's value at each step,
+                            optional (refsnn writes it for Poisson encoding, whose random
+                            stream another implementation cannot reproduce)
     /layers/<name>/spikes   bool (T, B, *shape): which neurons fired at each step
     /layers/<name>/potentials  (T, B, *shape): membrane potential after reset, optional
     /layers/<name>/current  (T, B, *shape): the input current of each step, optional (refsnn
@@ -54,6 +57,12 @@ class Trace:
     layers: dict[str, Layer]
     attrs: dict = field(default_factory=dict)
     inputs: np.ndarray | None = None
+    encoded: np.ndarray | None = None  # (T, B, *input_shape), see RECORDED_ENCODINGS
+
+
+#: Encodings whose per-step input a trace stores in ``/encoded``: a random stream (refsnn's
+#: generator and seeding) that another implementation cannot be asked to reproduce.
+RECORDED_ENCODINGS = ("poisson",)
 
 
 def record_trace(sim, x, steps: int, seed: int = 0, attrs=None) -> Trace:
@@ -82,7 +91,25 @@ def record_trace(sim, x, steps: int, seed: int = 0, attrs=None) -> Trace:
             field_, into = wrapped[name]
             setattr(layers[name], field_, np.stack(into))
     meta = {"dtype": np.dtype(sim.dtype).name, "seed": int(seed), **(attrs or {})}
-    return Trace(steps, layers, meta, np.asarray(x))
+    encoded = (encoded_input(sim.net, x, steps, seed)
+               if sim.net.encoding in RECORDED_ENCODINGS else None)
+    return Trace(steps, layers, meta, np.asarray(x), encoded)
+
+
+def encoded_input(net, x, steps: int, seed: int = 0) -> np.ndarray:
+    """The input node's value at steps 1..T, as :meth:`Simulator.run` computes it for ``x``
+    (B, *input_shape) with sample ids ``0..B-1``: shape (T, B, *input_shape).
+
+    A fresh encoder made with the same arguments as the simulator's: encoders are functions of
+    ``(x, seed, sample ids)``, so this is the stream the simulation saw (the conformance suite
+    checks it: refsnn replaying ``/encoded`` reproduces the trace's spikes).
+    """
+    from refsnn.checks import check_batch
+    from refsnn.sim.encoders import ENCODERS
+
+    x = check_batch(x, net.graph.input_shape, dtype=net.graph.dtype)
+    encoder = ENCODERS[net.encoding](x, seed, np.arange(x.shape[0]), net.schedule)
+    return np.stack([np.array(encoder.step(t), copy=True) for t in range(1, steps + 1)])
 
 
 def _recording(step, into: list):
@@ -113,8 +140,8 @@ _RECORDERS = {
 }
 
 
-def _write_head(f, steps: int, names, attrs, inputs):
-    """The root attributes and ``/inputs``; returns the ``/layers`` group."""
+def _write_head(f, steps: int, names, attrs, inputs, encoded=None):
+    """The root attributes, ``/inputs`` and ``/encoded``; returns the ``/layers`` group."""
     f.attrs["format"] = FORMAT
     f.attrs["format_version"] = FORMAT_VERSION
     f.attrs["steps"] = int(steps)
@@ -123,6 +150,8 @@ def _write_head(f, steps: int, names, attrs, inputs):
         f.attrs[k] = v
     if inputs is not None:
         f.create_dataset("inputs", data=inputs)
+    if encoded is not None:
+        f.create_dataset("encoded", data=encoded)
     return f.create_group("layers", track_order=True)
 
 
@@ -167,7 +196,8 @@ def _layer_meta(op, recorded: bool) -> dict:
 def write_trace(path, trace: Trace) -> None:
     """Write ``trace`` to ``path`` atomically (no compression, so same trace, same bytes)."""
     with atomic_h5(path) as f:
-        g = _write_head(f, trace.steps, trace.layers, trace.attrs, trace.inputs)
+        g = _write_head(f, trace.steps, trace.layers, trace.attrs, trace.inputs,
+                        trace.encoded)
         for name, layer in trace.layers.items():
             h = g.create_group(name)
             h.create_dataset("spikes", data=np.asarray(layer.spikes, bool))
@@ -202,7 +232,9 @@ def stream_trace(path, sim, x, steps: int, seed: int = 0, attrs=None) -> list[st
     batch = x.shape[0]
     meta = {"dtype": np.dtype(sim.dtype).name, "seed": int(seed), **(attrs or {})}
     with atomic_h5(path) as f:
-        g = _write_head(f, steps, names, meta, inputs)
+        encoded = (encoded_input(sim.net, x, steps, seed)
+                   if sim.net.encoding in RECORDED_ENCODINGS else None)
+        g = _write_head(f, steps, names, meta, inputs, encoded)
         groups, spikes, potentials = {}, {}, {}
         for op in neurons:
             h = groups[op.node.name] = g.create_group(op.node.name)
@@ -283,4 +315,8 @@ def read_trace(path) -> Trace:
         attrs = {k: v for k, v in f.attrs.items() if k not in ("format", "format_version",
                                                                 "steps", "layers")}
         inputs = f["inputs"][()] if "inputs" in f else None
-    return Trace(steps, layers, attrs, inputs)
+        encoded = f["encoded"][()] if "encoded" in f else None
+        if encoded is not None and encoded.shape[:1] != (steps,):
+            raise ModelFormatError(path, "/encoded", "shape", f"({steps}, B, ...)",
+                                   str(encoded.shape))
+    return Trace(steps, layers, attrs, inputs, encoded)

@@ -120,7 +120,7 @@ class Simulator:
 
     def run(self, x: np.ndarray, steps, seed: int = 0, sample_ids=None,
             rasters: Sequence[str] = (), potentials: Sequence[str] = (),
-            recorder=None) -> Run:
+            recorder=None, encoded: np.ndarray | None = None) -> Run:
         """Simulate a batch.
 
         Parameters
@@ -138,6 +138,10 @@ class Simulator:
             Neuron nodes whose spike rasters / membrane potentials to record.
         recorder : optional
             Where they go, step by step (:mod:`refsnn.sim.recorders`); default in memory.
+        encoded : ndarray, shape (max(steps), B, *input_shape), optional
+            The input node's value at each step, replacing the encoder's (e.g. the Poisson
+            spikes a trace recorded, :mod:`refsnn.oracle.trace`); refused for analog encoding,
+            whose input is ``x`` at every step by definition.
 
         Returns
         -------
@@ -159,7 +163,8 @@ class Simulator:
                 raise OptionError(f"record: '{name}' is not a neuron node; neuron nodes: "
                                   f"{', '.join(neurons) or 'none'}")
         t_max = steps[-1]
-        encoder = ENCODERS[self.net.encoding](x, seed, ids, self.net.schedule)
+        encoder = (ENCODERS[self.net.encoding](x, seed, ids, self.net.schedule)
+                   if encoded is None else _recorded(encoded, self.net, x.shape, t_max))
         states = [op.init(batch) for op in self.ops]
         shapes = graph.shapes
         counts = {n: np.zeros((batch,) + shapes[n], np.int64) for n in neurons}
@@ -256,6 +261,28 @@ def input_only_nodes(ops) -> frozenset:
         if op.stateless and all(i == INPUT or i in found for i in op.node.inputs):
             found.add(op.node.name)
     return frozenset(found)
+
+
+class _Recorded:
+    """An encoder that replays given per-step input values."""
+
+    constant_from = None  # recorded values may change at any step
+
+    def __init__(self, encoded):
+        self.encoded = encoded
+
+    def step(self, t):
+        return self.encoded[t - 1]
+
+
+def _recorded(encoded, net, shape, t_max) -> _Recorded:
+    if net.encoding == "analog":
+        raise OptionError("encoded: analog encoding feeds x at every step; pass no encoded input")
+    encoded = np.asarray(encoded)
+    if encoded.shape != (t_max,) + shape:
+        raise OptionError(f"encoded: expected shape {(t_max,) + shape} (steps, batch, input), "
+                          f"found {encoded.shape}")
+    return _Recorded(np.ascontiguousarray(encoded, dtype=net.graph.dtype))
 
 
 def _check_steps(steps) -> tuple[int, ...]:
