@@ -279,8 +279,9 @@ def limit_seconds(group, c, steps, calls, images, events):
     The larger of two lower bounds, from the measured machine limits:
 
     - compute (C): the row's necessary arithmetic at the GEMM peak of its precision: 2 FLOPs
-      (a multiply and an add) per synaptic event (the same count for every row of a group;
-      for the ANN row, per multiply-add of one dense forward pass);
+      (a multiply and an add) per synaptic event or per multiply-add of the dense steps,
+      whichever is fewer (the cheaper of the two ways to do the work; the same count for every
+      row of a group; for the ANN row, per multiply-add of one dense forward pass);
     - memory (M): the bytes that must move at the triad bandwidth: every synapse layer's
       weights once per step and call (batch 32 reuses them across the batch, batch 1 reads
       them per input), and every neuron's state read and written once per step and input
@@ -292,7 +293,7 @@ def limit_seconds(group, c, steps, calls, images, events):
         flops = 2 * wl.dense_macs(group.work.graph, images)
         nbytes = calls * wl.synapse_bytes(graph)
     else:
-        flops = 2 * events
+        flops = 2 * min(events, wl.dense_macs(graph, images) * steps)
         nbytes = (calls * steps * wl.synapse_bytes(graph)
                   + 2 * images * steps * wl.state_elements(graph) * item)
     t_c = flops / (LIMITS[c.precision] * 1e9)
@@ -406,7 +407,12 @@ def run_config(group, steps, batch, repeats):
     return rows, ref
 
 
-def measure_memory(group, rows, steps, batch, tmp):
+#: Contender kinds whose memory grows with T (multi-step holds all T steps of a layer);
+#: the others keep per-step state only, so they are measured at the first T of the run.
+MEMORY_GROWS_WITH_T = ("spikingjelly",)
+
+
+def measure_memory(group, rows, steps, batch, tmp, first_steps):
     """Peak memory of every timed contender of a batch-``batch`` row group, fresh processes.
 
     Writes the group's networks, ANN and batch to ``tmp`` once, then runs ``memprobe.py``
@@ -424,6 +430,9 @@ def measure_memory(group, rows, steps, batch, tmp):
     for r in rows:
         c = r.get("contender")
         if c is None or c.note == "oracle" or (c.kind == "refsnn" and c.threads == 1):
+            continue
+        if steps != first_steps and c.kind not in MEMORY_GROWS_WITH_T:
+            r["mem"] = {"same_as": first_steps}
             continue
         spec = {"contender": c.__dict__, "threads": ARGS.threads, "steps": steps,
                 "net": str(tmp / f"{group.method}-{c.precision}.h5"),
@@ -558,6 +567,8 @@ def fmt_mem(r):
         return "-"
     if "error" in m:
         return "failed"
+    if "same_as" in m:
+        return f"as T={m['same_as']}"
     bound = "" if m["raised"] else "<="
     return f"{m['peak_mb']:.0f} ({bound}+{m['run_mb']:.0f})"
 
@@ -598,7 +609,8 @@ def report(header, limits, results, rate_rows, first_runs, breakdowns, notes):
               "*vs best f64 peer* uses only float64 peers, refsnn's default precision; signGD "
               "has no peer (none implements signGD neurons). *vs limit* is the row's time "
               "over the machine's limit for the same work: the larger of the compute bound "
-              "(C: 2 FLOPs per synaptic event at the GEMM peak of the row's precision) and "
+              "(C: 2 FLOPs per synaptic event or per dense multiply-add, whichever is fewer, "
+              "at the GEMM peak of the row's precision) and "
               "the memory bound (M: weights once per step and call, neuron state read and "
               "written once per step, at the triad bandwidth). *syn. events/s* is the "
               "workload's synaptic events (refsnn's spikes x fan-out, plus input values x "
@@ -608,7 +620,8 @@ def report(header, limits, results, rate_rows, first_runs, breakdowns, notes):
               "diff* and *same last counts* compare the row's output with refsnn numba "
               "float64's (spike counts of the last neuron layer equal, per neuron). *peak MB* "
               "is the peak resident memory of a fresh process running the row on the batch "
-              "(batch-32 rows; in brackets what the run added over the loaded contender; "
+              "(batch-32 rows, at the first T except for SpikingJelly, whose memory grows with T; "
+              "in brackets what the run added over the loaded contender; "
               "`<=`: the peak mark could not be reset, so the peak includes loading). *others' CPU* is the "
               "share of all cores that other processes used during the row's timed passes "
               f"(from /proc/stat; `~`: too short to measure, the row group's value); rows "
@@ -804,7 +817,7 @@ def main():
                         rows, ref = run_config(group, steps, batch, repeats)
                         if batch == 32 and not ARGS.no_memory:
                             log(f"  {group.title} T={steps} batch=32: peak memory ...")
-                            measure_memory(group, rows, steps, batch, tmp)
+                            measure_memory(group, rows, steps, batch, tmp, step_list[0])
                         configs.append(((steps, batch), rows))
                         if batch == 32:
                             rate_rows.append((group, steps, ref))
