@@ -404,9 +404,8 @@ def run_config(group, steps, batch, repeats):
             row["events_s"] = ref["events_per_image"] / per_image
             row["gflops"] = 2 * ref["dense_per_image"] / per_image / 1e9
         row["img_s"] = 1.0 / per_image
-        t_lim, bound = limit_seconds(group, c, steps, len(bs), imgs,
-                                     ref["events_per_image"] * imgs)
-        row["vs_limit"] = f"{row['median'] / t_lim:.1f}x ({bound})"
+        # the ratio is computed at the end, with the final machine limits (finish_limits)
+        row["limit_args"] = (group, c, steps, len(bs), imgs, ref["events_per_image"] * imgs)
         rows.append(row)
     peer_times = [r["median"] / r["images"] for r in rows if r["contender"].is_peer]
     f64_times = [r["median"] / r["images"] for r in rows
@@ -427,6 +426,16 @@ def run_config(group, steps, batch, repeats):
     for name, estimate in skipped:
         rows.append(dict(skipped=name, estimate=estimate))
     return rows, ref
+
+
+def finish_limits(results):
+    """Every row's ratio to the machine's limit, from the final ``LIMITS``."""
+    for _, configs in results:
+        for _, rows in configs:
+            for r in rows:
+                if "limit_args" in r:
+                    t_lim, bound = limit_seconds(*r["limit_args"])
+                    r["vs_limit"] = f"{r['median'] / t_lim:.1f}x ({bound})"
 
 
 #: Contender kinds whose memory grows with T (multi-step holds all T steps of a layer);
@@ -877,6 +886,7 @@ def main():
     # measured while other processes used the cores would be too low).
     log("machine limits, again ...")
     LIMITS.update(best_limits(limits_start, machine_limits(repeats)))
+    finish_limits(results)
     header = {
         "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
