@@ -243,3 +243,141 @@ class DenseTorch:
                 total += values[graph.output]
             return ((total / steps).numpy(),
                     {k: c.numpy() for k, c in counts.items()})
+
+
+class SpikingJellyMultiStep:
+    """SpikingJelly's multi-step IF network: all T steps of a layer at once, layer by layer.
+
+    The IF layers are ``spikingjelly.activation_based.neuron.IFNode(v_threshold=θ,
+    v_reset=None, step_mode="m")`` (``v_reset=None``: reset by subtraction; ``--reset zero`` is
+    ``v_reset=0.0``) in eval mode, which runs SpikingJelly's TorchScript multi-step kernel over a
+    ``(T, B, ...)`` tensor. The synapses are the torch functions of
+    :mod:`refsnn.interop.spikingjelly` (the single-step SpikingJelly check) applied to the
+    ``(T*B, ...)`` flattening, as SpikingJelly's ``SeqToANNContainer`` /
+    ``functional.seq_to_ann_forward`` do. The analog input is the same sample at every step
+    (expanded to ``(T, B, ...)``); SpikingJelly's spike is 1, refsnn's is ``θ``, so each IF
+    layer's output is multiplied by ``θ``; the readout is the output's sum over steps / T.
+
+    Multi-step mode holds every layer's whole ``(T, B, ...)`` sequence: memory grows with T.
+
+    Parameters
+    ----------
+    net : SpikingNetwork
+        An IF network (``convert_if``, one threshold per layer, analog input, ``v_init``
+        zero); its dtype is the peer's.
+    torch : module
+        The imported ``torch``.
+    """
+
+    def __init__(self, net, torch):
+        from spikingjelly.activation_based import functional, neuron
+
+        from refsnn.interop.spikingjelly import SYNAPSES, V_RESET
+
+        if net.method != "if" or net.encoding != "analog":
+            raise NotImplementedError("SpikingJelly peer: IF networks with analog input only")
+        self.torch, self.functional = torch, functional
+        self.graph = net.graph
+        self.fns, self.neurons, self.theta = {}, {}, {}
+        for node in self.graph.nodes:
+            if node.op == "if":
+                theta = np.unique(node.params["threshold"])
+                if theta.size != 1 or node.attrs["v_init"] != "zero":
+                    raise NotImplementedError("SpikingJelly peer: one threshold per layer and "
+                                              "v_init zero only")
+                n = neuron.IFNode(v_threshold=float(theta[0]),
+                                  v_reset=V_RESET[node.attrs["reset"]], step_mode="m")
+                n.eval()
+                self.neurons[node.name] = n
+                self.theta[node.name] = float(theta[0])
+            elif node.op in SYNAPSES:
+                self.fns[node.name] = SYNAPSES[node.op](node)
+            else:
+                raise NotImplementedError(f"SpikingJelly peer: op {node.op}")
+        # when each value can be dropped: after its last consumer (multi-step tensors are big)
+        self.last_use = {}
+        for i, node in enumerate(self.graph.nodes):
+            for src in node.inputs:
+                self.last_use[src] = i
+
+    def run(self, x, steps: int, profile: dict | None = None):
+        """As :meth:`DenseNumpy.run`; returns NumPy arrays."""
+        torch, graph = self.torch, self.graph
+        with torch.inference_mode():
+            xt = torch.from_numpy(np.ascontiguousarray(x, dtype=graph.dtype))
+            b = xt.shape[0]
+            values = {INPUT: xt.unsqueeze(0).expand((steps,) + tuple(xt.shape))}
+            counts = {}
+            for i, node in enumerate(graph.nodes):
+                t0 = time.perf_counter() if profile is not None else 0.0
+                ins = [values[s] for s in node.inputs]
+                if node.op == "if":
+                    n = self.neurons[node.name]
+                    self.functional.reset_net(n)
+                    spikes = n(ins[0])
+                    counts[node.name] = spikes.sum(0).to(torch.int64).numpy()
+                    v = spikes * self.theta[node.name]
+                else:  # a stateless synapse on the (T*B, ...) flattening
+                    y = self.fns[node.name](*(s.flatten(0, 1) for s in ins))
+                    v = y.reshape((steps, b) + tuple(y.shape[1:]))
+                values[node.name] = v
+                for s in node.inputs:
+                    if self.last_use[s] == i and s != graph.output:
+                        del values[s]
+                if profile is not None:
+                    profile[node.name] = profile.get(node.name, 0.0) + time.perf_counter() - t0
+            readout = values[graph.output].sum(0) / steps
+            return readout.numpy(), counts
+
+
+#: ANN operator -> its PyTorch function ``f(F, node, p, *inputs)`` (the ANN peer).
+ANN_TORCH = {
+    "linear": lambda F, n, p, x: F.linear(x, p["weight"], p["bias"]),
+    "conv2d": lambda F, n, p, x: F.conv2d(x, p["weight"], p["bias"], n.attrs["stride"],
+                                          n.attrs["padding"], 1, n.attrs["groups"]),
+    "avgpool2d": lambda F, n, p, x: F.avg_pool2d(x, n.attrs["kernel"], n.attrs["stride"],
+                                                 n.attrs["padding"], count_include_pad=True),
+    "maxpool2d": lambda F, n, p, x: F.max_pool2d(x, n.attrs["kernel"], n.attrs["stride"],
+                                                 n.attrs["padding"]),
+    "batchnorm": lambda F, n, p, x: F.batch_norm(x, p["mean"], p["var"], p["gamma"],
+                                                 p["beta"], False, 0.0, n.attrs["eps"]),
+    "relu": lambda F, n, p, x: F.relu(x),
+    "flatten": lambda F, n, p, x: x.flatten(1),
+    "identity": lambda F, n, p, x: x,
+    "add": lambda F, n, p, *xs: sum(xs[1:], xs[0]),
+}
+
+
+class AnnTorch:
+    """The source ReLU ANN's forward pass in PyTorch, for scale (one pass, no time steps).
+
+    Parameters
+    ----------
+    graph : Graph
+        The ANN (before conversion).
+    torch : module
+    dtype : {"float32", "float64"}
+    """
+
+    def __init__(self, graph, torch, dtype="float32"):
+        self.torch, self.F, self.graph = torch, torch.nn.functional, graph
+        self.dtype = getattr(torch, dtype)
+        self.layers = []
+        for node in graph.nodes:
+            if node.op not in ANN_TORCH:
+                raise NotImplementedError(f"ANN peer: op {node.op}")
+            p = {k: torch.from_numpy(np.array(v)).to(self.dtype) for k, v in node.params.items()}
+            self.layers.append((node, p))
+
+    def run(self, x, steps: int, profile: dict | None = None):
+        """The ANN's output for a batch, shape (B, *output_shape); ``steps`` is ignored.
+
+        Returns ``(output, {})``: an ANN has no spike counts.
+        """
+        torch, F = self.torch, self.F
+        with torch.inference_mode():
+            values = {INPUT: torch.from_numpy(np.ascontiguousarray(x)).to(self.dtype)}
+            for node, p in self.layers:
+                values[node.name] = ANN_TORCH[node.op](F, node, p,
+                                                       *(values[i] for i in node.inputs))
+            return values[self.graph.output].numpy(), {}

@@ -1,22 +1,28 @@
 """The benchmark's workloads and the work they represent.
 
-A :class:`Workload` is a converted :class:`~refsnn.sim.network.SpikingNetwork` plus the inputs
-it is run on. Three kinds:
+A :class:`Workload` is a ReLU ANN, its calibration data and the inputs it is run on;
+:func:`convert` turns it into a :class:`~refsnn.sim.network.SpikingNetwork` with one of the
+benchmarked methods (``METHODS``: IF at the 99.9th percentile, analog input; signGD with its
+defaults, exact input) in float64 or float32. The workloads:
 
-* ``digits-cnn``, ``digits-mlp``: the shipped models, converted with IF (percentile 99.9,
-  calibration = the train split), run on the test images;
-* ``rand-mlp``: a 784-512-512-10 MLP with random weights, on random inputs in [0, 1];
-* ``rand-vgg``: conv32-conv32-pool-conv64-pool-fc10 on 3x32x32 (3x3 kernels, padding 1,
-  average pooling 2x2), random weights, random inputs in [0, 1].
+* ``digits-cnn``, ``digits-mlp``: the shipped models (calibration = the train split), run on
+  the test images;
+* ``mlp``: a 784-512-512-10 MLP with random weights, on random inputs in [0, 1];
+* ``vgg``: the issue's VGG-style CNN on 3x32x32, conv64-conv64-pool-conv128-conv128-pool-
+  conv256-conv256-pool-fc512-fc10 (3x3 kernels, padding 1, **average** pooling 2x2: IF
+  conversion takes max pooling only after ReLU neurons, and average pooling keeps the dense
+  peers simple), random weights, random inputs in [0, 1];
+* ``vgg-small``: a reduced VGG, conv32-conv32-pool-conv64-pool-fc10, for ``--quick``.
 
 The random networks are rescaled layer by layer so every layer stays active: each layer's
 weights and bias are divided by the 99.9th percentile of its ReLU output on the benchmark
 inputs (so that percentile is 1), then the network is converted with those same inputs as
-calibration data.
+calibration data (IF thresholds at the 99.9th percentile, signGD scales from their maxima).
 
 This module also counts the work: :func:`fanout_map` gives, for every neuron (or input
 element), how many synapses its event drives, and :func:`synaptic_events` turns spike counts
-into synaptic events (spikes x fan-out).
+into synaptic events (spikes x fan-out; for signGD, whose neurons emit a non-zero increment
+every step, every neuron every step).
 """
 
 from __future__ import annotations
@@ -28,10 +34,11 @@ import numpy as np
 
 from refsnn import ann
 from refsnn.convert.if_ import convert_if
+from refsnn.convert.signgd import convert_signgd
 from refsnn.data import load_split
 from refsnn.model.format import load_model
 from refsnn.model.graph import INPUT, Graph, make_graph
-from refsnn.sim.network import SpikingNetwork
+from refsnn.sim.network import NEURON_OPS, SpikingNetwork
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "data" / "digits.h5"
@@ -39,15 +46,26 @@ MODELS = ROOT / "data" / "models"
 PERCENTILE = 99.9
 
 
+#: Benchmarked conversion method -> ``f(graph, calibration, dtype) -> SpikingNetwork``.
+METHODS = {
+    "if": lambda graph, calib, dtype: convert_if(graph, calib, percentile=PERCENTILE,
+                                                 dtype=dtype),
+    "signgd": lambda graph, calib, dtype: convert_signgd(graph, calib, dtype=dtype),
+}
+
+
 @dataclass
 class Workload:
-    """A converted network and its benchmark inputs.
+    """An ANN, its calibration data and its benchmark inputs.
 
     Attributes
     ----------
     name : str
     description : str
-    net : SpikingNetwork
+    graph : Graph
+        The ReLU ANN.
+    calibration : ndarray, shape (M, *input_shape)
+        Sets IF thresholds / signGD scales.
     x : ndarray, shape (N, *input_shape)
         Inputs; batch 32 uses ``x[:32]``, batch 1 uses ``x[:n_single]`` one at a time.
     n_single : int
@@ -58,22 +76,27 @@ class Workload:
 
     name: str
     description: str
-    net: SpikingNetwork
+    graph: Graph
+    calibration: np.ndarray
     x: np.ndarray
     n_single: int
     oracle: bool = False
 
 
+def convert(work: Workload, method: str, dtype="float64") -> SpikingNetwork:
+    """The workload's ANN converted with ``method`` (a key of ``METHODS``) in ``dtype``."""
+    return METHODS[method](work.graph, work.calibration, np.dtype(dtype))
+
+
 # --------------------------------------------------------------------------- the networks
 
 def digits(name: str, n_single: int) -> Workload:
-    """A shipped digits model, converted with IF (calibration = train split)."""
+    """A shipped digits model (calibration = train split, inputs = test split)."""
     graph = load_model(MODELS / f"{name}.h5")
     x_train, _ = load_split(DATA, "train", graph.input_shape)
     x_test, _ = load_split(DATA, "test", graph.input_shape)
-    net = convert_if(graph, x_train, percentile=PERCENTILE)
-    return Workload(f"digits-{name}", f"shipped `{name}.h5`, digits test images 1x8x8", net,
-                    x_test, n_single, oracle=True)
+    return Workload(f"digits-{name}", f"shipped `{name}.h5`, digits test images 1x8x8", graph,
+                    x_train, x_test, n_single, oracle=True)
 
 
 def _relu(name, src):
@@ -101,24 +124,31 @@ def rescale(input_shape, nodes: list[dict], output: str, x: np.ndarray) -> Graph
     """Scale each ReLU's feeding layer so the ReLU's 99.9th percentile on ``x`` is 1.
 
     ``nodes`` are in order, each reading the one before it (a chain); the layer feeding a ReLU
-    is the node just before it. Layers are handled front to back, so each sees the already
-    rescaled layers below it. The output layer is scaled the same way on ``|output|``.
+    is the node just before it; the output layer is scaled the same way on ``|output|``.
+    The random networks have zero biases, so the network is positively homogeneous (ReLU,
+    average pooling, linear maps): dividing a layer by ``s`` divides every later activation by
+    ``s``. One forward pass of the unscaled network then gives every percentile ``P_k``, and
+    the layer feeding ReLU ``k`` is divided by ``P_k / P_(k-1)`` (``P_0 = 1``), which makes each
+    rescaled percentile 1 (instead of one forward pass per layer, slow on the VGG).
     """
     nodes = [dict(n, params=dict(n.get("params", {}))) for n in nodes]
+    for n in nodes:
+        if np.any(n["params"].get("bias", 0) != 0):
+            raise ValueError(f"rescale: node {n['name']} has a non-zero bias")
+    _, acts = ann.forward(make_graph(input_shape, nodes, output), x, all_nodes=True)
+    previous = 1.0
     for i, node in enumerate(nodes):
-        is_last = node["name"] == output
-        if node["op"] != "relu" and not is_last:
+        if node["op"] != "relu" and node["name"] != output:
             continue
-        prefix = make_graph(input_shape, nodes[:i + 1], node["name"])
-        act = ann.forward(prefix, x)
-        scale = float(np.percentile(np.abs(act), PERCENTILE))
-        layer = node if is_last else nodes[i - 1]
-        if scale > 0:
-            layer["params"] = {k: v / scale for k, v in layer["params"].items()}
+        p = float(np.percentile(np.abs(acts[node["name"]]), PERCENTILE))
+        if p > 0:
+            layer = node if node["name"] == output else nodes[i - 1]
+            layer["params"] = {k: v / (p / previous) for k, v in layer["params"].items()}
+            previous = p
     return make_graph(input_shape, nodes, output)
 
 
-def rand_mlp(n_inputs: int, n_single: int, seed: int = 1) -> Workload:
+def mlp(n_inputs: int, n_single: int, seed: int = 1) -> Workload:
     """784-512-512-10 MLP, random weights, rescaled; random inputs in [0, 1]."""
     rng = np.random.default_rng(seed)
     nodes = [
@@ -129,13 +159,37 @@ def rand_mlp(n_inputs: int, n_single: int, seed: int = 1) -> Workload:
     ]
     x = rng.random((n_inputs, 1, 28, 28))
     graph = rescale((1, 28, 28), nodes, "fc", x)
-    net = convert_if(graph, x, percentile=PERCENTILE)
-    return Workload("rand-mlp", "MLP 784-512-512-10, random rescaled weights, random inputs "
-                    "in [0, 1]", net, x, n_single)
+    return Workload("mlp", "MLP 784-512-512-10, random rescaled weights, random inputs "
+                    "in [0, 1]", graph, x, x, n_single)
 
 
-def rand_vgg(n_inputs: int, n_single: int, seed: int = 2) -> Workload:
-    """conv32-conv32-pool-conv64-pool-fc10 on 3x32x32, random rescaled weights."""
+def vgg(n_inputs: int, n_single: int, seed: int = 3) -> Workload:
+    """The issue's VGG: conv64-conv64-pool-conv128-conv128-pool-conv256-conv256-pool-fc512-fc10.
+
+    3x32x32 input, 3x3 kernels with padding 1, average pooling 2x2, random rescaled weights,
+    random inputs in [0, 1].
+    """
+    rng = np.random.default_rng(seed)
+    nodes, src, c_in, k = [], INPUT, 3, 0
+    for block, c_out in enumerate((64, 128, 256), start=1):
+        for _ in range(2):
+            k += 1
+            nodes += [_conv(rng, f"conv{k}", src, c_in, c_out), _relu(f"relu{k}", f"conv{k}")]
+            src, c_in = f"relu{k}", c_out
+        nodes.append(_avgpool(f"pool{block}", src))
+        src = f"pool{block}"
+    nodes += [{"name": "flatten", "op": "flatten", "inputs": [src]},
+              _linear(rng, "fc1", "flatten", 256 * 4 * 4, 512), _relu("relu_fc1", "fc1"),
+              _linear(rng, "fc", "relu_fc1", 512, 10)]
+    x = rng.random((n_inputs, 3, 32, 32))
+    graph = rescale((3, 32, 32), nodes, "fc", x)
+    return Workload("vgg", "VGG-style conv64-conv64-pool-conv128-conv128-pool-conv256-conv256-"
+                    "pool-fc512-fc10 on 3x32x32 (3x3 pad 1, average pooling 2x2), random "
+                    "rescaled weights, random inputs in [0, 1]", graph, x, x, n_single)
+
+
+def vgg_small(n_inputs: int, n_single: int, seed: int = 2) -> Workload:
+    """conv32-conv32-pool-conv64-pool-fc10 on 3x32x32, random rescaled weights (--quick)."""
     rng = np.random.default_rng(seed)
     nodes = [
         _conv(rng, "conv1", INPUT, 3, 32), _relu("relu1", "conv1"),
@@ -148,10 +202,9 @@ def rand_vgg(n_inputs: int, n_single: int, seed: int = 2) -> Workload:
     ]
     x = rng.random((n_inputs, 3, 32, 32))
     graph = rescale((3, 32, 32), nodes, "fc", x)
-    net = convert_if(graph, x, percentile=PERCENTILE)
-    return Workload("rand-vgg", "VGG-style conv32-conv32-pool-conv64-pool-fc10 on 3x32x32 "
+    return Workload("vgg-small", "reduced VGG conv32-conv32-pool-conv64-pool-fc10 on 3x32x32 "
                     "(3x3 pad 1, avgpool 2x2), random rescaled weights, random inputs in "
-                    "[0, 1]", net, x, n_single)
+                    "[0, 1]", graph, x, x, n_single)
 
 
 # --------------------------------------------------------------------------- counting work
@@ -210,19 +263,32 @@ def fanout_map(graph: Graph, name: str) -> np.ndarray:
     return total
 
 
-def synaptic_events(net: SpikingNetwork, counts: dict, x: np.ndarray, steps: int) -> int:
-    """Spikes x fan-out over a run, plus the input's non-zero values x fan-out x steps.
+#: Encoding -> on how many of ``steps`` steps a non-zero input value is an event.
+INPUT_EVENT_STEPS = {
+    "analog": lambda steps: steps,  # the analog sample, every step
+    "exact": lambda steps: 1,       # signGD: the input's increment x at step 1, then 0
+}
 
-    ``counts`` are a run's per-neuron spike counts (``Run.counts``), ``x`` its inputs; with
-    analog encoding every non-zero input value is an event at every step.
+
+def synaptic_events(net: SpikingNetwork, counts: dict, x: np.ndarray, steps: int) -> int:
+    """Events x fan-out over a run of ``x`` for ``steps`` steps.
+
+    IF neurons: an event is a spike (``counts``, a run's per-neuron spike counts,
+    ``Run.counts``). signGD (``sgd``) neurons emit a non-zero increment ``-+eta_t * scale`` every
+    step, whether they spike or not, so each is an event every step. The input adds its
+    non-zero values x fan-out on the steps its encoding delivers them (``INPUT_EVENT_STEPS``).
     """
     graph = net.graph
+    batch = x.shape[0]
     total = 0
     for name, c in counts.items():
-        total += int(np.sum(c * fanout_map(graph, name)[None]))
-    if net.encoding == "analog":
-        total += steps * int(np.sum((x != 0) * fanout_map(graph, INPUT)[None]))
-    return total
+        fan = fanout_map(graph, name)[None]
+        if graph.node(name).op == "sgd":
+            total += steps * batch * int(np.sum(fan))
+        else:
+            total += int(np.sum(c * fan))
+    nonzero = int(np.sum((x != 0) * fanout_map(graph, INPUT)[None]))
+    return total + INPUT_EVENT_STEPS[net.encoding](steps) * nonzero
 
 
 def dense_macs(graph: Graph, batch: int) -> int:
@@ -239,6 +305,17 @@ def dense_macs(graph: Graph, batch: int) -> int:
             kh, kw = node.attrs["kernel"]
             total += out * kh * kw
     return batch * total
+
+
+def synapse_bytes(graph: Graph) -> int:
+    """Bytes of the weights of every linear / conv layer (what one dense step must read)."""
+    return sum(int(node.params["weight"].nbytes) for node in graph.nodes
+               if node.op in ("linear", "conv2d"))
+
+
+def state_elements(graph: Graph) -> int:
+    """Neurons per sample (each has a potential read and written every step)."""
+    return sum(int(np.prod(graph.shapes[n.name])) for n in graph.nodes if n.op in NEURON_OPS)
 
 
 def architecture(graph: Graph) -> str:
