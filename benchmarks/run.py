@@ -618,7 +618,9 @@ def report(header, limits, results, rate_rows, first_runs, breakdowns, notes):
               f"torch {torch.get_num_threads() if torch else '-'} intra-op; NumPy BLAS "
               f"{header['blas']}; NUMBA_NUM_THREADS={os.environ['NUMBA_NUM_THREADS']}, "
               f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}, "
-              f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}",
+              f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}, "
+              f"GOMP_SPINCOUNT={os.environ.get('GOMP_SPINCOUNT', '(unset)')} (refsnn sets 1000 "
+              f"unless a policy or count is given)",
               f"- **load average** (1 min) at start {header['load'][0]:.2f}, at end "
               f"{header['load'][1]:.2f}: other processes on this machine share the cores and "
               f"inflate times",
