@@ -90,6 +90,7 @@ from refsnn.sim.network import save_snn  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import contenders as ct  # noqa: E402
 import peers  # noqa: E402
+from memprobe import reset_peak, status_mb  # noqa: E402
 import workloads as wl  # noqa: E402
 
 NOTES = []
@@ -122,6 +123,20 @@ elif ARGS.no_spikingjelly:
 # Skip an optional row (1 thread, SpikingJelly float64) when one of its passes would take
 # longer than this (estimated from its warm-up): it keeps --quick at a few minutes.
 SKIP_S = ARGS.skip_slow if ARGS.skip_slow is not None else (3.0 if ARGS.quick else 30.0)
+# ... or when its memory would grow beyond this share of the memory available.
+MEMORY_SHARE = 0.5
+
+
+def available_mb() -> float:
+    """MemAvailable of /proc/meminfo, MB (inf where unknown)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return float("inf")
 NOISY = 0.10  # others' share of the cores above which a row is flagged
 MIN_LOAD_S = 0.5  # shorter timings take the others' load of their whole row group
 MEMPROBE = Path(__file__).resolve().parent / "memprobe.py"
@@ -345,14 +360,19 @@ def run_config(group, steps, batch, repeats):
     # that a change of load on the machine hits every contender alike.
     skipped, longest = [], 0.0
     for c, bs in list(plan):
+        rss0, peak_reset = status_mb("VmRSS"), reset_peak()
         t0 = time.perf_counter()
         group.runs[c.name](bs[0], min(steps, 2))
         estimate = (time.perf_counter() - t0) * len(bs) * steps / min(steps, 2)
         if c.note == "ann":
             estimate = (time.perf_counter() - t0) * len(bs)
-        if c.optional and estimate > SKIP_S:
+        # Memory that grows with T (SpikingJelly's multi-step tensors hold every step): the
+        # warm-up's growth scaled to T. A run that would not fit is killed by the kernel and
+        # takes the whole benchmark with it (seen: SpikingJelly float64, VGG, T = 128).
+        grown_mb = (status_mb("VmHWM") - rss0) * steps / min(steps, 2) if peak_reset else 0.0
+        if c.optional and (estimate > SKIP_S or grown_mb > MEMORY_SHARE * available_mb()):
             plan.remove((c, bs))
-            skipped.append((c.name, estimate))
+            skipped.append((c.name, estimate, grown_mb))
         else:
             longest = max(longest, estimate)
     if longest > ARGS.long_pass:
@@ -423,8 +443,8 @@ def run_config(group, steps, batch, repeats):
     log("    " + ", ".join(f"{r['contender'].name} {r['median']:.3f} s" for r in rows)
         + f"; others' CPU {100 * config_others:.0f}%")
     ref["best_peer"] = best_row
-    for name, estimate in skipped:
-        rows.append(dict(skipped=name, estimate=estimate))
+    for name, estimate, grown_mb in skipped:
+        rows.append(dict(skipped=name, estimate=estimate, grown_mb=grown_mb))
     return rows, ref
 
 
@@ -701,7 +721,9 @@ def report(header, limits, results, rate_rows, first_runs, breakdowns, notes):
                 if "skipped" in r:
                     lines.append(f"| {steps} | {batch} | {r['skipped']} | skipped: one pass "
                                  f"would take about {r['estimate']:.0f} s (limit "
-                                 f"{SKIP_S:g} s) |" + " |" * 11)
+                                 f"{SKIP_S:g} s) and grow memory by about "
+                                 f"{r['grown_mb'] / 1024:.1f} GB (limit {MEMORY_SHARE:g} of "
+                                 f"what is available) |" + " |" * 11)
                     continue
                 c = r["contender"]
                 name = c.name + {"oracle": " *", "ann": " †"}.get(c.note, "")
