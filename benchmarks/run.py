@@ -360,16 +360,22 @@ def run_config(group, steps, batch, repeats):
     # that a change of load on the machine hits every contender alike.
     skipped, longest = [], 0.0
     for c, bs in list(plan):
+        # Memory that grows with T (SpikingJelly's multi-step tensors hold every step): the
+        # peak of a 1-step run, then of the 2-step warm-up; their difference is the growth per
+        # step. A run that would not fit is killed by the kernel and takes the whole benchmark
+        # with it (seen: the VGG at T = 128).
         rss0, peak_reset = status_mb("VmRSS"), reset_peak()
+        group.runs[c.name](bs[0], 1)
+        peak1 = status_mb("VmHWM")
+        reset_peak()
         t0 = time.perf_counter()
         group.runs[c.name](bs[0], min(steps, 2))
         estimate = (time.perf_counter() - t0) * len(bs) * steps / min(steps, 2)
         if c.note == "ann":
             estimate = (time.perf_counter() - t0) * len(bs)
-        # Memory that grows with T (SpikingJelly's multi-step tensors hold every step): the
-        # warm-up's growth scaled to T. A run that would not fit is killed by the kernel and
-        # takes the whole benchmark with it (seen: SpikingJelly float64, VGG, T = 128).
-        grown_mb = (status_mb("VmHWM") - rss0) * steps / min(steps, 2) if peak_reset else 0.0
+        peak2 = status_mb("VmHWM")
+        grown_mb = (max(peak1, peak2) - rss0 + max(0.0, peak2 - peak1) * (steps - 2)
+                    if peak_reset else 0.0)
         if c.optional and (estimate > SKIP_S or grown_mb > MEMORY_SHARE * available_mb()):
             plan.remove((c, bs))
             skipped.append((c.name, estimate, grown_mb))
