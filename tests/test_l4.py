@@ -63,11 +63,15 @@ def _var_se(w, r, steps, n=SAMPLES):
     return math.sqrt(max(k4 / n + 2 * k2 ** 2 / (n - 1), 0.0))
 
 
+def weights_and_rates(max_inputs: int, bound: float):
+    """1..max_inputs weights in [-bound, bound] and as many input rates in [0, 1]."""
+    return st.integers(1, max_inputs).flatmap(lambda n: st.tuples(
+        st.lists(st.floats(-bound, bound), min_size=n, max_size=n),
+        st.lists(st.floats(0, 1), min_size=n, max_size=n)))
+
+
 @settings(max_examples=25, deadline=None)
-@given(st.integers(1, 6).flatmap(lambda n: st.tuples(
-           st.lists(st.floats(-2, 2), min_size=n, max_size=n),
-           st.lists(st.floats(0, 1), min_size=n, max_size=n))),
-       st.integers(1, 8))
+@given(weights_and_rates(6, 2.0), st.integers(1, 8))
 def test_measured_moments_match_prediction(wr, steps):
     w, r = np.array(wr[0]), np.array(wr[1])
     pred = predict_potential(w, r, steps)
@@ -94,10 +98,7 @@ def test_the_moment_check_rejects_wrong_formulas():
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.integers(1, 12).flatmap(lambda n: st.tuples(
-           st.lists(st.floats(-10, 10), min_size=n, max_size=n),
-           st.lists(st.floats(0, 1), min_size=n, max_size=n))),
-       st.integers(0, 100))
+@given(weights_and_rates(12, 10.0), st.integers(0, 100))
 def test_l4_bound_holds_for_every_draw(wr, steps):
     w, r = np.array(wr[0]), np.array(wr[1])
     pred = predict_potential(w, r, steps)

@@ -125,22 +125,22 @@ def _layernorm(ex, node, m: nn.LayerNorm):
                    dict(axis="last", eps=float(m.eps)), dict(weight=weight, bias=bias))
 
 
+def _window_attrs(m) -> dict:
+    """kernel, stride (PyTorch's default: the kernel) and padding of a pooling module."""
+    stride = m.stride if m.stride not in (None, ()) else m.kernel_size
+    return dict(kernel=_pair(m.kernel_size), stride=_pair(stride), padding=_pair(m.padding))
+
+
 def _avgpool(ex, node, m: nn.AvgPool2d):
     if m.ceil_mode or not m.count_include_pad or m.divisor_override is not None:
         raise _Refused("only ceil_mode=False, count_include_pad=True, divisor_override=None")
-    stride = m.stride if m.stride not in (None, ()) else m.kernel_size
-    return ex.emit(node, "avgpool2d", [ex.src(node.args[0])],
-                   dict(kernel=_pair(m.kernel_size), stride=_pair(stride),
-                        padding=_pair(m.padding)))
+    return ex.emit(node, "avgpool2d", [ex.src(node.args[0])], _window_attrs(m))
 
 
 def _maxpool(ex, node, m: nn.MaxPool2d):
     if m.ceil_mode or m.return_indices or _pair(m.dilation) != (1, 1):
         raise _Refused("only ceil_mode=False, dilation=1, return_indices=False")
-    stride = m.stride if m.stride not in (None, ()) else m.kernel_size
-    return ex.emit(node, "maxpool2d", [ex.src(node.args[0])],
-                   dict(kernel=_pair(m.kernel_size), stride=_pair(stride),
-                        padding=_pair(m.padding)))
+    return ex.emit(node, "maxpool2d", [ex.src(node.args[0])], _window_attrs(m))
 
 
 def _adaptive_avgpool(ex, node, m: nn.AdaptiveAvgPool2d):
