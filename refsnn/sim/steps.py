@@ -23,6 +23,7 @@ from refsnn.neurons.signgd import (reach, signgd_fire_numba, signgd_fire_numpy, 
 from refsnn.synapses.conv import avgpool_numba, avgpool_numpy, conv_numba, conv_numpy
 from refsnn.synapses.linear import linear_numba, linear_numpy
 from refsnn.synapses.maxpool import maxpool_spikes_numba, maxpool_spikes_numpy
+from refsnn.synapses.weights import Weights
 from refsnn.synapses.window import spread_forward, window_forward
 
 
@@ -39,13 +40,21 @@ class Backend:
     signgd_fire: Callable
     bistable_integrate: Callable
     bistable_fire: Callable
+    #: ``weights(w)``: what a layer passes as the weight of ``linear`` / ``conv`` on every
+    #: step. The NumPy reference takes the array itself; the numba kernels take a
+    #: :class:`~refsnn.synapses.weights.Weights`, so their layouts are made once per layer.
+    weights: Callable
+
+
+def _as_is(w):
+    return w
 
 
 BACKENDS = {
     "numpy": Backend("numpy", linear_numpy, conv_numpy, avgpool_numpy, maxpool_spikes_numpy,
-                     if_step_numpy, signgd_fire_numpy, integrate_numpy, fire_numpy),
+                     if_step_numpy, signgd_fire_numpy, integrate_numpy, fire_numpy, _as_is),
     "numba": Backend("numba", linear_numba, conv_numba, avgpool_numba, maxpool_spikes_numba,
-                     if_step_numba, signgd_fire_numba, integrate_numba, fire_numba),
+                     if_step_numba, signgd_fire_numba, integrate_numba, fire_numba, Weights),
 }
 
 
@@ -79,7 +88,7 @@ class Linear(StepOp):
 
     def __init__(self, node, graph, backend, schedule):
         super().__init__(node, graph, backend, schedule)
-        self.w_t = np.ascontiguousarray(node.params["weight"].T)
+        self.w_t = backend.weights(np.ascontiguousarray(node.params["weight"].T))
         self.bias = np.asarray(node.params["bias"])
 
     def step(self, state, x):
@@ -92,10 +101,15 @@ class Linear(StepOp):
 class Conv2d(StepOp):
     stackable = True
 
+    def __init__(self, node, graph, backend, schedule):
+        super().__init__(node, graph, backend, schedule)
+        self.weight = backend.weights(np.asarray(node.params["weight"]))
+        self.bias = np.asarray(node.params["bias"])
+
     def step(self, state, x):
-        a, p = self.node.attrs, self.node.params
-        return self.backend.conv(x, np.asarray(p["weight"]), np.asarray(p["bias"]),
-                                 a["stride"], a["padding"], a["groups"])
+        a = self.node.attrs
+        return self.backend.conv(x, self.weight, self.bias, a["stride"], a["padding"],
+                                 a["groups"])
 
 
 class AvgPool2d(StepOp):

@@ -12,7 +12,9 @@ from __future__ import annotations
 import numpy as np
 
 from refsnn.jit import parallel, prange
+from refsnn.synapses.dense import conv_dense_numba, use_dense
 from refsnn.synapses.events import events_numba, events_numpy
+from refsnn.synapses.weights import prepared
 
 
 def out_size(size: int, kernel: int, stride: int, pad: int) -> int:
@@ -135,16 +137,28 @@ def _conv_kernel(x, wt, bias, idx, count, sy, sx, py, px, groups, out):
                     out[b, o_lo + k, oy, ox] = acc[oy, ox, k] + bias[o_lo + k]
 
 
+def _channels_last(w):
+    return np.ascontiguousarray(w.transpose(1, 2, 3, 0))
+
+
 def conv_numba(x, w, bias, stride, padding, groups):
-    """Numba twin of :func:`conv_numpy`; same arguments, bit-identical result."""
+    """Numba twin of :func:`conv_numpy`; same arguments, bit-identical result.
+
+    ``w`` may be a :class:`~refsnn.synapses.weights.Weights` (prepared once per layer). Calls
+    without groups whose event density reaches :data:`~refsnn.synapses.dense.DENSE_FROM` run
+    the dense kernel, which gives the same bits (:mod:`refsnn.synapses.dense`).
+    """
+    weights = prepared(w)
     B, C, H, W = x.shape
-    O, _, kh, kw = w.shape
+    O, _, kh, kw = weights.weight.shape
     flat = x.reshape(B, -1)
     idx = np.empty(flat.shape, dtype=np.int64)
     count = np.empty(B, dtype=np.int64)
     events_numba(flat, idx, count)
+    if groups == 1 and use_dense("conv", int(count.sum()), flat.size, weights):
+        return conv_dense_numba(x, weights, bias, stride, padding)
     ho, wo = out_size(H, kh, stride[0], padding[0]), out_size(W, kw, stride[1], padding[1])
-    wt = np.ascontiguousarray(w.transpose(1, 2, 3, 0))
+    wt = weights.layout(_channels_last)
     out = np.empty((B, O, ho, wo), dtype=x.dtype)
     _conv_kernel(x, wt, bias, idx, count, stride[0], stride[1], padding[0], padding[1],
                  groups, out)

@@ -10,7 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 from refsnn.jit import inline, parallel, prange
+from refsnn.synapses.dense import linear_dense_numba, use_dense
 from refsnn.synapses.events import events_numba, events_numpy
+from refsnn.synapses.weights import prepared
 
 #: Outputs per parallel job. Wide blocks keep the inner loop long and contiguous (measured
 #: best on 512-wide layers); a job is one sample's block, so a batch still gives many jobs.
@@ -60,11 +62,20 @@ def _linear_kernel(x, w_t, bias, idx, count, out):
             o[k] = acc[k] + bias_block[k]
 
 
-def linear_numba(x: np.ndarray, w_t: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    """Numba twin of :func:`linear_numpy`; same arguments, bit-identical result."""
-    out = np.empty((x.shape[0], w_t.shape[1]), dtype=x.dtype)
+def linear_numba(x: np.ndarray, w_t, bias: np.ndarray) -> np.ndarray:
+    """Numba twin of :func:`linear_numpy`; same arguments, bit-identical result.
+
+    ``w_t`` may be a :class:`~refsnn.synapses.weights.Weights` (prepared once per layer).
+    Calls whose event density reaches :data:`~refsnn.synapses.dense.DENSE_FROM` run the dense
+    kernel, which gives the same bits (:mod:`refsnn.synapses.dense`).
+    """
+    weights = prepared(w_t)
     idx = np.empty(x.shape, dtype=np.int64)
     count = np.empty(x.shape[0], dtype=np.int64)
     events_numba(x, idx, count)
-    _linear_kernel(x, np.ascontiguousarray(w_t), np.ascontiguousarray(bias), idx, count, out)
+    if use_dense("linear", int(count.sum()), x.size, weights):
+        return linear_dense_numba(x, weights.weight, bias)
+    w_t = weights.layout(np.ascontiguousarray)
+    out = np.empty((x.shape[0], w_t.shape[1]), dtype=x.dtype)
+    _linear_kernel(x, w_t, np.ascontiguousarray(bias), idx, count, out)
     return out

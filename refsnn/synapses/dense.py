@@ -1,0 +1,209 @@
+"""Dense exact synapses: the event-driven kernels' sums, computed without event lists.
+
+The semantics are those of :mod:`refsnn.synapses.linear` and :mod:`refsnn.synapses.conv`: per
+output, start at 0, add ``x * w`` for each event (non-zero input) in ascending flat input
+index, then add the bias. The dense kernels add ``x * w`` for **every** input in ascending flat
+index, and for finite weights that is the same result, bit for bit:
+
+* a non-event is a zero (``+0`` or ``-0``), and its product with a finite weight is ``+0`` or
+  ``-0``;
+* adding ``+0`` or ``-0`` leaves an accumulator unchanged unless the accumulator is ``-0``;
+* an accumulator starts at ``+0``, and under round-to-nearest a sum is ``-0`` only when both
+  terms are ``-0``, so it is never ``-0``.
+
+Every event still gets its one product and one rounded addition, in the same order; the
+extra additions change nothing. (With an infinite weight ``0 * inf`` is NaN, so the choice of
+kernel in :func:`use_dense` requires finite weights; refsnn's loaders refuse others anyway.)
+
+Dense kernels cost ``inputs x fan-out`` whatever the activity, and the event-driven ones
+``events x fan-out`` plus the event scan; but the dense loops have no indirection, so each job
+keeps its accumulators in vector registers (:func:`refsnn.jit.register_block`) and reuses
+each weight vector it loads for several outputs. Measured on this project's 2-core machine,
+they win above an event density of about 0.25 (``benchmarks/density_crossover.py``), which is
+where signGD layers live (their neurons send a value every step).
+
+A NumPy twin of each kernel (:func:`linear_dense_numpy`, :func:`conv_dense_numpy`) spells the
+dense order out plainly; tests check both against the event-driven references.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from refsnn.jit import parallel, prange, register_block
+from refsnn.synapses.weights import Weights, prepared
+
+#: Output features (linear) or channels (conv) per job, held in registers; a multiple of the
+#: vector width (16 float32 / 8 float64 with AVX-512, half with AVX2).
+TILE = 64
+#: Rows (samples x stacked steps) of a linear job, sharing each weight vector they load.
+LINEAR_ROWS = 4
+#: Output positions along a row of a conv job, sharing each weight vector they load.
+CONV_POSITIONS = 2
+
+#: Event density (events / inputs, over the whole call) from which the numba kernels switch
+#: to the dense kernels, per kernel and dtype: where the two took the same time in
+#: ``benchmarks/density_crossover.py`` (2026-11-26, idle 2-core AMD EPYC, 2 threads; the
+#: README's performance section has the table). Either choice gives the same bits.
+DENSE_FROM = {
+    "linear": {np.dtype(np.float32): 0.3, np.dtype(np.float64): 0.4},
+    "conv": {np.dtype(np.float32): 0.22, np.dtype(np.float64): 0.25},
+}
+
+_scratch_linear = register_block(TILE * LINEAR_ROWS)
+_scratch_conv = register_block(TILE * CONV_POSITIONS)
+
+
+def use_dense(kernel: str, events: int, inputs: int, weights: Weights) -> bool:
+    """Whether a call of ``kernel`` ("linear" or "conv") with ``events`` non-zeros among
+    ``inputs`` should run densely.
+
+    From the density of :data:`DENSE_FROM` on, for its dtypes, and only with finite weights
+    (see the module docstring): both kernels give the same bits, so this decides speed, never
+    a result.
+    """
+    start = DENSE_FROM[kernel].get(weights.weight.dtype)
+    return start is not None and weights.finite and inputs > 0 and events >= start * inputs
+
+
+# --------------------------------------------------------------------------- linear
+
+def linear_dense_numpy(x: np.ndarray, w_t: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """Reference: every input in ascending order. ``x`` (B, N_in), ``w_t`` (N_in, N_out)."""
+    out = np.zeros((x.shape[0], w_t.shape[1]), dtype=x.dtype)
+    for i in range(x.shape[1]):
+        out += x[:, i:i + 1] * w_t[i]
+    return out + bias
+
+
+@parallel
+def _linear_dense_kernel(x, w_t, bias, out):
+    """One job per (block of LINEAR_ROWS rows, TILE outputs); a last, narrower block of
+    outputs runs the same loop on an accumulator in memory."""
+    rows, n_in = x.shape
+    n_out = out.shape[1]
+    n_row_blocks = (rows + LINEAR_ROWS - 1) // LINEAR_ROWS
+    n_tiles = (n_out + TILE - 1) // TILE
+    for job in prange(n_row_blocks * n_tiles):
+        rb = job // n_tiles
+        j0 = (job - rb * n_tiles) * TILE
+        r0 = rb * LINEAR_ROWS
+        nb = min(TILE, n_out - j0)
+        acc = _scratch_linear(out)
+        for k in range(TILE * LINEAR_ROWS):
+            acc[k] = 0
+        if nb == TILE:
+            for i in range(n_in):
+                ws = w_t[i, j0:j0 + TILE]
+                for r in range(LINEAR_ROWS):
+                    # rows past the end read the last row; their sums are dropped
+                    v = x[min(r0 + r, rows - 1), i]
+                    for k in range(TILE):
+                        acc[r * TILE + k] += v * ws[k]
+        else:
+            for i in range(n_in):
+                ws = w_t[i, j0:j0 + nb]
+                for r in range(LINEAR_ROWS):
+                    v = x[min(r0 + r, rows - 1), i]
+                    for k in range(nb):
+                        acc[r * TILE + k] += v * ws[k]
+        for r in range(min(LINEAR_ROWS, rows - r0)):
+            for k in range(nb):
+                out[r0 + r, j0 + k] = acc[r * TILE + k] + bias[j0 + k]
+
+
+def linear_dense_numba(x: np.ndarray, w_t: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """Numba twin of :func:`linear_dense_numpy` (and so of ``linear_numpy``)."""
+    out = np.empty((x.shape[0], w_t.shape[1]), dtype=x.dtype)
+    _linear_dense_kernel(np.ascontiguousarray(x), np.ascontiguousarray(w_t),
+                         np.ascontiguousarray(bias), out)
+    return out
+
+
+# --------------------------------------------------------------------------- conv
+
+def conv_dense_numpy(x, w, bias, stride, padding):
+    """Reference dense convolution (``groups`` 1): every input of each output's window in
+    ascending flat index ``(c, iy, ix)``, padding included as zeros.
+
+    Parameters
+    ----------
+    x : ndarray, shape (B, C, H, W)
+    w : ndarray, shape (O, C, kh, kw)
+    bias : ndarray, shape (O,)
+    stride, padding : tuple of two int
+
+    Returns
+    -------
+    ndarray, shape (B, O, Ho, Wo)
+    """
+    (sy, sx), (py, px) = stride, padding
+    xp = np.pad(x, ((0, 0), (0, 0), (py, py), (px, px)))
+    B, C, H, W = xp.shape
+    O, _, kh, kw = w.shape
+    ho, wo = (H - kh) // sy + 1, (W - kw) // sx + 1
+    out = np.zeros((B, O, ho, wo), dtype=x.dtype)
+    for c in range(C):
+        for ky in range(kh):
+            for kx in range(kw):
+                window = xp[:, c, ky:ky + sy * (ho - 1) + 1:sy, kx:kx + sx * (wo - 1) + 1:sx]
+                out += window[:, None] * w[None, :, c, ky, kx, None, None]
+    return out + bias[:, None, None]
+
+
+def pack_conv_weight(w: np.ndarray) -> np.ndarray:
+    """``w`` (O, C, kh, kw) -> (ceil(O / TILE), C, kh, kw, TILE), zero-padded outputs: each
+    job's weights contiguous, in the order it reads them."""
+    O, C, kh, kw = w.shape
+    n_tiles = (O + TILE - 1) // TILE
+    padded = np.zeros((n_tiles * TILE, C, kh, kw), dtype=w.dtype)
+    padded[:O] = w
+    return np.ascontiguousarray(padded.reshape(n_tiles, TILE, C, kh, kw).transpose(0, 2, 3, 4, 1))
+
+
+@parallel
+def _conv_dense_kernel(xp, wp, bias, sy, sx, out):
+    """One job per (sample, TILE output channels, output row); it walks the row
+    CONV_POSITIONS outputs at a time, each weight vector loaded once for all of them.
+    ``xp`` is the zero-padded input; padded output channels (weights 0) are not stored."""
+    B, C, H, W = xp.shape
+    n_tiles, _, kh, kw, _ = wp.shape
+    O, ho, wo = out.shape[1], out.shape[2], out.shape[3]
+    for job in prange(B * n_tiles * ho):
+        b = job // (n_tiles * ho)
+        rest = job - b * n_tiles * ho
+        tile = rest // ho
+        oy = rest - tile * ho
+        o0 = tile * TILE
+        nb = min(TILE, O - o0)
+        acc = _scratch_conv(out)
+        for ox0 in range(0, wo, CONV_POSITIONS):
+            for k in range(TILE * CONV_POSITIONS):
+                acc[k] = 0
+            for c in range(C):
+                for ky in range(kh):
+                    row = xp[b, c, oy * sy + ky]
+                    for kx in range(kw):
+                        ws = wp[tile, c, ky, kx]
+                        for p in range(CONV_POSITIONS):
+                            # positions past the row's end read its last input; dropped below
+                            v = row[min((ox0 + p) * sx + kx, W - 1)]
+                            for k in range(TILE):
+                                acc[p * TILE + k] += v * ws[k]
+            for p in range(min(CONV_POSITIONS, wo - ox0)):
+                for k in range(nb):
+                    out[b, o0 + k, oy, ox0 + p] = acc[p * TILE + k] + bias[o0 + k]
+
+
+def conv_dense_numba(x, w, bias, stride, padding):
+    """Numba twin of :func:`conv_dense_numpy`; ``w`` may be a
+    :class:`~refsnn.synapses.weights.Weights`, which keeps the packed layout between calls."""
+    weights = prepared(w)
+    (sy, sx), (py, px) = stride, padding
+    xp = np.ascontiguousarray(np.pad(x, ((0, 0), (0, 0), (py, py), (px, px))))
+    O, _, kh, kw = weights.weight.shape
+    ho, wo = (xp.shape[2] - kh) // sy + 1, (xp.shape[3] - kw) // sx + 1
+    out = np.empty((x.shape[0], O, ho, wo), dtype=x.dtype)
+    _conv_dense_kernel(xp, weights.layout(pack_conv_weight), np.ascontiguousarray(bias), sy,
+                       sx, out)
+    return out
