@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from refsnn.neurons.if_ import if_step_numba, if_step_numpy
+from refsnn.sim.counting import count_spikes_numba, count_spikes_numpy
 from refsnn.synapses.conv import (CHANNEL_BLOCK, avgpool_numba, avgpool_numpy, conv_numba,
                                   conv_numpy, out_size)
 from refsnn.synapses.events import events_numba, events_numpy
@@ -230,3 +231,25 @@ def test_events(seed, b, n, density):
     events_numba(x, idx, count)
     for row, ref in enumerate(events_numpy(x)):
         assert np.array_equal(idx[row, :count[row]], ref)
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=seeds, density=densities, b=st.integers(1, 5),
+       shape=st.sampled_from([(7,), (3, 4, 5)]), sign=st.sampled_from([1, -1]), dtype=st.sampled_from(DTYPES),
+       threads=st.sampled_from(THREADS))
+def test_count_spikes(seed, density, b, shape, sign, dtype, threads):
+    """The per-step spike count of the simulator: the twin's counts and total, and the
+    definition (a spike where the value has the node's sign; zeros of either sign and the
+    opposite sign are not spikes)."""
+    numba.set_num_threads(threads)
+    rng = np.random.default_rng(seed)
+    value = sparse(rng, (b,) + shape, density, dtype)
+    value[rng.random(value.shape) < 0.2] = -0.0
+    before = rng.integers(0, 9, size=value.shape)
+    counts_ref, counts = before.copy(), before.copy()
+    total_ref = count_spikes_numpy(value, sign, counts_ref)
+    assert count_spikes_numba(value, sign, counts) == total_ref
+    same(counts, counts_ref)
+    spiked = value * sign > 0
+    same(counts_ref, before + spiked)
+    assert total_ref == int(spiked.sum())

@@ -182,11 +182,11 @@ class Simulator:
             values = self._simulate_block(ts, encoder, states, kept, potentials, recorder)
             for k, t in enumerate(ts):
                 for name, (op, i) in neurons.items():
-                    fired = op.fired(values[name][k])
-                    counts[name] += fired
-                    step_counts[name][t - 1] = int(fired.sum())
+                    value = values[name][k]
+                    step_counts[name][t - 1] = self.backend.count_spikes(
+                        value, op.spike_sign, counts[name])
                     if name in rasters:
-                        recorder.spikes(t, name, fired)
+                        recorder.spikes(t, name, op.fired(value))
                 decoder.add(t, values[graph.output][k])
                 if t in steps:
                     readout[t] = decoder.read(t)

@@ -20,6 +20,7 @@ from refsnn.neurons.bistable import (cycle_state, fire_numba, fire_numpy, integr
 from refsnn.neurons.if_ import if_step_numba, if_step_numpy
 from refsnn.neurons.signgd import (reach, signgd_fire_numba, signgd_fire_numpy, step_size,
                                    target_value)
+from refsnn.sim.counting import count_spikes_numba, count_spikes_numpy
 from refsnn.synapses.conv import avgpool_numba, avgpool_numpy, conv_numba, conv_numpy
 from refsnn.synapses.linear import linear_numba, linear_numpy
 from refsnn.synapses.maxpool import maxpool_spikes_numba, maxpool_spikes_numpy
@@ -40,6 +41,7 @@ class Backend:
     signgd_fire: Callable
     bistable_integrate: Callable
     bistable_fire: Callable
+    count_spikes: Callable
     #: ``weights(w)``: what a layer passes as the weight of ``linear`` / ``conv`` on every
     #: step. The NumPy reference takes the array itself; the numba kernels take a
     #: :class:`~refsnn.synapses.weights.Weights`, so their layouts are made once per layer.
@@ -52,9 +54,11 @@ def _as_is(w):
 
 BACKENDS = {
     "numpy": Backend("numpy", linear_numpy, conv_numpy, avgpool_numpy, maxpool_spikes_numpy,
-                     if_step_numpy, signgd_fire_numpy, integrate_numpy, fire_numpy, _as_is),
+                     if_step_numpy, signgd_fire_numpy, integrate_numpy, fire_numpy,
+                     count_spikes_numpy, _as_is),
     "numba": Backend("numba", linear_numba, conv_numba, avgpool_numba, maxpool_spikes_numba,
-                     if_step_numba, signgd_fire_numba, integrate_numba, fire_numba, Weights),
+                     if_step_numba, signgd_fire_numba, integrate_numba, fire_numba,
+                     count_spikes_numba, Weights),
 }
 
 
@@ -78,6 +82,14 @@ class StepOp:
 
     def init(self, batch: int):
         return None
+
+    #: Neuron nodes: a neuron spiked at a step where its value has this sign (1: ``> 0``,
+    #: -1: ``< 0``); see :mod:`refsnn.sim.counting`.
+    spike_sign = 0
+
+    def fired(self, value):
+        """Which neurons of a neuron node spiked, from one step's value: bool, same shape."""
+        return value > 0 if self.spike_sign > 0 else value < 0
 
     def step(self, state, *xs):
         raise NotImplementedError
@@ -204,6 +216,7 @@ class IFNeurons(StepOp):
 
     is_neuron = True
     stateless = False
+    spike_sign = 1  # a spike carries +theta
 
     def __init__(self, node, graph, backend, schedule):
         super().__init__(node, graph, backend, schedule)
@@ -222,10 +235,6 @@ class IFNeurons(StepOp):
     def potential(self, u):
         return u.reshape((u.shape[0],) + self.shape)
 
-    def fired(self, value):
-        """Which neurons spiked, from this step's values (a spike carries +theta)."""
-        return value > 0
-
     def saturated(self, u):
         """IF neurons cannot saturate silently: clipping at theta is part of the method."""
         return None
@@ -240,6 +249,7 @@ class BistableNeurons(StepOp):
 
     is_neuron = True
     stateless = False
+    spike_sign = 1  # a spike carries +theta
 
     def __init__(self, node, graph, backend, schedule):
         super().__init__(node, graph, backend, schedule)
@@ -269,10 +279,6 @@ class BistableNeurons(StepOp):
         u = state["u"]
         return u.reshape((u.shape[0],) + self.shape)
 
-    def fired(self, value):
-        """Which neurons spiked, from this step's values (a spike carries +theta)."""
-        return value > 0
-
     def saturated(self, state):
         """Like IF neurons, bistable neurons clip at theta per step by design."""
         return None
@@ -287,6 +293,7 @@ class SignGDNeurons(StepOp):
 
     is_neuron = True
     stateless = False
+    spike_sign = -1  # a spike (s = 1) lowers the estimate: its increment is negative
 
     def __init__(self, node, graph, backend, schedule):
         super().__init__(node, graph, backend, schedule)
@@ -317,10 +324,6 @@ class SignGDNeurons(StepOp):
 
     def potential(self, state):
         return (state["v"] * self.scale).reshape((state["v"].shape[0],) + self.shape)
-
-    def fired(self, value):
-        """A signGD spike (s = 1) lowers the estimate: its increment is negative."""
-        return value < 0
 
     def saturated(self, state):
         """Neurons that can no longer reach their last target, (B, *shape) bool.
