@@ -129,8 +129,12 @@ def _conv_kernel(x, wt, bias, idx, count, sy, sx, py, px, groups, out):
                         continue
                     a = acc[oy, ox]
                     ws = wt[cl, ky, kx, o_lo:o_hi]
-                    for k in range(nb):
-                        a[k] += v * ws[k]
+                    if nb == CHANNEL_BLOCK:
+                        for k in range(CHANNEL_BLOCK):
+                            a[k] += v * ws[k]
+                    else:
+                        for k in range(nb):
+                            a[k] += v * ws[k]
         for k in range(nb):
             for oy in range(ho):
                 for ox in range(wo):
