@@ -1,10 +1,13 @@
-"""At which event density does a dense BLAS product beat refsnn's exact event-driven kernel?
+"""At which event density should a layer switch from the event-driven to the dense kernel?
 
-The issue allows a fast mode that reorders sums with BLAS. This measures whether one would be
-faster, layer by layer: refsnn's exact kernels (``linear_numba``, ``conv_numba``) against the
-same layer as a dense product (NumPy BLAS: ``x @ W.T``; im2col + one GEMM for the convolution,
-as the dense peers of ``run.py`` do), on random spike inputs of several densities. It asserts
-nothing; it prints a Markdown table::
+For each layer and event density it times refsnn's two exact kernels, which give the same
+bits (``refsnn.synapses.dense``): the event-driven one (``linear_numba`` / ``conv_numba`` with
+the dense choice switched off) and the dense one (``linear_dense_numba`` /
+``conv_dense_numba``), then what the automatic choice does (``DENSE_FROM``), and, for scale,
+the same layer as a dense BLAS product, which reorders the sums (NumPy: ``x @ W.T``; im2col +
+one GEMM for the convolution, as the dense peers of ``run.py`` do). The densities where the
+two exact kernels take the same time are what ``DENSE_FROM`` is set to. It asserts nothing;
+it prints a Markdown table::
 
     python benchmarks/density_crossover.py [--threads 2] [--repeats 5]
 """
@@ -20,16 +23,18 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from refsnn.synapses.conv import conv_numba
+from refsnn.synapses.dense import conv_dense_numba, linear_dense_numba
 from refsnn.synapses.linear import linear_numba
+from refsnn.synapses.weights import Weights
 
-DENSITIES = (0.05, 0.13, 0.3, 0.6, 1.0)
+DENSITIES = (0.05, 0.13, 0.2, 0.3, 0.45, 0.6, 1.0)
 
 
-def linear_dense(x, w_t, bias):
+def linear_blas(x, w_t, bias):
     return x @ w_t + bias
 
 
-def conv_dense(x, w, bias):
+def conv_blas(x, w, bias):
     """3x3, stride 1, padding 1: im2col + one GEMM."""
     b, c, h, wd = x.shape
     xp = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
@@ -49,6 +54,14 @@ def best_ms(f, *args, repeats):
     return 1e3 * min(times)
 
 
+def event_driven_only(w):
+    """Prepared weights that the automatic choice never runs densely (it requires finite
+    weights; the flag is only read by that choice, the kernels use the values)."""
+    weights = Weights(w)
+    weights.finite = False
+    return weights
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=2)
@@ -58,26 +71,38 @@ def main():
     rng = np.random.default_rng(0)
     print(f"threads {args.threads}, best of {args.repeats}, load average "
           f"{os.getloadavg()[0]:.2f}\n")
-    print("| layer | dtype | density | exact event-driven ms | dense BLAS ms | exact / dense |")
-    print("|---|---|---:|---:|---:|---:|")
+    print("| layer | dtype | density | exact event-driven ms | exact dense ms | "
+          "automatic choice ms | BLAS (reordered) ms | event-driven / dense |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    conv_args = ((1, 1), (1, 1))
     for dtype in (np.float64, np.float32):
         layers = {
             "linear 512->512, batch 32": (
-                lambda x, p: linear_numba(x, *p), lambda x, p: linear_dense(x, *p),
+                lambda x, w, b: linear_numba(x, w["events"], b),
+                lambda x, w, b: linear_dense_numba(x, w["raw"], b),
+                lambda x, w, b: linear_numba(x, w["auto"], b),
+                lambda x, w, b: linear_blas(x, w["raw"], b),
                 (32, 512), (rng.normal(size=(512, 512)), rng.normal(size=512))),
             "conv 64->64 3x3 on 32x32, batch 32": (
-                lambda x, p: conv_numba(x, *p, (1, 1), (1, 1), 1),
-                lambda x, p: conv_dense(x, *p),
+                lambda x, w, b: conv_numba(x, w["events"], b, *conv_args, 1),
+                lambda x, w, b: conv_dense_numba(x, w["dense"], b, *conv_args),
+                lambda x, w, b: conv_numba(x, w["auto"], b, *conv_args, 1),
+                lambda x, w, b: conv_blas(x, w["raw"], b),
                 (32, 64, 32, 32), (rng.normal(size=(64, 64, 3, 3)), rng.normal(size=64))),
         }
-        for name, (exact, dense, shape, params) in layers.items():
-            params = tuple(a.astype(dtype) for a in params)
+        for name, (events, dense, auto, blas, shape, params) in layers.items():
+            raw, b = (a.astype(dtype) for a in params)
+            # prepared once, as a simulator's layer does (the layouts are made on first use)
+            w = {"raw": raw, "events": event_driven_only(raw), "dense": Weights(raw),
+                 "auto": Weights(raw)}
             for d in DENSITIES:
                 x = np.where(rng.random(shape) < d, 0.5, 0.0).astype(dtype)
-                te = best_ms(exact, x, params, repeats=args.repeats)
-                td = best_ms(dense, x, params, repeats=args.repeats)
+                te = best_ms(events, x, w, b, repeats=args.repeats)
+                td = best_ms(dense, x, w, b, repeats=args.repeats)
+                ta = best_ms(auto, x, w, b, repeats=args.repeats)
+                tb = best_ms(blas, x, w, b, repeats=args.repeats)
                 print(f"| {name} | {np.dtype(dtype).name} | {d} | {te:.3f} | {td:.3f} | "
-                      f"{te / td:.2f} |")
+                      f"{ta:.3f} | {tb:.3f} | {te / td:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -155,12 +155,13 @@ def conv_numba(x, w, bias, stride, padding, groups):
     weights = prepared(w)
     B, C, H, W = x.shape
     O, _, kh, kw = weights.weight.shape
+    # counted before the event lists are built: a dense call needs none
+    if groups == 1 and use_dense("conv", np.count_nonzero(x), x.size, weights):
+        return conv_dense_numba(x, weights, bias, stride, padding)
     flat = x.reshape(B, -1)
     idx = np.empty(flat.shape, dtype=np.int64)
     count = np.empty(B, dtype=np.int64)
     events_numba(flat, idx, count)
-    if groups == 1 and use_dense("conv", int(count.sum()), flat.size, weights):
-        return conv_dense_numba(x, weights, bias, stride, padding)
     ho, wo = out_size(H, kh, stride[0], padding[0]), out_size(W, kw, stride[1], padding[1])
     wt = weights.layout(_channels_last)
     out = np.empty((B, O, ho, wo), dtype=x.dtype)

@@ -46,8 +46,8 @@ CONV_POSITIONS = 2
 #: ``benchmarks/density_crossover.py`` (2026-11-26, idle 2-core AMD EPYC, 2 threads; the
 #: README's performance section has the table). Either choice gives the same bits.
 DENSE_FROM = {
-    "linear": {np.dtype(np.float32): 0.3, np.dtype(np.float64): 0.4},
-    "conv": {np.dtype(np.float32): 0.22, np.dtype(np.float64): 0.25},
+    "linear": {np.dtype(np.float32): 0.2, np.dtype(np.float64): 0.4},
+    "conv": {np.dtype(np.float32): 0.22, np.dtype(np.float64): 0.26},
 }
 
 _scratch_linear = register_block(TILE * LINEAR_ROWS)
@@ -63,7 +63,8 @@ def use_dense(kernel: str, events: int, inputs: int, weights: Weights) -> bool:
     a result.
     """
     start = DENSE_FROM[kernel].get(weights.weight.dtype)
-    return start is not None and weights.finite and inputs > 0 and events >= start * inputs
+    return (start is not None and weights.finite and inputs > 0
+            and int(events) >= start * inputs)
 
 
 # --------------------------------------------------------------------------- linear

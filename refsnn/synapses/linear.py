@@ -70,11 +70,12 @@ def linear_numba(x: np.ndarray, w_t, bias: np.ndarray) -> np.ndarray:
     kernel, which gives the same bits (:mod:`refsnn.synapses.dense`).
     """
     weights = prepared(w_t)
+    # counted before the event lists are built: a dense call needs none
+    if use_dense("linear", np.count_nonzero(x), x.size, weights):
+        return linear_dense_numba(x, weights.weight, bias)
     idx = np.empty(x.shape, dtype=np.int64)
     count = np.empty(x.shape[0], dtype=np.int64)
     events_numba(x, idx, count)
-    if use_dense("linear", int(count.sum()), x.size, weights):
-        return linear_dense_numba(x, weights.weight, bias)
     w_t = weights.layout(np.ascontiguousarray)
     out = np.empty((x.shape[0], w_t.shape[1]), dtype=x.dtype)
     _linear_kernel(x, w_t, np.ascontiguousarray(bias), idx, count, out)
