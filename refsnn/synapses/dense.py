@@ -93,6 +93,8 @@ def _linear_dense_kernel(x, w_t, bias, out):
         acc = _scratch_linear(out)
         for k in range(TILE * LINEAR_ROWS):
             acc[k] = 0
+        # The two branches differ only in the trip count of the innermost loop: a constant
+        # one (TILE) is what lets LLVM unroll it and keep ``acc`` in registers.
         if nb == TILE:
             for i in range(n_in):
                 ws = w_t[i, j0:j0 + TILE]
