@@ -11,11 +11,13 @@ from hypothesis import strategies as st
 
 from refsnn.neurons.if_ import if_step_numba, if_step_numpy
 from refsnn.sim.counting import count_spikes_numba, count_spikes_numpy
+from refsnn.synapses import conv as conv_module
 from refsnn.synapses.conv import (CHANNEL_BLOCK, avgpool_numba, avgpool_numpy, conv_numba,
                                   conv_numpy, out_size)
 from refsnn.synapses.events import events_numba, events_numpy
 from refsnn.synapses.linear import _BLOCK, linear_numba, linear_numpy
 from refsnn.synapses.maxpool import maxpool_spikes_numba, maxpool_spikes_numpy
+from refsnn.synapses.weights import Weights
 
 THREADS = sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)})
 DTYPES = [np.float64, np.float32]
@@ -146,6 +148,35 @@ def test_conv_channel_blocks(groups, og, cg, stride, seed, density, b, dtype):
     for threads in THREADS:
         numba.set_num_threads(threads)
         same(conv_numba(x, wt, bias, stride, (1, 1), groups), ref)
+
+
+@settings(max_examples=30, deadline=None)
+@given(case=conv_cases(), seed=seeds, density=densities, b=st.integers(1, 3),
+       strip_bytes=st.sampled_from([1, 40, 200]), dtype=st.sampled_from(DTYPES))
+def test_conv_strips(case, seed, density, b, strip_bytes, dtype):
+    """Jobs own strips of output rows (``STRIP_BYTES``); with strips of one or a few rows, any
+    stride, padding and kernel height, each output still gets every event that reaches it,
+    once, in order: the twin's bits, on 1 and 2 threads. A strip that missed an input row at
+    its edge, or took one twice, would fail."""
+    groups, cg, og, kernel, stride, padding, h, w = case
+    rng = np.random.default_rng(seed)
+    x = sparse(rng, (b, groups * cg, h, w), density, dtype)
+    wt = rng.normal(size=(groups * og, cg) + kernel).astype(dtype)
+    bias = rng.normal(size=groups * og).astype(dtype)
+    ref = conv_numpy(x, wt, bias, stride, padding, groups)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(conv_module, "STRIP_BYTES", strip_bytes)
+        for threads in THREADS:
+            numba.set_num_threads(threads)
+            same(conv_numba(x, _event_driven(wt), bias, stride, padding, groups), ref)
+
+
+def _event_driven(w):
+    """Prepared weights the density choice never runs densely (so dense input still tests
+    the event-driven kernel)."""
+    weights = Weights(w)
+    weights.finite = False
+    return weights
 
 
 @settings(max_examples=25, deadline=None)
