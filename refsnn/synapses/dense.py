@@ -19,8 +19,9 @@ Dense kernels cost ``inputs x fan-out`` whatever the activity, and the event-dri
 ``events x fan-out`` plus the event scan; but the dense loops have no indirection, so each job
 keeps its accumulators in vector registers (:func:`refsnn.jit.register_block`) and reuses
 each weight vector it loads for several outputs. Measured on this project's 2-core machine,
-they win above an event density of about 0.25 (``benchmarks/density_crossover.py``), which is
-where signGD layers live (their neurons send a value every step).
+they win from an event density of 0.2-0.4, per kernel and dtype (:data:`DENSE_FROM`,
+``benchmarks/density_crossover.py``): where signGD layers live (their neurons send a value
+every step), and layers reading average-pooled spikes.
 
 A NumPy twin of each kernel (:func:`linear_dense_numpy`, :func:`conv_dense_numpy`) spells the
 dense order out plainly; tests check both against the event-driven references.
