@@ -113,16 +113,23 @@ def naive_conv(x, w, bias, stride, padding, groups):
     return out
 
 
+def conv_arrays(case, seed, density, b, dtype):
+    """Input, weight and bias of a ``conv_cases`` case, with ``b`` samples."""
+    groups, cg, og, kernel, _, _, h, w = case
+    rng = np.random.default_rng(seed)
+    x = sparse(rng, (b, groups * cg, h, w), density, dtype)
+    wt = rng.normal(size=(groups * og, cg) + kernel).astype(dtype)
+    bias = rng.normal(size=groups * og).astype(dtype)
+    return x, wt, bias
+
+
 @settings(max_examples=30, deadline=None)
 @given(case=conv_cases(), seed=seeds, density=densities, b=st.integers(1, 3),
        dtype=st.sampled_from(DTYPES), threads=st.sampled_from(THREADS))
 def test_conv(case, seed, density, b, dtype, threads):
     numba.set_num_threads(threads)
-    groups, cg, og, kernel, stride, padding, h, w = case
-    rng = np.random.default_rng(seed)
-    x = sparse(rng, (b, groups * cg, h, w), density, dtype)
-    wt = rng.normal(size=(groups * og, cg) + kernel).astype(dtype)
-    bias = rng.normal(size=groups * og).astype(dtype)
+    groups, _, _, _, stride, padding, _, _ = case
+    x, wt, bias = conv_arrays(case, seed, density, b, dtype)
     ref = conv_numpy(x, wt, bias, stride, padding, groups)
     same(conv_numba(x, wt, bias, stride, padding, groups), ref)
     exact = naive_conv(x.astype(np.float64), wt, bias, stride, padding, groups)
@@ -158,11 +165,8 @@ def test_conv_strips(case, seed, density, b, strip_bytes, dtype):
     stride, padding and kernel height, each output still gets every event that reaches it,
     once, in order: the twin's bits, on 1 and 2 threads. A strip that missed an input row at
     its edge, or took one twice, would fail."""
-    groups, cg, og, kernel, stride, padding, h, w = case
-    rng = np.random.default_rng(seed)
-    x = sparse(rng, (b, groups * cg, h, w), density, dtype)
-    wt = rng.normal(size=(groups * og, cg) + kernel).astype(dtype)
-    bias = rng.normal(size=groups * og).astype(dtype)
+    groups, _, _, _, stride, padding, _, _ = case
+    x, wt, bias = conv_arrays(case, seed, density, b, dtype)
     ref = conv_numpy(x, wt, bias, stride, padding, groups)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(conv_module, "STRIP_BYTES", strip_bytes)
