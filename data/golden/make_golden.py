@@ -60,22 +60,37 @@ def cnn(seed):
              params=dict(weight=dyadic(rng, (3, 36), 0.5), bias=dyadic(rng, 3, 0.25)))], "fc")
 
 
-def cnn_maxpool(seed):
-    """Max pooling on IF spikes: a 2x2/2 pool, then a 3x3/1 pool with padding."""
-    rng = np.random.default_rng(seed)
-    return make_graph((2, 4, 4), [
+def conv_relu_pool(rng):
+    """conv 2->3 (3x3, padding 1), relu, max pooling 2x2/2 on a (2, 4, 4) input: the head of
+    the max-pooling cases. Draws the conv's weight, then its bias."""
+    return [
         dict(name="conv", op="conv2d", inputs=["input"], attrs=dict(padding=(1, 1)),
              params=dict(weight=dyadic(rng, (3, 2, 3, 3), 0.5), bias=dyadic(rng, 3, 0.25))),
         dict(name="relu", op="relu", inputs=["conv"]),
-        dict(name="pool", op="maxpool2d", inputs=["relu"], attrs=dict(kernel=(2, 2), stride=(2, 2))),
+        dict(name="pool", op="maxpool2d", inputs=["relu"], attrs=dict(kernel=(2, 2), stride=(2, 2)))]
+
+
+def flatten_fc(rng, src):
+    """flatten, then fc 12->3: the tail of the max-pooling cases (weight drawn, then bias)."""
+    return [
+        dict(name="flat", op="flatten", inputs=[src]),
+        dict(name="fc", op="linear", inputs=["flat"],
+             params=dict(weight=dyadic(rng, (3, 12), 0.5), bias=dyadic(rng, 3, 0.25)))]
+
+
+def cnn_maxpool(seed):
+    """Max pooling on IF spikes: a 2x2/2 pool, then a 3x3/1 pool with padding."""
+    rng = np.random.default_rng(seed)
+    # list items are built left to right: the draws keep the order the golden files were
+    # made with (head conv, conv2, fc)
+    return make_graph((2, 4, 4), [
+        *conv_relu_pool(rng),
         dict(name="conv2", op="conv2d", inputs=["pool"], attrs=dict(padding=(1, 1)),
              params=dict(weight=dyadic(rng, (3, 3, 3, 3), 0.5), bias=dyadic(rng, 3, 0.25))),
         dict(name="relu2", op="relu", inputs=["conv2"]),
         dict(name="pool2", op="maxpool2d", inputs=["relu2"],
              attrs=dict(kernel=(3, 3), stride=(1, 1), padding=(1, 1))),
-        dict(name="flat", op="flatten", inputs=["pool2"]),
-        dict(name="fc", op="linear", inputs=["flat"],
-             params=dict(weight=dyadic(rng, (3, 12), 0.5), bias=dyadic(rng, 3, 0.25)))], "fc")
+        *flatten_fc(rng, "pool2")], "fc")
 
 
 def if_ops(seed):
@@ -173,15 +188,10 @@ def cnn_signgd_maxpool(seed):
     padding (3 windows: an odd level carried up the tree, padded windows)."""
     rng = np.random.default_rng(seed)
     return make_graph((2, 4, 4), [
-        dict(name="conv", op="conv2d", inputs=["input"], attrs=dict(padding=(1, 1)),
-             params=dict(weight=dyadic(rng, (3, 2, 3, 3), 0.5), bias=dyadic(rng, 3, 0.25))),
-        dict(name="relu", op="relu", inputs=["conv"]),
-        dict(name="pool", op="maxpool2d", inputs=["relu"], attrs=dict(kernel=(2, 2), stride=(2, 2))),
+        *conv_relu_pool(rng),
         dict(name="pool2", op="maxpool2d", inputs=["pool"],
              attrs=dict(kernel=(1, 3), stride=(1, 1), padding=(0, 1))),
-        dict(name="flat", op="flatten", inputs=["pool2"]),
-        dict(name="fc", op="linear", inputs=["flat"],
-             params=dict(weight=dyadic(rng, (3, 12), 0.5), bias=dyadic(rng, 3, 0.25)))], "fc")
+        *flatten_fc(rng, "pool2")], "fc")
 
 
 def mlp_gelu(seed):
