@@ -168,14 +168,9 @@ def map_batches(client, net, backend: str, x: np.ndarray, bounds, steps, seed: i
 def _check_locally(net, backend, steps, seed, recorded) -> None:
     """The batch-independent checks of :meth:`Simulator.run`, made here so that a bad option
     fails at once with the single-process run's message, not in every task."""
-    from refsnn.sim.simulator import Simulator, _check_steps
+    from refsnn.sim.simulator import Simulator, _check_steps, check_recorded, check_seed
 
     Simulator(net, backend)  # unknown backend, unconverted ops
     _check_steps(steps)
-    if net.encoding == "analog" and seed != 0:
-        raise OptionError("seed: analog encoding is deterministic and takes no seed")
-    neurons = net.neuron_nodes()
-    for name in recorded:
-        if name not in neurons:
-            raise OptionError(f"record: '{name}' is not a neuron node; neuron nodes: "
-                              f"{', '.join(neurons) or 'none'}")
+    check_seed(net, seed)
+    check_recorded(net, recorded)

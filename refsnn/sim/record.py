@@ -71,14 +71,10 @@ def stream_recorders(f, net, samples: int, steps: int, rasters=(), potentials=()
     rasters, potentials : sequence of str
         Neuron nodes to record.
     """
-    from refsnn.errors import OptionError
     from refsnn.sim.recorders import H5Recorder, create_steps
+    from refsnn.sim.simulator import check_recorded
 
-    neurons = net.neuron_nodes()
-    for name in (*rasters, *potentials):
-        if name not in neurons:
-            raise OptionError(f"record: '{name}' is not a neuron node; neuron nodes: "
-                              f"{', '.join(neurons) or 'none'}")
+    check_recorded(net, (*rasters, *potentials))
     shapes = net.graph.shapes
     made = {}
     for group, names, dtype in (("rasters", rasters, bool),

@@ -150,18 +150,14 @@ class Simulator:
         graph = self.net.graph
         x = check_batch(x, graph.input_shape, dtype=self.dtype)
         steps = _check_steps(steps)
-        if self.net.encoding == "analog" and seed != 0:
-            raise OptionError("seed: analog encoding is deterministic and takes no seed")
+        check_seed(self.net, seed)
         batch = x.shape[0]
         ids = np.arange(batch) if sample_ids is None else np.asarray(sample_ids)
         if ids.shape != (batch,):
             raise OptionError(f"sample_ids: expected shape ({batch},), found {ids.shape}")
         # neuron node name -> (its step op, its index in self.ops and states)
         neurons = {op.node.name: (op, i) for i, op in enumerate(self.ops) if op.is_neuron}
-        for name in (*rasters, *potentials):
-            if name not in neurons:
-                raise OptionError(f"record: '{name}' is not a neuron node; neuron nodes: "
-                                  f"{', '.join(neurons) or 'none'}")
+        check_recorded(self.net, (*rasters, *potentials))
         t_max = steps[-1]
         encoder = (ENCODERS[self.net.encoding](x, seed, ids, self.net.schedule)
                    if encoded is None else _recorded(encoded, self.net, x.shape, t_max))
@@ -243,6 +239,21 @@ class Simulator:
             int(np.prod(shape)) for shape in self.net.graph.shapes.values())
         return int(max(1, min(MAX_STEP_BLOCK, STACK_ROWS // batch,
                               STEP_BLOCK_BYTES // max(per_step, 1))))
+
+
+def check_seed(net: SpikingNetwork, seed: int) -> None:
+    """Refuse a seed for analog encoding, which draws nothing."""
+    if net.encoding == "analog" and seed != 0:
+        raise OptionError("seed: analog encoding is deterministic and takes no seed")
+
+
+def check_recorded(net: SpikingNetwork, names) -> None:
+    """Refuse a node to record (raster or potential) that holds no neurons."""
+    neurons = net.neuron_nodes()
+    for name in names:
+        if name not in neurons:
+            raise OptionError(f"record: '{name}' is not a neuron node; neuron nodes: "
+                              f"{', '.join(neurons) or 'none'}")
 
 
 def input_only_nodes(ops) -> frozenset:
