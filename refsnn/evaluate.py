@@ -1,4 +1,7 @@
-"""Evaluation: accuracy of an ANN and of its spiking conversion over a data set, in batches."""
+"""Evaluation: accuracy of an ANN and of its spiking conversion over a data set, in batches.
+
+The module itself is callable: ``refsnn.evaluate(net, x, y, steps)`` is :func:`evaluate`.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ from typing import Callable
 import numpy as np
 
 from refsnn import ann
+from refsnn._callable import make_callable
 from refsnn.diagnose.sin import RATE_CODED, sin_counts
 from refsnn.model.graph import Graph
 from refsnn.sim.network import SpikingNetwork, ann_limit
@@ -80,6 +84,23 @@ def evaluate(net: SpikingNetwork, x, y, steps, ann_graph: Graph | None = None,
         which writes its rasters and potentials to a file step by step; the returned run then
         holds none. With ``client``, each batch's recordings are handed to it as the batch
         arrives.
+
+    Returns
+    -------
+    Evaluation
+
+    Examples
+    --------
+    >>> import refsnn
+    >>> graph = refsnn.load_model("data/models/cnn.h5")
+    >>> xc, _ = refsnn.load_data("data/digits.h5", "train", graph.input_shape)
+    >>> x, y = refsnn.load_data("data/digits.h5", "test", graph.input_shape, limit=64)
+    >>> net = refsnn.convert(graph, method="if", calibration=xc)
+    >>> result = refsnn.evaluate(net, x, y, steps=[16, 128], ann_graph=graph)
+    >>> result.run.readout[128].shape
+    (64, 10)
+    >>> result.accuracy[128] >= result.ann_accuracy - 0.05
+    True
     """
     ann_out, limit = ann_limit(net, x, all_nodes=True)
     if ann_graph is not None:
@@ -129,3 +150,6 @@ def _replay(run: Run, recorder, rasters, potentials) -> Run:
             recorder.potential(t, n, run.potentials[n][t - 1])
     r, u = recorder.finish()
     return replace(run, rasters=r, potentials=u)
+
+
+make_callable(__name__, evaluate)

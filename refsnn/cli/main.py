@@ -16,63 +16,9 @@ import numpy as np
 
 from refsnn import __version__
 from refsnn.cli.progress import ProgressBar
+from refsnn.options import (ALL as METHOD_NAMES, NO_CALIBRATION, OPTIONS,
+                            check_calibration, resolve)
 from refsnn.errors import OptionError, RefsnnError
-
-#: Conversion options: flag -> (keyword of the converters, {method: default}, argparse keywords).
-#: A flag given for a method that does not take it is refused, never ignored.
-CONVERT_OPTIONS = {
-    "--percentile": ("percentile", {"if": 99.9, "bsnn": 99.9}, dict(
-        type=float, help="IF, BSNN: threshold = this percentile of each ReLU's calibration "
-                         "activations, 100 = max (default 99.9)")),
-    "--per-channel": ("per_channel", {"if": False, "bsnn": False}, dict(
-        action="store_const", const=True,
-        help="IF, BSNN: one threshold per channel, not per layer")),
-    "--reset": ("reset", {"if": "subtract"}, dict(
-        choices=("subtract", "zero"), help="IF: reset by subtraction (default) or to zero")),
-    "--v-init": ("v_init", {"if": "zero", "bsnn": "half"}, dict(
-        choices=("zero", "half"), help="IF: initial membrane potential 0 (default) or theta/2; "
-                                       "BSNN: theta/2 (default) or 0")),
-    "--period": ("period", {"bsnn": 4}, dict(
-        type=int, help="BSNN: steps of one integrate or fire cycle (default 4)")),
-    "--no-sync": ("sync", {"bsnn": True}, dict(
-        action="store_const", const=False,
-        help="BSNN: no synchronous neurons on residual shortcuts (to see what they do)")),
-    "--readout": ("readout", {"if": "potential"}, dict(
-        choices=("potential", "count"), help="IF: mean output potential (default) or spike "
-                                             "count of added output neurons")),
-    "--adjust": ("adjust", {"if": "none"}, dict(
-        choices=("none", "l4"), help="IF with --encoding poisson: l4 lowers each neuron's bias "
-                                     "by the excess its input spread adds (derived in refsnn, "
-                                     "not the paper's formula; see README)")),
-    "--adjust-steps": ("adjust_steps", {"if": None}, dict(
-        type=int, help="IF, --adjust l4: the reference horizon T_ref (default 32)")),
-    "--eta0": ("eta0", {"signgd": 0.15}, dict(
-        type=float, help="signGD: first step size (default 0.15)")),
-    "--gamma": ("gamma", {"signgd": 0.95}, dict(
-        type=float, help="signGD: step-size decay per step (default 0.95)")),
-    "--scale": ("scale", {"signgd": "element"}, dict(
-        choices=("element", "channel", "layer"),
-        help="signGD: granularity of the calibrated output scales (default element)")),
-    "--scale-floor": ("scale_floor", {"signgd": 0.1}, dict(
-        type=float, help="signGD: no scale below this fraction of its layer's largest "
-                         "(default 0.1; 0 turns the floor off)")),
-    "--compat": ("compat", {"signgd": False}, dict(
-        action="store_const", const=True,
-        help="signGD: reproduce the reference code's conventions (see README)")),
-    "--encoding": ("encoding", {"if": "analog", "signgd": "exact", "bsnn": "analog"}, dict(
-        choices=("analog", "poisson", "exact", "gd"),
-        help="IF, BSNN: analog current (default) or poisson rate coding; signGD: exact "
-             "(default) or gd (the reference code's encoder)")),
-    "--dtype": ("dtype", {"if": "float64", "signgd": "float64", "bsnn": "float64"}, dict(
-        choices=("float64", "float32"), help="precision of the simulation (default float64)")),
-}
-METHOD_NAMES = ("if", "signgd", "bsnn", "noise")
-# --method noise (QCFS + residual-error noise): thresholds come from the model's clip values,
-# so only the encoding and the precision are options.
-CONVERT_OPTIONS["--encoding"][1]["noise"] = "analog"
-CONVERT_OPTIONS["--dtype"][1]["noise"] = "float64"
-#: Methods whose thresholds come from the model: calibration flags are refused, not ignored.
-NO_CALIBRATION = ("noise",)
 
 
 def _steps(text: str) -> list[int]:
@@ -109,8 +55,8 @@ def _add_conversion(p: argparse.ArgumentParser, has_data: bool = True) -> None:
                    help="split of the calibration file (default train)")
     p.add_argument("--calibration-limit", type=_positive, default=None,
                    help="use only the first N calibration samples")
-    for flag, (key, _, kwargs) in CONVERT_OPTIONS.items():
-        p.add_argument(flag, dest=key, default=None, **kwargs)
+    for option in OPTIONS:
+        p.add_argument(option.flag, dest=option.key, default=None, **option.cli)
 
 
 def _add_batch_run(p: argparse.ArgumentParser, limit: int) -> None:
@@ -227,20 +173,12 @@ def _load_network_or_model(path):
 
 
 def _conversion_kwargs(args, method: str) -> dict:
-    kwargs = {}
-    for flag, (key, defaults, _) in CONVERT_OPTIONS.items():
-        value = getattr(args, key)
-        if method not in defaults:
-            if value is not None:
-                raise OptionError(f"{flag} does not apply to --method {method}")
-            continue
-        kwargs[key] = defaults[method] if value is None else value
-    kwargs["dtype"] = np.dtype(kwargs["dtype"]).type
-    return kwargs
+    """The converter's keywords from the flags given (the one shared validation)."""
+    return resolve(method, {o.key: getattr(args, o.key) for o in OPTIONS}, flags=True)
 
 
 def _given_conversion_flags(args) -> list[str]:
-    flags = [flag for flag, (key, _, _) in CONVERT_OPTIONS.items() if getattr(args, key) is not None]
+    flags = [o.flag for o in OPTIONS if getattr(args, o.key) is not None]
     for flag, key in (("--method", "method"), ("--calibration", "calibration"),
                       ("--calibration-split", "calibration_split"),
                       ("--calibration-limit", "calibration_limit")):
@@ -259,12 +197,9 @@ def _convert(graph, args, calibration_path):
         for flag, key in (("--calibration", "calibration"),
                           ("--calibration-split", "calibration_split"),
                           ("--calibration-limit", "calibration_limit")):
-            if getattr(args, key) is not None:
-                raise OptionError(f"{flag} does not apply to --method {method}: its thresholds "
-                                  f"come from the model, not from calibration data")
+            check_calibration(method, getattr(args, key) is not None, flag)
         return METHODS[method](graph, None, **kwargs)
-    if calibration_path is None:
-        raise OptionError(f"--calibration is required for --method {method}")
+    check_calibration(method, calibration_path is not None, "--calibration")
     xc, _ = load_split(calibration_path, args.calibration_split or "train", graph.input_shape,
                        args.calibration_limit)
     return METHODS[method](graph, xc, **kwargs)

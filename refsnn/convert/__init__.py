@@ -1,12 +1,72 @@
-"""Conversion methods: ANN graph -> :class:`~refsnn.sim.network.SpikingNetwork`."""
+"""Conversion methods: ANN graph -> :class:`~refsnn.sim.network.SpikingNetwork`.
 
+The module itself is callable: ``refsnn.convert(graph, method=..., calibration=..., **options)``
+is :func:`convert`.
+"""
+
+from refsnn._callable import make_callable
 from refsnn.convert.bsnn import convert_bsnn
 from refsnn.convert.if_ import convert_if
 from refsnn.convert.noise import convert_noise
 from refsnn.convert.signgd import convert_signgd
+from refsnn.options import check_calibration, resolve
 
 #: Method name -> converter. Every converter takes ``(graph, calibration, **options)``.
 METHODS = {"if": convert_if, "signgd": convert_signgd, "bsnn": convert_bsnn,
            "noise": convert_noise}
 
-__all__ = ["METHODS", "convert_bsnn", "convert_if", "convert_noise", "convert_signgd"]
+
+def convert(graph, method: str = "if", calibration=None, **options):
+    """Convert an ANN into a spiking network with one of :data:`METHODS`.
+
+    The same options, defaults and checks as ``refsnn convert`` (:mod:`refsnn.options`): an
+    option the method does not take is refused, not ignored.
+
+    Parameters
+    ----------
+    graph : Graph
+        The trained ANN (:func:`refsnn.load_model`).
+    method : {"if", "signgd", "bsnn", "noise"}
+    calibration : ndarray, shape (N, *graph.input_shape)
+        Inputs whose ANN activations set the thresholds or scales; required by every method
+        but ``noise``, whose thresholds are the model's (it is refused there).
+    **options
+        The method's options, named as the converters' keywords (the command-line flags
+        with ``_`` for ``-``): e.g. ``percentile=99.9``, ``per_channel=True``,
+        ``reset="zero"`` for IF; ``eta0``, ``gamma``, ``scale``, ``compat`` for signGD;
+        ``dtype="float32"`` for all.
+
+    Returns
+    -------
+    SpikingNetwork
+
+    Raises
+    ------
+    OptionError
+        An unknown method or option, an option the method does not take, missing or
+        refused calibration data, a bad value.
+    ConversionError
+        An operator the method cannot convert.
+
+    Examples
+    --------
+    >>> import refsnn
+    >>> graph = refsnn.load_model("data/models/mlp.h5")
+    >>> xc, _ = refsnn.load_data("data/digits.h5", "train", graph.input_shape, limit=200)
+    >>> net = refsnn.convert(graph, method="if", calibration=xc, percentile=99.9)
+    >>> net.method, net.encoding
+    ('if', 'analog')
+    >>> refsnn.convert(graph, method="signgd", calibration=xc, percentile=99.9)
+    Traceback (most recent call last):
+    ...
+    refsnn.errors.OptionError: option 'percentile' does not apply to method 'signgd' (it applies to if, bsnn)
+    """
+    kwargs = resolve(method, options)
+    check_calibration(method, calibration is not None)
+    return METHODS[method](graph, calibration, **kwargs)
+
+
+__all__ = ["METHODS", "convert", "convert_bsnn", "convert_if", "convert_noise",
+           "convert_signgd"]
+
+make_callable(__name__, convert)
