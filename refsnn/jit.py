@@ -11,7 +11,9 @@ results are the same, only slower.
 
 from __future__ import annotations
 
+import functools
 import os
+import types as _pytypes
 
 # Numba's OpenMP threads (GNU libgomp on Linux) spin at every barrier, by default for up to
 # 300,000 iterations. When other processes keep the cores busy the spinning threads steal each
@@ -31,7 +33,7 @@ import numpy as np  # noqa: E402
 from numba.core import cgutils, types  # noqa: E402
 from numba.extending import intrinsic, overload  # noqa: E402
 
-__all__ = ["serial", "inline", "parallel", "prange", "register_block"]
+__all__ = ["serial", "inline", "parallel", "prange", "register_block", "SERIAL_BELOW"]
 
 _COMMON = dict(nopython=True, cache=True, fastmath=False, nogil=True)
 
@@ -42,8 +44,59 @@ serial = numba.jit(**_COMMON)
 #: LLVM sees one loop nest and can vectorise across it).
 inline = numba.jit(inline="always", **_COMMON)
 
-#: Decorator for kernels with ``prange`` loops over independent outputs.
-parallel = numba.jit(parallel=True, **_COMMON)
+#: Kernels given a ``work`` estimate run on one thread below this many element operations.
+#: A parallel region costs a fork and a join of the OpenMP team: a few microseconds on an idle
+#: machine, far more when another process holds the second core (the waiting thread has to be
+#: scheduled back in). The small networks call their kernels thousands of times per run with
+#: a few thousand operations each, so for them the team costs more than it saves. Measured
+#: (2 cores, 2026-12-04, busy machine): see the README's "Performance" section.
+SERIAL_BELOW = 1 << 15
+
+
+def parallel(fn=None, *, work=None):
+    """Decorator for kernels with ``prange`` loops over independent outputs.
+
+    ``@parallel``: one parallel kernel. ``@parallel(work=f)``: the same function compiled
+    twice, parallel and serial (``prange`` is a plain ``range`` there), and each call runs the
+    serial one when ``f(*args)`` (about the element operations of the call) is below
+    :data:`SERIAL_BELOW` or Numba has one thread. Each output is computed by the same
+    arithmetic in the same order in both, because the loops split over independent outputs:
+    the choice changes the speed, never a bit (tested: the kernel tests run the serial kernel
+    on 1 thread and the parallel one on 2 against the NumPy twins).
+    """
+    if fn is None:
+        return lambda f: parallel(f, work=work)
+    if work is None:
+        return numba.jit(parallel=True, **_COMMON)(fn)
+    return SplitKernel(fn, work)
+
+
+class SplitKernel:
+    """A kernel compiled parallel and serial, picked per call by its work (see
+    :func:`parallel`)."""
+
+    def __init__(self, fn, work):
+        self.work = work
+        self.parallel = numba.jit(parallel=True, **_COMMON)(fn)
+        # a copy under another name: Numba's cache files are named after the function, and
+        # its cache index does not tell a parallel compilation from a serial one
+        self.serial = numba.jit(**_COMMON)(_renamed(fn, "_serial"))
+        functools.update_wrapper(self, fn)
+
+    def __call__(self, *args):
+        # the thread count only where the work is large: reading it costs a microsecond
+        if self.work(*args) < SERIAL_BELOW or numba.get_num_threads() == 1:
+            return self.serial(*args)
+        return self.parallel(*args)
+
+
+def _renamed(fn, suffix: str):
+    copy = _pytypes.FunctionType(fn.__code__, fn.__globals__, fn.__name__ + suffix,
+                                 fn.__defaults__, fn.__closure__)
+    copy.__qualname__ = fn.__qualname__ + suffix
+    copy.__module__ = fn.__module__
+    return copy
+
 
 prange = numba.prange
 

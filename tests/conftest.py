@@ -18,6 +18,13 @@ settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     settings.load_profile("ci")
 
+# Kernels pick their serial compilation for small work (refsnn.jit.SERIAL_BELOW). The tests'
+# arrays are small, so without this they would never reach the parallel one: here every kernel
+# runs serial on 1 thread and parallel on 2, and the tests compare both with the NumPy twins.
+import refsnn.jit  # noqa: E402
+
+refsnn.jit.SERIAL_BELOW = 0
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data" / "digits.h5"
 MODELS = ROOT / "data" / "models"

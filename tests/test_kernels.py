@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from refsnn.neurons.if_ import if_step_numba, if_step_numpy
-from refsnn.sim.counting import count_spikes_numba, count_spikes_numpy
+from refsnn.neurons.if_ import if_block_numba, if_block_numpy, if_step_numba, if_step_numpy
+from refsnn.sim.counting import (count_block_numba, count_block_numpy, count_spikes_numba,
+                                 count_spikes_numpy)
 from refsnn.synapses import conv as conv_module
 from refsnn.synapses.conv import (CHANNEL_BLOCK, avgpool_numba, avgpool_numpy, conv_numba,
                                   conv_numpy, out_size)
@@ -248,6 +249,23 @@ def test_if_step(seed, b, n, steps, reset_zero, dtype, threads):
         assert np.all((ref == 0) | (ref == theta))
 
 
+@settings(max_examples=30, deadline=None)
+@given(seed=seeds, b=st.integers(1, 4), n=st.integers(1, 50), k=st.integers(1, 9),
+       reset_zero=st.booleans(), dtype=st.sampled_from(DTYPES), threads=st.sampled_from(THREADS))
+def test_if_block(seed, b, n, k, reset_zero, dtype, threads):
+    """K steps in one call equal K calls of the reference step, events and potentials."""
+    numba.set_num_threads(threads)
+    rng = np.random.default_rng(seed)
+    theta = rng.uniform(0.1, 2, n).astype(dtype)
+    u_ref = rng.uniform(0, 1, (b, n)).astype(dtype) * theta
+    u_jit = u_ref.copy()
+    currents = rng.normal(0, 1, (k, b, n)).astype(dtype)
+    currents[0, :, ::3] = (theta - u_ref)[:, ::3]  # exact ties at the first step
+    ref = if_block_numpy(u_ref, currents, theta, reset_zero)
+    same(if_block_numba(u_jit, currents, theta, reset_zero), ref)
+    same(u_jit, u_ref)
+
+
 def test_tie_fires():
     """A potential exactly at the threshold fires (the inclusive rule), and one just below not."""
     theta = np.array([1.0, 1.0])
@@ -288,3 +306,20 @@ def test_count_spikes(seed, density, b, shape, sign, dtype, threads):
     spiked = value * sign > 0
     same(counts_ref, before + spiked)
     assert total_ref == int(spiked.sum())
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=seeds, density=densities, k=st.integers(1, 6), b=st.integers(1, 4),
+       shape=st.sampled_from([(7,), (3, 4, 5)]), sign=st.sampled_from([1, -1]),
+       dtype=st.sampled_from(DTYPES), threads=st.sampled_from(THREADS))
+def test_count_block(seed, density, k, b, shape, sign, dtype, threads):
+    """K steps of counts in one call: each step's total and the counts of the K reference steps."""
+    numba.set_num_threads(threads)
+    rng = np.random.default_rng(seed)
+    values = sparse(rng, (k, b) + shape, density, dtype)
+    before = rng.integers(0, 9, size=(b,) + shape)
+    counts_ref, counts = before.copy(), before.copy()
+    totals = count_block_numpy(values, sign, counts_ref)
+    same(count_block_numba(values, sign, counts), totals)
+    same(counts, counts_ref)
+    same(totals, np.array([int((v * sign > 0).sum()) for v in values]))

@@ -248,6 +248,38 @@ def test_step_blocks_change_nothing(method, backend, block):
                                                  potentials=neurons)
             for b, k in (("numpy", 1), (backend, block))]
     assert_runs_equal(*runs)
+    # potentials of the first neuron node only: the others run their blocks in one call
+    runs = [Simulator(net, b, step_block=k).run(x, [5, 23], seed=seed, rasters=neurons,
+                                                 potentials=neurons[:1])
+            for b, k in (("numpy", 1), (backend, block))]
+    assert_runs_equal(*runs)
+
+
+def test_if_nodes_run_a_block_in_one_call(monkeypatch):
+    """The block path is live: with a step block of 4, an IF node makes one block call per
+    block (none for the node whose potentials are recorded) and the count one per node."""
+    import dataclasses
+
+    net = _converted("if-analog")
+    x = _data(net.graph, 3)
+    sim = Simulator(net, "numba", step_block=4)
+    calls = {"if_block": 0, "count_block": 0}
+
+    def spy(name, kernel):
+        def call(*args):
+            calls[name] += 1
+            return kernel(*args)
+        return call
+
+    backend = dataclasses.replace(sim.backend, if_block=spy("if_block", sim.backend.if_block),
+                                  count_block=spy("count_block", sim.backend.count_block))
+    for op in sim.ops:
+        op.backend = backend
+    sim.backend = backend
+    neurons = net.neuron_nodes()
+    run = sim.run(x, 12, potentials=neurons[:1])
+    assert calls == {"if_block": 3 * (len(neurons) - 1), "count_block": 3 * len(neurons)}
+    assert_runs_equal(run, Simulator(net, "numpy").run(x, 12, potentials=neurons[:1]))
 
 
 @pytest.mark.parametrize("bad", [0, -2, 2.5, True, "4"])
@@ -263,8 +295,13 @@ def test_auto_step_block_respects_the_memory_budget(monkeypatch):
     sim = Simulator(net)
     per_sample_step = 8 * sum(int(np.prod(s)) for s in net.graph.shapes.values())
     assert _budget_is_ample(simulator, per_sample_step)
+    monkeypatch.setattr(simulator, "STACK_BYTES", 0)  # by rows only
     assert sim.auto_step_block(1) == 16 and sim.auto_step_block(4) == 8
     assert sim.auto_step_block(32) == 1 and sim.auto_step_block(100) == 1
+    # by bytes: a small network stacks steps at large batches too
+    monkeypatch.setattr(simulator, "STACK_BYTES", 100 * 6 * per_sample_step)
+    assert sim.auto_step_block(100) == 6 and sim.auto_step_block(300) == 2
+    assert sim.auto_step_block(2) == 16  # never more than MAX_STEP_BLOCK
     monkeypatch.setattr(simulator, "STEP_BLOCK_BYTES", 5 * per_sample_step)
     assert sim.auto_step_block(1) == 5
     monkeypatch.setattr(simulator, "STEP_BLOCK_BYTES", 1)

@@ -38,14 +38,14 @@ def fire_numpy(u, theta):
     return np.where(fired, theta, 0.0).astype(u.dtype)
 
 
-@parallel
+@parallel(work=lambda u, current: u.size)
 def _integrate_kernel(u, current):
     for b in prange(u.shape[0]):
         for i in range(u.shape[1]):
             u[b, i] = u[b, i] + current[b, i]
 
 
-@parallel
+@parallel(work=lambda u, theta, out: u.size)
 def _fire_kernel(u, theta, out):
     for b in prange(u.shape[0]):
         for i in range(u.shape[1]):

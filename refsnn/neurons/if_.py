@@ -32,21 +32,37 @@ def if_step_numpy(u, current, theta, reset_zero: bool):
     return np.where(fired, theta, 0.0).astype(u.dtype)
 
 
-@parallel
-def _if_kernel(u, current, theta, reset_zero, out):
+def if_block_numpy(u, currents, theta, reset_zero: bool):
+    """``K`` steps of :func:`if_step_numpy` in order: ``currents`` (K, B, N) -> events (K, B, N)."""
+    return np.stack([if_step_numpy(u, current, theta, reset_zero) for current in currents])
+
+
+@parallel(work=lambda u, currents, theta, reset_zero, out: currents.size)
+def _if_kernel(u, currents, theta, reset_zero, out):
+    # each sample's steps in order; a job owns a sample's potentials and events
     for b in prange(u.shape[0]):
-        for i in range(u.shape[1]):
-            v = u[b, i] + current[b, i]
-            if v >= theta[i]:
-                out[b, i] = theta[i]
-                v = 0.0 if reset_zero else v - theta[i]
-            else:
-                out[b, i] = 0.0
-            u[b, i] = v
+        for k in range(currents.shape[0]):
+            for i in range(u.shape[1]):
+                v = u[b, i] + currents[k, b, i]
+                if v >= theta[i]:
+                    out[k, b, i] = theta[i]
+                    v = 0.0 if reset_zero else v - theta[i]
+                else:
+                    out[k, b, i] = 0.0
+                u[b, i] = v
+
+
+def if_block_numba(u, currents, theta, reset_zero: bool):
+    """Numba twin of :func:`if_block_numpy`: ``K`` steps in one call, bit-identical.
+
+    The simulator hands a neuron node a block of steps at once (``Simulator(step_block=K)``)
+    so that a small layer costs one call per block instead of one per step.
+    """
+    out = np.empty(currents.shape, u.dtype)
+    _if_kernel(u, currents, theta, reset_zero, out)
+    return out
 
 
 def if_step_numba(u, current, theta, reset_zero: bool):
     """Numba twin of :func:`if_step_numpy`; bit-identical."""
-    out = np.empty_like(u)
-    _if_kernel(u, current, theta, reset_zero, out)
-    return out
+    return if_block_numba(u, current[None], theta, reset_zero)[0]

@@ -95,7 +95,7 @@ def signgd_fire_numpy(v, target, eta: float, inclusive: bool, scale):
     return delta * scale
 
 
-@parallel
+@parallel(work=lambda v, target, eta, inclusive, scale, out: v.size)
 def _fire_kernel(v, target, eta, inclusive, scale, out):
     for b in prange(v.shape[0]):
         for i in range(v.shape[1]):

@@ -32,22 +32,35 @@ def count_spikes_numpy(value: np.ndarray, sign: int, counts: np.ndarray) -> int:
     return int(fired.sum())
 
 
-@parallel
-def _count_kernel(value, positive, counts, per_sample):
-    for b in prange(value.shape[0]):
-        n = 0
-        for i in range(value.shape[1]):
-            v = value[b, i]
-            spiked = 1 if (v > 0 if positive else v < 0) else 0
-            counts[b, i] += spiked
-            n += spiked
-        per_sample[b] = n
+def count_block_numpy(values: np.ndarray, sign: int, counts: np.ndarray) -> np.ndarray:
+    """:func:`count_spikes_numpy` for ``K`` steps in order: ``values`` (K, B, *shape) ->
+    the spikes of each step, int64 (K,)."""
+    return np.array([count_spikes_numpy(v, sign, counts) for v in values], np.int64)
+
+
+@parallel(work=lambda values, positive, counts, per_sample: values.size)
+def _count_kernel(values, positive, counts, per_sample):
+    # values (K, B, N); a job owns one sample's counts and its entries of per_sample (K, B)
+    for b in prange(values.shape[1]):
+        for k in range(values.shape[0]):
+            n = 0
+            for i in range(values.shape[2]):
+                v = values[k, b, i]
+                spiked = 1 if (v > 0 if positive else v < 0) else 0
+                counts[b, i] += spiked
+                n += spiked
+            per_sample[k, b] = n
+
+
+def count_block_numba(values: np.ndarray, sign: int, counts: np.ndarray) -> np.ndarray:
+    """Numba twin of :func:`count_block_numpy`; same counts and totals."""
+    steps, rows = values.shape[0], values.shape[1]
+    per_sample = np.empty((steps, rows), np.int64)
+    _count_kernel(np.ascontiguousarray(values).reshape(steps, rows, -1), sign > 0,
+                  counts.reshape(rows, -1), per_sample)
+    return per_sample.sum(axis=1)
 
 
 def count_spikes_numba(value: np.ndarray, sign: int, counts: np.ndarray) -> int:
     """Numba twin of :func:`count_spikes_numpy`; same arguments, same counts and total."""
-    rows = value.shape[0]
-    per_sample = np.empty(rows, np.int64)
-    _count_kernel(np.ascontiguousarray(value).reshape(rows, -1), sign > 0,
-                  counts.reshape(rows, -1), per_sample)
-    return int(per_sample.sum())
+    return int(count_block_numba(value[None], sign, counts)[0])

@@ -17,10 +17,10 @@ from refsnn import ann
 from refsnn.model.graph import Graph, Node
 from refsnn.neurons.bistable import (cycle_state, fire_numba, fire_numpy, integrate_numba,
                                      integrate_numpy)
-from refsnn.neurons.if_ import if_step_numba, if_step_numpy
+from refsnn.neurons.if_ import if_block_numba, if_step_numba, if_step_numpy
 from refsnn.neurons.signgd import (reach, signgd_fire_numba, signgd_fire_numpy, step_size,
                                    target_value)
-from refsnn.sim.counting import count_spikes_numba, count_spikes_numpy
+from refsnn.sim.counting import count_block_numba, count_spikes_numba, count_spikes_numpy
 from refsnn.synapses.conv import avgpool_numba, avgpool_numpy, conv_numba, conv_numpy
 from refsnn.synapses.linear import linear_numba, linear_numpy
 from refsnn.synapses.maxpool import maxpool_spikes_numba, maxpool_spikes_numpy
@@ -46,6 +46,11 @@ class Backend:
     #: step. The NumPy reference takes the array itself; the numba kernels take a
     #: :class:`~refsnn.synapses.weights.Weights`, so their layouts are made once per layer.
     weights: Callable
+    #: ``K`` steps of ``if_step`` / ``count_spikes`` in one call (inputs stacked on a leading
+    #: step axis), or None: then a block of steps makes one call per step, as the NumPy
+    #: reference does (and a test replacing ``if_step`` reaches every step).
+    if_block: Callable | None = None
+    count_block: Callable | None = None
 
 
 def _as_is(w):
@@ -58,7 +63,7 @@ BACKENDS = {
                      count_spikes_numpy, _as_is),
     "numba": Backend("numba", linear_numba, conv_numba, avgpool_numba, maxpool_spikes_numba,
                      if_step_numba, signgd_fire_numba, integrate_numba, fire_numba,
-                     count_spikes_numba, Weights),
+                     count_spikes_numba, Weights, if_block_numba, count_block_numba),
 }
 
 
@@ -74,6 +79,8 @@ class StepOp:
     #: arithmetic whatever the batch size: the simulator may then stack several steps' inputs
     #: along the batch axis and make one call for them (see ``Simulator``'s ``step_block``).
     stackable = False
+    #: A neuron node that can run a block of steps in one call (:meth:`step_block`).
+    block_steps = False
 
     def __init__(self, node: Node, graph: Graph, backend: Backend, schedule):
         self.node = node
@@ -227,9 +234,21 @@ class IFNeurons(StepOp):
     def init(self, batch):
         return np.repeat(self.u0[None, :], batch, axis=0)
 
+    block_steps = True
+
     def step(self, u, x):
         out = self.backend.if_step(u, np.ascontiguousarray(x.reshape(u.shape)), self.theta,
                                    self.reset_zero)
+        return out.reshape(x.shape)
+
+    def step_block(self, u, x):
+        """Steps ``1..K`` of a block in order: ``x`` (K, B, *shape) -> values (K, B, *shape)."""
+        currents = np.ascontiguousarray(x.reshape((x.shape[0],) + u.shape))
+        if self.backend.if_block is None:
+            out = np.stack([self.backend.if_step(u, c, self.theta, self.reset_zero)
+                            for c in currents])
+        else:
+            out = self.backend.if_block(u, currents, self.theta, self.reset_zero)
         return out.reshape(x.shape)
 
     def potential(self, u):

@@ -77,7 +77,8 @@ CHANNEL_BLOCK = 64
 STRIP_BYTES = 64 * 1024
 
 
-@parallel
+@parallel(work=lambda x, wt, bias, idx, count, sy, sx, py, px, groups, strip, out:
+          out.size * (wt.size // wt.shape[-1]))  # the dense bound: no event sum needed
 def _conv_kernel(x, wt, bias, idx, count, sy, sx, py, px, groups, strip, out):
     """Event-major convolution into ``out`` of shape (B, O, Ho, Wo).
 
@@ -209,7 +210,7 @@ def avgpool_numpy(x, kernel, stride, padding):
     return conv_numpy(x, w, zero, stride, padding, x.shape[1]) / (kernel[0] * kernel[1])
 
 
-@parallel
+@parallel(work=lambda x, kh, kw, sy, sx, py, px, zero, out: out.size * kh * kw)
 def _window_sum_kernel(x, kh, kw, sy, sx, py, px, zero, out):
     """Per output ``(b, c, oy, ox)``: 0, plus each input of its window in ascending
     ``(iy, ix)`` (= ascending flat index, the event order), plus 0 (the zero bias).

@@ -23,7 +23,7 @@ def events_numpy(x2d: np.ndarray) -> list[np.ndarray]:
     return [np.flatnonzero(row) for row in x2d]
 
 
-@parallel
+@parallel(work=lambda x2d, idx, count: x2d.size)
 def events_numba(x2d, idx, count):
     """Fill ``idx[b, :count[b]]`` with the ascending flat indices of non-zeros of ``x2d[b]``.
 

@@ -41,7 +41,7 @@ def _axpy(acc, v, row):
         acc[k] += v * row[k]
 
 
-@parallel
+@parallel(work=lambda x, w_t, bias, idx, count, out: x.size * out.shape[1])  # dense bound
 def _linear_kernel(x, w_t, bias, idx, count, out):
     """One job per (sample, block of outputs): walk that sample's event list in ascending
     order, adding each event's weight row slice to the block's accumulator, then the bias.

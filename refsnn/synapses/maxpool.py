@@ -40,7 +40,8 @@ def maxpool_spikes_numpy(spikes, count, best, theta_c, kernel, stride, padding):
     return out
 
 
-@parallel
+@parallel(work=lambda spikes, count, best, theta_c, kh, kw, sh, sw, ph, pw, out:
+          spikes.size * kh * kw)
 def _maxpool_kernel(spikes, count, best, theta_c, kh, kw, sh, sw, ph, pw, out):
     B, C, H, W = spikes.shape
     ho, wo = best.shape[2], best.shape[3]
