@@ -29,6 +29,17 @@ def _str(value):
     return value.decode("utf-8") if isinstance(value, bytes) else value
 
 
+def _names(value, error):
+    """A string or 1-D string array attribute as a list of str; anything else (a number, a
+    2-D array, ...) raises ``error(found)``."""
+    if isinstance(value, (str, bytes)):
+        return [_str(value)]
+    arr = np.asarray(value)
+    if arr.ndim != 1 or not all(isinstance(v, (str, bytes)) for v in arr.tolist()):
+        raise error(f"{arr.dtype} of shape {arr.shape}")
+    return [_str(v) for v in arr.tolist()]
+
+
 def _attr_value(value):
     """HDF5 form of a normalised attribute: str, float64 scalar or int64 scalar/array."""
     if isinstance(value, str):
@@ -79,8 +90,8 @@ def read_graph(group: h5py.Group, file: str, prefix: str = "", dtype=np.float64,
         for key in _RESERVED:
             if key not in g.attrs:
                 raise err(path, key, f"attribute '{key}'", "nothing (missing)")
-        inputs = g.attrs["inputs"]
-        inputs = [_str(inputs)] if isinstance(inputs, (str, bytes)) else [_str(s) for s in inputs]
+        inputs = _names(g.attrs["inputs"], lambda found: err(path, "inputs", "a string or a "
+                                                             "1-D string array", found))
         params = {}
         for key, d in g.items():
             if not isinstance(d, h5py.Dataset):
