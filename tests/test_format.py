@@ -86,7 +86,7 @@ def _edit(path, fn):
 
 def test_wrong_format_and_version(model_file):
     _edit(model_file, lambda f: f.attrs.__setitem__("format_version", 99))
-    _expect(model_file, "/", "format_version", "1 (supported)", "99")
+    _expect(model_file, "/", "format_version", "1 or 2 (supported)", "99")
     _edit(model_file, lambda f: f.attrs.__setitem__("format", "keras"))
     _expect(model_file, "/", "format", "'refsnn-model'", "'keras'")
 
