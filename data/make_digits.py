@@ -11,7 +11,7 @@ and 450 test images. Pixels are divided by 16 so they lie in [0, 1].
 
 Layout::
 
-    /           attrs: format = "refsnn-data", format_version = 1, source = str, classes = 10
+    /           attrs: format = "refsnn-data", format_version = 2, source = str, classes = 10
     /train/x    float64 (1347, 1, 8, 8), pixels / 16
     /train/y    int64 (1347,), labels 0..9
     /test/x     float64 (450, 1, 8, 8)
@@ -36,11 +36,13 @@ import sklearn
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
+from refsnn.checksum import sign
+
 HERE = Path(__file__).resolve().parent
 DEFAULT_OUT = HERE / "digits.h5"
 
 FORMAT = "refsnn-data"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # with checksums (refsnn.checksum)
 CLASSES = 10
 TEST_SIZE = 450
 SPLIT_SEED = 0
@@ -85,6 +87,7 @@ def write(path: Path, splits) -> None:
                 g = f.create_group(name)
                 g.create_dataset("x", data=x)
                 g.create_dataset("y", data=y)
+            sign(f)  # the checksums every refsnn file carries (docs/format.md)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes the file private (0600)

@@ -2,21 +2,22 @@
 
 Layout::
 
-    /            attrs: format = "refsnn-data", format_version = 1, classes = int
+    /            attrs: format = "refsnn-data", format_version = 2, classes = int
     /<split>/x   float array (N, *sample_shape)
     /<split>/y   integer labels (N,), in [0, classes)
 """
 
 from __future__ import annotations
 
+import h5py
 import numpy as np
 
 from refsnn.errors import ModelFormatError
-from refsnn.io import open_h5
+from refsnn.io import H5_ERRORS, open_h5, unreadable
 from refsnn.model.format import _check_header
 
 FORMAT = "refsnn-data"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: with checksums (refsnn.checksum); version 1 files still load
 
 
 def load_split(path, split: str, sample_shape=None, limit: int | None = None):
@@ -45,23 +46,40 @@ def load_split(path, split: str, sample_shape=None, limit: int | None = None):
     """
     file = str(path)
     with open_h5(path, "data file") as f:
-        _check_header(f, file, FORMAT, FORMAT_VERSION)
-        classes = f.attrs.get("classes")
-        if classes is None or np.asarray(classes).dtype.kind not in "iu" or int(classes) < 1:
-            raise ModelFormatError(file, "/", "classes", "a positive integer", repr(classes))
-        if split not in f or not hasattr(f[split], "keys"):
-            splits = [k for k in f if hasattr(f[k], "keys")]
-            raise ModelFormatError(file, f"/{split}", "group", f"a split, one of {splits}",
+        try:
+            return _read_split(f, file, split, sample_shape, limit)
+        except H5_ERRORS as e:  # damaged file: h5py fails mid-read
+            raise unreadable(file, e) from None
+
+
+def _read_split(f, file: str, split: str, sample_shape, limit):
+    """:func:`load_split` on the open file ``f`` (validated inside the ``with`` block, so
+    that the checksums are verified after it)."""
+    _check_header(f, file, FORMAT, FORMAT_VERSION)
+    classes = np.asarray(f.attrs.get("classes", -1))
+    if classes.ndim != 0 or classes.dtype.kind not in "iu" or int(classes) < 1:
+        raise ModelFormatError(file, "/", "classes", "a positive integer",
+                               repr(f.attrs.get("classes")))
+    if split not in f or not isinstance(f[split], h5py.Group):
+        splits = [k for k in f if isinstance(f[k], h5py.Group)]
+        raise ModelFormatError(file, f"/{split}", "group", f"a split, one of {splits}",
+                               "nothing (missing)" if split not in f else "a dataset")
+    for key in ("x", "y"):
+        if key not in f[split]:
+            raise ModelFormatError(file, f"/{split}/{key}", "dataset", f"dataset '{key}'",
                                    "nothing (missing)")
-        for key in ("x", "y"):
-            if key not in f[split]:
-                raise ModelFormatError(file, f"/{split}/{key}", "dataset", f"dataset '{key}'",
-                                       "nothing (missing)")
-        dx, dy = f[split]["x"], f[split]["y"]
-        n = dx.shape[0] if limit is None else min(limit, dx.shape[0])
-        x, y = dx[:n], dy[:n]
-    if x.dtype.kind != "f":
-        raise ModelFormatError(file, f"/{split}/x", "dtype", "float32 or float64", str(x.dtype))
+        if not isinstance(f[split][key], h5py.Dataset) or not f[split][key].shape:
+            raise ModelFormatError(file, f"/{split}/{key}", "dataset",
+                                   "a dataset of rank >= 1", "a group or a scalar")
+    dx, dy = f[split]["x"], f[split]["y"]
+    n = dx.shape[0] if limit is None else min(limit, dx.shape[0])
+    if dx.dtype.kind != "f":
+        raise ModelFormatError(file, f"/{split}/x", "dtype", "float32 or float64", str(dx.dtype))
+    if dy.dtype.kind not in "iu" or dy.shape != (dx.shape[0],):
+        raise ModelFormatError(file, f"/{split}/y", "dtype/shape",
+                               f"integer labels of shape ({dx.shape[0]},)",
+                               f"{dy.dtype} {dy.shape}")
+    x, y = dx[:n], dy[:n]
     if sample_shape is not None and tuple(x.shape[1:]) != tuple(sample_shape):
         raise ModelFormatError(file, f"/{split}/x", "shape",
                                f"(N, {', '.join(map(str, sample_shape))}) to match the model",
@@ -70,9 +88,6 @@ def load_split(path, split: str, sample_shape=None, limit: int | None = None):
         bad = tuple(int(i) for i in np.argwhere(~np.isfinite(x))[0])
         raise ModelFormatError(file, f"/{split}/x", "values", "finite numbers",
                                f"{x[bad]} at index {bad}")
-    if y.dtype.kind not in "iu" or y.shape != (x.shape[0],):
-        raise ModelFormatError(file, f"/{split}/y", "dtype/shape",
-                               f"integer labels of shape ({x.shape[0]},)", f"{y.dtype} {y.shape}")
     if y.size and (y.min() < 0 or y.max() >= int(classes)):
         raise ModelFormatError(file, f"/{split}/y", "values", f"labels in [0, {int(classes)})",
                                f"range [{y.min()}, {y.max()}]")

@@ -12,6 +12,12 @@ class RefsnnError(Exception):
     """Base class of every error refsnn raises on purpose."""
 
 
+def _one_line(value) -> str:
+    """``str(value)`` on one line (an array's repr spans lines), at most 200 characters."""
+    text = " ".join(str(value).split())
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
 class ModelFormatError(RefsnnError):
     """A model or network file (or an in-memory description) breaks the schema.
 
@@ -33,8 +39,8 @@ class ModelFormatError(RefsnnError):
         self.file = str(file)
         self.path = path
         self.field = field
-        self.expected = expected
-        self.found = found
+        self.expected = _one_line(expected)
+        self.found = _one_line(found)
         super().__init__(
             f"{self.file}: {path}: {field}: expected {expected}, found {found}"
         )

@@ -1,4 +1,5 @@
-"""File helpers shared by every writer: atomic HDF5 output and safe HDF5 opening."""
+"""File helpers shared by every writer and reader: atomic, signed HDF5 output and safe,
+verified HDF5 opening (checksums: :mod:`refsnn.checksum`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import h5py
 
+from refsnn import checksum
 from refsnn.errors import ModelFormatError
 
 
@@ -47,7 +49,8 @@ def atomic_path(path):
 @contextlib.contextmanager
 def atomic_h5(path):
     """Open a new HDF5 file for writing that appears at ``path`` only when complete
-    (:func:`atomic_path`: an interrupted run leaves ``path`` as it was).
+    (:func:`atomic_path`: an interrupted run leaves ``path`` as it was), signed with the
+    checksums of everything written (:func:`refsnn.checksum.sign`).
 
     Yields
     ------
@@ -57,18 +60,107 @@ def atomic_h5(path):
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w") as f:
             yield f
+            checksum.sign(f)
             f.flush()
 
 
-def open_h5(path, kind: str = "file"):
-    """Open ``path`` read-only, turning every failure into a :class:`ModelFormatError`."""
+#: What a damaged HDF5 file makes h5py raise part-way through a read.
+H5_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError)
+
+
+def unreadable(path, e: BaseException) -> ModelFormatError:
+    """The one error for a file h5py cannot read (truncated, damaged metadata, ...)."""
+    first = (str(e).splitlines() or [type(e).__name__])[0]
+    return ModelFormatError(str(path), "/", "file", "a readable HDF5 file",
+                            f"unreadable ({first})")
+
+
+class CheckedFile(h5py.File):
+    """An :class:`h5py.File` opened by :func:`open_h5`: leaving its ``with`` block without an
+    exception verifies the file's checksums (:func:`refsnn.checksum.verify`).
+
+    Verifying at the end, after the reader has validated the structure, means a file edited
+    by hand into an invalid one gets the reader's error naming the field, and a file whose
+    valid-looking values changed gets the checksum error naming the dataset. When the reader
+    refused a signed file whose checksums do not match either, its error says so too (naming
+    the object that changed): the file is damaged, not merely written wrongly.
+    """
+
+    verify_on_exit = True
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            if exc_type is None and self.verify_on_exit:
+                try:
+                    checksum.verify(self, self.refsnn_name)
+                except H5_ERRORS as e:
+                    raise unreadable(self.refsnn_name, e) from None
+            elif isinstance(exc, ModelFormatError) and self.verify_on_exit \
+                    and exc.field != checksum.ATTR:
+                note = self._mismatch()
+                if note:
+                    raise ModelFormatError(exc.file, exc.path, exc.field, exc.expected,
+                                           f"{exc.found}; {note}") from None
+        finally:
+            super().__exit__(exc_type, exc, tb)
+
+    def _mismatch(self) -> str:
+        """``"the checksums do not match at <path> (...)"`` if the file is signed and damaged,
+        else ``""``."""
+        try:
+            if not checksum.is_signed(self):
+                return ""
+            checksum.verify(self, self.refsnn_name)
+        except ModelFormatError as e:
+            return f"the checksums do not match at {e.path} ({e.field} changed after writing)"
+        except H5_ERRORS:
+            return ""
+        return ""
+
+
+def open_h5(path, kind: str = "file", verify: bool = True):
+    """Open ``path`` read-only, turning every failure into a :class:`ModelFormatError`.
+
+    Use it as a context manager: with ``verify`` (the default), a block that ends without an
+    exception then checks the file's checksums, raising a :class:`ModelFormatError` naming the
+    dataset whose content changed; a file without checksums passes (it is *unverified*).
+    """
     p = Path(path)
     if not p.exists():
         raise ModelFormatError(str(path), "/", "file", f"an existing {kind}", "no such file")
     if p.is_dir():
         raise ModelFormatError(str(path), "/", "file", f"a {kind}", "a directory")
     try:
-        return h5py.File(p, "r")
-    except OSError as e:
-        raise ModelFormatError(str(path), "/", "file", "a readable HDF5 file",
-                               f"unreadable ({str(e).splitlines()[0]})") from None
+        f = CheckedFile(p, "r")
+    except H5_ERRORS as e:
+        raise unreadable(path, e) from None
+    f.refsnn_name = str(path)
+    f.verify_on_exit = verify
+    return f
+
+
+def verify_file(path) -> str:
+    """Check the checksums of ``path`` without loading it as anything.
+
+    Returns
+    -------
+    str
+        ``"verified"`` or ``"unverified"`` (no checksums, e.g. a Keras file).
+
+    Raises
+    ------
+    ModelFormatError
+        If the file cannot be read or its content differs from its checksums.
+    """
+    with open_h5(path, verify=False) as f:
+        try:
+            return checksum.verify(f, str(path))
+        except H5_ERRORS as e:
+            raise unreadable(path, e) from None
+
+
+def sign_file(path) -> None:
+    """(Re)write the checksums of an existing file in place, e.g. after a deliberate edit in a
+    test; refsnn's writers sign their files themselves."""
+    with h5py.File(path, "r+") as f:
+        checksum.sign(f)

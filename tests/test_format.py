@@ -86,9 +86,27 @@ def _edit(path, fn):
 
 def test_wrong_format_and_version(model_file):
     _edit(model_file, lambda f: f.attrs.__setitem__("format_version", 99))
-    _expect(model_file, "/", "format_version", "1 (supported)", "99")
+    _expect(model_file, "/", "format_version", "1 or 2 (supported)", "99")
     _edit(model_file, lambda f: f.attrs.__setitem__("format", "keras"))
     _expect(model_file, "/", "format", "'refsnn-model'", "'keras'")
+
+
+@pytest.mark.parametrize("value, found", [
+    (0, "int64 of shape ()"), (1.5, "float64 of shape ()"), (np.arange(2), "int64 of shape (2,)"),
+    (np.array([[b"conv"]]), "|S4 of shape (1, 1)")])
+def test_inputs_not_names(model_file, value, found):
+    """A numeric or 2-D ``inputs`` attribute is a format error naming the node (it used to
+    escape as a TypeError)."""
+    _edit(model_file, lambda f: f["nodes/relu"].attrs.__setitem__("inputs", value))
+    err = _expect(model_file, "/nodes/relu", "inputs", "a string or a 1-D string array", found)
+    assert "\n" not in str(err)
+
+
+def test_messages_are_one_line(model_file):
+    """An array found where a name belongs is shown on one line."""
+    _edit(model_file, lambda f: f.attrs.__setitem__("output", np.arange(40).reshape(20, 2)))
+    err = _expect(model_file, "/", "output", "found array([[ 0, 1], [ 2, 3],")
+    assert "\n" not in str(err)
 
 
 def test_missing_dataset(model_file):

@@ -79,7 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("inspect", help="show a model's or converted network's graph")
-    p.add_argument("model", help="model (.h5) or converted network file")
+    p.add_argument("model", help="model (.h5) or converted network file; with --verify, any "
+                   "refsnn HDF5 file")
+    p.add_argument("--verify", action="store_true",
+                   help="only check the file's checksums (exit 1 if its content changed)")
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("convert", help="convert an ANN into a spiking network file")
@@ -213,7 +216,29 @@ def _lazy(module: str, name: str):
     return run
 
 
+def _checksum_status(path) -> str:
+    """``verified (N objects)`` or ``unverified (...)`` for an HDF5 file; raises the
+    ModelFormatError of a mismatch."""
+    import zipfile
+
+    import h5py
+
+    from refsnn import checksum
+    from refsnn.io import verify_file
+
+    if zipfile.is_zipfile(path):
+        return "unverified (a .keras archive carries no refsnn checksums)"
+    if verify_file(path) == checksum.UNVERIFIED:
+        return "unverified (the file carries no checksums)"
+    with h5py.File(path, "r") as f:
+        n = len(f.attrs[checksum.ATTR])
+    return f"verified ({n} objects: every dataset's values and every attribute)"
+
+
 def cmd_inspect(args) -> int:
+    if args.verify:
+        print(f"{args.model}: checksums {_checksum_status(args.model)}")
+        return 0
     graph, net = _load_network_or_model(args.model)
     if net is not None:
         graph = net.graph
@@ -231,6 +256,7 @@ def cmd_inspect(args) -> int:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
     print(f"output {graph.output} {graph.shapes[graph.output]}; "
           f"{len(graph.nodes)} nodes, {graph.n_params()} parameters")
+    print(f"checksums {_checksum_status(args.model)}")
     return 0
 
 

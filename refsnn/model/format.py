@@ -1,8 +1,9 @@
-"""The HDF5 model format, version 1: save and load a :class:`~refsnn.model.graph.Graph`.
+"""The HDF5 model format, version 2: save and load a :class:`~refsnn.model.graph.Graph`.
 
 Layout (documented in ``docs/format.md``)::
 
-    /                 attrs: format = "refsnn-model", format_version = 1, output = <node name>
+    /                 attrs: format = "refsnn-model", format_version = 2, output = <node name>,
+                      refsnn_checksums (refsnn.checksum; version 1: the same without)
     /input            attrs: shape = int array (per-sample shape, e.g. [1, 8, 8])
     /nodes/<name>     attrs: op = str, inputs = str array, and the operator's attributes
                       datasets: the operator's parameters (float32 or float64)
@@ -17,16 +18,27 @@ import h5py
 import numpy as np
 
 from refsnn.errors import ModelFormatError
-from refsnn.io import atomic_h5, open_h5
+from refsnn.io import H5_ERRORS, atomic_h5, open_h5, unreadable
 from refsnn.model.graph import Graph, make_graph
 
 FORMAT = "refsnn-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: with checksums (refsnn.checksum); version 1 files still load
 _RESERVED = ("op", "inputs")
 
 
 def _str(value):
     return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+def _names(value, error):
+    """A string or 1-D string array attribute as a list of str; anything else (a number, a
+    2-D array, ...) raises ``error(found)``."""
+    if isinstance(value, (str, bytes)):
+        return [_str(value)]
+    arr = np.asarray(value)
+    if arr.ndim != 1 or not all(isinstance(v, (str, bytes)) for v in arr.tolist()):
+        raise error(f"{arr.dtype} of shape {arr.shape}")
+    return [_str(v) for v in arr.tolist()]
 
 
 def _attr_value(value):
@@ -79,8 +91,8 @@ def read_graph(group: h5py.Group, file: str, prefix: str = "", dtype=np.float64,
         for key in _RESERVED:
             if key not in g.attrs:
                 raise err(path, key, f"attribute '{key}'", "nothing (missing)")
-        inputs = g.attrs["inputs"]
-        inputs = [_str(inputs)] if isinstance(inputs, (str, bytes)) else [_str(s) for s in inputs]
+        inputs = _names(g.attrs["inputs"], lambda found: err(path, "inputs", "a string or a "
+                                                             "1-D string array", found))
         params = {}
         for key, d in g.items():
             if not isinstance(d, h5py.Dataset):
@@ -96,13 +108,18 @@ def read_graph(group: h5py.Group, file: str, prefix: str = "", dtype=np.float64,
         raise ModelFormatError(file, prefix + e.path, e.field, e.expected, e.found) from None
 
 
-def _check_header(f: h5py.File, file: str, fmt: str, version: int) -> None:
+def _check_header(f: h5py.File, file: str, fmt: str, version: int) -> int:
+    """Check the root's ``format`` and ``format_version`` (1 to ``version``: version 1 is the
+    same layout without checksums); return the version."""
     found = _str(f.attrs.get("format", None))
     if found != fmt:
         raise ModelFormatError(file, "/", "format", repr(fmt), repr(found))
     v = f.attrs.get("format_version", None)
-    if v is None or np.asarray(v).dtype.kind not in "iu" or int(v) != version:
-        raise ModelFormatError(file, "/", "format_version", f"{version} (supported)", repr(v))
+    a = np.asarray(v) if v is not None else None
+    if a is None or a.ndim != 0 or a.dtype.kind not in "iu" or not 1 <= int(a) <= version:
+        supported = " or ".join(str(i) for i in range(1, version + 1))
+        raise ModelFormatError(file, "/", "format_version", f"{supported} (supported)", repr(v))
+    return int(a)
 
 
 def save_model(graph: Graph, path) -> None:
@@ -134,6 +151,5 @@ def load_model(path, dtype=np.float64) -> Graph:
         try:
             _check_header(f, file, FORMAT, FORMAT_VERSION)
             return read_graph(f, file, dtype=dtype)
-        except (OSError, RuntimeError, KeyError) as e:  # damaged file: h5py fails mid-read
-            raise ModelFormatError(file, "/", "file", "a readable HDF5 file",
-                                   f"unreadable ({str(e).splitlines()[0]})") from None
+        except H5_ERRORS as e:  # damaged file: h5py fails mid-read
+            raise unreadable(file, e) from None

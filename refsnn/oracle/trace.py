@@ -2,7 +2,7 @@
 
 Layout (``docs/format.md``, section "Trace files")::
 
-    /                       attrs: format = "refsnn-trace", format_version = 1, steps (T),
+    /                       attrs: format = "refsnn-trace", format_version = 2, steps (T),
                                    layers (neuron layer names in order), producer, and the
                                    provenance (model, data, split, method, dtype, seed, ...)
     /inputs                 (B, *input_shape): the batch that was simulated, optional
@@ -28,10 +28,11 @@ import h5py
 import numpy as np
 
 from refsnn.errors import ModelFormatError
-from refsnn.io import atomic_h5
+from refsnn.checksum import ATTR
+from refsnn.io import atomic_h5, open_h5
 
 FORMAT = "refsnn-trace"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: with checksums (refsnn.checksum); version 1 files still load
 
 
 @dataclass
@@ -282,12 +283,10 @@ def _scalar(v):
 
 def read_trace(path) -> Trace:
     """Read a trace file; a file that does not follow the format is a ModelFormatError."""
-    with h5py.File(path, "r") as f:
-        if f.attrs.get("format") != FORMAT:
-            raise ModelFormatError(path, "/", "format", FORMAT, f.attrs.get("format"))
-        if int(f.attrs.get("format_version", -1)) != FORMAT_VERSION:
-            raise ModelFormatError(path, "/", "format_version", FORMAT_VERSION,
-                                   f.attrs.get("format_version"))
+    from refsnn.model.format import _check_header
+
+    with open_h5(path, "trace file") as f:
+        _check_header(f, str(path), FORMAT, FORMAT_VERSION)
         steps = int(f.attrs["steps"])
         order = [str(s) for s in f.attrs["layers"]]
         layers = {}
@@ -313,7 +312,7 @@ def read_trace(path) -> Trace:
             layers[name].params = {k: _scalar(v) for k, v in h.attrs.items()
                                    if k in _PARAMS}
         attrs = {k: v for k, v in f.attrs.items() if k not in ("format", "format_version",
-                                                                "steps", "layers")}
+                                                                "steps", "layers", ATTR)}
         inputs = f["inputs"][()] if "inputs" in f else None
         encoded = f["encoded"][()] if "encoded" in f else None
         if encoded is not None and encoded.shape[:1] != (steps,):

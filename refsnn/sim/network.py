@@ -8,7 +8,7 @@ over steps ``1..T``.
 
 File layout (``refsnn-snn``, version 1)::
 
-    /            attrs: format = "refsnn-snn", format_version = 1, method, encoding,
+    /            attrs: format = "refsnn-snn", format_version = 2, method, encoding,
                         and the conversion's options as ``option_<name>`` attributes
     /input, /nodes/<name>, output: as in the model format, with neuron operators allowed
 """
@@ -21,7 +21,7 @@ from typing import Mapping
 
 import numpy as np
 
-from refsnn import ann
+from refsnn import ann, checksum
 from refsnn.errors import ModelFormatError
 from refsnn.io import atomic_h5, open_h5
 from refsnn.model.format import _check_header, _str, read_graph, write_graph
@@ -32,7 +32,7 @@ from refsnn.neurons.signgd import TARGETS, target_value
 from refsnn.synapses.window import spread_forward, window_forward
 
 FORMAT = "refsnn-snn"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: with checksums (refsnn.checksum); version 1 files still load
 ENCODINGS = ("analog", "poisson", "exact", "gd")
 DECODERS = ("mean", "estimate", "packet")
 METHODS = ("if", "signgd", "bsnn", "noise")  # noise: QCFS + residual-error noise, IF neurons
@@ -267,7 +267,8 @@ def load_snn(path, dtype=np.float64) -> SpikingNetwork:
         if decoder not in DECODERS:
             raise ModelFormatError(file, "/", "decoder", f"one of {list(DECODERS)}",
                                    repr(decoder))
-        known = {"format", "format_version", "method", "encoding", "decoder", "output"}
+        known = {"format", "format_version", "method", "encoding", "decoder", "output",
+                 checksum.ATTR}
         options, schedule = {}, {}
         for key, value in f.attrs.items():
             v = _str(value)

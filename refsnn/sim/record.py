@@ -2,7 +2,7 @@
 
 Layout::
 
-    /                      attrs: format = "refsnn-run", format_version = 1, and the run's
+    /                      attrs: format = "refsnn-run", format_version = 2, and the run's
                                   settings (model file, method, steps, seed, dtype, ...)
     /counts/<node>         int64 (N, *shape): spikes per neuron over the run
     /step_counts/<node>    int64 (T_max,): spikes per step, summed over samples and neurons
@@ -27,7 +27,7 @@ import numpy as np
 from refsnn.io import atomic_h5
 
 FORMAT = "refsnn-run"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: with checksums (refsnn.checksum); version 1 files still load
 
 
 def save_run(path, run, settings: Mapping[str, object], labels=None) -> None:
