@@ -350,11 +350,28 @@ def cmd_evaluate(args) -> int:
             print(f"spikes of inactivated neurons (ANN activation 0) in {max(args.steps)} steps: "
                   + ", ".join(f"{k} {v}" for k, v in sin.items()))
         for name, n in saturated.items():
-            print(f"warning: {n} neuron(s) of '{name}' ended with a target beyond reach "
-                  f"(saturated); a larger --scale granularity or --eta0 helps")
+            print(saturation_warning(name, n, net))
         if args.output:
             print(f"wrote {args.output}")
     return 0
+
+
+def saturation_warning(name: str, count: int, net) -> str:
+    """The warning for ``count`` saturated neurons of the signGD network ``net``'s node
+    ``name``, naming only the remedies measured to help (README, "How signGD conversion
+    works")."""
+    from refsnn.neurons.signgd import reach
+    head = (f"warning: {count} neuron(s) of '{name}' ended further from their target than "
+            f"their estimate can still travel (saturated; reach eta0/(1-gamma) = "
+            f"{reach(net.schedule['eta0'], net.schedule['gamma']):.3g}). ")
+    if net.options.get("compat"):
+        return head + ("Under --compat only ReLU neurons are scaled, so --scale and "
+                       "--scale-floor do not change the others; a larger --eta0 extends the "
+                       "reach.")
+    return head + ("If the inputs go beyond the calibration data, calibrate on data like them "
+                   "(--calibration); if a neuron stalls with its target within reach, raise "
+                   "--scale-floor or use a coarser --scale. A larger --eta0 or --gamma extends "
+                   "the reach but converges more slowly.")
 
 
 #: ``evaluate -o`` streams the recordings to the file without ``--stream`` when they would

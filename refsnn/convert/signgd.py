@@ -12,8 +12,8 @@ max neurons over ``window`` synapses. The steps:
 4. initial input estimates ``x_init`` = each neuron's input when every neuron output and the
    encoder's output are 0 (the constant part ``c`` of the affine map feeding it), and the
    decoder's initial value = the output node's value in that same pass;
-5. constants removed from the synapses (biases 0, window padding 0; an unfoldable batchnorm
-   became an affine node whose bias is 0 too): they
+5. constants removed from the synapses (biases 0, constant window padding 0; an unfoldable
+   batchnorm became an affine node whose bias is 0 too): they
    live in ``x_init`` and ``readout_init`` now, so per step the synapses carry only the linear
    part ``A`` of each affine map, and ``x_hat_t = A(v_t of the layers below) + c`` exactly.
 """
@@ -195,21 +195,24 @@ def _rewrite(graph: Graph, compat: bool) -> list[dict]:
 def _max_tree(d: dict, compat: bool) -> list[dict]:
     """Max pooling as a balanced tree of two-input max neurons over the window positions.
 
-    The last node keeps the pooling node's name, so consumers need no rewiring. Padding is
-    ``-1e6``: large enough never to win against a real activation of a calibrated network
-    (targets are scaled to [-1, 1] times the calibration max), small enough to keep the
-    padded positions' own scales finite.
+    The last node keeps the pooling node's name, so consumers need no rewiring. A padded
+    position repeats the nearest input position, which lies in the same window (``edge``
+    windows, :mod:`refsnn.synapses.window`): every max neuron, including one whose inputs are
+    all padded positions of some window, tracks the max of activations of that window, so
+    no pad value ever reaches a target, a calibration statistic or a scale. ``compat`` keeps
+    a constant pad value, ``-1e6``.
     """
     a = d["attrs"]
     kh, kw = a["kernel"]
+    pad = ({"pad_value": -1e6 if any(a["padding"]) else 0.0} if compat
+           else {"pad_mode": "edge"})
     nodes, level = [], []
     for oy in range(kh):
         for ox in range(kw):
             nodes.append({"name": f"{d['name']}.window{oy}{ox}", "op": "window",
                           "inputs": d["inputs"],
                           "attrs": {"kernel": a["kernel"], "stride": a["stride"],
-                                    "padding": a["padding"], "offset": (oy, ox),
-                                    "pad_value": -1e6 if any(a["padding"]) else 0.0},
+                                    "padding": a["padding"], "offset": (oy, ox), **pad},
                           "params": {}})
             level.append(nodes[-1]["name"])
     depth = 0
@@ -281,5 +284,5 @@ def _remove_constants(d: dict) -> None:
     """Zero a synapse's constant part; it lives in ``x_init`` / ``readout_init`` now."""
     if d["op"] in ("linear", "conv2d", "affine"):
         d["params"] = {**d["params"], "bias": np.zeros_like(d["params"]["bias"])}
-    elif d["op"] == "window":
+    elif d["op"] == "window" and d["attrs"].get("pad_mode", "constant") == "constant":
         d["attrs"] = {**d["attrs"], "pad_value": 0.0}

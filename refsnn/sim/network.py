@@ -85,6 +85,10 @@ def _window_out(attrs, in_shapes, params):
     oy, ox = attrs["offset"]
     if oy >= kh or ox >= kw:
         raise ShapeRuleError("offset", f"inside the kernel {(kh, kw)}", str((oy, ox)))
+    if attrs["pad_mode"] == "edge" and attrs["pad_value"] != 0.0:
+        # an edge window never reads pad_value: refuse one that is set, not ignore it
+        raise ShapeRuleError("pad_value", "0 (unused) with pad_mode 'edge'",
+                             repr(attrs["pad_value"]))
     return (c, (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1)
 
 
@@ -118,13 +122,15 @@ NEURON_OPS: dict[str, OpSpec] = {
 #: Synapse operators that only converted networks use.
 SYNAPSE_OPS: dict[str, OpSpec] = {
     # One kernel position of a pooling window: out[c, y, x] = in[c, y*sh + oy - ph,
-    # x*sw + ox - pw], or pad_value outside the input. Max pooling becomes a tree of
-    # two-input max neurons over these.
+    # x*sw + ox - pw]; outside the input, pad_value ("constant") or the nearest input
+    # position ("edge": the row and column clamped into the input). Max pooling becomes a
+    # tree of two-input max neurons over these.
     "window": OpSpec(
         "window", 1,
         attrs={"kernel": AttrSpec("pair", minimum=1), "stride": AttrSpec("pair", minimum=1),
                "padding": AttrSpec("pair", default=(0, 0), minimum=0),
                "offset": AttrSpec("pair", minimum=0),
+               "pad_mode": AttrSpec("str", default="constant", choices=("constant", "edge")),
                "pad_value": AttrSpec("float", default=0.0)},
         out_shape=_window_out),
     # A reduction along one axis, broadcast back to the input's shape: the axis "mean", "sum",

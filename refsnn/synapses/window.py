@@ -5,7 +5,12 @@ serves both backends.
 
 - ``window``: one kernel position of a pooling window. Max pooling under signGD becomes a tree
   of two-input max neurons whose inputs are these windows:
-  ``out[c, y, x] = in[c, y*sh + oy - ph, x*sw + ox - pw]``, or ``pad_value`` outside the input.
+  ``out[c, y, x] = in[c, y*sh + oy - ph, x*sw + ox - pw]``; outside the input ``pad_value``
+  (``pad_mode`` "constant") or the nearest input element (``pad_mode`` "edge": row and column
+  clamped into the input). With padding at most half the kernel, as max pooling requires, the
+  nearest input element of a padded position lies in the same pooling window, so edge padding
+  repeats a value the window already has: the max over the window is the max over its input
+  positions, exactly, and no value that is not an activation enters the max tree.
 - ``spread``: a reduction along one axis broadcast back to the input's shape (``mean``, ``sum``
   or ``center`` = x minus the mean), for LayerNorm and softmax.
 """
@@ -20,7 +25,11 @@ def window_forward(node, x: np.ndarray) -> np.ndarray:
     (kh, kw), (sh, sw), (ph, pw) = (node.attrs["kernel"], node.attrs["stride"],
                                     node.attrs["padding"])
     oy, ox = node.attrs["offset"]
-    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=node.attrs["pad_value"])
+    widths = ((0, 0), (0, 0), (ph, ph), (pw, pw))
+    if node.attrs["pad_mode"] == "edge":
+        xp = np.pad(x, widths, mode="edge")
+    else:
+        xp = np.pad(x, widths, constant_values=node.attrs["pad_value"])
     ho = (xp.shape[2] - kh) // sh + 1
     wo = (xp.shape[3] - kw) // sw + 1
     return np.ascontiguousarray(xp[:, :, oy:oy + sh * (ho - 1) + 1:sh,
