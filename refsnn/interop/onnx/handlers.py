@@ -184,11 +184,18 @@ def _const_operand(r, node):
 
 def _fold_bias(r, node, src, axis, vec) -> bool:
     """``linear``/``conv2d`` (no other consumer) followed by an added constant: fold it into
-    the bias (``y + 0 + c == y + c`` exactly)."""
+    the bias (``y + 0 + c == y + c`` exactly); ``scale`` followed by one: an ``affine``."""
     prev = r.by_name.get(src)
+    value = next(v for v in node.input[:2] if r.is_tensor(v))
+    if prev is not None and prev["op"] == "scale" and prev["attrs"]["axis"] == axis and \
+            r.only_consumer(value) and vec.shape == prev["params"]["weight"].shape:
+        # x * w followed by + c: refsnn's affine computes exactly x * w + c
+        prev["op"] = "affine"
+        prev["params"]["bias"] = np.asarray(vec, dtype=r.dtype)
+        r.tensors[node.output[0]] = (src, r.shapes[src])
+        return True
     if prev is None or prev["op"] not in ("linear", "conv2d"):
         return False
-    value = next(v for v in node.input[:2] if r.is_tensor(v))
     want = "last" if prev["op"] == "linear" else "channel"
     if not r.only_consumer(value) or (axis != want and len(r.shapes[src]) > 1):
         return False

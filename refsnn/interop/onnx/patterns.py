@@ -23,7 +23,7 @@ import math
 
 import numpy as np
 
-from refsnn.interop.onnx.handlers import along_axis, attrs_of, mean_axis
+from refsnn.interop.onnx.handlers import along_axis, attrs_of, decimal, mean_axis
 from refsnn.interop.onnx.reader import Refused
 
 _F32 = 2.0 ** -23  # relative rounding of a constant stored as float32
@@ -202,6 +202,8 @@ def _layernorm(v: _View, m1):
     if m2 is None or _reduce_axes(v, m2) != axes or add is None:
         return None
     eps = v.scalar(v.other(add, m2.output[0]))
+    if eps is not None and v.r.const(v.other(add, m2.output[0])).dtype == np.float32:
+        eps = decimal(eps)  # as a float32 attribute: the decimal the exporter was given
     sq = v.sole(add.output[0], "Sqrt")
     if eps is None or sq is None or v.sole(sq.output[0]) is not div or div.input[1] != \
             sq.output[0]:
