@@ -1,4 +1,5 @@
-"""The ``refsnn`` command: inspect, convert, evaluate, diagnose, export-torch, trace, compare.
+"""The ``refsnn`` command: inspect, convert, evaluate, diagnose, export-torch, import-onnx, trace,
+compare.
 
 User mistakes (missing files, malformed models, bad options) end with one line on stderr,
 ``refsnn: error: ...``, and exit status 2 (bad usage) or 1 (bad input); never a traceback.
@@ -86,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("convert", help="convert an ANN into a spiking network file")
-    p.add_argument("model", help="model file (refsnn-model HDF5, Keras .h5 or .keras)")
+    p.add_argument("model", help="model file (refsnn-model HDF5, Keras .h5 or .keras, .onnx)")
     _add_conversion(p, has_data=False)
     p.add_argument("-o", "--output", required=True, help="converted network file to write")
     p.set_defaults(func=cmd_convert)
@@ -161,6 +162,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="per-sample input shape, e.g. 3,32,32")
     p.add_argument("-o", "--output", required=True, help="model file to write (HDF5)")
     p.set_defaults(func=cmd_export_torch)
+
+    p = sub.add_parser("import-onnx", help="read an ONNX model and write it as a refsnn model "
+                                           "file (needs onnx)")
+    p.add_argument("model", help="ONNX file (.onnx)")
+    p.add_argument("-o", "--output", required=True, help="model file to write (HDF5)")
+    p.set_defaults(func=cmd_import_onnx)
     return parser
 
 
@@ -456,6 +463,15 @@ def cmd_export_torch(args) -> int:
     module = load_factory(args.factory, args.weights)
     shape = tuple(int(s) for s in args.input_shape)
     graph = from_torch(module, torch.zeros((2,) + shape), args.output)
+    print(f"wrote {args.output}: {len(graph.nodes)} nodes, {graph.n_params()} parameters, "
+          f"input {graph.input_shape}")
+    return 0
+
+
+def cmd_import_onnx(args) -> int:
+    from refsnn.interop.onnx import import_onnx
+
+    graph = import_onnx(args.model, args.output)
     print(f"wrote {args.output}: {len(graph.nodes)} nodes, {graph.n_params()} parameters, "
           f"input {graph.input_shape}")
     return 0
