@@ -1,4 +1,5 @@
-"""The ``refsnn`` command: inspect, convert, evaluate, diagnose, export-torch, trace, compare.
+"""The ``refsnn`` command: inspect, convert, evaluate, diagnose, export-torch, export-nir, trace,
+compare.
 
 User mistakes (missing files, malformed models, bad options) end with one line on stderr,
 ``refsnn: error: ...``, and exit status 2 (bad usage) or 1 (bad input); never a traceback.
@@ -125,6 +126,14 @@ def _add_batch_run(p: argparse.ArgumentParser, limit: int) -> None:
     p.add_argument("--seed", type=int, default=None, help="Poisson encoder seed (default 0)")
     p.add_argument("--backend", choices=("numba", "numpy"), default="numba",
                    help="numba kernels (default) or the NumPy reference")
+    _add_dt(p)
+
+
+def _add_dt(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dt", type=float, default=None,
+                   help="NIR graphs only: the forward Euler time step (default: the graph's "
+                        "metadata 'dt'; required if it has none and the graph has IF, LIF, LI "
+                        "or I nodes)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -133,7 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("inspect", help="show a model's or converted network's graph")
-    p.add_argument("model", help="model (.h5) or converted network file")
+    p.add_argument("model", help="model (.h5), converted network or NIR graph (.nir) file")
+    _add_dt(p)
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("convert", help="convert an ANN into a spiking network file")
@@ -172,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "results (needs the dask extra)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("-o", "--output", default=None, help="run file to write (HDF5)")
+    _add_dt(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("diagnose", help="per-layer diagnostics of a conversion on a batch")
@@ -212,16 +223,30 @@ def build_parser() -> argparse.ArgumentParser:
                    help="per-sample input shape, e.g. 3,32,32")
     p.add_argument("-o", "--output", required=True, help="model file to write (HDF5)")
     p.set_defaults(func=cmd_export_torch)
+
+    p = sub.add_parser("export-nir", help="export a converted IF network to a NIR graph "
+                                          "(needs nir)")
+    p.add_argument("network", help="network file written by 'refsnn convert' (--method if "
+                                   "--reset zero)")
+    p.add_argument("-o", "--output", required=True, help="NIR file to write (HDF5)")
+    p.set_defaults(func=_lazy("refsnn.interop.nir_cli", "cmd_export_nir"))
     return parser
 
 
-def _load_network_or_model(path):
+def _load_network_or_model(path, dt=None):
     """Return ``(graph, None)`` for a model file (refsnn, Keras ``.h5`` or ``.keras``),
-    ``(None, net)`` for a converted network."""
+    ``(None, net)`` for a converted network or a NIR graph (simulated with time step ``dt``,
+    which only a NIR graph takes)."""
     from refsnn.interop.load import file_kind, load_graph
     from refsnn.sim.network import FORMAT as SNN_FORMAT, load_snn
 
-    if file_kind(path) == SNN_FORMAT:
+    kind = file_kind(path)
+    if kind == "nir":
+        from refsnn.interop.nir_cli import load_nir_file
+        return None, load_nir_file(path, dt)
+    if dt is not None:
+        raise OptionError(f"--dt applies to NIR graphs only; {path} is not one")
+    if kind == SNN_FORMAT:
         return None, load_snn(path)
     return load_graph(path), None
 
@@ -279,7 +304,7 @@ def _lazy(module: str, name: str):
 
 
 def cmd_inspect(args) -> int:
-    graph, net = _load_network_or_model(args.model)
+    graph, net = _load_network_or_model(args.model, args.dt)
     if net is not None:
         graph = net.graph
         print(f"converted network: method {net.method}, encoding {net.encoding}")
@@ -381,7 +406,8 @@ def cmd_evaluate(args) -> int:
     else:
         print(f"{args.model}: {x.shape[0]} samples of {args.data}:{args.split}, "
               f"method {net.method}, encoding {net.encoding}")
-        print(f"ANN accuracy  {100 * result.ann_accuracy:6.2f} %")
+        print("ANN accuracy     n/a (a NIR graph has no ANN)" if net.method == "nir" else
+              f"ANN accuracy  {100 * result.ann_accuracy:6.2f} %")
         for t, a in result.accuracy.items():
             print(f"SNN T={t:<6d}  {100 * a:6.2f} %   max |output - ANN| "
                   f"{result.max_abs_error[t]:.3g}")
@@ -410,7 +436,7 @@ def _recorded_bytes(net, samples: int, args) -> int:
 
 def _network(args):
     """The network to run: a converted file as it is, or a model converted with the flags."""
-    graph, net = _load_network_or_model(args.model)
+    graph, net = _load_network_or_model(args.model, args.dt)
     if net is not None:
         given = _given_conversion_flags(args)
         if given:

@@ -25,12 +25,15 @@ READERS = {
 
 
 def file_kind(path) -> str:
-    """``"keras-archive"`` for a zip, else the HDF5 root's ``format`` attribute
+    """``"keras-archive"`` for a zip, ``"nir"`` for a NIR graph, else the HDF5 root's
+    ``format`` attribute
     (``"refsnn-model"``, ``"refsnn-snn"``, ...), ``"keras-h5"`` for a legacy Keras file with a
     ``model_config``, or ``""``."""
     if Path(path).is_file() and zipfile.is_zipfile(path):
         return "keras-archive"
     with open_h5(path, "model or network file") as f:
+        if "node" in f and "version" in f and "format" not in f.attrs:
+            return "nir"  # NIR's HDF5 layout (nir.write): /version and the graph in /node
         value = f.attrs.get("format", "")
         value = value.decode() if isinstance(value, bytes) else str(value)
         return value or ("keras-h5" if "model_config" in f.attrs else "")
