@@ -50,7 +50,8 @@ class _NirState(StepOp):
         super().__init__(node, graph, backend, schedule)
         self.step_kernel = KERNELS[backend.name][self.kernel]
         self.n = int(np.prod(self.shape))
-        self.args = self.constants(node, _dt(node, schedule))
+        self.dt = _dt(node, schedule)
+        self.args = self.constants(node, self.dt)
 
     def init(self, batch):
         return np.zeros((batch, self.n), self.args[0].dtype)
