@@ -11,14 +11,16 @@ smallest set of departures that reproduces the other trace's spikes exactly:
                  once (``multi``, several spikes per step) or to 0 ignoring ``v_reset``
                  (``zero``) instead of to ``v_reset``
 ``bound``        the potential is kept at or above ``−v_threshold`` or 0 (a bound)
+``gain``         the input is not multiplied by ``r`` (nor, for IF, by ``dt``)
 ``leak``         ``v ← β·v + …`` with a leak ``β`` the graph does not have (IF) or
-                 another discretisation of the LIF's leak (``exp``: ``1 − e^{−dt/τ}``)
+                 another discretisation of the LIF's leak (``exp``: ``β = e^{−dt/τ}``;
+                 ``exp-dt1``: ``β = e^{−1/τ}``, the input not scaled)
 ``threshold``    the threshold times ``k`` reproduces the spikes (``k`` in 0.5, 0.55, ..., 2),
                  or the count ratio ``k`` the counts within one (a scaled threshold)
 ``rounding``     each neuron's first mismatch has the reference's potential within
                  ``rtol·|v_threshold|`` of the threshold (a tie broken by rounding; benign)
 
-Departures are tried one at a time (each its own class), then in pairs and triples
+Departures are tried one at a time (each its own class), then two to four together
 (``combined``): the first setting found is reported, e.g. ``reset=multi + bound=-theta``.
 
 What a replay needs from the reference trace: ``current`` (T, B, *shape) and ``params``
@@ -43,7 +45,8 @@ DEPARTURES = {
     "comparison": (">", ">="),
     "reset": ("value", "subtract", "multi", "zero"),
     "bound": (None, "-theta", "0"),
-    "leak": (None,) + LEAKS + ("exp",),
+    "gain": (None, "1"),
+    "leak": (None,) + LEAKS + ("exp", "exp-dt1"),
 }
 
 
@@ -51,8 +54,16 @@ def _p(layer, name, shape):
     return np.asarray(layer.params[name]).reshape(shape)
 
 
-def replay_nir(layer, comparison=">", reset="value", bound=None, leak=None, scale=1.0):
+def replay_nir(layer, comparison=">", reset="value", bound=None, leak=None, scale=1.0,
+               gain=None):
     """Replay a ``nir_if`` or ``lif`` layer on its recorded current.
+
+    With every keyword at its default this is the layer's own update (the same operations
+    as its kernel). Departures: ``gain="1"`` ignores ``r`` (and ``dt`` for IF);
+    ``leak=β`` (IF) multiplies the potential by ``β`` before charging; for LIF,
+    ``leak="exp"`` is ``v ← β·v + (1 − β)·(v_leak + r·I)`` with ``β = e^{−dt/τ}`` and
+    ``leak="exp-dt1"`` is ``v ← β·v + (1 − β)·v_leak + r·I`` with ``β = e^{−1/τ}`` (τ read
+    in steps, the input not scaled).
 
     Returns
     -------
@@ -66,18 +77,23 @@ def replay_nir(layer, comparison=">", reset="value", bound=None, leak=None, scal
     v_reset = _p(layer, "v_reset", shape).astype(dt)
     v = np.zeros(cur.shape[1:], dt)
     spikes, pre = np.zeros(cur.shape, bool), np.zeros_like(cur)
+    one = gain == "1"
     for t in range(cur.shape[0]):
         if layer.kind == "nir_if":
-            gain = _p(layer, "gain", shape).astype(dt)
-            v = (v if leak is None or leak == "exp" else np.asarray(leak, dt) * v) \
-                + gain * cur[t]
+            g = np.ones(shape, dt) if one else _p(layer, "gain", shape).astype(dt)
+            v = (v if leak is None else np.asarray(leak, dt) * v) + g * cur[t]
         else:
-            decay = _p(layer, "decay", shape).astype(dt)
-            if leak == "exp":
-                decay = (1 - np.exp(-np.float64(layer.params["dt"])
-                                    / _p(layer, "tau", shape))).astype(dt)
-            v = v + decay * ((_p(layer, "v_leak", shape).astype(dt) - v)
-                             + _p(layer, "r", shape).astype(dt) * cur[t])
+            r = np.ones(shape, dt) if one else _p(layer, "r", shape).astype(dt)
+            v_leak = _p(layer, "v_leak", shape).astype(dt)
+            if leak is None:
+                decay = _p(layer, "decay", shape).astype(dt)
+                v = v + decay * ((v_leak - v) + r * cur[t])
+            else:
+                tau = _p(layer, "tau", shape)
+                step = np.float64(layer.params["dt"]) if leak == "exp" else 1.0
+                beta = np.exp(-step / tau).astype(dt)
+                drive = r * cur[t] if leak == "exp-dt1" else (1 - beta) * r * cur[t]
+                v = beta * v + (1 - beta) * v_leak + drive
         if bound is not None:
             v = np.maximum(v, -thr if bound == "-theta" else np.zeros_like(v))
         pre[t] = v
@@ -107,8 +123,9 @@ def _variants(kind, keys):
     """Every setting of departures ``keys`` away from the reference's own values."""
     for values in itertools.product(*(DEPARTURES[k][1:] for k in keys)):
         changes = dict(zip(keys, values))
-        if kind == "lif" and "leak" in changes and changes["leak"] != "exp":
-            continue  # a LIF has a leak: only its discretisation can differ
+        leak = changes.get("leak")
+        if leak is not None and (kind == "lif") != isinstance(leak, str):
+            continue  # a LIF's leak can only be discretised otherwise; an IF gets one
         yield changes
 
 
@@ -126,9 +143,9 @@ def _search(keys_list):
     return test
 
 
-#: Pairs and triples of departures, for the ``combined`` hypothesis.
-_COMBINED = [keys for size in (2, 3)
-             for keys in itertools.combinations(("comparison", "reset", "bound", "leak"), size)]
+#: Two to four departures together, for the ``combined`` hypothesis.
+_COMBINED = [keys for size in (2, 3, 4) for keys in
+             itertools.combinations(("comparison", "reset", "bound", "gain", "leak"), size)]
 
 
 def _rounding(ref, other, rtol):
@@ -165,6 +182,7 @@ NIR_HYPOTHESES = {
     "comparison": (_search([("comparison",)]), False),
     "reset": (_search([("reset",)]), False),
     "bound": (_search([("bound",)]), False),
+    "gain": (_search([("gain",)]), False),
     "leak": (_search([("leak",)]), False),
     "combined": (_search(_COMBINED), False),
     "rounding": (_rounding, True),
