@@ -263,3 +263,22 @@ def test_two_inputs_are_summed():
     run = Simulator(net).run(x, [3])
     # b integrates (a's value + x) each step: 3, 4 per step -> mean of 1,2,3 times that
     assert np.array_equal(run.readout[3], np.array([[2 * 3.0, 2 * 4.0]]))
+
+
+def test_count_readout_exports_through_scale_and_noise_is_refused(tmp_path):
+    from refsnn.convert import convert_noise
+
+    graph = small_mlp()
+    x = np.random.default_rng(0).normal(size=(20, 12))
+    net = convert_if(graph, x, reset="zero", readout="count")
+    nir_graph = to_nir(net)
+    out_edges = [e for e in nir_graph.edges if e[1] == "output"]
+    assert len(out_edges) == 1 and isinstance(nir_graph.nodes[out_edges[0][0]], nir.Scale)
+    back = from_nir(nir_graph)
+    names = net.neuron_nodes()
+    a = Simulator(net).run(x[:5], [16], rasters=names)
+    b = Simulator(back).run(x[:5], [16], rasters=names)
+    _spikes_equal(a, b, net, back, 16)
+    qcfs = load_graph(MODELS / "cnn_qcfs.h5")
+    with pytest.raises(ConversionError, match="node 'qcfs1'.*--reset zero"):
+        to_nir(convert_noise(qcfs, None))  # QCFS: reset by subtraction from theta/2
