@@ -241,6 +241,9 @@ def test_import_refuses_bad_graphs_by_node():
                               v_leak=np.zeros(n), v_threshold=np.ones(n)))),
          "nodes/a: tau: expected positive", dt=1.0)
     _bad(_io(n, ("a", nir.IF(**ok))), "dt: expected a positive", dt=-1.0)
+    g = _io(n, ("a", nir.IF(**ok)))
+    g.edges.append(("in", "a"))
+    _bad(g, "nodes/a: edges: expected each edge once", dt=1.0)
 
 
 def test_import_refuses_non_nir_files(tmp_path):

@@ -211,6 +211,8 @@ def from_nir(graph, dt=None, dtype=np.float64, file: str = "<memory>"):
         for end in (src, dst):
             if end not in preds:
                 raise err(end, "edges", "an edge between existing nodes", f"({src}, {dst})")
+        if src in preds[dst]:
+            raise err(dst, "edges", "each edge once", f"({src}, {dst}) twice")
         preds[dst].append(src)
     inputs = [n for n, k in kinds.items() if k == "Input"]
     outputs = [n for n, k in kinds.items() if k == "Output"]
@@ -224,7 +226,10 @@ def from_nir(graph, dt=None, dtype=np.float64, file: str = "<memory>"):
             raise err(name, "type", f"one of {sorted(CONVERTERS)}", kind)
     order = _topological(graph, preds, err)
     dt = _time_step(graph, dt, kinds, file)
-    shape = tuple(int(s) for s in np.asarray(graph.nodes[inputs[0]].input_type["input"]))
+    given = (graph.nodes[inputs[0]].input_type or {}).get("input")
+    if given is None or np.asarray(given).ndim != 1 or np.asarray(given).size == 0:
+        raise err(inputs[0], "input_type", "the per-sample input shape", repr(given))
+    shape = tuple(int(s) for s in np.asarray(given))
     shapes, refs, dicts = {inputs[0]: shape}, {inputs[0]: INPUT}, []
     for name in order:
         kind = kinds[name]
