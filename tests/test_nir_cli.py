@@ -62,8 +62,12 @@ def test_trace_of_the_nir_graph_equals_the_trace_of_the_network(capsys, converte
 @pytest.mark.parametrize("argv, words", [
     (["export-nir", MODELS / "cnn.h5", "-o", "x.nir"], "is not a converted network"),
     (["inspect", MODELS / "cnn.h5", "--dt", "0.5"], "--dt applies to NIR graphs only"),
+    (["diagnose", "net.nir", "--data", DATA], "a NIR graph has none"),
 ])
-def test_mistakes_end_in_one_line(capsys, tmp_path, argv, words):
+def test_mistakes_end_in_one_line(capsys, tmp_path, converted, argv, words):
+    if "net.nir" in argv:
+        assert main(["export-nir", str(converted / "net.h5"), "-o",
+                     str(tmp_path / "net.nir")]) == 0
     code, _, err = run_cli(capsys, *[tmp_path / a if str(a).endswith(".nir") else a
                                      for a in argv])
     assert code != 0 and words in err and len(err.strip().splitlines()) == 1

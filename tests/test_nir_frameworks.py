@@ -59,3 +59,17 @@ def test_sinabs(by_name):
 def test_rockpool(by_name):
     assert "Cannot convert" in _cell("rockpool", by_name["IF: MLP"]).text
     assert "no attribute 'tau_mem'" in _cell("rockpool", by_name["LIF"]).text
+
+
+def test_framework_traces_go_through_refsnn_compare(by_name, tmp_path, capsys):
+    from refsnn.cli.main import main
+    from refsnn.interop.nir_cases import write_traces
+
+    pytest.importorskip("norse")
+    pytest.importorskip("sinabs")
+    ref, other = write_traces("norse", by_name["IF: MLP"], tmp_path)
+    assert main(["compare", str(ref), str(other)]) == 0
+    assert "no divergence" in capsys.readouterr().out
+    ref, other = write_traces("sinabs", by_name["IF: MLP"], tmp_path)
+    assert main(["compare", str(ref), str(other)]) == 1
+    assert "reset=subtract" in capsys.readouterr().out

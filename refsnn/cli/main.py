@@ -451,6 +451,9 @@ def cmd_diagnose(args) -> int:
     from refsnn.diagnose import DIAGNOSTICS, Probe, applicable, diagnose
 
     _, net = _network(args)
+    if net.method == "nir":
+        raise OptionError(f"{args.model}: diagnose compares a conversion with its ANN, and a "
+                          "NIR graph has none; use evaluate or trace (then compare)")
     if args.seed is not None and net.encoding != "poisson":
         raise OptionError("--seed applies to --encoding poisson only")
     names = applicable(net)

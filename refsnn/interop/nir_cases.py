@@ -145,3 +145,19 @@ def _without_li(case: Case) -> np.ndarray:
         if isinstance(node, nir.LI):
             graph.nodes[name] = nir.Scale(scale=np.ones_like(node.tau))
     return reference_trace(graph, case.x, STEPS, case.dt)[1]
+
+
+def write_traces(framework: str, case: Case, directory) -> tuple[Path, Path]:
+    """Write refsnn's trace of ``case`` and ``framework``'s as refsnn-trace files
+    ``<case>.refsnn.h5`` and ``<case>.<framework>.h5`` in ``directory``, for
+    ``refsnn compare``; returns their paths. Raises FrameworkError as :func:`run_framework`."""
+    from refsnn.interop.nir_frameworks import framework_trace, reference_trace, run_framework
+    from refsnn.oracle.trace import write_trace
+
+    stem = "".join(ch if ch.isalnum() else "_" for ch in case.name).strip("_")
+    ref, _ = reference_trace(case.graph, case.x, STEPS, case.dt)
+    run = run_framework(framework, case.graph, case.x, STEPS, case.dt)
+    paths = Path(directory) / f"{stem}.refsnn.h5", Path(directory) / f"{stem}.{framework}.h5"
+    write_trace(paths[0], ref)
+    write_trace(paths[1], framework_trace(case.graph, run, framework, case.x))
+    return paths

@@ -1,5 +1,6 @@
 """The ``refsnn export-nir`` command and the loading of ``.nir`` files for ``inspect``,
-``evaluate``, ``diagnose`` and ``trace`` (parsers in refsnn/cli/main.py)."""
+``evaluate`` and ``trace`` (``diagnose`` refuses them: a NIR graph has no ANN); parsers in
+refsnn/cli/main.py."""
 
 from __future__ import annotations
 
