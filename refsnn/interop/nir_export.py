@@ -64,6 +64,10 @@ def check_exportable(net) -> None:
         if node.op == "linear" and len(g.shapes[node.inputs[0]]) != 1:
             raise _refuse(node.name, "a linear map over the last axis of a rank-"
                           f"{len(g.shapes[node.inputs[0]])} input (NIR's Affine takes vectors)")
+        if node.op == "conv2d" and node.attrs["groups"] != 1:
+            raise _refuse(node.name, f"a grouped convolution (groups={node.attrs['groups']}): "
+                          "nir 1.0.8 types a Conv2d's input as weight.shape[1] channels and "
+                          "refuses the graph; use groups=1")
         if node.op == "add":
             if len(node.inputs) != 2 or len(set(node.inputs)) != 2:
                 raise _refuse(node.name, f"an add of {len(node.inputs)} inputs "
