@@ -102,7 +102,10 @@ def evaluate(net: SpikingNetwork, x, y, steps, ann_graph: Graph | None = None,
     >>> result.accuracy[128] >= result.ann_accuracy - 0.05
     True
     """
-    ann_out, limit = ann_limit(net, x, all_nodes=True)
+    if net.method == "nir" and ann_graph is None:
+        ann_out = limit = None  # an imported NIR graph has no ANN: its scores are NaN
+    else:
+        ann_out, limit = ann_limit(net, x, all_nodes=True)
     if ann_graph is not None:
         ann_out = ann.forward(ann_graph, x)
     bounds = [(start, min(start + batch_size, x.shape[0]))
@@ -126,6 +129,9 @@ def evaluate(net: SpikingNetwork, x, y, steps, ann_graph: Graph | None = None,
                 progress(stop, x.shape[0])
     run = concat_runs(runs)
     sin = sin_counts(net, limit, run.counts) if net.method in RATE_CODED else None
+    if ann_out is None:
+        return Evaluation(float("nan"), {t: accuracy(run.readout[t], y) for t in run.steps},
+                          {t: float("nan") for t in run.steps}, run, None)
     return Evaluation(accuracy(ann_out, y), {t: accuracy(run.readout[t], y) for t in run.steps},
                       {t: float(np.max(np.abs(run.readout[t] - ann_out))) for t in run.steps},
                       run, sin)

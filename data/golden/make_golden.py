@@ -219,6 +219,10 @@ CASES = {
     "signgd_tokens": (signgd_tokens, "signgd", dict()),
     "cnn_signgd_maxpool": (cnn_signgd_maxpool, "signgd", dict()),
     "mlp_signgd_compat": (mlp_gelu, "signgd", dict(compat=True)),
+    # NIR-exportable (reset to zero, u0 = 0): what the NIR framework adapters can run (a
+    # residual CNN case would exceed the golden data's size budget; the NIR tests and
+    # benchmarks/nir_frameworks.py run the shipped CNN and ResNet instead)
+    "mlp_if_reset_zero": (mlp, "if", dict(percentile=100, reset="zero")),
 }
 
 #: case -> (network, conversion, tolerance), the rows of README.md's table
@@ -252,6 +256,8 @@ DESCRIBE = {
                            "(2, 4, 4) (max trees)", "`signgd`, defaults", ORDER),
     "mlp_signgd_compat": ("the MLP with GELU", "`signgd --compat` (`gd` encoding, GELU as "
                           "x·σ(1.702x), strict ties)", ORDER),
+    "mlp_if_reset_zero": ("the MLP", "`if`, percentile 100, `--reset zero` (NIR-exportable)",
+                          EXACT),
 }
 
 README = """\

@@ -1,4 +1,6 @@
-"""The ``refsnn`` command: inspect, convert, evaluate, diagnose, export-torch, import-onnx, trace,
+"""The ``refsnn`` command: ANN-to-SNN conversion, simulation and checking.
+
+Commands: inspect, convert, evaluate, diagnose, export-torch, import-onnx, export-nir, trace,
 compare.
 
 User mistakes (missing files, malformed models, bad options) end with one line on stderr,
@@ -72,6 +74,14 @@ def _add_batch_run(p: argparse.ArgumentParser, limit: int) -> None:
     p.add_argument("--seed", type=int, default=None, help="Poisson encoder seed (default 0)")
     p.add_argument("--backend", choices=("numba", "numpy"), default="numba",
                    help="numba kernels (default) or the NumPy reference")
+    _add_dt(p)
+
+
+def _add_dt(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dt", type=float, default=None,
+                   help="NIR graphs only: the forward Euler time step (default: the graph's "
+                        "metadata 'dt'; required if it has none and the graph has IF, LIF, LI "
+                        "or I nodes)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,10 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("inspect", help="show a model's or converted network's graph")
-    p.add_argument("model", help="model (.h5) or converted network file; with --verify, any "
-                   "refsnn HDF5 file")
+    p.add_argument("model", help="model (.h5, .onnx), converted network or NIR graph (.nir) "
+                   "file; with --verify, any refsnn HDF5 file")
     p.add_argument("--verify", action="store_true",
                    help="only check the file's checksums (exit 1 if its content changed)")
+    _add_dt(p)
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("convert", help="convert an ANN into a spiking network file")
@@ -122,6 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "results (needs the dask extra)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("-o", "--output", default=None, help="run file to write (HDF5)")
+    _add_dt(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("diagnose", help="per-layer diagnostics of a conversion on a batch")
@@ -168,16 +180,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="ONNX file (.onnx)")
     p.add_argument("-o", "--output", required=True, help="model file to write (HDF5)")
     p.set_defaults(func=cmd_import_onnx)
+
+    p = sub.add_parser("export-nir", help="export a converted IF network to a NIR graph "
+                                          "(needs nir)")
+    p.add_argument("network", help="network file written by 'refsnn convert' (--method if "
+                                   "--reset zero)")
+    p.add_argument("-o", "--output", required=True, help="NIR file to write (HDF5)")
+    p.set_defaults(func=_lazy("refsnn.interop.nir_cli", "cmd_export_nir"))
     return parser
 
 
-def _load_network_or_model(path):
+def _load_network_or_model(path, dt=None):
     """Return ``(graph, None)`` for a model file (refsnn, Keras ``.h5`` or ``.keras``),
-    ``(None, net)`` for a converted network."""
+    ``(None, net)`` for a converted network or a NIR graph (simulated with time step ``dt``,
+    which only a NIR graph takes)."""
     from refsnn.interop.load import file_kind, load_graph
     from refsnn.sim.network import FORMAT as SNN_FORMAT, load_snn
 
-    if file_kind(path) == SNN_FORMAT:
+    kind = file_kind(path)
+    if kind == "nir":
+        from refsnn.interop.nir_cli import load_nir_file
+        return None, load_nir_file(path, dt)
+    if dt is not None:
+        raise OptionError(f"--dt applies to NIR graphs only; {path} is not one")
+    if kind == SNN_FORMAT:
         return None, load_snn(path)
     return load_graph(path), None
 
@@ -246,7 +272,7 @@ def cmd_inspect(args) -> int:
     if args.verify:
         print(f"{args.model}: checksums {_checksum_status(args.model)}")
         return 0
-    graph, net = _load_network_or_model(args.model)
+    graph, net = _load_network_or_model(args.model, args.dt)
     if net is not None:
         graph = net.graph
         print(f"converted network: method {net.method}, encoding {net.encoding}")
@@ -349,7 +375,8 @@ def cmd_evaluate(args) -> int:
     else:
         print(f"{args.model}: {x.shape[0]} samples of {args.data}:{args.split}, "
               f"method {net.method}, encoding {net.encoding}")
-        print(f"ANN accuracy  {100 * result.ann_accuracy:6.2f} %")
+        print("ANN accuracy     n/a (a NIR graph has no ANN)" if net.method == "nir" else
+              f"ANN accuracy  {100 * result.ann_accuracy:6.2f} %")
         for t, a in result.accuracy.items():
             print(f"SNN T={t:<6d}  {100 * a:6.2f} %   max |output - ANN| "
                   f"{result.max_abs_error[t]:.3g}")
@@ -395,7 +422,7 @@ def _recorded_bytes(net, samples: int, args) -> int:
 
 def _network(args):
     """The network to run: a converted file as it is, or a model converted with the flags."""
-    graph, net = _load_network_or_model(args.model)
+    graph, net = _load_network_or_model(args.model, args.dt)
     if net is not None:
         given = _given_conversion_flags(args)
         if given:
@@ -410,6 +437,9 @@ def cmd_diagnose(args) -> int:
     from refsnn.diagnose import DIAGNOSTICS, Probe, applicable, diagnose
 
     _, net = _network(args)
+    if net.method == "nir":
+        raise OptionError(f"{args.model}: diagnose compares a conversion with its ANN, and a "
+                          "NIR graph has none; use evaluate or trace (then compare)")
     if args.seed is not None and net.encoding != "poisson":
         raise OptionError("--seed applies to --encoding poisson only")
     names = applicable(net)

@@ -34,7 +34,8 @@ READERS = {
 
 def file_kind(path) -> str:
     """``"onnx"`` for a name ending in ``.onnx`` (protobuf has no signature to look for),
-    ``"keras-archive"`` for a zip, else the HDF5 root's ``format`` attribute
+    ``"keras-archive"`` for a zip, ``"nir"`` for a NIR graph, else the HDF5 root's ``format``
+    attribute
     (``"refsnn-model"``, ``"refsnn-snn"``, ...), ``"keras-h5"`` for a legacy Keras file with a
     ``model_config``, or ``""``."""
     if Path(path).suffix.lower() == ".onnx":
@@ -42,6 +43,8 @@ def file_kind(path) -> str:
     if Path(path).is_file() and zipfile.is_zipfile(path):
         return "keras-archive"
     with open_h5(path, "model or network file", verify=False) as f:  # the reader verifies
+        if "node" in f and "version" in f and "format" not in f.attrs:
+            return "nir"  # NIR's HDF5 layout (nir.write): /version and the graph in /node
         value = f.attrs.get("format", "")
         value = value.decode() if isinstance(value, bytes) else str(value)
         return value or ("keras-h5" if "model_config" in f.attrs else "")

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from refsnn.oracle.kinds import BISTABLE_HYPOTHESES, SIGNGD_HYPOTHESES, UNKNOWN_HYPOTHESES
+from refsnn.oracle.nir_kinds import NIR_HYPOTHESES
 
 
 def replay(current, threshold, v_init="zero", strict=False, reset="subtract", scale=1.0):
@@ -118,7 +119,8 @@ HYPOTHESES = {
 
 
 #: Neuron kind (the trace layer's ``kind``) -> its hypotheses, each name -> (test, benign).
-BY_KIND = {"if": HYPOTHESES, "bistable": BISTABLE_HYPOTHESES, "sgd": SIGNGD_HYPOTHESES}
+BY_KIND = {"if": HYPOTHESES, "bistable": BISTABLE_HYPOTHESES, "sgd": SIGNGD_HYPOTHESES,
+           "nir_if": NIR_HYPOTHESES, "lif": NIR_HYPOTHESES}
 
 
 def hypotheses_for(layer) -> dict:

@@ -16,8 +16,11 @@ Layout (``docs/format.md``, section "Trace files")::
       attrs: threshold (C,), reset ("subtract" | "zero"), v_init ("zero" | "half"), optional
     /layers/<name>/target   (T, B, *shape): a signGD layer's target f(x_hat) / scale of each
                             step, optional (refsnn writes it so compare can replay the layer)
-      attrs: kind ("if" | "bistable" | "sgd"), and per kind: period, stage (bistable);
-             eta0, gamma, tie (sgd); optional
+      attrs: kind ("if" | "bistable" | "sgd" | "nir_if" | "lif" | "threshold"), and per
+             kind: period, stage (bistable); eta0, gamma, tie (sgd); optional
+    /layers/<name>/param_<key>  a NIR layer's per-neuron constants, flattened (nir_if: gain,
+                            v_threshold, v_reset; lif: decay, r, v_leak, v_threshold,
+                            v_reset, tau; and the attribute dt), optional
 """
 
 from __future__ import annotations
@@ -138,6 +141,14 @@ _RECORDERS = {
     "sgd": (_recording_target, "target",
             lambda op: {"eta0": float(op.eta0), "gamma": float(op.gamma),
                         "tie": str(op.node.attrs["tie"])}),
+    # NIR neurons: per-neuron constants, flattened (refsnn.oracle.nir_kinds replays them)
+    "nir_if": (lambda op, step, into: _recording(step, into), "current",
+               lambda op: dict(zip(("gain", "v_threshold", "v_reset"), op.args))),
+    "lif": (lambda op, step, into: _recording(step, into), "current",
+            lambda op: {**dict(zip(("decay", "r", "v_leak", "v_threshold", "v_reset"),
+                                   op.args)),
+                        "tau": np.asarray(op.node.params["tau"]).reshape(-1),
+                        "dt": float(op.dt)}),
 }
 
 
@@ -161,7 +172,10 @@ def _layer_attrs(h, layer: Layer) -> None:
         if getattr(layer, key) is not None:
             h.attrs[key] = getattr(layer, key)
     for key, value in layer.params.items():
-        h.attrs[key] = value
+        if isinstance(value, np.ndarray):  # per-neuron constants: may exceed an attribute
+            h.create_dataset(f"param_{key}", data=value)
+        else:
+            h.attrs[key] = value
 
 
 def _wrap_recorders(neurons, sink) -> dict:
@@ -274,7 +288,8 @@ class _StepWriter:
 
 
 #: Layer attributes read into :attr:`Layer.params`.
-_PARAMS = ("period", "stage", "eta0", "gamma", "tie")
+_PARAMS = ("period", "stage", "eta0", "gamma", "tie", "gain", "v_threshold", "v_reset",
+           "decay", "r", "v_leak", "tau", "dt")
 
 
 def _scalar(v):
@@ -311,6 +326,8 @@ def read_trace(path) -> Trace:
             layers[name].target = get("target")
             layers[name].params = {k: _scalar(v) for k, v in h.attrs.items()
                                    if k in _PARAMS}
+            layers[name].params.update({k[len("param_"):]: h[k][()] for k in h
+                                        if k.startswith("param_") and k[6:] in _PARAMS})
         attrs = {k: v for k, v in f.attrs.items() if k not in ("format", "format_version",
                                                                 "steps", "layers", ATTR)}
         inputs = f["inputs"][()] if "inputs" in f else None

@@ -29,13 +29,15 @@ from refsnn.model.graph import Graph, check_param
 from refsnn.model.ops import OPS, AttrSpec, OpSpec, ShapeRuleError
 from refsnn.neurons.bistable import packets_started
 from refsnn.neurons.signgd import TARGETS, target_value
+from refsnn.sim.nir_ops import NIR_NEURON_OPS, NIR_SYNAPSE_OPS
 from refsnn.synapses.window import spread_forward, window_forward
 
 FORMAT = "refsnn-snn"
 FORMAT_VERSION = 2  # 2: with checksums (refsnn.checksum); version 1 files still load
 ENCODINGS = ("analog", "poisson", "exact", "gd")
 DECODERS = ("mean", "estimate", "packet")
-METHODS = ("if", "signgd", "bsnn", "noise")  # noise: QCFS + residual-error noise, IF neurons
+METHODS = ("if", "signgd", "bsnn", "noise", "nir")  # noise: QCFS + residual-error noise, IF neurons;
+# nir: a NIR graph imported by refsnn.interop.nir_import (schedule: {"dt": time step})
 
 
 def _if_params(attrs, in_shapes):
@@ -140,6 +142,8 @@ SYNAPSE_OPS: dict[str, OpSpec] = {
         attrs={"axis": AttrSpec("str", default="last", choices=("last", "channel")),
                "reduce": AttrSpec("str", choices=("mean", "sum", "center"))}),
 }
+NEURON_OPS.update(NIR_NEURON_OPS)
+SYNAPSE_OPS.update(NIR_SYNAPSE_OPS)
 SNN_OPS = {**OPS, **NEURON_OPS, **SYNAPSE_OPS}
 
 

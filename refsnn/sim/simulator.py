@@ -34,7 +34,12 @@ from refsnn.sim.decoders import DECODERS
 from refsnn.sim.encoders import ENCODERS
 from refsnn.sim.network import SpikingNetwork
 from refsnn.sim.recorders import MemoryRecorder
-from refsnn.sim.steps import BACKENDS, STEP_OPS
+from refsnn.sim.nir_steps import NIR_STEP_OPS
+from refsnn.sim.steps import BACKENDS
+from refsnn.sim.steps import STEP_OPS as _CORE_STEP_OPS
+
+#: Operator -> step function class: refsnn's own and those of imported NIR graphs.
+STEP_OPS = {**_CORE_STEP_OPS, **NIR_STEP_OPS}
 
 
 @dataclass

@@ -1,0 +1,42 @@
+"""The ``refsnn export-nir`` command and the loading of ``.nir`` files for ``inspect``,
+``evaluate`` and ``trace`` (``diagnose`` refuses them: a NIR graph has no ANN); parsers in
+refsnn/cli/main.py."""
+
+from __future__ import annotations
+
+from refsnn.errors import OptionError
+
+
+def require_nir():
+    """Import ``nir`` or refuse with the install line."""
+    try:
+        import nir
+    except ImportError:
+        raise OptionError("NIR files need the nir package: pip install 'refsnn[nir]'") from None
+    return nir
+
+
+def load_nir_file(path, dt=None):
+    """The network that simulates the NIR graph in ``path`` (see
+    :func:`refsnn.interop.nir_import.load_nir`)."""
+    require_nir()
+    from refsnn.interop.nir_import import load_nir
+
+    return load_nir(path, dt=dt)
+
+
+def cmd_export_nir(args) -> int:
+    """Write a converted IF network as a NIR graph."""
+    from refsnn.interop.load import file_kind
+    from refsnn.interop.nir_export import export_nir
+    from refsnn.sim.network import FORMAT, load_snn
+
+    require_nir()
+    if file_kind(args.network) != FORMAT:
+        raise OptionError(f"{args.network} is not a converted network: convert it first "
+                          "(refsnn convert MODEL --calibration DATA --reset zero -o NET.h5)")
+    net = load_snn(args.network)
+    export_nir(net, args.output)
+    print(f"wrote {args.output}: {len(net.neuron_nodes())} IF layers as NIR IF nodes, "
+          f"dt = 1, encoding {net.encoding}, readout = mean of the Output's value")
+    return 0

@@ -1,0 +1,249 @@
+"""Run a NIR graph in the frameworks that read NIR and record their spikes as refsnn traces.
+
+Each entry of :data:`FRAMEWORKS` imports a NIR graph with the framework's own NIR reader, as
+shipped, runs it for ``T`` steps on an analog input (the same sample every step, one sample
+at a time), and returns the spikes of every node that is a NIR ``IF``, ``LIF`` or
+``Threshold`` (captured with forward hooks on the framework's module for that node) and the
+graph's output per step. :func:`framework_trace` turns that into a
+:class:`~refsnn.oracle.trace.Trace`, so ``refsnn compare`` can hold it against refsnn's
+simulation of the same graph (:func:`reference_trace`).
+
+Nothing is patched: when a framework cannot import or run a graph, :class:`FrameworkError`
+carries its exception's first line, which is the finding. Needs torch and the frameworks
+(CI installs them with ``--no-deps``); imported by nobody in the core.
+"""
+
+from __future__ import annotations
+
+import importlib
+import keyword
+import warnings
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from refsnn.errors import RefsnnError
+
+#: NIR node kinds whose output is spikes (compared spike for spike).
+SPIKING = ("IF", "LIF", "Threshold")
+
+
+class FrameworkError(RefsnnError):
+    """The framework could not import or run the graph (the message says what it raised)."""
+
+
+@dataclass
+class FrameworkRun:
+    """What a framework produced; spikes bool (T, B, *shape) per spiking node, output (T, B,
+    *output_shape), and the largest value a spiking node emitted in one step (1 for a NIR
+    spike; more for a framework that emits several spikes per step)."""
+
+    spikes: dict
+    output: np.ndarray
+    max_value: dict
+
+
+def spiking_nodes(graph) -> list[str]:
+    return [n for n, node in graph.nodes.items() if type(node).__name__ in SPIKING]
+
+
+def _module_name(name: str) -> str:
+    """nirtorch's name for the module of NIR node ``name``."""
+    name = name.replace(".", "_")
+    return "nir_node_" + name if keyword.iskeyword(name) else name
+
+
+def _first(value):
+    return value[0] if isinstance(value, (tuple, list)) else value
+
+
+def _hooked(module, names, into):
+    """Forward hooks that append each named submodule's output (its spikes) to ``into``."""
+    import torch
+
+    subs = dict(module.named_modules())
+    handles = []
+    for name in names:
+        sub = subs.get(_module_name(name))
+        if sub is None or not isinstance(sub, torch.nn.Module):
+            raise FrameworkError(f"no module for node '{name}' in the imported network")
+        handles.append(sub.register_forward_hook(
+            lambda m, args, out, name=name: into.setdefault(name, []).append(
+                _first(out).detach().double().numpy().copy())))
+    return handles
+
+
+def _stepwise(build: Callable, call: Callable):
+    """A runner that builds the module per sample and calls it once per step."""
+    def run(graph, x, steps, dt):
+        import torch
+
+        names = spiking_nodes(graph)
+        spikes, outputs = {n: [] for n in names}, []
+        for b in range(x.shape[0]):
+            module = build(graph, dt, steps)
+            into: dict = {}
+            handles = _hooked(module, names, into)
+            state, outs = None, []
+            xb = torch.from_numpy(np.ascontiguousarray(x[b:b + 1], dtype=np.float32))
+            with torch.no_grad():
+                for _ in range(steps):
+                    out, state = call(module, xb, state)
+                    outs.append(_first(out).detach().double().numpy().reshape(-1).copy())
+            for h in handles:
+                h.remove()
+            for n in names:
+                spikes[n].append(np.stack([v.reshape(-1) for v in into.get(n, [])])
+                                 if into.get(n) else np.zeros((0, 0)))
+            outputs.append(np.stack(outs))
+        return _collect(graph, names, spikes, outputs, steps)
+    return run
+
+
+def _collect(graph, names, spikes, outputs, steps):
+    out_shape = next(tuple(int(s) for s in np.asarray(n.output_type["output"]))
+                     for n in graph.nodes.values() if type(n).__name__ == "Output")
+    result, top = {}, {}
+    for n in names:
+        shape = tuple(int(s) for s in np.asarray(graph.nodes[n].output_type["output"]))
+        per_sample = []
+        for s in spikes[n]:
+            if s.shape[0] != steps or s.shape[1] != int(np.prod(shape)):
+                raise FrameworkError(f"node '{n}' produced {s.shape[0]} steps of "
+                                     f"{s.shape[1] if s.ndim == 2 else 0} values, expected "
+                                     f"{steps} of {int(np.prod(shape))}")
+            per_sample.append(s.reshape((steps,) + shape))
+        values = np.stack(per_sample, axis=1)
+        result[n] = values > 0
+        top[n] = float(values.max(initial=0.0))
+    output = np.stack(outputs, axis=1).reshape((steps, len(outputs)) + out_shape)
+    return FrameworkRun(result, output, top)
+
+
+# ---- the frameworks ---------------------------------------------------------------------
+
+def _snntorch_build(graph, dt, steps):
+    from snntorch.import_nir import import_from_nir
+    return import_from_nir(_copy(graph))
+
+
+def _graph_call(module, x, state):
+    out = module(x) if state is None else module(x, state)
+    if isinstance(out, tuple) and len(out) == 2:
+        return out[0], out[1]
+    return out, None
+
+
+def _norse_build(graph, dt, steps):
+    from norse.torch import from_nir
+    return from_nir(_copy(graph), dt=dt)
+
+
+def _rockpool_build(graph, dt, steps):
+    from rockpool.nn.modules.torch.nir import from_nir
+    return from_nir(_copy(graph))
+
+
+def _sinabs_run(graph, x, steps, dt):
+    """Sinabs' squeeze layers take (batch·time, ...): all steps of a sample in one call."""
+    import torch
+    from sinabs import from_nir
+
+    names = spiking_nodes(graph)
+    spikes, outputs = {n: [] for n in names}, []
+    for b in range(x.shape[0]):
+        module = from_nir(_copy(graph), batch_size=1, num_timesteps=steps)
+        into: dict = {}
+        handles = _hooked(module, names, into)
+        xb = torch.from_numpy(np.repeat(np.asarray(x[b:b + 1], np.float32), steps, axis=0))
+        with torch.no_grad():
+            out = _first(module(xb))
+        for h in handles:
+            h.remove()
+        for n in names:
+            v = into.get(n, [])
+            spikes[n].append(v[0].reshape(steps, -1) if v else np.zeros((0, 0)))
+        outputs.append(out.detach().double().numpy().reshape(steps, -1))
+    return _collect(graph, names, spikes, outputs, steps)
+
+
+def _copy(graph):
+    """A deep copy: some readers modify the graph they are given."""
+    import copy
+    return copy.deepcopy(graph)
+
+
+@dataclass(frozen=True)
+class Framework:
+    name: str
+    package: str
+    run: Callable
+
+    def version(self) -> str:
+        try:
+            return importlib.import_module(self.package).__version__
+        except Exception:
+            return "not installed"
+
+
+FRAMEWORKS = {
+    "snntorch": Framework("snnTorch", "snntorch", _stepwise(_snntorch_build, _graph_call)),
+    "norse": Framework("Norse", "norse", _stepwise(_norse_build, _graph_call)),
+    "sinabs": Framework("Sinabs", "sinabs", _sinabs_run),
+    "rockpool": Framework("Rockpool", "rockpool", _stepwise(_rockpool_build, _graph_call)),
+}
+
+
+def run_framework(key: str, graph, x, steps: int, dt: float) -> FrameworkRun:
+    """Run ``graph`` in framework ``key`` on ``x`` (B, *input_shape) for ``steps`` steps.
+
+    Raises
+    ------
+    FrameworkError
+        When the framework is missing, or its import or run of the graph raises.
+    """
+    fw = FRAMEWORKS[key]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import contextlib
+            import io
+            with contextlib.redirect_stdout(io.StringIO()):  # readers print warnings
+                return fw.run(graph, np.asarray(x), steps, dt)
+    except FrameworkError:
+        raise
+    except Exception as e:  # the framework's own failure is the finding
+        first = (str(e).strip().splitlines() or [""])[0][:160]
+        raise FrameworkError(f"{fw.name} raised {type(e).__name__}: {first}") from None
+
+
+def framework_trace(graph, run: FrameworkRun, producer: str, x):
+    """The framework's spikes as a :class:`~refsnn.oracle.trace.Trace` (layers in graph
+    order, as refsnn names them)."""
+    from refsnn.oracle.trace import Layer, Trace
+
+    layers = {n: Layer(run.spikes[n]) for n in spiking_nodes(graph) if n in run.spikes}
+    steps = next(iter(run.spikes.values())).shape[0] if run.spikes else run.output.shape[0]
+    return Trace(steps, layers, {"producer": producer}, np.asarray(x))
+
+
+def reference_trace(graph, x, steps: int, dt: float, dtype=np.float32):
+    """refsnn's trace of ``graph`` (float32 unless told) and its output per step,
+    (T, B, *output_shape)."""
+    from refsnn.interop.nir_import import from_nir
+    from refsnn.oracle.trace import record_trace
+    from refsnn.sim.simulator import Simulator
+
+    net = from_nir(graph, dt=dt, dtype=dtype)
+    sim = Simulator(net, "numpy")
+    trace = record_trace(sim, np.asarray(x, dtype), steps, attrs={"producer": "refsnn"})
+    return trace, output_per_step(sim, np.asarray(x, dtype), steps)
+
+
+def output_per_step(sim, x, steps):
+    """The output node's value at each step, (T, B, *output_shape)."""
+    run = sim.run(x, list(range(1, steps + 1)))
+    means = np.stack([run.readout[t] for t in range(1, steps + 1)])
+    sums = means * np.arange(1, steps + 1).reshape((-1,) + (1,) * (means.ndim - 1))
+    return np.diff(np.concatenate([np.zeros_like(sums[:1]), sums]), axis=0)

@@ -1,0 +1,37 @@
+"""NIR's integrator (``nir.I``), discretised by forward Euler.
+
+NIR states ``dv/dt = R·I`` and no spikes: the node's output is ``v``. One step per neuron
+(``g = fl(dt·r)``)::
+
+    v <- v + g·I;   value = v
+
+Arrays are flattened per sample: ``v``, ``current`` have shape (B, N); ``gain`` (N,).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from refsnn.jit import parallel, prange
+
+
+def integrator_step_numpy(v, current, gain):
+    """Reference step; updates ``v`` in place and returns a copy of it, shape (B, N)."""
+    v += gain * current
+    return v.copy()
+
+
+@parallel
+def _integrator_kernel(v, current, gain, out):
+    for b in prange(v.shape[0]):
+        for i in range(v.shape[1]):
+            x = v[b, i] + gain[i] * current[b, i]
+            v[b, i] = x
+            out[b, i] = x
+
+
+def integrator_step_numba(v, current, gain):
+    """Numba twin of :func:`integrator_step_numpy`; bit-identical."""
+    out = np.empty_like(v)
+    _integrator_kernel(v, current, gain, out)
+    return out

@@ -1,0 +1,38 @@
+"""NIR's leaky integrator (``nir.LI``), discretised by forward Euler.
+
+NIR states ``τ·dv/dt = (v_leak − v) + R·I`` and no spikes: the node's output is ``v``. One
+step per neuron (``d = fl(dt / τ)``, every operation rounded once, no fused multiply-add)::
+
+    v <- v + d·((v_leak − v) + r·I);   value = v
+
+Arrays are flattened per sample: ``v``, ``current`` have shape (B, N); the parameters (N,).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from refsnn.jit import parallel, prange
+
+
+def li_step_numpy(v, current, decay, r, v_leak):
+    """Reference step; updates ``v`` in place and returns a copy of it, shape (B, N)."""
+    v += decay * ((v_leak - v) + r * current)
+    return v.copy()
+
+
+@parallel
+def _li_kernel(v, current, decay, r, v_leak, out):
+    for b in prange(v.shape[0]):
+        for i in range(v.shape[1]):
+            x = v[b, i]
+            x = x + decay[i] * ((v_leak[i] - x) + r[i] * current[b, i])
+            v[b, i] = x
+            out[b, i] = x
+
+
+def li_step_numba(v, current, decay, r, v_leak):
+    """Numba twin of :func:`li_step_numpy`; bit-identical."""
+    out = np.empty_like(v)
+    _li_kernel(v, current, decay, r, v_leak, out)
+    return out
