@@ -155,14 +155,22 @@ def _make_run(folder):
     net = __import__("refsnn.convert", fromlist=["convert_if"]).convert_if(
         small_cnn(residual=True), X)
     save_run(folder / "run.h5", Simulator(net, "numpy").run(X, [2, 4], rasters=["relu"]),
-             {"steps": "2,4", "seed": 0}, labels=[0, 1, 2])
+             {"steps": np.array([2, 4]), "seed": 0}, labels=[0, 1, 2])
     return folder / "run.h5"
 
 
 def _read_run(path):
-    """Run files are read by ``refsnn inspect --verify`` (and by ``--resume``)."""
+    """Run files are read by ``--resume`` (its kept batches) and ``refsnn inspect --verify``."""
     from refsnn.io import verify_file
-    return verify_file(path)
+    from refsnn.sim.record import read_run
+    verify_file(path)
+    return read_run(path)[0]
+
+
+def _run_summary(run):
+    return [list(run.steps)] + [a for group in (run.readout, run.counts, run.step_counts,
+                                                run.rasters, run.saturated)
+                                for a in group.values()]
 
 
 def _keras_config():
@@ -219,7 +227,7 @@ KINDS = {
     "net-bsnn": Kind(_make_net("bsnn"), _read_net, _net_summary),
     "data": Kind(_make_data, _read_data, lambda xy: list(xy)),
     "trace": Kind(_make_trace, _read_trace, _trace_summary),
-    "run": Kind(_make_run, _read_run, lambda status: [status]),
+    "run": Kind(_make_run, _read_run, _run_summary),
     "keras-h5": Kind(_make_keras_h5, _read_any_model, _graph_summary, signed=False),
     "keras-archive": Kind(_make_keras_archive, _read_any_model, _graph_summary, signed=False,
                           hdf5=False),
