@@ -43,21 +43,53 @@ def fingerprint(settings: dict, files) -> str:
     return h.hexdigest()
 
 
+def _save_run(path, run, meta: dict) -> None:
+    from refsnn.sim.record import save_run
+    save_run(path, run, {**meta, "steps": np.asarray(run.steps, dtype=np.int64)})
+
+
+def _read_run(path):
+    from refsnn.sim.record import read_run
+    return read_run(path)
+
+
+def _save_trace(path, trace, meta: dict) -> None:
+    from dataclasses import replace
+
+    from refsnn.oracle.trace import write_trace
+    write_trace(path, replace(trace, attrs={**trace.attrs, **meta}))
+
+
+def _read_trace(path):
+    from refsnn.oracle.trace import read_trace
+    trace = read_trace(path)
+    return trace, trace.attrs
+
+
+#: What a checkpoint keeps per batch -> (save(path, batch, meta), read(path) -> (batch, attrs)).
+KINDS = {"run": (_save_run, _read_run), "trace": (_save_trace, _read_trace)}
+
+
 class Checkpoint:
-    """The completed batches of one evaluation, in ``.<output name>.resume/`` beside it.
+    """The completed batches of one evaluation or trace, in ``.<output name>.resume/`` beside
+    its output.
 
     Parameters
     ----------
     output : str or Path
-        The run file the evaluation writes.
+        The run or trace file the command writes.
     fingerprint : str
         :func:`fingerprint` of the command.
+    kind : {"run", "trace"}
+        What a batch is (a key of :data:`KINDS`): a :class:`~refsnn.sim.simulator.Run` or a
+        :class:`~refsnn.oracle.trace.Trace`.
     """
 
-    def __init__(self, output, fingerprint: str):
+    def __init__(self, output, fingerprint: str, kind: str = "run"):
         output = Path(output)
         self.folder = output.parent / f".{output.name}.resume"
         self.fingerprint = fingerprint
+        self.save_batch, self.read_batch = KINDS[kind]
         self.damaged = None  # the error of a kept batch that failed to read, if any
 
     def completed(self):
@@ -75,8 +107,6 @@ class Checkpoint:
         OptionError
             If the batches were made by a different command (another fingerprint).
         """
-        from refsnn.sim.record import read_run
-
         if not self.folder.is_dir():
             return [], 0
         found = {}
@@ -89,7 +119,7 @@ class Checkpoint:
         while done in found:
             stop, path = found[done]
             try:
-                run, attrs = read_run(path)
+                run, attrs = self.read_batch(path)
             except RefsnnError as e:
                 self.damaged = str(e)  # (cannot be half-written: renamed when complete)
                 break  # simulate it again
@@ -102,13 +132,11 @@ class Checkpoint:
         return runs, done
 
     def save(self, start: int, stop: int, run) -> None:
-        """Keep the run of samples ``start:stop`` (written atomically, with checksums)."""
-        from refsnn.sim.record import save_run
-
+        """Keep the run (or trace) of samples ``start:stop`` (atomically, with checksums)."""
         self.folder.mkdir(exist_ok=True)
-        save_run(self.folder / f"{start:012d}-{stop:012d}.h5", run,
-                 {"fingerprint": self.fingerprint, "start": int(start), "stop": int(stop),
-                  "steps": np.asarray(run.steps, dtype=np.int64)})
+        self.save_batch(self.folder / f"{start:012d}-{stop:012d}.h5", run,
+                        {"fingerprint": self.fingerprint, "start": int(start),
+                         "stop": int(stop)})
 
     def remove(self) -> None:
         """Delete the checkpoint (once the output is complete)."""

@@ -37,11 +37,11 @@ def _batches(folder: Path) -> int:
     return len([p for p in folder.glob("*.h5")]) if folder.is_dir() else 0
 
 
-def _kill_after(out: Path, batches: int, extra: float) -> int:
+def _kill_after(out: Path, batches: int, extra: float, command=COMMAND) -> int:
     """Start the resumable run, SIGKILL it once ``batches`` batches are kept (plus ``extra``
     seconds, to land inside a batch); returns the batches kept when it died."""
     folder = out.parent / f".{out.name}.resume"
-    proc = _cli(*COMMAND, "-o", str(out), "--resume")
+    proc = _cli(*command, "-o", str(out), "--resume")
     try:
         deadline = time.monotonic() + 300
         while _batches(folder) < batches and proc.poll() is None:
@@ -111,3 +111,26 @@ def test_resume_with_another_batch_size_gives_the_same_file(tmp_path, capsys):
     assert_same_h5(whole, out)
     assert not (tmp_path / ".run.h5.resume").exists()
     os.unlink(part)
+
+
+TRACE = ["trace", CNN, "--data", DATA, "--limit", "5", "--batch-size", "1", "--steps", "12",
+         "--encoding", "poisson", "--seed", "3", "--backend", "numpy"]
+
+
+def test_killed_traces_resume_to_the_uninterrupted_file(tmp_path):
+    """``refsnn trace --resume`` killed at two seeded points (after 1 to 4 of the 5 one-sample
+    batches) and resumed: the trace of one uninterrupted, unbatched run, byte for byte."""
+    whole = tmp_path / "whole.h5"
+    assert main([*[a for a in TRACE if a not in ("--batch-size", "1")], "-o", str(whole)]) == 0
+    rng = np.random.default_rng(7)
+    out = tmp_path / "trace.h5"
+    kept = [_kill_after(out, int(t), float(rng.uniform(0, 0.2)), TRACE)
+            for t in sorted(rng.integers(1, 5, 2))]
+    assert not out.exists() and 0 < kept[0] and kept[-1] < 5, kept
+    proc = _cli(*TRACE, "-o", str(out), "--resume")
+    assert proc.wait() == 0
+    err = proc.stderr.read().decode()
+    assert int(err.split("resuming after ")[1].split()[0]) >= kept[-1], err
+    assert_same_h5(whole, out)
+    assert out.read_bytes() == whole.read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["trace.h5", "whole.h5"]

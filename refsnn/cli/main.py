@@ -193,6 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("trace", help="write every neuron layer's spikes per step (refsnn-trace)")
     _add_batch_run(p, limit=8)
     p.add_argument("-o", "--output", required=True, help="trace file to write (HDF5)")
+    p.add_argument("--resume", action="store_true",
+                   help="simulate in batches of --batch-size samples kept beside -o, and "
+                        "continue a killed run of the same command from its last completed "
+                        "batch (same output)")
+    p.add_argument("--batch-size", type=_positive, default=None,
+                   help="samples simulated per batch (default: all at once; with --resume, 1); "
+                        "the trace does not depend on it")
     p.add_argument("--stream", action="store_true",
                    help="write each step to the file as it is simulated (memory does not grow "
                         "with T; automatic above 1 GiB of recordings); same file contents")
@@ -344,13 +351,14 @@ _NOT_IN_FINGERPRINT = ("func", "output", "resume", "threads", "batch_size", "bac
                        "workers", "dask", "stream", "command")
 
 
-def _checkpoint(args):
-    """The :class:`refsnn.resume.Checkpoint` of ``evaluate ... -o RUN.h5 --resume``."""
+def _checkpoint(args, kind: str = "run"):
+    """The :class:`refsnn.resume.Checkpoint` of ``evaluate`` (or ``trace``) ``-o FILE
+    --resume``."""
     from refsnn.resume import Checkpoint, fingerprint
 
     settings = {k: v for k, v in vars(args).items() if k not in _NOT_IN_FINGERPRINT}
     files = (args.model, args.data, getattr(args, "calibration", None))
-    return Checkpoint(args.output, fingerprint(settings, files))
+    return Checkpoint(args.output, fingerprint(settings, files), kind)
 
 
 def cmd_evaluate(args) -> int:

@@ -66,20 +66,23 @@ class Trace:
 RECORDED_ENCODINGS = ("poisson",)
 
 
-def record_trace(sim, x, steps: int, seed: int = 0, attrs=None) -> Trace:
+def record_trace(sim, x, steps: int, seed: int = 0, attrs=None, sample_ids=None) -> Trace:
     """Simulate ``x`` with ``sim`` (a :class:`~refsnn.sim.simulator.Simulator`) for ``steps``
     steps and record every neuron layer's spikes and potentials, the input current of every
     IF and bistable layer and the target of every signGD layer.
 
     The current is captured by wrapping each IF op's ``step`` for this run only (it is the
-    op's argument, so the recording cannot change what is simulated).
+    op's argument, so the recording cannot change what is simulated). ``sample_ids`` (default
+    ``0..B-1``) are the samples' ids for the Poisson streams, as in :meth:`Simulator.run`: a
+    trace recorded in batches with their ids equals the whole one (:func:`join_traces`).
     """
     neurons = [op for op in sim.ops if op.is_neuron]
     names = [op.node.name for op in neurons]
     lists = {}
     wrapped = _wrap_recorders(neurons, lambda name, field_: lists.setdefault(name, []))
     try:
-        run = sim.run(x, [steps], seed=seed, rasters=names, potentials=names)
+        run = sim.run(x, [steps], seed=seed, sample_ids=sample_ids, rasters=names,
+                      potentials=names)
     finally:
         for op in neurons:
             op.__dict__.pop("step", None)
@@ -92,12 +95,30 @@ def record_trace(sim, x, steps: int, seed: int = 0, attrs=None) -> Trace:
             field_, into = wrapped[name]
             setattr(layers[name], field_, np.stack(into))
     meta = {"dtype": np.dtype(sim.dtype).name, "seed": int(seed), **(attrs or {})}
-    encoded = (encoded_input(sim.net, x, steps, seed)
+    encoded = (encoded_input(sim.net, x, steps, seed, sample_ids)
                if sim.net.encoding in RECORDED_ENCODINGS else None)
     return Trace(steps, layers, meta, np.asarray(x), encoded)
 
 
-def encoded_input(net, x, steps: int, seed: int = 0) -> np.ndarray:
+def join_traces(parts: list, attrs: dict) -> Trace:
+    """One trace of the batches ``parts`` (traces of consecutive samples, as
+    :func:`record_trace` with their ``sample_ids`` makes them), with root attributes
+    ``attrs``: every array joined along its sample axis."""
+    first = parts[0]
+    cat = lambda arrays, axis: None if arrays[0] is None else np.concatenate(arrays, axis)
+    layers = {}
+    for name, layer in first.layers.items():
+        ls = [p.layers[name] for p in parts]
+        layers[name] = Layer(cat([l_.spikes for l_ in ls], 1),
+                             cat([l_.potentials for l_ in ls], 1),
+                             cat([l_.current for l_ in ls], 1), layer.threshold, layer.reset,
+                             layer.v_init, layer.kind, cat([l_.target for l_ in ls], 1),
+                             dict(layer.params))
+    return Trace(first.steps, layers, dict(attrs), cat([p.inputs for p in parts], 0),
+                 cat([p.encoded for p in parts], 1))
+
+
+def encoded_input(net, x, steps: int, seed: int = 0, sample_ids=None) -> np.ndarray:
     """The input node's value at steps 1..T, as :meth:`Simulator.run` computes it for ``x``
     (B, *input_shape) with sample ids ``0..B-1``: shape (T, B, *input_shape).
 
@@ -109,7 +130,8 @@ def encoded_input(net, x, steps: int, seed: int = 0) -> np.ndarray:
     from refsnn.sim.encoders import ENCODERS
 
     x = check_batch(x, net.graph.input_shape, dtype=net.graph.dtype)
-    encoder = ENCODERS[net.encoding](x, seed, np.arange(x.shape[0]), net.schedule)
+    ids = np.arange(x.shape[0]) if sample_ids is None else np.asarray(sample_ids)
+    encoder = ENCODERS[net.encoding](x, seed, ids, net.schedule)
     return np.stack([np.array(encoder.step(t), copy=True) for t in range(1, steps + 1)])
 
 
