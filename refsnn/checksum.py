@@ -84,7 +84,26 @@ def _attrs_digest(obj, is_root: bool) -> str:
     return h.hexdigest()
 
 
-def _data_digest(d: h5py.Dataset) -> str:
+def check_storage(d: h5py.Dataset, file: str) -> None:
+    """Refuse a dataset whose values are not all in the file: without compression or other
+    filters, every value written takes its bytes of storage, so a dataset that declares more
+    values than it stores (chunks never written: a damaged file, or one whose shape was
+    edited; e.g. 2^40 elements declared in a 1 MB file) would make a reader fill gigabytes
+    with HDF5's fill value, or hash them for hours. Raises :class:`ModelFormatError`."""
+    if d.shape is None or d.size == 0:
+        return
+    nbytes = d.size * d.dtype.itemsize
+    if d.id.get_create_plist().get_nfilters() == 0:
+        stored = d.id.get_storage_size()
+        if stored < nbytes and d.dtype.kind not in "OSUV":  # vlen data lives in the heap
+            raise ModelFormatError(file, "/" + d.name.lstrip("/"), "storage",
+                                   f"{nbytes} bytes of values ({d.dtype} {d.shape})",
+                                   f"{stored} bytes stored (values never written: a damaged "
+                                   "or edited file)")
+
+
+def _data_digest(d: h5py.Dataset, file: str) -> str:
+    check_storage(d, file)
     h = hashlib.sha256(b"data")
     h.update(b"str" if d.dtype.kind in "OUS" else _dtype_tag(d.dtype))
     if d.shape is None:  # a null dataspace
@@ -101,12 +120,13 @@ def _data_digest(d: h5py.Dataset) -> str:
     return h.hexdigest()
 
 
-def object_digests(f: h5py.File) -> dict[str, tuple[str, str]]:
-    """Path -> (attributes digest, data digest or ``"-"``) of every object in ``f``."""
+def object_digests(f: h5py.File, file: str = "") -> dict[str, tuple[str, str]]:
+    """Path -> (attributes digest, data digest or ``"-"``) of every object in ``f`` (``file``
+    names it in errors)."""
     out = {"/": (_attrs_digest(f, True), "-")}
 
     def visit(name, obj):
-        data = _data_digest(obj) if isinstance(obj, h5py.Dataset) else "-"
+        data = _data_digest(obj, file or f.filename) if isinstance(obj, h5py.Dataset) else "-"
         out["/" + name] = (_attrs_digest(obj, False), data)
     f.visititems(visit)
     return dict(sorted(out.items()))
@@ -162,7 +182,7 @@ def verify(f: h5py.File, file: str) -> str:
         _require_unsigned_ok(f, file)
         return UNVERIFIED
     want = _manifest(f, file)
-    have = object_digests(f)
+    have = object_digests(f, file)
     for path in sorted(set(want) ^ set(have)):  # first the objects added or removed
         if path not in have:
             raise ModelFormatError(file, path, "object", "present (listed in the checksums)",

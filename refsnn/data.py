@@ -12,6 +12,7 @@ from __future__ import annotations
 import h5py
 import numpy as np
 
+from refsnn.checksum import check_storage
 from refsnn.errors import ModelFormatError
 from refsnn.io import H5_ERRORS, open_h5, unreadable
 from refsnn.model.format import _check_header
@@ -72,6 +73,7 @@ def _read_split(f, file: str, split: str, sample_shape, limit):
             raise ModelFormatError(file, f"/{split}/{key}", "dataset",
                                    "a dataset of rank >= 1", "a group or a scalar")
     dx, dy = f[split]["x"], f[split]["y"]
+    check_storage(dx, file), check_storage(dy, file)
     n = dx.shape[0] if limit is None else min(limit, dx.shape[0])
     if dx.dtype.kind != "f":
         raise ModelFormatError(file, f"/{split}/x", "dtype", "float32 or float64", str(dx.dtype))

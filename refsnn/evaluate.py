@@ -5,6 +5,8 @@ The module itself is callable: ``refsnn.evaluate(net, x, y, steps)`` is :func:`e
 
 from __future__ import annotations
 
+import sys
+import warnings
 from dataclasses import dataclass, replace
 from typing import Callable
 
@@ -13,6 +15,7 @@ import numpy as np
 from refsnn import ann
 from refsnn._callable import make_callable
 from refsnn.diagnose.sin import RATE_CODED, sin_counts
+from refsnn.errors import OptionError
 from refsnn.model.graph import Graph
 from refsnn.sim.network import SpikingNetwork, ann_limit
 from refsnn.sim.record import concat_runs
@@ -55,7 +58,7 @@ def accuracy(scores: np.ndarray, labels: np.ndarray) -> float:
 def evaluate(net: SpikingNetwork, x, y, steps, ann_graph: Graph | None = None,
              batch_size: int = 64, seed: int = 0, backend: str = "numba",
              rasters=(), potentials=(), progress: Callable[[int, int], None] | None = None,
-             client=None, threads: int | None = None, recorders=None):
+             client=None, threads: int | None = None, recorders=None, checkpoint=None):
     """Simulate ``net`` on ``x`` in batches and score it against ``y``.
 
     Parameters
@@ -84,6 +87,9 @@ def evaluate(net: SpikingNetwork, x, y, steps, ann_graph: Graph | None = None,
         which writes its rasters and potentials to a file step by step; the returned run then
         holds none. With ``client``, each batch's recordings are handed to it as the batch
         arrives.
+    checkpoint : refsnn.resume.Checkpoint, optional
+        Keep each completed batch in it, and start after the batches it already holds (a
+        resumed evaluation; the result is the same). Not with ``client`` or ``recorders``.
 
     Returns
     -------
@@ -108,8 +114,21 @@ def evaluate(net: SpikingNetwork, x, y, steps, ann_graph: Graph | None = None,
         ann_out, limit = ann_limit(net, x, all_nodes=True)
     if ann_graph is not None:
         ann_out = ann.forward(ann_graph, x)
+    done_runs, done = [], 0
+    if checkpoint is not None:
+        if client is not None or recorders is not None:
+            raise OptionError("a checkpoint (--resume) keeps batches in memory-recorded runs: "
+                              "not with a Dask client or streamed recorders")
+        done_runs, done = checkpoint.completed()
+        if checkpoint.damaged is not None:
+            warnings.warn(f"--resume: {checkpoint.damaged}; simulating it again")
+        if done:
+            print(f"resuming after {done} of {x.shape[0]} samples (kept in "
+                  f"{checkpoint.folder})", file=sys.stderr)
+        if progress is not None and done:
+            progress(done, x.shape[0])
     bounds = [(start, min(start + batch_size, x.shape[0]))
-              for start in range(0, x.shape[0], batch_size)]
+              for start in range(done, x.shape[0], batch_size)]
     if client is not None:
         from refsnn.scaleout import map_batches
 
@@ -125,9 +144,11 @@ def evaluate(net: SpikingNetwork, x, y, steps, ann_graph: Graph | None = None,
                                 sample_ids=np.arange(start, stop), rasters=rasters,
                                 potentials=potentials,
                                 recorder=None if recorders is None else recorders(start, stop)))
+            if checkpoint is not None:
+                checkpoint.save(start, stop, runs[-1])
             if progress is not None:
                 progress(stop, x.shape[0])
-    run = concat_runs(runs)
+    run = concat_runs(done_runs + runs)
     sin = sin_counts(net, limit, run.counts) if net.method in RATE_CODED else None
     if ann_out is None:
         return Evaluation(float("nan"), {t: accuracy(run.readout[t], y) for t in run.steps},

@@ -65,7 +65,7 @@ def atomic_h5(path):
 
 
 #: What a damaged HDF5 file makes h5py raise part-way through a read.
-H5_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError)
+H5_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError, MemoryError)
 
 
 def unreadable(path, e: BaseException) -> ModelFormatError:
@@ -73,6 +73,31 @@ def unreadable(path, e: BaseException) -> ModelFormatError:
     first = (str(e).splitlines() or [type(e).__name__])[0]
     return ModelFormatError(str(path), "/", "file", "a readable HDF5 file",
                             f"unreadable ({first})")
+
+
+def read_dataset(group, key: str, file: str, path: str):
+    """The values of dataset ``group[key]``, refusing a group in its place and a dataset
+    whose declared values are not stored (:func:`refsnn.checksum.check_storage`).
+
+    Parameters
+    ----------
+    group : h5py.Group
+    key : str
+    file, path : str
+        For the error: the file and the dataset's HDF5 path.
+    """
+    d = group[key]
+    if not isinstance(d, h5py.Dataset):
+        raise ModelFormatError(file, path, "kind", "a dataset", "a group")
+    if d.shape is None:
+        raise ModelFormatError(file, path, "shape", "an array", "an empty (null) dataspace")
+    checksum.check_storage(d, file)
+    try:
+        return d[()]
+    except H5_ERRORS as e:
+        raise ModelFormatError(file, path, "values", "readable values",
+                               f"unreadable ({(str(e).splitlines() or [type(e).__name__])[0]})"
+                               ) from None
 
 
 class CheckedFile(h5py.File):

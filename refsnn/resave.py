@@ -20,7 +20,7 @@ import numpy as np
 
 from refsnn import checksum
 from refsnn.errors import ModelFormatError, RefsnnError
-from refsnn.io import atomic_h5, open_h5, verify_file
+from refsnn.io import H5_ERRORS, atomic_h5, open_h5, unreadable, verify_file
 
 
 def resave(path) -> str:
@@ -33,6 +33,13 @@ def resave(path) -> str:
     """
     if verify_file(path) == checksum.VERIFIED:
         return "already verified"
+    try:
+        return _resave(path)
+    except H5_ERRORS as e:  # damaged file: h5py fails mid-read
+        raise unreadable(path, e) from None
+
+
+def _resave(path) -> str:
     with open_h5(path, verify=False) as src:
         want = checksum.object_digests(src)
         root = {k: src.attrs[k] for k in src.attrs}

@@ -134,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("-o", "--output", default=None, help="run file to write (HDF5)")
     _add_dt(p)
+    p.add_argument("--resume", action="store_true",
+                   help="keep each completed batch beside -o, and continue a killed run of the "
+                        "same command from its last completed batch (same output)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("diagnose", help="per-layer diagnostics of a conversion on a batch")
@@ -149,6 +152,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("trace", help="write every neuron layer's spikes per step (refsnn-trace)")
     _add_batch_run(p, limit=8)
     p.add_argument("-o", "--output", required=True, help="trace file to write (HDF5)")
+    p.add_argument("--resume", action="store_true",
+                   help="simulate in batches of --batch-size samples kept beside -o, and "
+                        "continue a killed run of the same command from its last completed "
+                        "batch (same output)")
+    p.add_argument("--batch-size", type=_positive, default=None,
+                   help="samples simulated per batch (default: all at once; with --resume, 1); "
+                        "the trace does not depend on it")
     p.add_argument("--stream", action="store_true",
                    help="write each step to the file as it is simulated (memory does not grow "
                         "with T; automatic above 1 GiB of recordings); same file contents")
@@ -304,6 +314,21 @@ def cmd_convert(args) -> int:
     return 0
 
 
+#: ``evaluate`` options that do not change the results: left out of a checkpoint's fingerprint.
+_NOT_IN_FINGERPRINT = ("func", "output", "resume", "threads", "batch_size", "backend", "json",
+                       "workers", "dask", "stream", "command")
+
+
+def _checkpoint(args, kind: str = "run"):
+    """The :class:`refsnn.resume.Checkpoint` of ``evaluate`` (or ``trace``) ``-o FILE
+    --resume``."""
+    from refsnn.resume import Checkpoint, fingerprint
+
+    settings = {k: v for k, v in vars(args).items() if k not in _NOT_IN_FINGERPRINT}
+    files = (args.model, args.data, getattr(args, "calibration", None))
+    return Checkpoint(args.output, fingerprint(settings, files), kind)
+
+
 def cmd_evaluate(args) -> int:
     import numba
 
@@ -316,6 +341,11 @@ def cmd_evaluate(args) -> int:
                           "existing scheduler, --workers N starts a local cluster")
     if args.stream and not args.output:
         raise OptionError("--stream writes the recordings into the run file: give -o RUN.h5")
+    if args.resume and not args.output:
+        raise OptionError("--resume continues the run file of -o: give -o RUN.h5")
+    if args.resume and (args.stream or args.dask is not None or args.workers is not None):
+        raise OptionError("--resume works with an in-memory local run: not with --stream, "
+                          "--workers or --dask")
     graph, net = _network(args)
     if args.seed is not None and net.encoding != "poisson":
         raise OptionError("--seed applies to --encoding poisson only")
@@ -338,6 +368,10 @@ def cmd_evaluate(args) -> int:
         if args.dask is not None or args.workers is not None:
             from refsnn.scaleout import cluster
             client = stack.enter_context(cluster(args.dask, args.workers))
+        checkpoint = _checkpoint(args) if args.resume else None
+        if checkpoint is not None and _recorded_bytes(net, x.shape[0], args) > STREAM_ABOVE:
+            raise OptionError("--resume: the recordings exceed 1 GiB and would be streamed; "
+                              "record fewer nodes or samples")
         bar = ProgressBar("simulating", enabled=sys.stderr.isatty() and not args.json)
         result = evaluate(net, x, y, args.steps, ann_graph=graph, batch_size=args.batch_size,
                           seed=args.seed or 0, backend=args.backend,
@@ -346,7 +380,7 @@ def cmd_evaluate(args) -> int:
                           # local workers: one Numba thread each unless told, so N workers
                           # use N cores
                           threads=args.threads or (1 if args.workers else None),
-                          recorders=recorders)
+                          recorders=recorders, checkpoint=checkpoint)
         bar.close()
         if args.output:
             settings = {"refsnn_version": __version__, "model": str(args.model),
@@ -360,6 +394,8 @@ def cmd_evaluate(args) -> int:
                 write_run(out, result.run, settings, labels=y)
             else:
                 save_run(args.output, result.run, settings, labels=y)
+            if checkpoint is not None:
+                checkpoint.remove()  # the output is complete
     saturated = {k: int(v.sum()) for k, v in result.run.saturated.items() if v.any()}
     sin = result.sin  # None for signGD, whose spikes are not rate-coded
     if args.json:

@@ -25,12 +25,13 @@ import io
 import json
 import re
 import zipfile
+import zlib
 
 import h5py
 import numpy as np
 
 from refsnn.errors import ModelFormatError
-from refsnn.io import open_h5
+from refsnn.io import H5_ERRORS, open_h5, read_dataset, unreadable
 from refsnn.model.graph import INPUT, Graph, make_graph
 
 #: Keras activation name -> (refsnn op, attrs); ``linear`` adds no node.
@@ -367,6 +368,11 @@ def build_graph(config: dict, weights: dict, file: str, dtype=np.float64) -> Gra
             raise ModelFormatError(file, path, "class_name",
                                    f"a supported layer ({', '.join(['InputLayer', *LAYERS])})",
                                    f"{cls} (layer '{name}')")
+        for w in weights.get(name, []):
+            w = np.asarray(w)
+            if w.dtype.kind not in "fiu":  # complex would be cast silently, strings fail late
+                raise ModelFormatError(file, path, "weights", f"real numbers (layer '{name}')",
+                                       f"{w.dtype} {w.shape}")
         try:
             missing = [s for s in srcs if s not in names]
             if missing or not srcs:
@@ -387,8 +393,31 @@ def build_graph(config: dict, weights: dict, file: str, dtype=np.float64) -> Gra
     return make_graph(input_shape, b.nodes, out, file=file, dtype=dtype)
 
 
-def _json_attr(value):
-    return json.loads(value.decode("utf-8") if isinstance(value, bytes) else value)
+def _config(text, file: str, where: str) -> dict:
+    """A Keras model config (a JSON object) from a string or bytes attribute or file."""
+    try:
+        config = json.loads(text.decode("utf-8") if isinstance(text, bytes) else text)
+    except (TypeError, ValueError) as e:  # not text, not UTF-8, not JSON
+        raise ModelFormatError(file, where, "model_config", "a Keras model config (JSON)",
+                               f"{type(e).__name__}: {e}") from None
+    if not isinstance(config, dict):
+        raise ModelFormatError(file, where, "model_config", "a JSON object",
+                               type(config).__name__)
+    return config
+
+
+#: What interpreting a malformed (but valid JSON) config raises: a missing key, a list where
+#: a dict belongs, a string where a number belongs, ...
+_CONFIG_ERRORS = (KeyError, IndexError, TypeError, ValueError, AttributeError)
+
+
+def _build(config, weights, file, dtype) -> Graph:
+    """:func:`build_graph`, with any error of a malformed config as a ModelFormatError."""
+    try:
+        return build_graph(config, weights, file, dtype)
+    except _CONFIG_ERRORS as e:
+        raise ModelFormatError(file, "/", "model_config", "a Keras model config refsnn "
+                               "understands", f"{type(e).__name__}: {e}") from None
 
 
 def load_keras_h5(path, dtype=np.float64) -> Graph:
@@ -396,20 +425,39 @@ def load_keras_h5(path, dtype=np.float64) -> Graph:
     ``model_weights/<layer>/<weight name>`` in each layer's ``weight_names`` order."""
     file = str(path)
     with open_h5(path, "Keras model file") as f:
-        if "model_config" not in f.attrs:
-            raise ModelFormatError(file, "/", "model_config", "a Keras model config",
-                                   "nothing (missing)")
-        config = _json_attr(f.attrs["model_config"])
-        weights = {}
-        group = f.get("model_weights")
-        if group is None:
-            raise ModelFormatError(file, "/model_weights", "group", "the layers' weights",
-                                   "nothing (missing)")
-        for name, g in group.items():
-            names = [n.decode() if isinstance(n, bytes) else str(n)
-                     for n in g.attrs.get("weight_names", [])]
-            weights[name] = [g[n][()] for n in names]
-    return build_graph(config, weights, file, dtype)
+        try:
+            config, weights = _h5_parts(f, file)
+        except H5_ERRORS as e:  # damaged file: h5py fails mid-read
+            raise unreadable(file, e) from None
+    return _build(config, weights, file, dtype)
+
+
+def _h5_parts(f, file: str):
+    """The config and ``{layer: [arrays]}`` of an open legacy Keras file."""
+    from refsnn.model.format import _names
+
+    if "model_config" not in f.attrs:
+        raise ModelFormatError(file, "/", "model_config", "a Keras model config",
+                               "nothing (missing)")
+    config = _config(f.attrs["model_config"], file, "/")
+    weights = {}
+    group = f.get("model_weights")
+    if not isinstance(group, h5py.Group):
+        raise ModelFormatError(file, "/model_weights", "group", "the layers' weights",
+                               "nothing (missing)" if group is None else "a dataset")
+    for name, g in group.items():
+        where = f"/model_weights/{name}"
+        if not isinstance(g, h5py.Group):
+            raise ModelFormatError(file, where, "kind", "a group per layer", "a dataset")
+        names = _names(g.attrs.get("weight_names", np.array([], dtype=object)),
+                       lambda found: ModelFormatError(file, where, "weight_names",
+                                                      "a string array", found))
+        for n in names:
+            if n not in g:
+                raise ModelFormatError(file, f"{where}/{n}", "dataset", "a weight named in "
+                                       "weight_names", "nothing (missing)")
+        weights[name] = [read_dataset(g, n, file, f"{where}/{n}") for n in names]
+    return config, weights
 
 
 def _archive_weights(config, h5: h5py.File, file):
@@ -425,11 +473,17 @@ def _archive_weights(config, h5: h5py.File, file):
         if g is None:
             weights[name] = []
             continue
+        where = f"/layers/{key}/vars"
+        if not isinstance(g, h5py.Group):
+            raise ModelFormatError(file, where, "kind", "a group of variables", "a dataset")
         stored = g.attrs.get("name")
-        if stored is not None and stored != name:  # the metadata Keras writes since 3.x
-            raise ModelFormatError(file, f"/layers/{key}/vars", "name", repr(name),
-                                   repr(stored))
-        weights[name] = [g[str(i)][()] for i in range(len(g))]
+        if stored is not None and not (isinstance(stored, str) and stored == name):
+            raise ModelFormatError(file, where, "name", repr(name), repr(stored))
+        for i in range(len(g)):
+            if str(i) not in g:
+                raise ModelFormatError(file, f"{where}/{i}", "dataset", f"variables 0..{len(g) - 1}",
+                                       "nothing (missing)")
+        weights[name] = [read_dataset(g, str(i), file, f"{where}/{i}") for i in range(len(g))]
     return weights
 
 
@@ -438,11 +492,17 @@ def load_keras_archive(path, dtype=np.float64) -> Graph:
     file = str(path)
     try:
         with zipfile.ZipFile(path) as z:
-            config = json.loads(z.read("config.json"))
+            text = z.read("config.json")
             blob = z.read("model.weights.h5")
-    except (zipfile.BadZipFile, KeyError, OSError, ValueError) as e:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, KeyError, OSError, ValueError, EOFError,
+            RuntimeError, NotImplementedError, zlib.error) as e:
         raise ModelFormatError(file, "/", "file", "a .keras archive with config.json and "
                                "model.weights.h5", f"unreadable ({e})") from None
-    with h5py.File(io.BytesIO(blob), "r") as h5:
-        weights = _archive_weights(config, h5, file)
-    return build_graph(config, weights, file, dtype)
+    config = _config(text, file, "config.json")
+    try:
+        with h5py.File(io.BytesIO(blob), "r") as h5:
+            weights = _archive_weights(config, h5, file)
+    except _CONFIG_ERRORS + H5_ERRORS as e:  # a damaged weights file, or a config without
+        raise ModelFormatError(file, "model.weights.h5", "file", "readable weights for the "
+                               "config's layers", f"{type(e).__name__}: {e}") from None
+    return _build(config, weights, file, dtype)

@@ -18,7 +18,7 @@ import h5py
 import numpy as np
 
 from refsnn.errors import ModelFormatError
-from refsnn.io import H5_ERRORS, atomic_h5, open_h5, unreadable
+from refsnn.io import H5_ERRORS, atomic_h5, open_h5, read_dataset, unreadable
 from refsnn.model.graph import Graph, make_graph
 
 FORMAT = "refsnn-model"
@@ -97,7 +97,7 @@ def read_graph(group: h5py.Group, file: str, prefix: str = "", dtype=np.float64,
         for key, d in g.items():
             if not isinstance(d, h5py.Dataset):
                 raise err(f"{path}/{key}", "kind", "a dataset (parameter)", "a group")
-            params[key] = d[()]
+            params[key] = read_dataset(g, key, file, prefix + f"{path}/{key}")
         attrs = {k: _str(v) for k, v in g.attrs.items() if k not in _RESERVED}
         nodes.append({"name": name, "op": _str(g.attrs["op"]), "inputs": inputs,
                       "attrs": attrs, "params": params})

@@ -25,8 +25,20 @@ def cmd_trace(args) -> int:
              "data": str(args.data), "split": args.split, "samples": int(x.shape[0]),
              "method": net.method, "encoding": net.encoding, "backend": args.backend}
     sim = Simulator(net, args.backend)
-    streamed = args.stream or recorded_bytes(sim, x.shape[0], args.steps) > STREAM_ABOVE
-    if streamed:
+    batched = args.resume or args.batch_size is not None
+    if batched and args.stream:
+        raise OptionError("--stream writes the whole trace step by step: not with --resume "
+                          "or --batch-size")
+    streamed = not batched and (args.stream or recorded_bytes(sim, x.shape[0], args.steps)
+                                > STREAM_ABOVE)
+    if batched:
+        trace = _batched_trace(args, sim, x, attrs)
+        write_trace(args.output, trace)
+        layers = list(trace.layers)
+        if args.resume:
+            from refsnn.cli.main import _checkpoint
+            _checkpoint(args, "trace").remove()  # the output is complete
+    elif streamed:
         layers = stream_trace(args.output, sim, x, args.steps, seed=args.seed or 0,
                               attrs=attrs)
     else:
@@ -36,6 +48,37 @@ def cmd_trace(args) -> int:
     print(f"wrote {args.output}: {len(layers)} layers, T = {args.steps}, "
           f"{x.shape[0]} samples" + (", streamed" if streamed else ""))
     return 0
+
+
+def _batched_trace(args, sim, x, attrs):
+    """The trace of ``x`` recorded in batches of ``--batch-size`` samples (each with its
+    sample ids, so the same trace as in one batch), kept in a checkpoint with ``--resume``."""
+    import sys
+
+    from refsnn.oracle.trace import join_traces, record_trace
+
+    size = args.batch_size or 1
+    checkpoint = None
+    parts, done = [], 0
+    if args.resume:
+        from refsnn.cli.main import _checkpoint
+        checkpoint = _checkpoint(args, "trace")
+        parts, done = checkpoint.completed()
+        if done:
+            print(f"resuming after {done} of {x.shape[0]} samples (kept in "
+                  f"{checkpoint.folder})", file=sys.stderr)
+        meta = {"fingerprint", "start", "stop"}
+        for p in parts:
+            p.attrs = {k: v for k, v in p.attrs.items() if k not in meta}
+    for start in range(done, x.shape[0], size):
+        stop = min(start + size, x.shape[0])
+        part = record_trace(sim, x[start:stop], args.steps, seed=args.seed or 0, attrs=attrs,
+                            sample_ids=np.arange(start, stop))
+        if checkpoint is not None:
+            checkpoint.save(start, stop, part)
+        parts.append(part)
+    return join_traces(parts, {"dtype": np.dtype(sim.dtype).name, "seed": int(args.seed or 0),
+                               **attrs})
 
 
 #: ``refsnn trace`` streams to the file without ``--stream`` when its recordings (spikes,

@@ -32,7 +32,7 @@ import numpy as np
 
 from refsnn.errors import ModelFormatError
 from refsnn.checksum import ATTR
-from refsnn.io import atomic_h5, open_h5
+from refsnn.io import H5_ERRORS, atomic_h5, open_h5, read_dataset, unreadable
 
 FORMAT = "refsnn-trace"
 FORMAT_VERSION = 2  # 2: with checksums (refsnn.checksum); version 1 files still load
@@ -69,20 +69,23 @@ class Trace:
 RECORDED_ENCODINGS = ("poisson",)
 
 
-def record_trace(sim, x, steps: int, seed: int = 0, attrs=None) -> Trace:
+def record_trace(sim, x, steps: int, seed: int = 0, attrs=None, sample_ids=None) -> Trace:
     """Simulate ``x`` with ``sim`` (a :class:`~refsnn.sim.simulator.Simulator`) for ``steps``
     steps and record every neuron layer's spikes and potentials, the input current of every
     IF and bistable layer and the target of every signGD layer.
 
     The current is captured by wrapping each IF op's ``step`` for this run only (it is the
-    op's argument, so the recording cannot change what is simulated).
+    op's argument, so the recording cannot change what is simulated). ``sample_ids`` (default
+    ``0..B-1``) are the samples' ids for the Poisson streams, as in :meth:`Simulator.run`: a
+    trace recorded in batches with their ids equals the whole one (:func:`join_traces`).
     """
     neurons = [op for op in sim.ops if op.is_neuron]
     names = [op.node.name for op in neurons]
     lists = {}
     wrapped = _wrap_recorders(neurons, lambda name, field_: lists.setdefault(name, []))
     try:
-        run = sim.run(x, [steps], seed=seed, rasters=names, potentials=names)
+        run = sim.run(x, [steps], seed=seed, sample_ids=sample_ids, rasters=names,
+                      potentials=names)
     finally:
         for op in neurons:
             op.__dict__.pop("step", None)
@@ -95,12 +98,30 @@ def record_trace(sim, x, steps: int, seed: int = 0, attrs=None) -> Trace:
             field_, into = wrapped[name]
             setattr(layers[name], field_, np.stack(into))
     meta = {"dtype": np.dtype(sim.dtype).name, "seed": int(seed), **(attrs or {})}
-    encoded = (encoded_input(sim.net, x, steps, seed)
+    encoded = (encoded_input(sim.net, x, steps, seed, sample_ids)
                if sim.net.encoding in RECORDED_ENCODINGS else None)
     return Trace(steps, layers, meta, np.asarray(x), encoded)
 
 
-def encoded_input(net, x, steps: int, seed: int = 0) -> np.ndarray:
+def join_traces(parts: list, attrs: dict) -> Trace:
+    """One trace of the batches ``parts`` (traces of consecutive samples, as
+    :func:`record_trace` with their ``sample_ids`` makes them), with root attributes
+    ``attrs``: every array joined along its sample axis."""
+    first = parts[0]
+    cat = lambda arrays, axis: None if arrays[0] is None else np.concatenate(arrays, axis)
+    layers = {}
+    for name, layer in first.layers.items():
+        ls = [p.layers[name] for p in parts]
+        layers[name] = Layer(cat([l_.spikes for l_ in ls], 1),
+                             cat([l_.potentials for l_ in ls], 1),
+                             cat([l_.current for l_ in ls], 1), layer.threshold, layer.reset,
+                             layer.v_init, layer.kind, cat([l_.target for l_ in ls], 1),
+                             dict(layer.params))
+    return Trace(first.steps, layers, dict(attrs), cat([p.inputs for p in parts], 0),
+                 cat([p.encoded for p in parts], 1))
+
+
+def encoded_input(net, x, steps: int, seed: int = 0, sample_ids=None) -> np.ndarray:
     """The input node's value at steps 1..T, as :meth:`Simulator.run` computes it for ``x``
     (B, *input_shape) with sample ids ``0..B-1``: shape (T, B, *input_shape).
 
@@ -112,7 +133,8 @@ def encoded_input(net, x, steps: int, seed: int = 0) -> np.ndarray:
     from refsnn.sim.encoders import ENCODERS
 
     x = check_batch(x, net.graph.input_shape, dtype=net.graph.dtype)
-    encoder = ENCODERS[net.encoding](x, seed, np.arange(x.shape[0]), net.schedule)
+    ids = np.arange(x.shape[0]) if sample_ids is None else np.asarray(sample_ids)
+    encoder = ENCODERS[net.encoding](x, seed, ids, net.schedule)
     return np.stack([np.array(encoder.step(t), copy=True) for t in range(1, steps + 1)])
 
 
@@ -287,52 +309,148 @@ class _StepWriter:
         self.k += 1
 
 
-#: Layer attributes read into :attr:`Layer.params`.
-_PARAMS = ("period", "stage", "eta0", "gamma", "tie", "gain", "v_threshold", "v_reset",
-           "decay", "r", "v_leak", "tau", "dt")
+#: Layer attributes read into :attr:`Layer.params`: name -> (check, expected), each check of
+#: the attribute's value.
+_PARAMS = {
+    "period": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "stage": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
+    "eta0": (lambda v: _is_real(v) and v > 0, "a positive finite number"),
+    "gamma": (lambda v: _is_real(v) and v > 0, "a positive finite number"),
+    "tie": (lambda v: v in ("inclusive", "strict"), "'inclusive' or 'strict'"),
+    # NIR layers' constants (refsnn.oracle.nir_kinds): scalars, or per neuron as param_<key>
+    **{key: (lambda v: _is_finite(v), "finite real numbers")
+       for key in ("gain", "v_threshold", "v_reset", "decay", "r", "v_leak", "tau")},
+    "dt": (lambda v: _is_real(v) and v > 0, "a positive finite number"),
+}
+#: Layer string attributes -> their allowed values.
+_CHOICES = {"reset": ("subtract", "zero"), "v_init": ("zero", "half"),
+            "kind": ("if", "bistable", "sgd", "nir_if", "lif", "threshold")}
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def _is_real(v) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) \
+        and bool(np.isfinite(v))
+
+
+def _is_finite(v) -> bool:
+    a = np.asarray(v)
+    return a.dtype.kind in "fiu" and a.size > 0 and bool(np.all(np.isfinite(a)))
 
 
 def _scalar(v):
-    return v.item() if isinstance(v, np.generic) else str(v) if isinstance(v, bytes) else v
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "replace")
+    if isinstance(v, np.ndarray) and v.ndim == 0:
+        v = v[()]
+    return v.item() if isinstance(v, np.generic) else v
 
 
 def read_trace(path) -> Trace:
-    """Read a trace file; a file that does not follow the format is a ModelFormatError."""
-    from refsnn.model.format import _check_header
+    """Read a trace file (version 1, or 2 with checksums, verified).
 
+    Raises
+    ------
+    ModelFormatError
+        For a file that does not follow the format (``docs/format.md``), naming the file, the
+        path and the field: the header, ``steps``, ``layers``, each layer's datasets (dtype,
+        shape against ``spikes``, finite values) and attributes (type, allowed values,
+        threshold per channel and positive).
+    """
+    from refsnn.model.format import _check_header, _names
+
+    file = str(path)
     with open_h5(path, "trace file") as f:
-        _check_header(f, str(path), FORMAT, FORMAT_VERSION)
-        steps = int(f.attrs["steps"])
-        order = [str(s) for s in f.attrs["layers"]]
-        layers = {}
-        for name in order:
-            h = f.get(f"layers/{name}")
-            if h is None or "spikes" not in h:
-                raise ModelFormatError(path, f"/layers/{name}", "spikes", "a dataset", "none")
-            spikes = h["spikes"][()]
-            if spikes.dtype != bool or spikes.shape[:1] != (steps,):
-                raise ModelFormatError(path, f"/layers/{name}/spikes", "dtype/shape",
-                                       f"bool ({steps}, B, ...)", f"{spikes.dtype} {spikes.shape}")
-            get = lambda key: h[key][()] if key in h else None
-            attr = lambda key: (h.attrs[key] if key in h.attrs else None)
-            reset, v_init = attr("reset"), attr("v_init")
-            theta = attr("threshold")
-            layers[name] = Layer(spikes, get("potentials"), get("current"),
-                                 None if theta is None else np.asarray(theta, np.float64),
-                                 None if reset is None else str(reset),
-                                 None if v_init is None else str(v_init))
-            kind = attr("kind")
-            layers[name].kind = None if kind is None else str(kind)
-            layers[name].target = get("target")
-            layers[name].params = {k: _scalar(v) for k, v in h.attrs.items()
-                                   if k in _PARAMS}
-            layers[name].params.update({k[len("param_"):]: h[k][()] for k in h
-                                        if k.startswith("param_") and k[6:] in _PARAMS})
-        attrs = {k: v for k, v in f.attrs.items() if k not in ("format", "format_version",
-                                                                "steps", "layers", ATTR)}
-        inputs = f["inputs"][()] if "inputs" in f else None
-        encoded = f["encoded"][()] if "encoded" in f else None
-        if encoded is not None and encoded.shape[:1] != (steps,):
-            raise ModelFormatError(path, "/encoded", "shape", f"({steps}, B, ...)",
-                                   str(encoded.shape))
+        try:
+            return _read_trace(f, file, _check_header, _names)
+        except H5_ERRORS as e:  # damaged file: h5py fails mid-read
+            raise unreadable(file, e) from None
+
+
+def _read_trace(f, file: str, check_header, names) -> Trace:
+    def err(where, field, expected, found):
+        return ModelFormatError(file, where, field, expected, found)
+
+    check_header(f, file, FORMAT, FORMAT_VERSION)
+    steps = _scalar(f.attrs.get("steps"))
+    if not _is_int(steps) or steps < 1:
+        raise err("/", "steps", "an integer >= 1", repr(steps))
+    if "layers" not in f.attrs:
+        raise err("/", "layers", "attribute 'layers'", "nothing (missing)")
+    order = names(f.attrs["layers"], lambda found: err("/", "layers", "a string array of "
+                                                      "layer names", found))
+    if len(set(order)) != len(order) or not all(order):
+        raise err("/", "layers", "distinct, non-empty names", repr(order))
+    group = f.get("layers")
+    if order and not isinstance(group, h5py.Group):
+        raise err("/layers", "group", "a group of layers", "nothing" if group is None
+                  else "a dataset")
+    layers = {name: _read_layer(group, name, file, steps, err) for name in order}
+    attrs = {k: v for k, v in f.attrs.items() if k not in ("format", "format_version",
+                                                            "steps", "layers", ATTR)}
+    inputs = _optional(f, "inputs", file, "/inputs", None, err)
+    encoded = _optional(f, "encoded", file, "/encoded", None, err)
+    if encoded is not None and encoded.shape[:1] != (steps,):
+        raise err("/encoded", "shape", f"({steps}, B, ...)", str(encoded.shape))
     return Trace(steps, layers, attrs, inputs, encoded)
+
+
+def _optional(h, key, file, where, shape, err):
+    """A real-valued, finite dataset ``h[key]`` (of ``shape`` if given), or None if absent."""
+    if key not in h:
+        return None
+    a = read_dataset(h, key, file, where)
+    if not isinstance(a, np.ndarray) or a.dtype.kind not in "fiub" or \
+            (shape is not None and a.shape != shape):
+        want = f"shape {shape}" if shape is not None else "an array"
+        raise err(where, "dtype/shape", f"real numbers, {want}",
+                  f"{getattr(a, 'dtype', type(a).__name__)} {getattr(a, 'shape', '')}")
+    if not np.all(np.isfinite(a)):
+        raise err(where, "values", "finite numbers", "NaN or inf")
+    return a
+
+
+def _read_layer(group, name, file, steps, err) -> Layer:
+    where = f"/layers/{name}"
+    h = group.get(name)
+    if not isinstance(h, h5py.Group) or "spikes" not in h:
+        raise err(where, "spikes", "a group with a 'spikes' dataset", "none")
+    spikes = read_dataset(h, "spikes", file, f"{where}/spikes")
+    if not isinstance(spikes, np.ndarray) or spikes.dtype != bool or spikes.ndim < 3 \
+            or spikes.shape[0] != steps:
+        raise err(f"{where}/spikes", "dtype/shape", f"bool ({steps}, B, *shape)",
+                  f"{getattr(spikes, 'dtype', '?')} {getattr(spikes, 'shape', '')}")
+    arrays = {key: _optional(h, key, file, f"{where}/{key}", spikes.shape, err)
+              for key in ("potentials", "current", "target")}
+    meta = {}
+    for key, allowed in _CHOICES.items():
+        v = _scalar(h.attrs[key]) if key in h.attrs else None
+        if v is not None and v not in allowed:
+            raise err(where, key, f"one of {list(allowed)}", repr(v))
+        meta[key] = v
+    theta = None
+    if "threshold" in h.attrs:
+        theta = np.asarray(h.attrs["threshold"])
+        channels = spikes.shape[2]
+        if theta.dtype.kind not in "fiu" or theta.ndim > 1 or theta.size not in (1, channels) \
+                or not np.all(np.isfinite(theta)) or not np.all(theta > 0):
+            raise err(where, "threshold", f"positive finite numbers, 1 or {channels} (per "
+                      "channel)", repr(h.attrs["threshold"]))
+        theta = theta.astype(np.float64).reshape(-1)
+    params = {}
+    for key, (ok, expected) in _PARAMS.items():
+        if key in h.attrs:
+            v = _scalar(h.attrs[key])
+            if not ok(v):
+                raise err(where, key, expected, repr(v))
+            params[key] = v
+        elif f"param_{key}" in h:  # per-neuron constants of a NIR layer
+            v = read_dataset(h, f"param_{key}", file, f"{where}/param_{key}")
+            if not isinstance(v, np.ndarray) or not ok(v):
+                raise err(f"{where}/param_{key}", "values", expected, repr(v)[:60])
+            params[key] = v
+    return Layer(spikes, arrays["potentials"], arrays["current"], theta, meta["reset"],
+                 meta["v_init"], meta["kind"], arrays["target"], params)

@@ -23,7 +23,7 @@ import numpy as np
 
 from refsnn import ann, checksum
 from refsnn.errors import ModelFormatError
-from refsnn.io import atomic_h5, open_h5
+from refsnn.io import H5_ERRORS, atomic_h5, open_h5, read_dataset, unreadable
 from refsnn.model.format import _check_header, _str, read_graph, write_graph
 from refsnn.model.graph import Graph, check_param
 from refsnn.model.ops import OPS, AttrSpec, OpSpec, ShapeRuleError
@@ -265,40 +265,49 @@ def load_snn(path, dtype=np.float64) -> SpikingNetwork:
     """
     file = str(path)
     with open_h5(path, "network file") as f:
-        _check_header(f, file, FORMAT, FORMAT_VERSION)
-        method = _str(f.attrs.get("method"))
-        if method not in METHODS:
-            raise ModelFormatError(file, "/", "method", f"one of {list(METHODS)}", repr(method))
-        encoding = _str(f.attrs.get("encoding"))
-        if encoding not in ENCODINGS:
-            raise ModelFormatError(file, "/", "encoding", f"one of {list(ENCODINGS)}",
-                                   repr(encoding))
-        decoder = _str(f.attrs.get("decoder"))
-        if decoder not in DECODERS:
-            raise ModelFormatError(file, "/", "decoder", f"one of {list(DECODERS)}",
-                                   repr(decoder))
-        known = {"format", "format_version", "method", "encoding", "decoder", "output",
-                 checksum.ATTR}
-        options, schedule = {}, {}
-        for key, value in f.attrs.items():
-            v = _str(value)
-            v = v.item() if isinstance(v, np.generic) else v
-            if key.startswith("option_"):
-                options[key[len("option_"):]] = v
-            elif key.startswith("schedule_"):
-                schedule[key[len("schedule_"):]] = v
-            elif key not in known:
-                raise ModelFormatError(file, "/", key, f"attributes {sorted(known)}, option_* "
-                                       "or schedule_*", "an unknown attribute")
-        graph = read_graph(f, file, dtype=dtype, ops=SNN_OPS)
-        if decoder == "packet":
-            _check_packet_schedule(file, schedule, graph)
-        init = None
-        if "readout_init" in f:
-            init = check_param(f["readout_init"][()], file, "", "readout_init", dtype)
-            want = graph.shapes[graph.output]
-            if init.shape != want:
-                raise ModelFormatError(file, "/readout_init", "shape", str(want), str(init.shape))
+        try:
+            return _read_snn(f, file, dtype)
+        except H5_ERRORS as e:  # damaged file: h5py fails mid-read
+            raise unreadable(file, e) from None
+
+
+def _choice(f, file: str, key: str, allowed) -> str:
+    """Root attribute ``key``: one of the strings ``allowed``."""
+    value = _str(f.attrs.get(key))
+    if not isinstance(value, str) or value not in allowed:
+        raise ModelFormatError(file, "/", key, f"one of {list(allowed)}", repr(value))
+    return value
+
+
+def _read_snn(f, file: str, dtype) -> SpikingNetwork:
+    """:func:`load_snn` on the open file ``f``."""
+    _check_header(f, file, FORMAT, FORMAT_VERSION)
+    method = _choice(f, file, "method", METHODS)
+    encoding = _choice(f, file, "encoding", ENCODINGS)
+    decoder = _choice(f, file, "decoder", DECODERS)
+    known = {"format", "format_version", "method", "encoding", "decoder", "output",
+             checksum.ATTR}
+    options, schedule = {}, {}
+    for key, value in f.attrs.items():
+        v = _str(value)
+        v = v.item() if isinstance(v, np.generic) else v
+        if key.startswith("option_"):
+            options[key[len("option_"):]] = v
+        elif key.startswith("schedule_"):
+            schedule[key[len("schedule_"):]] = v
+        elif key not in known:
+            raise ModelFormatError(file, "/", key, f"attributes {sorted(known)}, option_* "
+                                   "or schedule_*", "an unknown attribute")
+    graph = read_graph(f, file, dtype=dtype, ops=SNN_OPS)
+    if decoder == "packet":
+        _check_packet_schedule(file, schedule, graph)
+    init = None
+    if "readout_init" in f:
+        init = check_param(read_dataset(f, "readout_init", file, "/readout_init"), file,
+                           "", "readout_init", dtype)
+        want = graph.shapes[graph.output]
+        if init.shape != want:
+            raise ModelFormatError(file, "/readout_init", "shape", str(want), str(init.shape))
     return SpikingNetwork(graph, method, encoding, MappingProxyType(options), decoder,
                           MappingProxyType(schedule), init)
 

@@ -96,3 +96,96 @@ def concat_runs(runs: list):
     return Run(first.steps, cat("readout", 0), cat("counts", 0),
                {k: sum(r.step_counts[k] for r in runs) for k in first.step_counts},
                cat("rasters", 1), cat("potentials", 1), cat("saturated", 0))
+
+
+#: Run groups read back into :class:`~refsnn.sim.simulator.Run` fields: group -> (field, axis
+#: of the samples, allowed dtype kinds).
+_GROUPS = {"counts": ("counts", 0, "iu"), "step_counts": ("step_counts", None, "iu"),
+           "rasters": ("rasters", 1, "b"), "potentials": ("potentials", 1, "f"),
+           "saturated": ("saturated", 0, "b")}
+
+
+def read_run(path):
+    """Read a run file written by :func:`save_run` (checksums verified).
+
+    Returns
+    -------
+    run : Run
+    attrs : dict
+        The root attributes (the run's settings).
+
+    Raises
+    ------
+    ModelFormatError
+        Naming the file, path and field of any problem (groups, dtypes, sample counts that
+        disagree, non-finite readouts).
+    """
+    from refsnn.io import H5_ERRORS, open_h5, unreadable
+
+    file = str(path)
+    with open_h5(path, "run file") as f:
+        try:
+            return _read_run(f, file)
+        except H5_ERRORS as e:  # damaged file: h5py fails mid-read
+            raise unreadable(file, e) from None
+
+
+def _read_run(f, file: str):
+    import h5py
+
+    from refsnn.checksum import ATTR
+    from refsnn.errors import ModelFormatError
+    from refsnn.io import read_dataset
+    from refsnn.model.format import _check_header
+    from refsnn.sim.simulator import Run
+
+    def err(where, field, expected, found):
+        return ModelFormatError(file, where, field, expected, found)
+
+    _check_header(f, file, FORMAT, FORMAT_VERSION)
+    steps = np.asarray(f.attrs.get("steps", np.zeros(0, np.int64)))
+    if steps.dtype.kind not in "iu" or steps.ndim != 1 or not steps.size \
+            or np.any(steps < 1) or np.any(np.diff(steps) <= 0):
+        raise err("/", "steps", "ascending step counts >= 1 (int array)", repr(steps))
+    steps = tuple(int(t) for t in steps)
+    samples = None
+
+    def group(name):
+        g = f.get(name)
+        if g is None:
+            return {}
+        if not isinstance(g, h5py.Group):
+            raise err(f"/{name}", "kind", "a group", "a dataset")
+        return {k: read_dataset(g, k, file, f"/{name}/{k}") for k in g}
+
+    def check(where, a, kinds, axis):
+        nonlocal samples
+        if not isinstance(a, np.ndarray) or a.dtype.kind not in kinds or \
+                (axis is not None and a.ndim <= axis):
+            raise err(where, "dtype/shape", f"an array of kind {kinds!r}",
+                      f"{getattr(a, 'dtype', type(a).__name__)} {getattr(a, 'shape', '')}")
+        if axis is not None:
+            if samples is None:
+                samples = a.shape[axis]
+            if a.shape[axis] != samples:
+                raise err(where, "shape", f"{samples} samples on axis {axis}", str(a.shape))
+        if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
+            raise err(where, "values", "finite numbers", "NaN or inf")
+
+    readout = {}
+    for t in steps:
+        where = f"/readout/T{t}"
+        if f"readout/T{t}" not in f:
+            raise err(where, "dataset", f"the readout after {t} steps", "nothing (missing)")
+        readout[t] = read_dataset(f["readout"], f"T{t}", file, where)
+        check(where, readout[t], "f", 0)
+    fields = {}
+    for name, (field_, axis, kinds) in _GROUPS.items():
+        fields[field_] = group(name)
+        for k, a in fields[field_].items():
+            check(f"/{name}/{k}", a, kinds, axis)
+            if name in ("rasters", "potentials", "step_counts") and a.shape[:1] != \
+                    (steps[-1],):
+                raise err(f"/{name}/{k}", "shape", f"({steps[-1]}, ...)", str(a.shape))
+    attrs = {k: v for k, v in f.attrs.items() if k != ATTR}
+    return Run(steps, readout, **fields), attrs

@@ -1,0 +1,144 @@
+"""Checkpoints of an evaluation, so that a killed ``refsnn evaluate -o RUN.h5 --resume``
+continues from its last completed batch instead of starting again.
+
+With ``--resume``, each completed batch is written (atomically, with checksums) as a small run
+file in the folder ``.<RUN.h5>.resume/`` beside the output, named by its samples
+(``<start>-<stop>.h5``), and records the *fingerprint* of the command: the SHA-256 of
+everything that decides the results (the model, data and calibration files' bytes, the split,
+limit, steps, seed, conversion options and recorded nodes; not the batch size, thread count or
+backend, which do not change results). A run started again with ``--resume`` reads the
+batches that cover samples ``0..k`` without a gap, checks their checksums and fingerprint,
+simulates samples ``k..N`` only, writes the output as an uninterrupted run would (same
+datasets and values: samples are simulated independently, each with its own random stream)
+and removes the folder. A batch file whose checksums fail (it cannot be half-written, being
+renamed into place when complete) is simulated again, as are all after it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from refsnn.errors import OptionError, RefsnnError
+
+_BATCH = re.compile(r"^(\d{12})-(\d{12})\.h5$")
+
+
+def fingerprint(settings: dict, files) -> str:
+    """SHA-256 (hex) of ``settings`` (JSON-able values, order-independent) and the bytes of
+    ``files`` (paths; None entries skipped)."""
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True, default=repr).encode())
+    for path in files:
+        if path is None:
+            continue
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    return h.hexdigest()
+
+
+def _save_run(path, run, meta: dict) -> None:
+    from refsnn.sim.record import save_run
+    save_run(path, run, {**meta, "steps": np.asarray(run.steps, dtype=np.int64)})
+
+
+def _read_run(path):
+    from refsnn.sim.record import read_run
+    return read_run(path)
+
+
+def _save_trace(path, trace, meta: dict) -> None:
+    from dataclasses import replace
+
+    from refsnn.oracle.trace import write_trace
+    write_trace(path, replace(trace, attrs={**trace.attrs, **meta}))
+
+
+def _read_trace(path):
+    from refsnn.oracle.trace import read_trace
+    trace = read_trace(path)
+    return trace, trace.attrs
+
+
+#: What a checkpoint keeps per batch -> (save(path, batch, meta), read(path) -> (batch, attrs)).
+KINDS = {"run": (_save_run, _read_run), "trace": (_save_trace, _read_trace)}
+
+
+class Checkpoint:
+    """The completed batches of one evaluation or trace, in ``.<output name>.resume/`` beside
+    its output.
+
+    Parameters
+    ----------
+    output : str or Path
+        The run or trace file the command writes.
+    fingerprint : str
+        :func:`fingerprint` of the command.
+    kind : {"run", "trace"}
+        What a batch is (a key of :data:`KINDS`): a :class:`~refsnn.sim.simulator.Run` or a
+        :class:`~refsnn.oracle.trace.Trace`.
+    """
+
+    def __init__(self, output, fingerprint: str, kind: str = "run"):
+        output = Path(output)
+        self.folder = output.parent / f".{output.name}.resume"
+        self.fingerprint = fingerprint
+        self.save_batch, self.read_batch = KINDS[kind]
+        self.damaged = None  # the error of a kept batch that failed to read, if any
+
+    def completed(self):
+        """The runs of the batches that cover samples ``0..done`` without a gap.
+
+        Returns
+        -------
+        runs : list of Run
+            In sample order.
+        done : int
+            Samples completed.
+
+        Raises
+        ------
+        OptionError
+            If the batches were made by a different command (another fingerprint).
+        """
+        if not self.folder.is_dir():
+            return [], 0
+        found = {}
+        for p in self.folder.iterdir():
+            m = _BATCH.match(p.name)
+            if m:
+                found[int(m.group(1))] = (int(m.group(2)), p)
+        runs, done = [], 0
+        self.damaged = None
+        while done in found:
+            stop, path = found[done]
+            try:
+                run, attrs = self.read_batch(path)
+            except RefsnnError as e:
+                self.damaged = str(e)  # (cannot be half-written: renamed when complete)
+                break  # simulate it again
+            if attrs.get("fingerprint") != self.fingerprint:
+                raise OptionError(f"--resume: {self.folder} holds the batches of a different "
+                                  "command (model, data or options changed); remove it, or "
+                                  "run without --resume")
+            runs.append(run)
+            done = stop
+        return runs, done
+
+    def save(self, start: int, stop: int, run) -> None:
+        """Keep the run (or trace) of samples ``start:stop`` (atomically, with checksums)."""
+        self.folder.mkdir(exist_ok=True)
+        self.save_batch(self.folder / f"{start:012d}-{stop:012d}.h5", run,
+                        {"fingerprint": self.fingerprint, "start": int(start),
+                         "stop": int(stop)})
+
+    def remove(self) -> None:
+        """Delete the checkpoint (once the output is complete)."""
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(self.folder)

@@ -1,0 +1,453 @@
+"""Fuzzing every reader: mutated files either load as a valid object or raise refsnn's own
+error, on one line; never another exception, never a hang, never a file left behind.
+
+Each file kind refsnn reads is one entry of :data:`KINDS`: a maker that writes a small valid
+file, a reader, and a check of what the reader returned. A reader landing later (ONNX, NIR,
+...) is fuzzed by adding one entry. For every kind, Hypothesis (derandomized: the same cases
+on every run) draws
+
+- byte changes: 1 to 8 bytes of the file XOR-ed with random values;
+- truncations: the file cut at a random length;
+- structural edits (HDF5 kinds): an attribute of any object set to a value of the wrong type,
+  shape or value (numbers, NaN, inf, huge integers, strings, arrays, empty), an attribute or an
+  object deleted, an extra attribute, dataset or group added, a dataset replaced by one of the
+  wrong dtype (int, bool, complex, string), shape (scalar, empty, one axis more or less),
+  values (NaN, inf), or of a huge declared size (2^40 elements, never written); half of the
+  edited files are re-signed (``refsnn.io.sign_file``) so that the checks behind the checksums
+  are fuzzed too, not only the checksums.
+
+Each mutated file is also re-saved (``python -m refsnn.resave``), a reader that writes: it
+either succeeds or raises a refsnn error, and no temporary file stays behind. A reader that
+succeeds on a signed kind must return the same object as the pristine file (the checksums
+passed, so the content is the same); on an unsigned kind (Keras) a valid one.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import warnings
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import h5py
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from refsnn import ann
+from refsnn.errors import RefsnnError
+from refsnn.io import sign_file
+
+from conftest import small_cnn
+
+# --- the file kinds ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A file kind: ``make(folder) -> path`` writes a valid file, ``read(path)`` loads it,
+    ``summary(obj)`` reduces what was loaded to arrays compared with the pristine file's
+    (signed kinds) or checked for validity (``signed=False``)."""
+
+    make: Callable
+    read: Callable
+    summary: Callable
+    signed: bool = True
+    hdf5: bool = True
+
+
+X = np.random.default_rng(1).uniform(0, 1, (3, 2, 6, 6))
+
+
+def _graph_summary(graph):
+    out = ann.forward(graph, X if graph.input_shape == X.shape[1:] else
+                      np.ones((2,) + graph.input_shape))
+    return [out]
+
+
+def _make_model(folder):
+    from refsnn.model import save_model
+    save_model(small_cnn(residual=True), folder / "model.h5")
+    return folder / "model.h5"
+
+
+def _read_model(path):
+    from refsnn.model import load_model
+    return load_model(path)
+
+
+def _make_net(method):
+    def make(folder):
+        from refsnn.convert import METHODS
+        from refsnn.sim.network import save_snn
+        save_snn(METHODS[method](small_cnn(residual=True), X), folder / "net.h5")
+        return folder / "net.h5"
+    return make
+
+
+def _read_net(path):
+    from refsnn.sim.network import load_snn
+    return load_snn(path)
+
+
+def _net_summary(net):
+    from refsnn.sim.network import ann_limit
+    from refsnn.sim.simulator import Simulator
+    out = ann_limit(net, X)
+    run = Simulator(net, "numpy").run(X, [3])
+    return [out, run.readout[3]]
+
+
+def _make_data(folder):
+    from refsnn.data import FORMAT, FORMAT_VERSION
+    from refsnn.io import atomic_h5
+    rng = np.random.default_rng(2)
+    with atomic_h5(folder / "data.h5") as f:
+        f.attrs.update(format=FORMAT, format_version=FORMAT_VERSION, classes=3)
+        for split, n in (("train", 5), ("test", 4)):
+            f.create_dataset(f"{split}/x", data=rng.uniform(0, 1, (n, 2, 6, 6)))
+            f.create_dataset(f"{split}/y", data=rng.integers(0, 3, n))
+    return folder / "data.h5"
+
+
+def _read_data(path):
+    from refsnn.data import load_split
+    return load_split(path, "test", (2, 6, 6))
+
+
+def _make_trace(folder):
+    from refsnn.convert import convert_if
+    from refsnn.oracle.trace import record_trace, write_trace
+    from refsnn.sim.simulator import Simulator
+    net = convert_if(small_cnn(residual=True), X, encoding="poisson")
+    write_trace(folder / "trace.h5", record_trace(Simulator(net, "numpy"), X, 6, seed=3))
+    return folder / "trace.h5"
+
+
+_PRISTINE_TRACE = {}
+
+
+def _read_trace(path):
+    """What ``refsnn compare`` does with a trace: read it, compare it with itself and with
+    the pristine trace, both ways."""
+    from refsnn.oracle.compare import compare
+    from refsnn.oracle.trace import read_trace
+    trace = read_trace(path)
+    ref = _PRISTINE_TRACE.get("trace")
+    compare(trace, trace)
+    if ref is not None and ref.steps == trace.steps:
+        compare(ref, trace), compare(trace, ref)
+    return trace
+
+
+def _trace_summary(trace):
+    return [trace.steps, trace.inputs, trace.encoded] + [
+        a for layer in trace.layers.values()
+        for a in (layer.spikes, layer.potentials, layer.current, layer.threshold)]
+
+
+def _make_run(folder):
+    from refsnn.sim.record import save_run
+    from refsnn.sim.simulator import Simulator
+    net = __import__("refsnn.convert", fromlist=["convert_if"]).convert_if(
+        small_cnn(residual=True), X)
+    save_run(folder / "run.h5", Simulator(net, "numpy").run(X, [2, 4], rasters=["relu"]),
+             {"steps": np.array([2, 4]), "seed": 0}, labels=[0, 1, 2])
+    return folder / "run.h5"
+
+
+def _read_run(path):
+    """Run files are read by ``--resume`` (its kept batches) and ``refsnn inspect --verify``."""
+    from refsnn.io import verify_file
+    from refsnn.sim.record import read_run
+    verify_file(path)
+    return read_run(path)[0]
+
+
+def _run_summary(run):
+    return [list(run.steps)] + [a for group in (run.readout, run.counts, run.step_counts,
+                                                run.rasters, run.saturated)
+                                for a in group.values()]
+
+
+def _keras_config():
+    dense = lambda name, units, act: {"class_name": "Dense", "config": {
+        "name": name, "units": units, "activation": act, "use_bias": True}}
+    return {"class_name": "Sequential", "config": {"layers": [
+        {"class_name": "InputLayer", "config": {"name": "in", "batch_shape": [None, 4]}},
+        dense("hidden", 3, "relu"), dense("out", 2, "linear")]}}
+
+
+_KERAS_W = {"hidden": [np.arange(12.0).reshape(4, 3) / 10, np.full(3, 0.1)],
+            "out": [np.arange(6.0).reshape(3, 2) / 10, np.zeros(2)]}
+
+
+def _make_keras_h5(folder):
+    """A legacy Keras ``.h5`` as ``model.save`` writes it (written here by hand: no keras)."""
+    path = folder / "m.h5"
+    with h5py.File(path, "w") as f:
+        f.attrs["model_config"] = json.dumps(_keras_config())
+        g = f.create_group("model_weights")
+        for layer, ws in _KERAS_W.items():
+            names = [f"{layer}/kernel:0", f"{layer}/bias:0"]
+            g.create_group(layer).attrs["weight_names"] = np.array(names, dtype="S")
+            for n, w in zip(names, ws):
+                g[layer].create_dataset(n, data=w)
+    return path
+
+
+def _make_keras_archive(folder):
+    """A Keras 3 ``.keras`` zip: ``config.json`` and ``model.weights.h5``."""
+    import io
+    buf = io.BytesIO()
+    with h5py.File(buf, "w") as f:
+        for key, ws in zip(("dense", "dense_1"), _KERAS_W.values()):
+            for i, w in enumerate(ws):
+                f.create_dataset(f"layers/{key}/vars/{i}", data=w)
+    path = folder / "m.keras"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("config.json", json.dumps(_keras_config()))
+        z.writestr("model.weights.h5", buf.getvalue())
+    return path
+
+
+def _read_any_model(path):
+    from refsnn.interop.load import load_graph
+    return load_graph(path)
+
+
+#: File kind -> how to make, read and check it. Add a reader here to fuzz it.
+KINDS = {
+    "model": Kind(_make_model, _read_model, _graph_summary),
+    "net-if": Kind(_make_net("if"), _read_net, _net_summary),
+    "net-signgd": Kind(_make_net("signgd"), _read_net, _net_summary),
+    "net-bsnn": Kind(_make_net("bsnn"), _read_net, _net_summary),
+    "data": Kind(_make_data, _read_data, lambda xy: list(xy)),
+    "trace": Kind(_make_trace, _read_trace, _trace_summary),
+    "run": Kind(_make_run, _read_run, _run_summary),
+    "keras-h5": Kind(_make_keras_h5, _read_any_model, _graph_summary, signed=False),
+    "keras-archive": Kind(_make_keras_archive, _read_any_model, _graph_summary, signed=False,
+                          hdf5=False),
+}
+
+# --- running one case --------------------------------------------------------------------
+
+
+class Hang(BaseException):
+    """A reader ran past its time limit (a BaseException: no reader may swallow it)."""
+
+
+def _alarm(signum, frame):
+    raise Hang()
+
+
+TIME_LIMIT = 20.0  # seconds per read; a pristine read takes milliseconds
+
+
+_PRISTINE: dict = {}
+
+
+def _pristine(name, tmp_path_factory):
+    """(bytes, summary) of the kind's pristine file, made once per session."""
+    if name not in _PRISTINE:
+        folder = tmp_path_factory.mktemp(f"pristine-{name}")
+        kind = KINDS[name]
+        path = kind.make(folder)
+        obj = kind.read(path)
+        if name == "trace":
+            _PRISTINE_TRACE["trace"] = obj
+        _PRISTINE[name] = (path.read_bytes(), kind.summary(obj), path.name)
+    return _PRISTINE[name]
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, list):
+        return isinstance(b, list) and len(a) == len(b) and all(map(_same, a, b))
+    if a is None or b is None or isinstance(a, (int, str)):
+        return a is b or (type(a) is type(b) and a == b)
+    return a.shape == b.shape and a.dtype == b.dtype and np.array_equal(a, b, equal_nan=True)
+
+
+def _check_case(name, path: Path, pristine_summary, resigned: bool = False):
+    """Read the mutated file and re-save it; only refsnn errors, one line each. Unless the
+    file was re-signed after the edit, a signed kind that loads must give the pristine
+    content."""
+    kind = KINDS[name]
+    old = signal.signal(signal.SIGALRM, _alarm)
+    signal.setitimer(signal.ITIMER_REAL, TIME_LIMIT)
+    try:
+        try:
+            with warnings.catch_warnings():  # a value cast silently is a wrong answer
+                warnings.simplefilter("error", np.exceptions.ComplexWarning)
+                obj = kind.read(path)
+        except RefsnnError as e:
+            assert "\n" not in str(e), str(e)
+        else:
+            summary = kind.summary(obj)
+            if kind.signed and not resigned:  # the checksums passed: the pristine content
+                assert _same(summary, pristine_summary), f"{name}: loaded different content"
+        if kind.hdf5:
+            from refsnn.resave import resave
+            before = set(path.parent.iterdir())
+            try:
+                resave(path)
+            except RefsnnError as e:
+                assert "\n" not in str(e), str(e)
+            assert set(path.parent.iterdir()) == before, "resave left a file behind"
+    except Hang:
+        pytest.fail(f"{name}: a read took more than {TIME_LIMIT} s")
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+def _fresh(tmp_path_factory, name) -> tuple[Path, object]:
+    data, summary, filename = _pristine(name, tmp_path_factory)
+    path = tmp_path_factory.mktemp("case") / filename
+    path.write_bytes(data)
+    return path, summary
+
+
+def fuzz(max_examples: int):
+    """Derandomized settings: the same cases on every run, no example database."""
+    return settings(derandomize=True, deadline=None, database=None,
+                    max_examples=max_examples, suppress_health_check=list(HealthCheck))
+
+#: Cases per kind (the README's "Reliability" section quotes the totals).
+BYTE_CASES, TRUNCATION_CASES, STRUCTURE_CASES = 30, 10, 45
+
+# --- byte changes and truncation --------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", KINDS)
+@fuzz(BYTE_CASES)
+@given(changes=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(1, 255)),
+                        min_size=1, max_size=8))
+def test_byte_changes(tmp_path_factory, name, changes):
+    path, summary = _fresh(tmp_path_factory, name)
+    data = bytearray(path.read_bytes())
+    for where, xor in changes:
+        data[int(where * len(data))] ^= xor
+    path.write_bytes(bytes(data))
+    _check_case(name, path, summary)
+
+
+@pytest.mark.parametrize("name", KINDS)
+@fuzz(TRUNCATION_CASES)
+@given(keep=st.floats(0, 1, exclude_max=True))
+def test_truncation(tmp_path_factory, name, keep):
+    path, summary = _fresh(tmp_path_factory, name)
+    data = path.read_bytes()
+    path.write_bytes(data[:int(keep * len(data))])
+    _check_case(name, path, summary)
+
+
+# --- structural edits -------------------------------------------------------------------
+
+ATTR_VALUES = [0, -1, 2 ** 62, 1.5, np.nan, np.inf, -np.inf, "", "x", "relu", b"\xff\xfe",
+               True, 1j, np.array([1, 2]), np.zeros((2, 2)), np.array([np.nan]),
+               np.array(["a", "b"], dtype=h5py.string_dtype()), np.array([], dtype=np.int64),
+               np.array([[b"a"]]), h5py.Empty("f8")]
+ATTR_NAMES = ["inputs", "op", "output", "shape", "format", "format_version", "steps", "layers",
+              "classes", "threshold", "kind", "reset", "v_init", "period", "stage", "eta0",
+              "gamma", "tie", "method", "encoding", "decoder", "schedule_period", "stride",
+              "kernel", "eps", "weight_names", "model_config", "refsnn_checksums", "extra"]
+
+
+def _dataset_values(old):
+    """Replacements for a dataset ``old`` (an ndarray): wrong dtype, shape, values."""
+    shape = old.shape
+    out = [np.int64(3), np.zeros(0), old.astype(np.int64) if old.dtype.kind != "O" else 0,
+           np.zeros(shape, bool), np.zeros(shape, complex),
+           np.array(["a"] * max(1, old.size), dtype=h5py.string_dtype()),
+           np.zeros(shape + (2,)), np.zeros(shape[1:] or (1,)), np.zeros(shape[::-1] + (1,))]
+    if old.dtype.kind == "f" and old.size:
+        for bad in (np.nan, np.inf, -np.inf, 1e308):
+            a = old.copy()
+            a.reshape(-1)[old.size // 2] = bad
+            out.append(a)
+    return out
+
+
+def _objects(f):
+    out = ["/"]
+    f.visit(lambda name: out.append("/" + name))
+    return out
+
+
+@st.composite
+def edits(draw, path: Path):
+    """One structural edit of the HDF5 file at ``path``: ``(description, fn(h5py.File))``."""
+    with h5py.File(path, "r") as f:
+        objs = _objects(f)
+        where = draw(st.sampled_from(objs))
+        obj = f[where]
+        is_ds = isinstance(obj, h5py.Dataset)
+        attrs = list(obj.attrs)
+        old = obj[()] if is_ds and obj.size < 10_000 else None
+    ops = ["set_attr", "add_attr"] + (["del_attr"] if attrs else []) + \
+        (["del_object"] if where != "/" else []) + \
+        (["add_dataset", "add_group", "add_huge"] if not is_ds else []) + \
+        (["replace_dataset", "replace_huge"] if is_ds else [])
+    op = draw(st.sampled_from(ops))
+    if op in ("set_attr", "del_attr"):
+        name = draw(st.sampled_from(attrs or ["extra"]))
+    else:
+        name = draw(st.sampled_from(ATTR_NAMES))
+    value = draw(st.sampled_from(ATTR_VALUES))
+    data = draw(st.sampled_from(_dataset_values(np.asarray(old if old is not None else 0.0))))
+    parent, _, leaf = where.rpartition("/")
+    parent = parent or "/"
+
+    def apply(f):
+        if op in ("set_attr", "add_attr"):
+            f[where].attrs[name] = value
+        elif op == "del_attr":
+            del f[where].attrs[name]
+        elif op == "del_object":
+            del f[where]
+        elif op == "add_dataset":
+            f[where].create_dataset(name if name not in f[where] else "extra_ds", data=data)
+        elif op == "add_group":
+            f[where].create_group(name if name not in f[where] else "extra_group")
+        elif op == "add_huge":
+            f[where].create_dataset(name if name not in f[where] else "extra_ds",
+                                    shape=(2 ** 40,), chunks=(1024,), dtype="f8")
+        elif op == "replace_dataset":
+            del f[where]
+            f[parent].create_dataset(leaf, data=data)
+        elif op == "replace_huge":
+            shape = f[where].shape or ()
+            del f[where]
+            f[parent].create_dataset(leaf, shape=(2 ** 40,) + tuple(shape[1:]),
+                                     chunks=(1,) + tuple(shape[1:]), dtype="f8")
+    detail = f"{op} {where} {name}" + (f" = {value!r}" if "attr" in op and op != "del_attr"
+                                       else "")
+    return detail, apply
+
+
+HDF5_KINDS = [name for name, kind in KINDS.items() if kind.hdf5]
+
+
+@pytest.mark.parametrize("name", HDF5_KINDS)
+@fuzz(STRUCTURE_CASES)
+@given(data=st.data(), resign=st.booleans())
+def test_structural_edits(tmp_path_factory, name, data, resign):
+    path, summary = _fresh(tmp_path_factory, name)
+    detail, apply = data.draw(edits(path), label="edit")
+    try:
+        with h5py.File(path, "r+") as f:
+            apply(f)
+    except (ValueError, TypeError, KeyError, OSError):
+        return  # h5py cannot write this edit (e.g. an attribute of that type): nothing to read
+    resigned = False
+    if resign and KINDS[name].signed:
+        try:
+            sign_file(path)
+            resigned = True
+        except RefsnnError:
+            pass  # a dataset signing refuses (e.g. declared but never written): not re-signed
+    _check_case(name, path, summary, resigned)
