@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from refsnn.interop.keras import load_keras_archive, load_keras_h5
-from refsnn.io import open_h5
+from refsnn.io import H5_ERRORS, open_h5, unreadable
 from refsnn.model.format import load_model
 
 
@@ -43,11 +43,14 @@ def file_kind(path) -> str:
     if Path(path).is_file() and zipfile.is_zipfile(path):
         return "keras-archive"
     with open_h5(path, "model or network file", verify=False) as f:  # the reader verifies
-        if "node" in f and "version" in f and "format" not in f.attrs:
-            return "nir"  # NIR's HDF5 layout (nir.write): /version and the graph in /node
-        value = f.attrs.get("format", "")
-        value = value.decode() if isinstance(value, bytes) else str(value)
-        return value or ("keras-h5" if "model_config" in f.attrs else "")
+        try:
+            if "node" in f and "version" in f and "format" not in f.attrs:
+                return "nir"  # NIR's HDF5 layout (nir.write): /version and the graph in /node
+            value = f.attrs.get("format", "")
+            value = value.decode() if isinstance(value, bytes) else str(value)
+            return value or ("keras-h5" if "model_config" in f.attrs else "")
+        except H5_ERRORS as e:  # damaged metadata: h5py fails on the first look inside
+            raise unreadable(path, e) from None
 
 
 def load_graph(path, dtype=np.float64):
