@@ -189,3 +189,17 @@ def sign_file(path) -> None:
     test; refsnn's writers sign their files themselves."""
     with h5py.File(path, "r+") as f:
         checksum.sign(f)
+
+
+def checksum_status(path) -> str:
+    """``"verified (N objects: ...)"`` or ``"unverified (...)"`` for a file refsnn reads (what
+    ``refsnn inspect`` prints); raises the ModelFormatError of a mismatch."""
+    import zipfile
+
+    if zipfile.is_zipfile(path):
+        return "unverified (a .keras archive carries no refsnn checksums)"
+    if verify_file(path) == checksum.UNVERIFIED:
+        return "unverified (the file carries no checksums)"
+    with h5py.File(path, "r") as f:
+        n = len(f.attrs[checksum.ATTR])
+    return f"verified ({n} objects: every dataset's values and every attribute)"

@@ -142,3 +142,17 @@ class Checkpoint:
         """Delete the checkpoint (once the output is complete)."""
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(self.folder)
+
+
+#: ``evaluate`` / ``trace`` options that do not change the results: not in the fingerprint.
+NOT_IN_FINGERPRINT = ("func", "output", "resume", "threads", "batch_size", "backend", "json",
+                      "workers", "dask", "stream", "command")
+
+
+def checkpoint_for(args, kind: str = "run") -> Checkpoint:
+    """The checkpoint of the command line ``args`` (an :class:`argparse.Namespace` of
+    ``evaluate`` or ``trace`` with ``-o FILE --resume``): its fingerprint covers every option
+    but :data:`NOT_IN_FINGERPRINT`, and the bytes of the model, data and calibration files."""
+    settings = {k: v for k, v in vars(args).items() if k not in NOT_IN_FINGERPRINT}
+    files = (args.model, args.data, getattr(args, "calibration", None))
+    return Checkpoint(args.output, fingerprint(settings, files), kind)

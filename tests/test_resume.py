@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from refsnn.cli.main import _checkpoint, build_parser, main
+from refsnn.cli.main import build_parser, main
+from refsnn.resume import checkpoint_for
 from refsnn.sim.record import read_run
 
 from conftest import assert_same_h5
@@ -89,7 +90,7 @@ def test_resume_of_another_command_is_refused(tmp_path, capsys):
     assert main([*COMMAND, "-o", str(out), "--resume", "--limit", "3"]) == 0
     assert not (tmp_path / ".run.h5.resume").exists()  # removed once the output is written
     args = build_parser().parse_args([*COMMAND, "-o", str(out), "--resume"])
-    _checkpoint(args).save(0, 3, read_run(out)[0])
+    checkpoint_for(args).save(0, 3, read_run(out)[0])
     assert main([*short, "-o", str(out), "--resume"]) == 2
     assert "holds the batches of a different command" in capsys.readouterr().err
     assert main([*COMMAND, "-o", str(out), "--resume", "--stream"]) == 2
@@ -105,7 +106,7 @@ def test_resume_with_another_batch_size_gives_the_same_file(tmp_path, capsys):
     assert main([*COMMAND, "-o", str(part), "--limit", "6"]) == 0
     args = build_parser().parse_args([*COMMAND, "-o", str(out), "--resume"])
     run = read_run(part)[0]
-    _checkpoint(args).save(0, 6, run)
+    checkpoint_for(args).save(0, 6, run)
     assert main([*COMMAND, "-o", str(out), "--resume", "--batch-size", "5"]) == 0
     assert "resuming after 6 of 18 samples" in capsys.readouterr().err
     assert_same_h5(whole, out)

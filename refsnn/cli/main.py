@@ -259,28 +259,11 @@ def _lazy(module: str, name: str):
     return run
 
 
-def _checksum_status(path) -> str:
-    """``verified (N objects)`` or ``unverified (...)`` for an HDF5 file; raises the
-    ModelFormatError of a mismatch."""
-    import zipfile
-
-    import h5py
-
-    from refsnn import checksum
-    from refsnn.io import verify_file
-
-    if zipfile.is_zipfile(path):
-        return "unverified (a .keras archive carries no refsnn checksums)"
-    if verify_file(path) == checksum.UNVERIFIED:
-        return "unverified (the file carries no checksums)"
-    with h5py.File(path, "r") as f:
-        n = len(f.attrs[checksum.ATTR])
-    return f"verified ({n} objects: every dataset's values and every attribute)"
-
-
 def cmd_inspect(args) -> int:
+    from refsnn.io import checksum_status
+
     if args.verify:
-        print(f"{args.model}: checksums {_checksum_status(args.model)}")
+        print(f"{args.model}: checksums {checksum_status(args.model)}")
         return 0
     graph, net = _load_network_or_model(args.model, args.dt)
     if net is not None:
@@ -299,7 +282,7 @@ def cmd_inspect(args) -> int:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
     print(f"output {graph.output} {graph.shapes[graph.output]}; "
           f"{len(graph.nodes)} nodes, {graph.n_params()} parameters")
-    print(f"checksums {_checksum_status(args.model)}")
+    print(f"checksums {checksum_status(args.model)}")
     return 0
 
 
@@ -314,26 +297,12 @@ def cmd_convert(args) -> int:
     return 0
 
 
-#: ``evaluate`` options that do not change the results: left out of a checkpoint's fingerprint.
-_NOT_IN_FINGERPRINT = ("func", "output", "resume", "threads", "batch_size", "backend", "json",
-                       "workers", "dask", "stream", "command")
-
-
-def _checkpoint(args, kind: str = "run"):
-    """The :class:`refsnn.resume.Checkpoint` of ``evaluate`` (or ``trace``) ``-o FILE
-    --resume``."""
-    from refsnn.resume import Checkpoint, fingerprint
-
-    settings = {k: v for k, v in vars(args).items() if k not in _NOT_IN_FINGERPRINT}
-    files = (args.model, args.data, getattr(args, "calibration", None))
-    return Checkpoint(args.output, fingerprint(settings, files), kind)
-
-
 def cmd_evaluate(args) -> int:
     import numba
 
     from refsnn.data import load_split
     from refsnn.evaluate import evaluate
+    from refsnn.resume import checkpoint_for
     from refsnn.sim.record import save_run, write_run
 
     if args.dask is not None and args.workers is not None:
@@ -368,7 +337,7 @@ def cmd_evaluate(args) -> int:
         if args.dask is not None or args.workers is not None:
             from refsnn.scaleout import cluster
             client = stack.enter_context(cluster(args.dask, args.workers))
-        checkpoint = _checkpoint(args) if args.resume else None
+        checkpoint = checkpoint_for(args) if args.resume else None
         if checkpoint is not None and _recorded_bytes(net, x.shape[0], args) > STREAM_ABOVE:
             raise OptionError("--resume: the recordings exceed 1 GiB and would be streamed; "
                               "record fewer nodes or samples")

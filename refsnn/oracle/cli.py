@@ -36,8 +36,8 @@ def cmd_trace(args) -> int:
         write_trace(args.output, trace)
         layers = list(trace.layers)
         if args.resume:
-            from refsnn.cli.main import _checkpoint
-            _checkpoint(args, "trace").remove()  # the output is complete
+            from refsnn.resume import checkpoint_for
+            checkpoint_for(args, "trace").remove()  # the output is complete
     elif streamed:
         layers = stream_trace(args.output, sim, x, args.steps, seed=args.seed or 0,
                               attrs=attrs)
@@ -61,8 +61,8 @@ def _batched_trace(args, sim, x, attrs):
     checkpoint = None
     parts, done = [], 0
     if args.resume:
-        from refsnn.cli.main import _checkpoint
-        checkpoint = _checkpoint(args, "trace")
+        from refsnn.resume import checkpoint_for
+        checkpoint = checkpoint_for(args, "trace")
         parts, done = checkpoint.completed()
         if done:
             print(f"resuming after {done} of {x.shape[0]} samples (kept in "
