@@ -79,3 +79,21 @@ def test_subtract_reset_is_refused_by_node(capsys, tmp_path):
     code, _, err = run_cli(capsys, "export-nir", tmp_path / "s.h5", "-o", tmp_path / "s.nir")
     assert code != 0 and "node 'relu1'" in err and "--reset zero" in err
     assert not (tmp_path / "s.nir").exists()
+
+
+def test_streamed_trace_of_a_nir_graph_has_the_same_datasets(capsys, converted):
+    import h5py
+
+    nir_file = converted / "s.nir"
+    assert run_cli(capsys, "export-nir", converted / "net.h5", "-o", nir_file)[0] == 0
+    for out, extra in (("p.h5", []), ("q.h5", ["--stream"])):
+        code, _, _ = run_cli(capsys, "trace", nir_file, "--data", DATA, "--limit", "3",
+                             "--steps", "6", "-o", converted / out, *extra)
+        assert code == 0
+    with h5py.File(converted / "p.h5") as a, h5py.File(converted / "q.h5") as b:
+        names = []
+        a.visit(names.append)
+        assert "layers/relu1/param_v_threshold" in names
+        for n in names:
+            if isinstance(a[n], h5py.Dataset):
+                assert np.array_equal(a[n][()], b[n][()]), n

@@ -145,3 +145,27 @@ def test_lif_with_exponential_decay_is_named_and_identical_is_same(tmp_path):
     assert back.layers["n1"].kind == "lif"
     assert np.array_equal(back.layers["n1"].params["decay"], ref.layers["n1"].params["decay"])
     assert _first(back, other).kind == f.kind
+
+
+@pytest.mark.parametrize("bug, kind", [(dict(strict=True), "comparison"),
+                                       (dict(reset="subtract"), "reset")])
+def test_if_layers_that_reset_to_zero_are_replayed_with_their_own_reset(bug, kind):
+    """refsnn IF layers with --reset zero (the NIR-exportable ones): the comparison and
+    threshold replays keep the layer's reset, the reset hypothesis tries the other one."""
+    from refsnn.convert import convert_if
+    from refsnn.oracle.compare import replay
+
+    rng = np.random.default_rng(3)
+    from conftest import small_mlp
+    graph = small_mlp(seed=3)
+    x = np.round(rng.uniform(-1, 1, (8, 12)) * 8) / 8
+    net = convert_if(graph, x, reset="zero", percentile=100)
+    ref = record_trace(Simulator(net, "numpy"), x[:4], STEPS)
+    layer = ref.layers["relu0"]
+    # the bug in the first layer only, written with compare's replay of that layer
+    other_spikes, _ = replay(layer.current, layer.threshold, layer.v_init,
+                             **{"reset": "zero", **bug})
+    assert not np.array_equal(other_spikes, layer.spikes)
+    other = Trace(ref.steps, {"relu0": type(layer)(other_spikes)})
+    f = compare(ref, other).first_divergence
+    assert f.name == "relu0" and f.kind == kind, f

@@ -73,3 +73,42 @@ def test_framework_traces_go_through_refsnn_compare(by_name, tmp_path, capsys):
     ref, other = write_traces("sinabs", by_name["IF: MLP"], tmp_path)
     assert main(["compare", str(ref), str(other)]) == 1
     assert "reset=subtract" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("spec, outcome", [
+    ("nir-refsnn", "same"), ("nir-norse", "same"), ("nir-sinabs", "reset"),
+    ("nir-snntorch", "must be Tensor, not tuple"), ("nir-rockpool", "Cannot convert IF"),
+])
+def test_conformance_adapters_on_the_nir_golden_case(spec, outcome):
+    """Each NIR adapter on the golden case NIR can express, as the conformance suite runs it:
+    what CI's suite runs (nir-refsnn, nir-norse) passes; the others fail as the table says."""
+    import numpy as np
+
+    from refsnn.conformance import load_adapter
+    from refsnn.conformance.nir_adapters import NirAdapter
+    from refsnn.interop.nir_frameworks import FRAMEWORKS, FrameworkError
+    from refsnn.oracle.compare import compare
+    from refsnn.oracle.trace import Layer, Trace, read_trace
+    from refsnn.sim.network import load_snn
+
+    from conftest import ROOT
+
+    adapter = load_adapter(spec)
+    assert isinstance(adapter, NirAdapter)
+    if adapter.framework:
+        pytest.importorskip(FRAMEWORKS[adapter.framework].package)
+    case = ROOT / "data" / "golden" / "mlp_if_reset_zero"
+    net = load_snn(f"{case}.net.h5")
+    assert adapter.unsupported(net) is None
+    assert "reset by subtraction" in adapter.unsupported(load_snn(ROOT / "data" / "golden" /
+                                                                  "mlp_if.net.h5"))
+    ref = read_trace(f"{case}.trace.h5")
+    try:
+        rasters = adapter.run(net, ref.inputs, ref.steps)
+    except FrameworkError as e:
+        assert outcome in str(e)
+        return
+    c = compare(ref, Trace(ref.steps, {k: Layer(np.asarray(v, bool))
+                                       for k, v in rasters.items()}), rtol=adapter.rtol)
+    first = c.first_divergence
+    assert (first.kind if first else "same") == outcome

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 import keyword
+import re
 import warnings
 from dataclasses import dataclass
 from typing import Callable
@@ -215,6 +216,8 @@ def run_framework(key: str, graph, x, steps: int, dt: float) -> FrameworkRun:
         raise
     except Exception as e:  # the framework's own failure is the finding
         first = (str(e).strip().splitlines() or [""])[0][:160]
+        # "<class 'nir.ir.linear.Scale'>" -> "Scale" (readable, and no HTML in a table)
+        first = re.sub(r"<class '(?:[\w.]*\.)?(\w+)'>", r"\1", first)
         raise FrameworkError(f"{fw.name} raised {type(e).__name__}: {first}") from None
 
 
