@@ -1,0 +1,193 @@
+"""refsnn.interop.onnx on hand-built ONNX graphs (onnx.helper): edge cases and refusals.
+
+Skipped without the onnx package. Outputs are checked against ONNX's own reference evaluator
+(part of the onnx package), the definition of each operator.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from onnx.reference import ReferenceEvaluator  # noqa: E402
+
+from refsnn import ann  # noqa: E402
+from refsnn.cli.main import main  # noqa: E402
+from refsnn.errors import ModelFormatError  # noqa: E402
+from refsnn.interop.load import load_graph  # noqa: E402
+from refsnn.interop.onnx import load_onnx  # noqa: E402
+
+RNG = np.random.default_rng(0)
+
+
+def model(nodes, inits, in_shape=("N", 2, 6, 6), opset=17, out="y"):
+    graph = helper.make_graph(
+        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.DOUBLE, list(in_shape))],
+        [helper.make_tensor_value_info(out, TensorProto.DOUBLE, None)],
+        [numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+def save(m, tmp_path, name="m.onnx"):
+    path = tmp_path / name
+    onnx.save(m, str(path))
+    return path
+
+
+def check_against_reference(m, tmp_path, shape=(3, 2, 6, 6)):
+    x = RNG.standard_normal(shape)
+    expected = ReferenceEvaluator(m).run(None, {"x": x})[0]
+    graph = load_onnx(save(m, tmp_path))
+    got = ann.forward(graph, x)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+    return graph
+
+
+W = RNG.standard_normal((3, 2, 3, 3))
+B = RNG.standard_normal(3)
+
+
+def _conv(**attrs):
+    return model([helper.make_node("Conv", ["x", "w", "b"], ["y"], name="conv", **attrs)],
+                 dict(w=W, b=B))
+
+
+@pytest.mark.parametrize("attrs, padding", [
+    (dict(pads=[1, 1, 1, 1]), (1, 1)),
+    (dict(auto_pad="SAME_UPPER"), (1, 1)),
+    (dict(auto_pad="SAME_LOWER", strides=[1, 1]), (1, 1)),
+    (dict(auto_pad="VALID", strides=[2, 2]), (0, 0)),
+])
+def test_conv_padding(attrs, padding, tmp_path):
+    graph = check_against_reference(_conv(**attrs), tmp_path)
+    assert graph.nodes[0].attrs["padding"] == padding
+
+
+@pytest.mark.parametrize("attrs, message", [
+    (dict(pads=[0, 0, 1, 1]), r"node 'conv' \(Conv\): pads: expected equal padding at both "
+                              r"ends.*asymmetric pads \[0, 0, 1, 1\]"),
+    (dict(auto_pad="SAME_UPPER", strides=[2, 2]), r"node 'conv' \(Conv\): auto_pad: .*"
+                                                  r"SAME_UPPER needing 1"),
+    (dict(dilations=[2, 2]), r"node 'conv' \(Conv\): dilations: expected 1"),
+])
+def test_conv_refusals(attrs, message, tmp_path):
+    path = save(_conv(**attrs), tmp_path)
+    with pytest.raises(ModelFormatError, match=message) as e:
+        load_onnx(path)
+    assert str(path) in str(e.value) and "\n" not in str(e.value)
+
+
+def _pool(op, **attrs):
+    return model([helper.make_node(op, ["x"], ["y"], name="pool", **attrs)], {})
+
+
+def test_pools(tmp_path):
+    check_against_reference(_pool("MaxPool", kernel_shape=[3, 3], strides=[2, 2],
+                                  pads=[1, 1, 1, 1]), tmp_path)
+    check_against_reference(_pool("AveragePool", kernel_shape=[2, 2], strides=[2, 2]),
+                            tmp_path)
+    check_against_reference(_pool("AveragePool", kernel_shape=[3, 3], pads=[1, 1, 1, 1],
+                                  count_include_pad=1), tmp_path)
+    check_against_reference(_pool("GlobalAveragePool"), tmp_path)
+    with pytest.raises(ModelFormatError, match=r"node 'pool' \(AveragePool\): "
+                                               r"count_include_pad: expected 1 when padding"):
+        load_onnx(save(_pool("AveragePool", kernel_shape=[3, 3], pads=[1, 1, 1, 1]), tmp_path))
+    with pytest.raises(ModelFormatError, match=r"ceil_mode: expected 0"):
+        load_onnx(save(_pool("MaxPool", kernel_shape=[2, 2], ceil_mode=1), tmp_path))
+
+
+@pytest.mark.parametrize("op, c, first, expected_op", [
+    ("Add", np.array([0.5, -1.0]).reshape(2, 1, 1), True, "affine"),
+    ("Sub", np.array(0.25), True, "affine"),
+    ("Sub", np.array([1.0, 2.0, 3.0, 4.0, 5.0, 6.0]), False, "affine"),
+    ("Mul", np.array([3.0, -2.0]).reshape(1, 2, 1, 1), True, "scale"),
+    ("Div", np.array(4.0), True, "scale"),
+    ("Div", np.array([0.5, 0.125]).reshape(2, 1, 1), True, "scale"),
+])
+def test_arithmetic_by_constants_is_exact(op, c, first, expected_op, tmp_path):
+    ins = ["x", "c"] if first else ["c", "x"]
+    m = model([helper.make_node(op, ins, ["y"], name="arith")], dict(c=c))
+    x = RNG.standard_normal((4, 2, 6, 6))
+    expected = ReferenceEvaluator(m).run(None, {"x": x})[0]
+    graph = load_onnx(save(m, tmp_path))
+    assert [n.op for n in graph.nodes] == [expected_op]
+    np.testing.assert_array_equal(ann.forward(graph, x), expected)  # bit for bit
+
+
+@pytest.mark.parametrize("nodes, inits, message", [
+    ([helper.make_node("Div", ["x", "c"], ["y"], name="d")], dict(c=np.array(3.0)),
+     r"node 'd' \(Div\): B: expected a power of two.*found 3.0"),
+    ([helper.make_node("HardSwish", ["x"], ["y"], name="hs")], {},
+     r"node 'hs' \(HardSwish\): op_type: .*'HardSwish', which refsnn has no operator for"),
+    ([helper.make_node("HardSigmoid", ["x"], ["y"], name="hsig")], {},
+     r"node 'hsig' \(HardSigmoid\): op_type"),
+    ([helper.make_node("Erf", ["x"], ["y"], name="erf")], {}, r"node 'erf' \(Erf\): op_type"),
+    ([helper.make_node("Mul", ["x", "c"], ["y"], name="m")], dict(c=np.ones((2, 6, 1))),
+     r"node 'm' \(Mul\): constant operand: expected a scalar or a vector along the channels"),
+    ([helper.make_node("Transpose", ["x"], ["y"], name="t", perm=[1, 0, 2, 3])], {},
+     r"node 't' \(Transpose\): perm: expected a permutation keeping the batch axis first"),
+    ([helper.make_node("Flatten", ["x"], ["y"], name="f", axis=2)], {},
+     r"node 'f' \(Flatten\): axis: expected 1"),
+    ([helper.make_node("Reshape", ["x", "s"], ["y"], name="r")],
+     dict(s=np.array([-1], dtype=np.int64)), r"node 'r' \(Reshape\): shape: .*merges or moves "
+                                              r"the batch axis"),
+    ([helper.make_node("Conv", ["x", "w"], ["y"], name="c")], {},
+     r"node 'c' \(Conv\): inputs: .*'w' \(a missing initializer\?\)"),
+    ([helper.make_node("Conv", ["x", "w"], ["y"], name="c")],
+     dict(w=np.full((3, 2, 3, 3), np.nan)), r"node 'c' \(Conv\): weight: expected finite values "
+                                            r"in 'w', found nan at index \(0, 0, 0, 0\)"),
+    ([helper.make_node("Mul", ["x", "x"], ["z"], name="sq"),
+      helper.make_node("Sub", ["z", "x"], ["y"], name="s")], {},
+     r"node 's' \(Sub\): inputs: expected a constant operand"),
+])
+def test_refused_by_node(nodes, inits, message, tmp_path):
+    path = save(model(nodes, inits), tmp_path)
+    with pytest.raises(ModelFormatError, match=message) as e:
+        load_onnx(path)
+    assert str(e.value).startswith(f"{path}: ") and "\n" not in str(e.value)
+
+
+def test_shape_arithmetic_folds_and_keeps_the_batch(tmp_path):
+    """``x.view(x.size(0), -1)`` as exporters write it: Shape, Gather, Unsqueeze, Concat."""
+    nodes = [
+        helper.make_node("Shape", ["x"], ["s"], name="shape"),
+        helper.make_node("Gather", ["s", "zero"], ["b"], name="gather", axis=0),
+        helper.make_node("Unsqueeze", ["b", "ax"], ["b1"], name="unsq"),
+        helper.make_node("Concat", ["b1", "minus1"], ["t"], name="cat", axis=0),
+        helper.make_node("Reshape", ["x", "t"], ["y"], name="reshape"),
+    ]
+    m = model(nodes, dict(zero=np.array(0, dtype=np.int64), ax=np.array([0], dtype=np.int64),
+                          minus1=np.array([-1], dtype=np.int64)))
+    graph = check_against_reference(m, tmp_path)
+    assert [n.op for n in graph.nodes] == ["flatten"] and graph.shapes[graph.output] == (72,)
+
+
+def test_file_errors(tmp_path):
+    good = save(_conv(pads=[1, 1, 1, 1]), tmp_path)
+    data = good.read_bytes()
+    truncated = tmp_path / "t.onnx"
+    truncated.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelFormatError, match=r"t.onnx: /: (file|graph): expected an ONNX"):
+        load_onnx(truncated)
+    dynamic = save(model([helper.make_node("Relu", ["x"], ["y"], name="r")], {},
+                         in_shape=("N", 2, "H", 6)), tmp_path, "d.onnx")
+    with pytest.raises(ModelFormatError, match=r"graph input 'x': shape: expected fixed sizes "
+                                               r"for every axis after the batch axis"):
+        load_onnx(dynamic)
+    # the registry: load_graph and the command line read .onnx, one-line errors
+    assert load_graph(good).nodes[0].op == "conv2d"
+    assert main(["inspect", str(truncated)]) == 1
+
+
+def test_import_onnx_cli(tmp_path, capsys):
+    path = save(_conv(pads=[1, 1, 1, 1]), tmp_path)
+    out = tmp_path / "m.h5"
+    assert main(["import-onnx", str(path), "-o", str(out)]) == 0
+    assert f"wrote {out}: 1 nodes" in capsys.readouterr().out
+    assert main(["inspect", str(out)]) == 0
+    bad = save(_conv(pads=[0, 0, 1, 1]), tmp_path, "bad.onnx")
+    assert main(["import-onnx", str(bad), "-o", str(tmp_path / "bad.h5")]) == 1
+    assert "node 'conv' (Conv): pads" in capsys.readouterr().err
+    assert not (tmp_path / "bad.h5").exists()
