@@ -191,3 +191,74 @@ def test_import_onnx_cli(tmp_path, capsys):
     assert main(["import-onnx", str(bad), "-o", str(tmp_path / "bad.h5")]) == 1
     assert "node 'conv' (Conv): pads" in capsys.readouterr().err
     assert not (tmp_path / "bad.h5").exists()
+
+
+def _single(op, inits=None, in_shape=("N", 2, 6, 6), opset=17, inputs=("x",), **attrs):
+    return model([helper.make_node(op, list(inputs) + list(inits or {}), ["y"], name="n",
+                                   **attrs)], inits or {}, in_shape, opset)
+
+
+@pytest.mark.parametrize("m, ops", [
+    (_single("Clip", dict(lo=np.array(0.0), hi=np.array(6.0))), ["hardtanh"]),
+    (_single("Clip", dict(lo=np.array(0.0))), ["relu"]),
+    (_single("LeakyRelu", alpha=0.25), ["leaky_relu"]),
+    (_single("Pow", dict(e=np.array(2.0))), ["square"]),
+    (_single("Unsqueeze", dict(a=np.array([-1], dtype=np.int64))), ["reshape"]),
+    (_single("ReduceMean", dict(a=np.array([1], dtype=np.int64)), opset=18, keepdims=0),
+     ["mean"]),
+    (_single("ReduceMean", dict(a=np.array([2, 3], dtype=np.int64)), opset=18), ["mean"]),
+    (_single("Transpose", perm=[0, 2, 3, 1]), ["transpose"]),
+    (_single("Softmax", axis=-1), ["softmax"]),
+    (_single("LayerNormalization", dict(s=RNG.random(6) + 0.5, b=RNG.standard_normal(6)),
+             epsilon=2.0 ** -10), ["layernorm"]),
+    (_single("BatchNormalization", dict(g=RNG.random(2) + 0.5, b=RNG.standard_normal(2),
+                                        m=RNG.standard_normal(2), v=RNG.random(2) + 0.5),
+             epsilon=2.0 ** -10),
+     ["batchnorm"]),
+    (_single("Gemm", dict(w=RNG.standard_normal((4, 5)), c=RNG.standard_normal((1, 4))),
+             in_shape=("N", 5), transB=1, beta=0.5), ["linear"]),
+    (model([helper.make_node("MatMul", ["x", "w"], ["z"], name="mm"),
+            helper.make_node("Add", ["z", "b"], ["y"], name="bias")],
+           dict(w=RNG.standard_normal((6, 3)), b=RNG.standard_normal(3))), ["linear"]),
+    (model([helper.make_node("Squeeze", ["x", "a"], ["y"], name="sq")],
+           dict(a=np.array([3], dtype=np.int64)), in_shape=("N", 2, 6, 1)), ["reshape"]),
+])
+def test_single_operators_match_the_reference(m, ops, tmp_path):
+    shape = tuple(3 if isinstance(d, str) else d for d in
+                  [d.dim_value or d.dim_param for d in
+                   m.graph.input[0].type.tensor_type.shape.dim])
+    graph = check_against_reference(m, tmp_path, shape)
+    assert [n.op for n in graph.nodes] == ops
+
+
+def test_float32_attributes_read_as_their_decimal(tmp_path):
+    """ONNX float attributes are float32: 0.2 and 1e-5 arrive rounded, refsnn reads 0.2, 1e-05
+    (what the exporting framework held); the reference evaluator uses the float32 values."""
+    graph = load_onnx(save(_single("LeakyRelu", alpha=0.2), tmp_path))
+    assert graph.nodes[0].attrs["slope"] == 0.2 and float(np.float32(0.2)) != 0.2
+    m = _single("BatchNormalization", dict(g=np.ones(2), b=np.zeros(2), m=np.zeros(2),
+                                           v=np.ones(2)), epsilon=1e-5)
+    assert load_onnx(save(m, tmp_path)).nodes[0].attrs["eps"] == 1e-5
+
+
+def _gelu_erf(sqrt2=np.sqrt(2.0)):
+    nodes = [helper.make_node("Div", ["x", "r2"], ["a"], name="div"),
+             helper.make_node("Erf", ["a"], ["e"], name="erf"),
+             helper.make_node("Add", ["e", "one"], ["p"], name="add"),
+             helper.make_node("Mul", ["x", "p"], ["q"], name="mul"),
+             helper.make_node("Mul", ["q", "half"], ["y"], name="mul2")]
+    return model(nodes, dict(r2=np.array(sqrt2), one=np.array(1.0), half=np.array(0.5)))
+
+
+def test_gelu_pattern_and_its_limits(tmp_path):
+    from scipy.special import erf
+    graph = load_onnx(save(_gelu_erf(), tmp_path))
+    x = RNG.standard_normal((3, 2, 6, 6))
+    # (ONNX's reference evaluator computes Erf in float32: compared with the definition)
+    np.testing.assert_allclose(ann.forward(graph, x), 0.5 * x * (1 + erf(x / np.sqrt(2.0))),
+                               rtol=0, atol=1e-15)
+    assert [(n.op, n.attrs["approximate"]) for n in graph.nodes] == [("gelu", "none")]
+    # another constant is another function: not GELU, and Erf alone is refused
+    with pytest.raises(ModelFormatError, match=r"node 'div' \(Div\): B: expected a power of "
+                                               r"two"):
+        load_onnx(save(_gelu_erf(1.5), tmp_path))
