@@ -262,3 +262,15 @@ def test_gelu_pattern_and_its_limits(tmp_path):
     with pytest.raises(ModelFormatError, match=r"node 'div' \(Div\): B: expected a power of "
                                                r"two"):
         load_onnx(save(_gelu_erf(1.5), tmp_path))
+
+
+def test_dead_branches_dropped_and_random_refused(tmp_path):
+    nodes = [helper.make_node("Relu", ["x"], ["y"], name="r"),
+             helper.make_node("Sigmoid", ["x"], ["unused"], name="dead")]
+    graph = load_onnx(save(model(nodes, {}), tmp_path))
+    assert [n.op for n in graph.nodes] == ["relu"]
+    nodes = [helper.make_node("RandomNormal", [], ["c"], name="rand", shape=[1]),
+             helper.make_node("Mul", ["x", "c"], ["y"], name="m")]
+    with pytest.raises(ModelFormatError, match=r"node 'rand' \(RandomNormal\): op_type: "
+                                               r"expected a deterministic operator"):
+        load_onnx(save(model(nodes, {}), tmp_path))
