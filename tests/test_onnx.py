@@ -274,3 +274,21 @@ def test_dead_branches_dropped_and_random_refused(tmp_path):
     with pytest.raises(ModelFormatError, match=r"node 'rand' \(RandomNormal\): op_type: "
                                                r"expected a deterministic operator"):
         load_onnx(save(model(nodes, {}), tmp_path))
+
+
+def test_convert_and_diagnose_read_onnx(tmp_path, capsys):
+    from pathlib import Path
+    data = Path(__file__).resolve().parent.parent / "data" / "digits.h5"
+    nodes = [helper.make_node("Flatten", ["x"], ["f"], name="flat"),
+             helper.make_node("Gemm", ["f", "w1", "b1"], ["h"], name="fc1", transB=1),
+             helper.make_node("Relu", ["h"], ["a"], name="relu"),
+             helper.make_node("Gemm", ["a", "w2", "b2"], ["y"], name="fc2", transB=1)]
+    inits = dict(w1=RNG.standard_normal((16, 64)) * 0.2, b1=np.zeros(16),
+                 w2=RNG.standard_normal((10, 16)) * 0.2, b2=np.zeros(10))
+    path = save(model(nodes, inits, in_shape=("N", 1, 8, 8)), tmp_path)
+    assert main(["convert", str(path), "--calibration", str(data), "--calibration-limit", "32",
+                 "-o", str(tmp_path / "net.h5")]) == 0
+    assert "1 neuron layers" in capsys.readouterr().out
+    assert main(["diagnose", str(path), "--data", str(data), "--limit", "8", "--steps", "8",
+                 "--json"]) == 0
+    assert '"diagnostics"' in capsys.readouterr().out
