@@ -372,6 +372,8 @@ def test_evaluate_onnx_reproduces_h5(name, tmp_path, capsys):
     names = same_graph(load_onnx(path), graph)
     results[1]["sin"] = {names[k]: v for k, v in (results[1]["sin"] or {}).items()} \
         if results[1]["sin"] is not None else None
+    results[1]["saturated"] = {names[k.split(".")[0]] + k[len(k.split(".")[0]):]: v
+                               for k, v in results[1]["saturated"].items()}
     for k, v in results[1]["options"].items():  # per-layer options, e.g. QCFS levels
         if isinstance(v, str) and v.startswith("{"):
             results[1]["options"][k] = json.dumps({names[n]: x for n, x in json.loads(v).items()})

@@ -237,7 +237,7 @@ def _binary(kind):
             mant, _ = np.frexp(vec)
             if np.any(np.abs(mant) != 0.5):
                 raise Refused("B", "a power of two (x / c equals x * (1/c) exactly only then; "
-                              "refsnn has no division)", f"{vec[np.abs(mant) != 0.5][0]!r}")
+                              "refsnn has no division)", repr(float(vec[np.abs(mant) != 0.5][0])))
             r.emit(node, "scale", [src], dict(axis=axis), dict(weight=1.0 / vec))
     return handler
 

@@ -36,6 +36,11 @@ def _onnx():
     return onnx
 
 
+#: Operators whose value is drawn at random: never folded to a constant.
+RANDOM = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike",
+                    "Multinomial", "Bernoulli"})
+
+
 class Refused(Exception):
     """Raised by a handler: ``(field, expected, found)`` of why a node cannot be read."""
 
@@ -101,6 +106,9 @@ class Reader:
     def fold(self, node, ins) -> None:
         """Evaluate ``node`` on constant inputs with ONNX's reference evaluator."""
         from refsnn.interop.onnx.fold import evaluate
+        if node.op_type in RANDOM:
+            raise self.error(node, "op_type", "a deterministic operator",
+                             f"{node.op_type!r}, which draws random numbers")
         try:
             outs = evaluate(self, node, ins)
         except RefsnnError:
@@ -297,7 +305,17 @@ def read_model(model, file: str = "<onnx>", dtype=np.float64) -> Graph:
     if name == INPUT:
         raise ModelFormatError(file, f"graph output '{out}'", "value",
                                "a computed tensor", "the graph input unchanged")
-    return make_graph(reader.shapes[INPUT], reader.nodes, name, file=file, dtype=dtype)
+    # ONNX allows nodes that feed no output; refsnn's graphs do not: drop them
+    keep, todo = set(), [name]
+    by_name = {n["name"]: n for n in reader.nodes}
+    while todo:
+        n = todo.pop()
+        if n in keep or n == INPUT:
+            continue
+        keep.add(n)
+        todo.extend(by_name[n]["inputs"])
+    nodes = [n for n in reader.nodes if n["name"] in keep]
+    return make_graph(reader.shapes[INPUT], nodes, name, file=file, dtype=dtype)
 
 
 def load_onnx(path, dtype=np.float64) -> Graph:
