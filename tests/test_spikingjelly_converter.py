@@ -13,7 +13,7 @@ shipped MLP with a small calibration set:
 - over several calibration batches the threshold is a moving average (momentum 0.1) of the
   per-batch values, not the maximum over the data: ``refsnn compare`` names it ``threshold``;
 - channel-wise, a channel silent on the calibration data gets ``eps = 1e-6`` (refsnn: the
-  layer's threshold);
+  layer's threshold), which ``refsnn compare`` names ``channel threshold``;
 - layer-wise, a ``MaxPool2d`` after a ReLU stays after the spiking block: it pools ``θ·spike``.
 """
 
@@ -160,6 +160,12 @@ def test_channel_wise_silent_channel_gets_eps(ex, mlp):
         np.testing.assert_array_equal(theta[silent], acts.max())  # refsnn: the layer's value
         found += int(silent.sum())
     assert found > 0, "the example should have channels silent on the calibration data"
+    # on 32 test images some of them fire: refsnn compare names the per-channel difference
+    xt, _ = load_split(ROOT / "data" / "digits.h5", "test", limit=32)
+    ref = record_trace(Simulator(net, "numpy"), xt, 64)
+    _, _, spikes = ex.sj_run(conv, xt, 64, rasters=True)
+    first = compare(ref, Trace(64, {k: Layer(v) for k, v in spikes.items()})).first_divergence
+    assert (first.name, first.kind) == ("relu2", "channel threshold"), first
 
 
 def test_layerwise_max_pool_reads_the_spikes(ex, mlp):
