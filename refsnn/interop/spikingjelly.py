@@ -212,7 +212,7 @@ class _IF:
         if np.unique(theta).size == 1:
             self.theta = float(theta[0])
             self.node = _scalar_if(self.theta, v_reset)
-            self.v_init = self.theta / 2 if half else None  # a float: broadcast by the node
+            self.v_init = self.theta / 2 if half else None
         elif rel.per_channel is None:
             raise ConversionError(
                 f"node '{node.name}': per-channel thresholds cannot be expressed in "
@@ -221,7 +221,7 @@ class _IF:
         else:
             self.theta = _t(theta)
             self.node = rel.per_channel(theta, v_reset)
-            self.v_init = _t(theta / 2) if half else None  # per channel: set at the first step
+            self.v_init = _t(theta / 2) if half else None  # (C,)
         self.node.eval()
 
     def _channels(self, v, x):
@@ -233,7 +233,8 @@ class _IF:
 
     def __call__(self, x):
         if self.first and self.v_init is not None:
-            # a full tensor: a node replaces a state whose shape differs from x's by zeros
+            # set at the first step, as a tensor shaped like x: both releases accept a float,
+            # but 2.0 replaces a tensor state shaped unlike its input by zeros
             self.node.v = torch.zeros_like(x) + self._channels(self.v_init, x)
         self.first = False
         spike = self.node(x)
