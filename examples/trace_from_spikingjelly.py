@@ -12,7 +12,7 @@ single steps on the reference trace's inputs; ``write_trace`` is the format's fe
 SpikingJelly MLP equal to refsnn's converted network (README, "Checking against
 SpikingJelly", has the mapping), so that the two traces agree.
 
-Needs torch and SpikingJelly (0.0.0.0.14); refsnn's core does not.
+Needs torch and SpikingJelly (0.0.0.0.14 or 2.0); refsnn's core does not.
 """
 
 from __future__ import annotations

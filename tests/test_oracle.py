@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 
 import numpy as np
 import pytest
@@ -61,6 +62,14 @@ def _bug_threshold(u, c, theta, rz):
     return if_step_numpy(u, c, 1.25 * theta, rz)
 
 
+def _bug_channel(u, c, theta, rz):
+    # one channel of the first layer (4 neurons) at half its threshold
+    f = np.ones(theta.shape)
+    if theta.size == 4:
+        f[2] = 0.5
+    return if_step_numpy(u, c, theta * f, rz)
+
+
 def _bug_delay():
     last = {}
 
@@ -73,7 +82,7 @@ def _bug_delay():
 
 
 BUGS = {"comparison": _bug_gt, "reset": _bug_reset, "rounding": _bug_f32,
-        "threshold": _bug_threshold, "delay": _bug_delay()}
+        "threshold": _bug_threshold, "delay": _bug_delay(), "channel threshold": _bug_channel}
 
 
 def _trace(bug=None, steps=40):
@@ -94,6 +103,11 @@ def test_injected_bug_is_named(name, tmp_path):
     assert first.kind == name, first
     assert c.real == (name != "rounding")
     assert [r.kind for r in c.layers][1] in ("downstream", "same")
+    if name == "channel threshold":  # channel 2 only, and its factors include the injected one
+        m = re.search(r"\(2: x ([^ )]+)\)", first.detail)
+        assert first.detail.startswith("1 channel(s)") and m, first
+        lo, hi = (float(v) for v in (m[1] + ".." + m[1]).split("..")[:2])
+        assert lo <= 0.5 <= hi and hi / lo < 1.5, first
 
 
 def test_identical_traces_do_not_diverge():

@@ -1,6 +1,8 @@
 """refsnn's IF networks against SpikingJelly's IFNode, spike for spike.
 
-Skipped without torch or SpikingJelly (CI installs both). The networks use dyadic weights,
+Skipped without torch or SpikingJelly. CI runs this file twice: with SpikingJelly 2.0.0 (the
+main environment) and with 0.0.0.0.14 (put first on PYTHONPATH by ``.ci/run``); the tests that
+depend on the release check :func:`refsnn.interop.spikingjelly.release`. The networks use dyadic weights,
 biases and inputs (small integers over a power of two), and thresholds from percentile 100
 (the calibration maximum, itself a sum of dyadic products), so every sum is exact in float64
 in any order: torch's summation order and refsnn's cannot differ, and any mismatch is a
@@ -19,7 +21,7 @@ pytest.importorskip("spikingjelly")
 
 from refsnn.convert import convert_if  # noqa: E402
 from refsnn.errors import ConversionError  # noqa: E402
-from refsnn.interop.spikingjelly import SpikingJellyNetwork  # noqa: E402
+from refsnn.interop.spikingjelly import RELEASES, SpikingJellyNetwork, release  # noqa: E402
 from refsnn.model import make_graph  # noqa: E402
 from refsnn.sim.simulator import Simulator  # noqa: E402
 
@@ -111,11 +113,34 @@ def test_spikingjelly_identical(seed, residual, reset, v_init, encoding, run_see
     assert_identical(*both(net, x, seed=run_seed))
 
 
+@settings(max_examples=4, deadline=None)
+@given(seed=st.integers(0, 10_000), reset=st.sampled_from(["subtract", "zero"]),
+       v_init=st.sampled_from(["zero", "half"]))
+def test_spikingjelly_per_channel(seed, reset, v_init):
+    """Per-channel thresholds: identical on SpikingJelly 2.0 (ActivationAwareIFNode), refused
+    with the node's name and the release on 0.0.0.0.14 (IFNode has one threshold)."""
+    graph = dyadic_cnn(seed, residual=True)
+    x = dyadic_inputs(seed)
+    net = convert_if(graph, x, percentile=100.0, per_channel=True, reset=reset, v_init=v_init)
+    assert any(np.unique(n.params["threshold"]).size > 1 for n in net.graph.nodes
+               if n.op == "if"), "the example should have distinct channel thresholds"
+    if release().per_channel is None:
+        with pytest.raises(ConversionError, match=r"node 'relu': per-channel .* 0\.0\.0\.0\.14"):
+            SpikingJellyNetwork(net)
+    else:
+        assert_identical(*both(net, x))
+
+
+def test_spikingjelly_release_lines():
+    """The installed release is one of the two known lines; any other is refused by name."""
+    assert release().name in {r.name for r in RELEASES.values()}
+    assert release("2.0.0") is RELEASES["2"] and release("0.0.0.0.14") is RELEASES["0"]
+    with pytest.raises(ConversionError, match="SpikingJelly 1.3.0 is not supported"):
+        release("1.3.0")
+
+
 def test_spikingjelly_refuses_what_it_cannot_express():
-    graph = dyadic_cnn(1, residual=False)
     x = dyadic_inputs(1)
-    with pytest.raises(ConversionError, match="per-channel"):
-        SpikingJellyNetwork(convert_if(graph, x, percentile=100.0, per_channel=True))
     pooled = dyadic_cnn(1, residual=False, pool="maxpool2d")
     with pytest.raises(ConversionError, match="node 'pool': op 'maxpool2d'"):
         SpikingJellyNetwork(convert_if(pooled, x, percentile=100.0))

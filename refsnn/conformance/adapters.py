@@ -58,7 +58,8 @@ def as_float32(net):
 
 
 class SpikingJellyAdapter(Adapter):
-    """SpikingJelly IFNodes (:mod:`refsnn.interop.spikingjelly`)."""
+    """SpikingJelly IFNodes, 0.0.0.0.14 or 2.0 (:mod:`refsnn.interop.spikingjelly`; per-channel
+    thresholds only on 2.0)."""
 
     def unsupported(self, net):
         try:

@@ -1,7 +1,9 @@
 """Run a converted IF network in SpikingJelly, to line refsnn up against it step by step.
 
-Needs torch and SpikingJelly (``pip install --no-deps spikingjelly==0.0.0.0.14``); the core
-never imports this module.
+Needs torch and SpikingJelly, 0.0.0.0.14 or 2.0 (``pip install --no-deps spikingjelly==2.0.0``
+plus ``loguru``; 0.0.0.0.14 needs nothing more); the core never imports this module. What differs
+between the two releases is in one place, :data:`RELEASES`, chosen by the installed
+distribution's major version (:func:`release`).
 
 The mapping (also in the README, "Checking against SpikingJelly"):
 
@@ -20,8 +22,11 @@ The mapping (also in the README, "Checking against SpikingJelly"):
 - ``run(..., encoded=...)`` feeds given per-step inputs (e.g. a trace's recorded Poisson
   spikes) instead of the encoder's.
 
-Refused: per-channel thresholds (``IFNode.v_threshold`` is one float), and ``maxpool2d`` on
-spikes (refsnn's rule outputs the running maximum of the input *counts*; SpikingJelly's
+Per-channel thresholds (``--per-channel``): ``IFNode.v_threshold`` is one float, so SpikingJelly
+0.0.0.0.14 refuses them; 2.0 runs them as ``neuron.ActivationAwareIFNode(v_threshold=θ_c,
+channel_dim=1)`` (``v + x + 0 >= θ_c``, the same rule and the same resets).
+
+Refused: per-channel thresholds on 0.0.0.0.14, and ``maxpool2d`` on spikes (refsnn's rule outputs the running maximum of the input *counts*; SpikingJelly's
 ``MaxPool2d`` on spikes fires whenever any input fires, which is a different network).
 
 Float rounding: torch sums a convolution in its own order, refsnn in ascending event order, so
@@ -31,6 +36,10 @@ over a power of two) every sum is exact in float64 and the two must agree exactl
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib.metadata import version as _dist_version
+from typing import Callable
 
 import numpy as np
 import torch
@@ -141,31 +150,96 @@ IF_METHODS = ("if", "noise")
 V_RESET = {"subtract": None, "zero": 0.0}
 
 
+def _scalar_if(theta: float, v_reset):
+    return neuron.IFNode(v_threshold=theta, v_reset=v_reset, step_mode="s")
+
+
+def _channel_if(theta: np.ndarray, v_reset):
+    # 2.0: v + x + v_offset >= v_threshold per channel; v_offset 0 adds +0.0, exact
+    return neuron.ActivationAwareIFNode(v_threshold=_t(theta), v_offset=0.0, channel_dim=1,
+                                        v_reset=v_reset, step_mode="s")
+
+
+@dataclass(frozen=True)
+class Release:
+    """What differs between SpikingJelly releases for this module.
+
+    Attributes
+    ----------
+    name : str
+        The release line, as the README's settings table names it.
+    per_channel : callable or None
+        ``(theta (C,), v_reset) -> node`` for a layer with one threshold per channel (axis 1);
+        None where the release cannot express it.
+    """
+
+    name: str
+    per_channel: Callable | None
+
+
+#: Major version of the installed distribution -> its :class:`Release`. Both run a
+#: one-threshold layer as ``neuron.IFNode`` with the same signature and rule.
+RELEASES = {
+    "0": Release("0.0.0.0.14", None),
+    "2": Release("2.0", _channel_if),
+}
+
+
+def release(version: str | None = None) -> Release:
+    """The :class:`Release` of ``version`` (default: the installed distribution's).
+
+    Raises
+    ------
+    ConversionError
+        For a release line this module does not know.
+    """
+    version = _dist_version("spikingjelly") if version is None else version
+    major = version.split(".", 1)[0]
+    if major not in RELEASES:
+        raise ConversionError(
+            f"SpikingJelly {version} is not supported (supported: "
+            f"{', '.join(r.name for r in RELEASES.values())})")
+    return RELEASES[major]
+
+
 class _IF:
     """One ``if`` node as a SpikingJelly IFNode that emits ``θ · spike``."""
 
-    def __init__(self, node):
-        theta = np.unique(node.params["threshold"])
-        if theta.size != 1:
+    def __init__(self, node, rel: Release):
+        theta = np.asarray(node.params["threshold"])
+        v_reset = V_RESET[node.attrs["reset"]]
+        half = node.attrs["v_init"] == "half"
+        if np.unique(theta).size == 1:
+            self.theta = float(theta[0])
+            self.node = _scalar_if(self.theta, v_reset)
+            self.v_init = self.theta / 2 if half else None
+        elif rel.per_channel is None:
             raise ConversionError(
                 f"node '{node.name}': per-channel thresholds cannot be expressed in "
-                f"SpikingJelly (IFNode.v_threshold is one float); convert without "
-                f"--per-channel")
-        self.theta = float(theta[0])
-        self.v_init = self.theta / 2 if node.attrs["v_init"] == "half" else None
-        self.node = neuron.IFNode(v_threshold=self.theta, v_reset=V_RESET[node.attrs["reset"]],
-                                  step_mode="s")
+                f"SpikingJelly {rel.name} (IFNode.v_threshold is one float); convert without "
+                f"--per-channel, or use SpikingJelly 2.0 (ActivationAwareIFNode)")
+        else:
+            self.theta = _t(theta)
+            self.node = rel.per_channel(theta, v_reset)
+            self.v_init = _t(theta / 2) if half else None  # (C,)
         self.node.eval()
+
+    def _channels(self, v, x):
+        return v if isinstance(v, float) else _channel_vec(v, x, 1)
 
     def reset(self):
         functional.reset_net(self.node)
-        if self.v_init is not None:
-            self.node.v = self.v_init  # a float: IFNode broadcasts it to the input's shape
+        self.first = True
 
     def __call__(self, x):
+        if self.first and self.v_init is not None:
+            # set at the first step, as a tensor shaped like x: both releases accept a float,
+            # but 2.0 replaces a tensor state shaped unlike its input by zeros
+            self.node.v = torch.zeros_like(x) + self._channels(self.v_init, x)
+        self.first = False
         spike = self.node(x)
         self.last_spike = spike
-        return spike * self.theta
+        return spike * self._channels(self.theta, x)
 
 
 class SpikingJellyNetwork:
@@ -174,14 +248,15 @@ class SpikingJellyNetwork:
     Parameters
     ----------
     net : SpikingNetwork
-        Made by ``convert_if`` with one threshold per layer (not ``--per-channel``), or by
+        Made by ``convert_if`` (per-channel thresholds need SpikingJelly 2.0) or by
         ``convert_noise``.
 
     Raises
     ------
     ConversionError
-        For a method other than ``if`` or ``noise``, per-channel thresholds or an operator
-        without a SpikingJelly counterpart (``maxpool2d``).
+        For a method other than ``if`` or ``noise``, per-channel thresholds on SpikingJelly
+        0.0.0.0.14, an operator without a SpikingJelly counterpart (``maxpool2d``) or an
+        unknown SpikingJelly release.
     """
 
     def __init__(self, net):
@@ -190,11 +265,12 @@ class SpikingJellyNetwork:
                                   f"{' or '.join(IF_METHODS)} networks, found --method "
                                   f"{net.method}")
         self.net = net
+        self.release = release()
         self.fns = {}
         self.neurons = {}
         for node in net.graph.nodes:
             if node.op == "if":
-                self.neurons[node.name] = self.fns[node.name] = _IF(node)
+                self.neurons[node.name] = self.fns[node.name] = _IF(node, self.release)
             elif node.op in SYNAPSES:
                 self.fns[node.name] = SYNAPSES[node.op](node)
             else:

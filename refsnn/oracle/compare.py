@@ -15,6 +15,11 @@ IF neuron (:func:`replay`), so they need a reference trace written by refsnn (IF
                 within ``rtol * theta`` of the threshold (a tie; benign, the margin is shown).
 ``threshold``   replaying with the threshold times ``k`` (``k`` = reference spikes / other
                 spikes) reproduces every neuron's spike count within one.
+``channel threshold``
+                replaying with one factor ``k_c`` per channel (axis 1; found by bisection so
+                that channel ``c``'s spike total is the other's) reproduces every neuron's
+                count within one, and the factors differ (e.g. another tool's threshold for a
+                channel that was silent on the calibration data).
 ``unexplained`` none of the above.
 
 Bistable (BSNN) and signGD layers have their own registries (:mod:`refsnn.oracle.kinds`);
@@ -124,6 +129,68 @@ def _threshold(ref, other, rtol):
     return bool(ok and abs(k - 1) > rtol), f"threshold x {k:.4g} reproduces the counts"
 
 
+def _channel_factors(ref, other, c: int, bits: int = 40, rounds: int = 60):
+    """The factors ``k`` on channel ``c``'s threshold whose replay fires as often as ``other``
+    in that channel, as an interval ``(lo, hi)`` within ``[2**-bits, 2**bits]`` found by
+    ``rounds`` bisections of ``log2 k`` each: ``lo`` the smallest ``k`` firing at most as
+    often, ``hi`` the largest firing at least as often. Replayed counts fall as the threshold
+    grows; a neuron that fires at most once a step fires as often for any smaller ``k``, so
+    ``lo`` can be the bound."""
+    current = ref.current[:, :, c:c + 1]
+    theta = np.asarray(ref.threshold)[c:c + 1]
+    target = int(other[:, :, c].sum())
+
+    def count(log_k):
+        spikes, _ = replay(current, theta, ref.v_init, scale=2.0 ** log_k)
+        return int(spikes.sum())
+
+    def bisect(above):
+        # the edge where above(count) turns false as log2 k grows: (last true, first false)
+        lo, hi = -float(bits), float(bits)
+        for _ in range(rounds):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if above(count(mid)) else (lo, mid)
+        return lo, hi
+
+    _, first_at_most = bisect(lambda n: n > target)
+    last_at_least, _ = bisect(lambda n: n >= target)
+    return 2.0 ** first_at_most, 2.0 ** last_at_least
+
+
+def _show_factor(lo, hi, bits: int = 40) -> str:
+    if hi <= lo * (1 + 1e-3):
+        return f"x {lo:.3g}"
+    if lo <= 2.0 ** -bits:
+        return f"x <= {hi:.3g}"
+    if hi >= 2.0 ** bits:
+        return f"x >= {lo:.3g}"
+    return f"x {lo:.3g}..{hi:.3g}"
+
+
+def _channel_threshold(ref, other, rtol):
+    if not _replayable(ref) or ref.spikes.ndim < 3:
+        return False, ""
+    differ = [c for c in range(ref.spikes.shape[2])
+              if not np.array_equal(ref.spikes[:, :, c], other[:, :, c])]
+    factors = {}
+    for c in differ:
+        lo, hi = _channel_factors(ref, other, c)
+        if lo > hi:
+            return False, ""  # no factor gives the other's total for this channel
+        spikes, _ = replay(ref.current[:, :, c:c + 1], np.asarray(ref.threshold)[c:c + 1],
+                           ref.v_init, scale=float(np.sqrt(lo * hi)))
+        if np.abs(spikes.sum(0).astype(int) - other[:, :, c:c + 1].sum(0)).max() > 1:
+            return False, ""
+        factors[c] = (lo, hi)
+    if not factors or len(factors) == ref.spikes.shape[2] and \
+            max(lo for lo, _ in factors.values()) <= min(hi for _, hi in factors.values()):
+        return False, ""  # no difference, or one factor fits all: ``threshold``'s case
+    shown = ", ".join(f"{c}: {_show_factor(*k)}" for c, k in list(factors.items())[:4])
+    more = f" and {len(factors) - 4} more" if len(factors) > 4 else ""
+    return True, (f"{len(factors)} channel(s) with another threshold reproduce the counts "
+                  f"({shown}{more})")
+
+
 #: Name -> (test(ref_layer, other_spikes, rtol) -> (explained, detail), benign), tried in order.
 HYPOTHESES = {
     "delay": (_delay, False),
@@ -131,6 +198,7 @@ HYPOTHESES = {
     "reset": (_other_reset, False),
     "rounding": (_rounding, True),
     "threshold": (_threshold, False),
+    "channel threshold": (_channel_threshold, False),
 }
 
 
