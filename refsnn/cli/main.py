@@ -53,9 +53,9 @@ CONVERT_OPTIONS = {
     "--scale": ("scale", {"signgd": "element"}, dict(
         choices=("element", "channel", "layer"),
         help="signGD: granularity of the calibrated output scales (default element)")),
-    "--scale-floor": ("scale_floor", {"signgd": 0.1}, dict(
+    "--scale-floor": ("scale_floor", {"signgd": None}, dict(
         type=float, help="signGD: no scale below this fraction of its layer's largest "
-                         "(default 0.1; 0 turns the floor off)")),
+                         "(default 0.1, 0 with --compat; 0 turns the floor off)")),
     "--compat": ("compat", {"signgd": False}, dict(
         action="store_const", const=True,
         help="signGD: reproduce the reference code's conventions (see README)")),
