@@ -35,7 +35,7 @@ def _case(name):
 
 
 def test_every_case_is_tested():
-    assert len(CASES) >= 9 and {p.stem for p in GOLDEN.glob("*.h5")} == {*CASES, "reference"}
+    assert len(CASES) >= 10 and {p.stem for p in GOLDEN.glob("*.h5")} == {*CASES, "reference"}
 
 
 @pytest.mark.parametrize("name", CASES)

@@ -115,6 +115,28 @@ class Tokens(nn.Module):
         return self.head(torch.flatten(p, 1))
 
 
+class BatchNormNet(nn.Module):
+    """conv - BatchNorm2d - ReLU - adaptive avgpool 2x2 - linear - BatchNorm1d - ReLU - linear,
+    with running statistics that are not the identity."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn0, self.relu0 = nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU()
+        self.pool = nn.AdaptiveAvgPool2d(2)
+        self.fc0, self.bn1, self.relu1 = nn.Linear(16, 6), nn.BatchNorm1d(6), nn.ReLU()
+        self.fc1 = nn.Linear(6, 3)
+        with torch.no_grad():
+            for bn in (self.bn0, self.bn1):
+                bn.running_mean.uniform_(-0.2, 0.2)
+                bn.running_var.uniform_(0.5, 2.0)
+                bn.weight.uniform_(0.5, 1.5)
+                bn.bias.uniform_(-0.2, 0.2)
+
+    def forward(self, x):
+        h = self.pool(self.relu0(self.bn0(self.conv(x))))
+        return self.fc1(self.relu1(self.bn1(self.fc0(torch.flatten(h, 1)))))
+
+
 #: case -> (model factory, input shape, input range, what it covers)
 CASES = {
     "mlp_relu": (lambda: MLP(nn.ReLU(), nn.ReLU()), (6,), (-1.0, 1.0),
@@ -138,6 +160,9 @@ CASES = {
     "tokens_layernorm_softmax": (Tokens, (4, 6), (-1.0, 1.0),
                                  "(4, 6) tokens: linear-LayerNorm(8, random affine)-GELU-"
                                  "linear-softmax-flatten-linear"),
+    "batchnorm": (BatchNormNet, (2, 6, 6), (0.0, 1.0),
+                  "conv-BatchNorm2d-ReLU-adaptive avgpool-linear-BatchNorm1d-ReLU-linear on "
+                  "(2, 6, 6): batchnorm folding"),
 }
 
 
