@@ -13,11 +13,14 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from refsnn import ann
 from refsnn.convert import convert_signgd
 from refsnn.errors import ConversionError
 from refsnn.model import load_model, make_graph
+from refsnn.sim.network import ann_limit
 from refsnn.sim.simulator import Simulator
 
 GOLDEN = Path(__file__).resolve().parents[1] / "data" / "golden" / "compat"
@@ -98,3 +101,22 @@ def test_compat_refuses_what_the_reference_cannot_convert(op):
                                               f"with --compat"):
         convert_signgd(graph, np.ones((2, 4)), compat=True)
     convert_signgd(graph, np.ones((2, 4)))  # refsnn's own conversion takes it
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), c=st.integers(1, 2), kh=st.integers(1, 3),
+       kw=st.integers(1, 3), sh=st.integers(1, 3), sw=st.integers(1, 3), data=st.data())
+def test_compat_max_pooling_computes_max_pooling(seed, c, kh, kw, sh, sw, data):
+    """Any kernel, stride and padding: the rows-then-columns chains, read as the ANN they
+    approximate (each neuron = max of its input estimates, padding -200 in x_init), are max
+    pooling; so the structure alone can never be why --compat differs from the ANN."""
+    ph, pw = data.draw(st.integers(0, kh // 2)), data.draw(st.integers(0, kw // 2))
+    h, w = data.draw(st.integers(kh, 7)), data.draw(st.integers(kw, 7))
+    graph = make_graph((c, h, w), [dict(name="pool", op="maxpool2d", inputs=["input"],
+                                        attrs=dict(kernel=(kh, kw), stride=(sh, sw),
+                                                   padding=(ph, pw)))], "pool")
+    x = np.random.default_rng(seed).uniform(-1, 1, (3, c, h, w))
+    net = convert_signgd(graph, x, compat=True)
+    assert np.array_equal(ann_limit(net, x), ann.forward(graph, x))
+    assert sum(n.op == "sgd" for n in net.graph.nodes) == (kh > 1) + (kw > 1) + max(
+        kh - 2, 0) + max(kw - 2, 0)
