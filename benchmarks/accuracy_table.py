@@ -58,9 +58,11 @@ def main() -> None:
                 continue
             result, error = evaluate(model, args.steps, SETTINGS[label])
             if result is None:
-                refused.add(method)
                 reason = error.removeprefix("refsnn: error: ").split(" (supported")[0]
-                print(f"| {model} | {method} (any options) | | refused: {reason} |")
+                if label == method:  # the method itself refuses: no option will help
+                    refused.add(method)
+                    label = f"{method} (any options)"
+                print(f"| {model} | {label} | | refused: {reason} |")
                 continue
             cells = " | ".join(f"{100 * r['accuracy']:.2f}" for r in result["results"])
             worst = result["results"][-1]["max_abs_error"]

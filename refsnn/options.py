@@ -78,7 +78,7 @@ OPTIONS = (
         help="signGD: granularity of the calibrated output scales (default element)")),
     Option("scale_floor", "--scale-floor", ("signgd",), dict(
         type=float, help="signGD: no scale below this fraction of its layer's largest "
-                         "(default 0.1; 0 turns the floor off)")),
+                         "(default 0.1, 0 with --compat; 0 turns the floor off)")),
     Option("compat", "--compat", ("signgd",), dict(
         action="store_const", const=True,
         help="signGD: reproduce the reference code's conventions (see README)")),

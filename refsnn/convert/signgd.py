@@ -28,6 +28,7 @@ import numpy as np
 from refsnn import ann
 from refsnn.checks import check_batch, check_choice
 from refsnn.convert.bnfold import fold_batchnorm
+from refsnn.convert.signgd_compat import check_compat_ops, compat_max_pool
 from refsnn.errors import ConversionError, OptionError
 from refsnn.model.graph import Graph, graph_to_dicts, make_graph
 from refsnn.sim.network import NEURON_FORWARD, NEURON_OPS, SNN_OPS, SpikingNetwork
@@ -66,7 +67,7 @@ def convert_signgd(
     eta0: float = 0.15,
     gamma: float = 0.95,
     scale: str = "element",
-    scale_floor: float = 0.1,
+    scale_floor: float | None = None,
     encoding: str = "exact",
     compat: bool = False,
     dtype=np.float64,
@@ -83,14 +84,17 @@ def convert_signgd(
         Step-size schedule ``eta_t = eta0 * gamma**(t-1)``; ``eta0 > 0``, ``0 < gamma < 1``.
     scale : {"element", "channel", "layer"}
         Granularity of the scales (max |f| over the calibration set).
-    scale_floor : float
-        No scale is below this fraction of its layer's largest (0 <= scale_floor <= 1).
+    scale_floor : float or None
+        No scale is below this fraction of its layer's largest (0 <= scale_floor <= 1);
+        None: 0.1, or 0 (no floor, as in the reference code) with ``compat``.
     encoding : {"exact", "gd"}
         ``exact`` delivers the input at step 1; ``gd`` is the reference code's encoder.
     compat : bool
         Reproduce the reference code (snuhcs/snn_signgd): ``gd`` encoder, GELU as
-        ``x * sigmoid(1.702 x)``, LeakyReLU slope 0.1, its tie rules, and scales for ReLU
-        neurons only (per element; every other neuron gets scale 1).
+        ``x * sigmoid(1.702 x)``, LeakyReLU slope 0.1, its tie rules, scales for ReLU
+        neurons only (per element, no floor; every other neuron gets scale 1), and its max
+        pooling (:mod:`refsnn.convert.signgd_compat`). SiLU, sigmoid, tanh, hardtanh and
+        multiply, which it cannot convert, are refused.
     dtype : {numpy.float64, numpy.float32}
 
     Raises
@@ -105,6 +109,8 @@ def convert_signgd(
     if not (0 < gamma < 1):
         raise OptionError(f"--gamma: expected a number in (0, 1), found {gamma}")
     check_choice("--scale", scale, SCALES)
+    if scale_floor is None:
+        scale_floor = 0.0 if compat else 0.1
     if not (0 <= scale_floor <= 1):
         raise OptionError(f"--scale-floor: expected a number in [0, 1], found {scale_floor}")
     if encoding == "poisson":
@@ -117,6 +123,7 @@ def convert_signgd(
     check_choice("--dtype", np.dtype(dtype).name, ("float64", "float32"))
     if compat:
         encoding = "gd"
+        check_compat_ops(graph)
     for node in graph.nodes:
         if node.op not in AFFINE and node.op not in NONLINEAR:
             raise ConversionError(
@@ -181,6 +188,8 @@ def _rewrite(graph: Graph, compat: bool) -> list[dict]:
             out.append({"name": d["name"], "op": "affine", "inputs": d["inputs"],
                         "attrs": {"axis": "channel"},
                         "params": {"weight": scale, "bias": p["beta"] - p["mean"] * scale}})
+        elif op == "maxpool2d" and compat:
+            out.extend(compat_max_pool(d, lambda *args: _neuron(*args, compat=True)))
         elif op == "maxpool2d":
             out.extend(_max_tree(d, compat))
         elif op == "layernorm":
