@@ -226,8 +226,10 @@ def test_golden_cases_cover_every_op():
 
 
 def test_golden_data_stays_small():
-    total = sum(p.stat().st_size for p in GOLDEN.iterdir())
-    assert total < 1_000_000, f"data/golden holds {total} bytes"
+    # the conformance plugin's cases (files at the top of data/golden); 1.2 MB since the NIR
+    # case and the checksums were added (1.04 MB), so a new case must earn its size
+    total = sum(p.stat().st_size for p in GOLDEN.iterdir() if p.is_file())
+    assert total < 1_200_000, f"data/golden holds {total} bytes"
 
 
 # --- recorded input (Poisson) ---------------------------------------------------------------
