@@ -18,7 +18,8 @@ from pathlib import Path
 from refsnn.cli.main import main as refsnn
 
 ROOT = Path(__file__).resolve().parents[1]
-MODELS = ("mlp", "cnn", "cnn_maxpool", "resnet", "cnn_silu", "convnext", "mixer", "resmlp")
+MODELS = ("mlp", "cnn", "cnn_maxpool", "resnet", "cnn_silu", "convnext", "mixer", "resmlp",
+          "resnet_stem")
 SETTINGS = {
     "if": ["--method", "if"],
     "if --per-channel": ["--method", "if", "--per-channel"],

@@ -1,10 +1,10 @@
-"""Train the eight small example networks on ``data/digits.h5`` and export them as refsnn models.
+"""Train the nine small example networks on ``data/digits.h5`` and export them as refsnn models.
 
 Usage::
 
     python data/make_digits.py      # once, writes data/digits.h5
     python data/train_models.py     # writes data/models/{mlp,cnn,cnn_maxpool,resnet,
-                                    # convnext,mixer,resmlp,cnn_silu}.h5
+                                    # convnext,mixer,resmlp,cnn_silu,resnet_stem}.h5
                                     # and data/models/accuracy.json
     python data/train_models.py --models mixer resmlp   # only these; other entries are kept
 
@@ -54,7 +54,7 @@ BATCH = 64
 LR = 1e-3
 TOLERANCE = 1e-8
 EPOCHS = {"mlp": 60, "cnn": 40, "cnn_maxpool": 40, "resnet": 40,
-          "convnext": 60, "mixer": 60, "resmlp": 100, "cnn_silu": 40}
+          "convnext": 60, "mixer": 60, "resmlp": 100, "cnn_silu": 40, "resnet_stem": 40}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -128,6 +128,30 @@ class ResNet(nn.Module):
         h = self.block_bn2(self.block_conv2(h))
         x = torch.relu(h + stem)
         x = nn.functional.avg_pool2d(x, 2, 2)
+        return self.fc(torch.flatten(x, 1))
+
+
+class ResNetStem(nn.Module):
+    """A resnet18-style stem for 8x8 images: conv 5x5 pad 2 (for 7x7 / stride 2 / pad 3,
+    stride 1 on images this small) -> BN -> ReLU -> MaxPool2d(3, 2, padding 1), one basic
+    block (identity shortcut), global average pooling, linear read-out."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 16, 5, padding=2)
+        self.bn1 = nn.BatchNorm2d(16)
+        self.block_conv1 = nn.Conv2d(16, 16, 3, padding=1)
+        self.block_bn1 = nn.BatchNorm2d(16)
+        self.block_conv2 = nn.Conv2d(16, 16, 3, padding=1)
+        self.block_bn2 = nn.BatchNorm2d(16)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        stem = nn.functional.max_pool2d(torch.relu(self.bn1(self.conv1(x))), 3, 2, 1)
+        h = torch.relu(self.block_bn1(self.block_conv1(stem)))
+        h = self.block_bn2(self.block_conv2(h))
+        x = torch.relu(h + stem)
+        x = nn.functional.avg_pool2d(x, 4, 4)
         return self.fc(torch.flatten(x, 1))
 
 
@@ -326,6 +350,7 @@ BUILDERS = {
     "mixer": Mixer,
     "resmlp": ResMLP,
     "cnn_silu": CNNSiLU,
+    "resnet_stem": ResNetStem,
 }
 
 
@@ -484,6 +509,23 @@ def export(name: str, model: nn.Module):
             _op("block_add", "add", "block_bn2", "relu1"),
             _op("block_relu2", "relu", "block_add"),
             _pool("pool", "block_relu2", "avg"),
+            _op("flatten", "flatten", "pool"),
+            _linear("fc", "flatten", m.fc),
+        ]
+    elif name == "resnet_stem":
+        nodes = [
+            _conv("conv1", "input", m.conv1), _bn("bn1", "conv1", m.bn1),
+            _op("relu1", "relu", "bn1"),
+            _op("pool1", "maxpool2d", "relu1", kernel=(3, 3), stride=(2, 2), padding=(1, 1)),
+            _conv("block_conv1", "pool1", m.block_conv1),
+            _bn("block_bn1", "block_conv1", m.block_bn1),
+            _op("block_relu1", "relu", "block_bn1"),
+            _conv("block_conv2", "block_relu1", m.block_conv2),
+            _bn("block_bn2", "block_conv2", m.block_bn2),
+            _op("block_add", "add", "block_bn2", "pool1"),
+            _op("block_relu2", "relu", "block_add"),
+            _op("pool", "avgpool2d", "block_relu2", kernel=(4, 4), stride=(4, 4),
+                padding=(0, 0)),
             _op("flatten", "flatten", "pool"),
             _linear("fc", "flatten", m.fc),
         ]

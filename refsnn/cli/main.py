@@ -397,20 +397,28 @@ def cmd_evaluate(args) -> int:
 
 def saturation_warning(name: str, count: int, net) -> str:
     """The warning for ``count`` saturated neurons of the signGD network ``net``'s node
-    ``name``, naming only the remedies measured to help (README, "How signGD conversion
-    works")."""
+    ``name``, naming only the remedies measured to help, each where it helped (README, "How
+    signGD conversion works", has the measurements)."""
     from refsnn.neurons.signgd import reach
-    head = (f"warning: {count} neuron(s) of '{name}' ended further from their target than "
+    text = [f"warning: {count} neuron(s) of '{name}' ended further from their target than "
             f"their estimate can still travel (saturated; reach eta0/(1-gamma) = "
-            f"{reach(net.schedule['eta0'], net.schedule['gamma']):.3g}). ")
+            f"{reach(net.schedule['eta0'], net.schedule['gamma']):.3g})."]
     if net.options.get("compat"):
-        return head + ("Under --compat only ReLU neurons are scaled, so --scale and "
-                       "--scale-floor do not change the others; a larger --eta0 extends the "
-                       "reach.")
-    return head + ("If the inputs go beyond the calibration data, calibrate on data like them "
-                   "(--calibration); if a neuron stalls with its target within reach, raise "
-                   "--scale-floor or use a coarser --scale. A larger --eta0 or --gamma extends "
-                   "the reach but converges more slowly.")
+        text.append("Under --compat only ReLU neurons are scaled, so --scale and "
+                    "--scale-floor do not change the others; a larger --eta0 extends the "
+                    "reach.")
+    else:
+        text.append("If the inputs go beyond the calibration data, calibrate on data like "
+                    "them (--calibration); a larger --eta0 extends the reach (that reduces "
+                    "such saturation, it does not remove it).")
+        if net.options.get("scale_floor", 0.1) < 0.1:
+            text.append("A neuron with a tiny scale stalls: raise --scale-floor (the default "
+                        "0.1 removes such stalls).")
+        if net.graph.node(name).attrs.get("fn") == "normalize":
+            text.append("LayerNorm's a/sqrt(b) neurons stall where the variance is small: a "
+                        "coarser --scale or a higher --scale-floor makes that worse; a larger "
+                        "--eta0 can lower the error.")
+    return " ".join(text)
 
 
 #: ``evaluate -o`` streams the recordings to the file without ``--stream`` when they would

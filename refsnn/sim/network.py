@@ -30,7 +30,7 @@ from refsnn.model.ops import OPS, AttrSpec, OpSpec, ShapeRuleError
 from refsnn.neurons.bistable import packets_started
 from refsnn.neurons.signgd import TARGETS, target_value
 from refsnn.sim.nir_ops import NIR_NEURON_OPS, NIR_SYNAPSE_OPS
-from refsnn.synapses.window import spread_forward, window_forward
+from refsnn.synapses.window import PADS, spread_forward, window_forward
 
 FORMAT = "refsnn-snn"
 FORMAT_VERSION = 2  # 2: with checksums (refsnn.checksum); version 1 files still load
@@ -132,7 +132,7 @@ SYNAPSE_OPS: dict[str, OpSpec] = {
         attrs={"kernel": AttrSpec("pair", minimum=1), "stride": AttrSpec("pair", minimum=1),
                "padding": AttrSpec("pair", default=(0, 0), minimum=0),
                "offset": AttrSpec("pair", minimum=0),
-               "pad_mode": AttrSpec("str", default="constant", choices=("constant", "edge")),
+               "pad_mode": AttrSpec("str", default="constant", choices=tuple(PADS)),
                "pad_value": AttrSpec("float", default=0.0)},
         out_shape=_window_out),
     # A reduction along one axis, broadcast back to the input's shape: the axis "mean", "sum",

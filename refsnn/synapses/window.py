@@ -20,16 +20,20 @@ from __future__ import annotations
 import numpy as np
 
 
+#: ``pad_mode`` -> ``pad(x, widths, node)``.
+PADS = {
+    "constant": lambda x, widths, node: np.pad(x, widths,
+                                               constant_values=node.attrs["pad_value"]),
+    "edge": lambda x, widths, node: np.pad(x, widths, mode="edge"),
+}
+
+
 def window_forward(node, x: np.ndarray) -> np.ndarray:
     """Apply a ``window`` node to ``x`` (B, C, H, W); returns (B, C, Ho, Wo), contiguous."""
     (kh, kw), (sh, sw), (ph, pw) = (node.attrs["kernel"], node.attrs["stride"],
                                     node.attrs["padding"])
     oy, ox = node.attrs["offset"]
-    widths = ((0, 0), (0, 0), (ph, ph), (pw, pw))
-    if node.attrs["pad_mode"] == "edge":
-        xp = np.pad(x, widths, mode="edge")
-    else:
-        xp = np.pad(x, widths, constant_values=node.attrs["pad_value"])
+    xp = PADS[node.attrs["pad_mode"]](x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), node)
     ho = (xp.shape[2] - kh) // sh + 1
     wo = (xp.shape[3] - kw) // sw + 1
     return np.ascontiguousarray(xp[:, :, oy:oy + sh * (ho - 1) + 1:sh,
