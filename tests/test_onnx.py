@@ -292,3 +292,19 @@ def test_convert_and_diagnose_read_onnx(tmp_path, capsys):
     assert main(["diagnose", str(path), "--data", str(data), "--limit", "8", "--steps", "8",
                  "--json"]) == 0
     assert '"diagnostics"' in capsys.readouterr().out
+
+
+def test_every_truncation_is_a_one_line_error(tmp_path):
+    """A file cut anywhere either still reads (cut at a field boundary after what matters) or
+    ends in a ModelFormatError of one line naming the file; never another exception."""
+    data = save(_conv(pads=[1, 1, 1, 1]), tmp_path).read_bytes()
+    cut = tmp_path / "cut.onnx"
+    errors = 0
+    for n in range(0, len(data), 3):
+        cut.write_bytes(data[:n])
+        try:
+            load_onnx(cut)
+        except ModelFormatError as e:
+            assert str(e).startswith(f"{cut}: ") and "\n" not in str(e)
+            errors += 1
+    assert errors > len(data) // 6

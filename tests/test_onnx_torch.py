@@ -363,8 +363,8 @@ def test_evaluate_onnx_reproduces_h5(name, tmp_path, capsys):
         ["--method", "signgd"] if name in NON_RELU else []
     results = []
     for model in (h5, path):
-        assert main(["evaluate", str(model), "--data", str(DATA / "digits.h5"), "--limit", "48",
-                     "--steps", "8,32", "--json"] + method) == 0
+        assert main(["evaluate", str(model), "--data", str(DATA / "digits.h5"), "--limit", "16",
+                     "--steps", "8,16", "--json"] + method) == 0
         out = json.loads(capsys.readouterr().out)
         out.pop("model")
         results.append(out)
