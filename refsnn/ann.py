@@ -165,6 +165,34 @@ def _affine(node: Node, x):
         _along(node.params["bias"], axis, x.ndim)
 
 
+def _log_softmax(node: Node, x):
+    shifted = x - np.max(x, axis=-1, keepdims=True)
+    return shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
+
+
+def _concat(node: Node, *xs):
+    return np.concatenate(xs, axis=1 + node.attrs["axis"])
+
+
+def _expand(node: Node, x):
+    return np.ascontiguousarray(np.broadcast_to(x, (x.shape[0],) + parse_shape(
+        node.attrs["shape"])))
+
+
+def _upsample(node: Node, x):
+    sh, sw = node.attrs["scale"]
+    return np.repeat(np.repeat(x, sh, axis=2), sw, axis=3)
+
+
+def _zero_pad(node: Node, x):
+    return np.pad(x, ((0, 0), (0, 0), node.attrs["rows"], node.attrs["cols"]))
+
+
+def hardsigmoid(x):
+    """``relu6(x + 3) / 6`` as torch computes it: clip, then divide."""
+    return np.clip(x + 3.0, 0.0, 6.0) / 6.0
+
+
 FORWARD: dict[str, Callable] = {
     "linear": _linear,
     "conv2d": _conv2d,
@@ -193,6 +221,13 @@ FORWARD: dict[str, Callable] = {
     "scale": _scale,
     "affine": _affine,
     "reshape": lambda node, x: x.reshape((x.shape[0],) + parse_shape(node.attrs["shape"])),
+    "concat": _concat,
+    "expand": _expand,
+    "upsample": _upsample,
+    "pad": _zero_pad,
+    "hardsigmoid": lambda node, x: hardsigmoid(x),
+    "hardswish": lambda node, x: x * np.clip(x + 3.0, 0.0, 6.0) / 6.0,  # torch's order
+    "log_softmax": _log_softmax,
 }
 """Operator name -> ``f(node, *inputs) -> output``, all batched."""
 

@@ -34,7 +34,8 @@ from refsnn.sim.network import NEURON_FORWARD, NEURON_OPS, SNN_OPS, SpikingNetwo
 
 #: Operators that stay synapses: affine maps, applied per step to increments.
 AFFINE = ("linear", "conv2d", "batchnorm", "avgpool2d", "flatten", "add", "identity",
-          "transpose", "mean", "scale", "affine", "reshape")
+          "transpose", "mean", "scale", "affine", "reshape", "concat", "expand", "upsample",
+          "pad")
 
 #: ANN operator -> (signGD target, attributes it passes on).
 ACTIVATIONS = {
@@ -48,9 +49,11 @@ ACTIVATIONS = {
     "square": ("square", ()),
     "exp": ("exp", ()),
     "multiply": ("multiply", ()),
+    "hardsigmoid": ("hardsigmoid", ()),
+    "hardswish": ("hardswish", ()),
 }
 #: Every operator that becomes neurons.
-NONLINEAR = (*ACTIVATIONS, "gelu", "maxpool2d", "layernorm", "softmax")
+NONLINEAR = (*ACTIVATIONS, "gelu", "maxpool2d", "layernorm", "softmax", "log_softmax")
 ENCODINGS = ("exact", "gd")
 SCALES = ("element", "channel", "layer")
 #: Operators of the draft graph, whose ``sgd`` nodes have no parameters yet.
@@ -187,6 +190,8 @@ def _rewrite(graph: Graph, compat: bool) -> list[dict]:
             out.extend(_layernorm(d, compat))
         elif op == "softmax":
             out.extend(_softmax(d, compat))
+        elif op == "log_softmax":
+            out.extend(_log_softmax(d, compat, graph.shapes[d["name"]][-1]))
         else:
             out.append(d)
     return out
@@ -257,6 +262,21 @@ def _softmax(d: dict, compat: bool) -> list[dict]:
         _neuron(f"{n}.exp", d["inputs"], "exp", compat),
         _spread(f"{n}.sum", f"{n}.exp", "last", "sum"),
         _neuron(n, [f"{n}.exp", f"{n}.sum"], "divide", compat, eps=1e-12),
+    ]
+
+
+def _log_softmax(d: dict, compat: bool, width: int) -> list[dict]:
+    """log_softmax as neurons: e = exp(x) (neuron), s = sum(e) (synapse), l = log(s) (neuron),
+    y = x - l (synapses: a scale by -1 and an add). The log's argument counts as at least
+    1e-12."""
+    n, src = d["name"], d["inputs"][0]
+    return [
+        _neuron(f"{n}.exp", [src], "exp", compat),
+        _spread(f"{n}.sum", f"{n}.exp", "last", "sum"),
+        _neuron(f"{n}.log", [f"{n}.sum"], "log", compat, eps=1e-12),
+        {"name": f"{n}.neg", "op": "scale", "inputs": [f"{n}.log"], "attrs": {"axis": "last"},
+         "params": {"weight": -np.ones(width)}},
+        {"name": n, "op": "add", "inputs": [src, f"{n}.neg"], "attrs": {}, "params": {}},
     ]
 
 

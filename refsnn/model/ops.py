@@ -261,6 +261,43 @@ def _mean_out(attrs, in_shapes, params):
     return out
 
 
+def _concat_out(attrs, in_shapes, params):
+    first = in_shapes[0]
+    axis = attrs["axis"]
+    if axis >= len(first):
+        raise ShapeRuleError("axis", f"a per-sample axis of {first} (0..{len(first) - 1})",
+                             str(axis))
+    for s in in_shapes[1:]:
+        if len(s) != len(first) or any(a != b for i, (a, b) in enumerate(zip(s, first))
+                                        if i != axis):
+            raise ShapeRuleError("inputs", f"shapes equal to {first} except along axis {axis}",
+                                 str(s))
+    return tuple(sum(s[axis] for s in in_shapes) if i == axis else d
+                 for i, d in enumerate(first))
+
+
+def _expand_out(attrs, in_shapes, params):
+    shape = parse_shape(attrs["shape"])
+    src = in_shapes[0]
+    if len(src) != len(shape) or any(a not in (1, b) for a, b in zip(src, shape)):
+        raise ShapeRuleError("shape", f"a shape of rank {len(src)} that {src} broadcasts to "
+                             f"(each axis equal or the input's is 1)", str(shape))
+    return shape
+
+
+def _upsample_out(attrs, in_shapes, params):
+    _need_rank(in_shapes[0], (3,), "upsample takes (C, H, W)")
+    c, h, w = in_shapes[0]
+    sh, sw = attrs["scale"]
+    return (c, h * sh, w * sw)
+
+
+def _pad_out(attrs, in_shapes, params):
+    _need_rank(in_shapes[0], (3,), "pad takes (C, H, W)")
+    c, h, w = in_shapes[0]
+    return (c, h + sum(attrs["rows"]), w + sum(attrs["cols"]))
+
+
 _POOL_ATTRS = {
     "kernel": AttrSpec("pair", minimum=1),
     "stride": AttrSpec("pair", minimum=1),
@@ -327,5 +364,23 @@ OPS: dict[str, OpSpec] = {
                params=("weight", "bias"), param_shapes=_affine_params),
         # A C-order reshape of the per-sample array, e.g. (C, H, W) -> (C, H*W).
         OpSpec("reshape", 1, attrs={"shape": AttrSpec("str")}, out_shape=_reshape_out),
+        # Concatenation of two or more inputs along one per-sample axis (0: the channels).
+        OpSpec("concat", -2, attrs={"axis": AttrSpec("int", minimum=0)},
+               out_shape=_concat_out),
+        # Broadcast to a larger shape of the same rank (axes of size 1 repeated), e.g. the
+        # per-channel gate (C, 1, 1) of squeeze-and-excitation to (C, H, W).
+        OpSpec("expand", 1, attrs={"shape": AttrSpec("str")}, out_shape=_expand_out),
+        # Nearest-neighbour upsampling by integer factors: out[c, y, x] = in[c, y // sh, x // sw].
+        OpSpec("upsample", 1, attrs={"scale": AttrSpec("pair", minimum=1)},
+               out_shape=_upsample_out),
+        # Zero padding, possibly asymmetric: rows = (top, bottom), cols = (left, right).
+        OpSpec("pad", 1, attrs={"rows": AttrSpec("pair", minimum=0),
+                                "cols": AttrSpec("pair", minimum=0)}, out_shape=_pad_out),
+        # MobileNetV3's hardsigmoid relu6(x + 3) / 6 and hardswish x * hardsigmoid(x).
+        OpSpec("hardsigmoid", 1),
+        OpSpec("hardswish", 1),
+        # log(softmax(x)) over the last axis, e.g. the classic MNIST net's output.
+        OpSpec("log_softmax", 1,
+               attrs={"axis": AttrSpec("str", default="last", choices=("last",))}),
     ]
 }

@@ -151,7 +151,8 @@ class BatchNorm(StepOp):
 
 class ForwardStep(StepOp):
     """Operators whose step is their ANN function applied to the step's value: transpose,
-    mean, reshape, layer scale, per-axis affine, and signGD's window and spread. They have no
+    mean, reshape, layer scale, per-axis affine, concatenation, broadcasting, nearest
+    upsampling, zero padding, and signGD's window and spread. They have no
     kernel (NumPy data movement, reductions or element-wise products, the same for both
     backends); being affine, they map time averages (IF) and increments plus constants
     (signGD) correctly."""
@@ -343,5 +344,5 @@ STEP_OPS: dict[str, type[StepOp]] = {
     "flatten": Flatten, "identity": Identity, "add": Add, "maxpool2d": MaxPoolSpikes,
     "if": IFNeurons, "bistable": BistableNeurons, "sgd": SignGDNeurons,
     **{op: ForwardStep for op in ("transpose", "mean", "reshape", "scale", "affine", "window",
-                                  "spread")},
+                                  "spread", "concat", "expand", "upsample", "pad")},
 }
