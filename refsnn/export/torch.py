@@ -24,10 +24,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.fx import Node as FxNode, symbolic_trace
+from torch.fx import GraphModule, Node as FxNode, Tracer
 from torch.fx.passes.shape_prop import ShapeProp
 
-from refsnn.errors import ConversionError
+from refsnn.errors import ConversionError, ModelFormatError
 from refsnn.model.format import save_model
 from refsnn.model.graph import INPUT, Graph, make_graph
 
@@ -38,6 +38,35 @@ def _np(t) -> np.ndarray:
 
 def _pair(v):
     return (int(v), int(v)) if isinstance(v, int) else tuple(int(i) for i in v)
+
+
+class _ScopedTracer(Tracer):
+    """torch.fx's tracer, recording for every node the user's module it was traced in
+    (``node.meta["refsnn_scope"] = (path, class name)``) and the user's source line."""
+
+    def __init__(self):
+        super().__init__()
+        self.record_stack_traces = True
+        self.user_scope: list[tuple[str, str]] = []
+
+    def call_module(self, m, forward, args, kwargs):
+        self.user_scope.append((self.path_of_module(m), type(m).__name__))
+        try:
+            return super().call_module(m, forward, args, kwargs)
+        finally:
+            self.user_scope.pop()
+
+    def create_node(self, *args, **kwargs):
+        node = super().create_node(*args, **kwargs)
+        if self.user_scope:
+            node.meta["refsnn_scope"] = self.user_scope[-1]
+        return node
+
+
+def _trace(model) -> GraphModule:
+    tracer = _ScopedTracer()
+    graph = tracer.trace(model)
+    return GraphModule(tracer.root, graph, type(model).__name__)
 
 
 class _Refused(Exception):
@@ -53,6 +82,7 @@ class _Exporter:
         self.nodes: list[dict] = []
         self.names: dict[FxNode, str] = {}  # fx node -> refsnn name of its tensor value
         self.consts: dict[FxNode, torch.Tensor] = {}  # get_attr parameters and buffers
+        self.origin: dict[str, FxNode] = {}  # refsnn node name -> the fx node it came from
 
     # helpers used by the handlers -----------------------------------------------------------
     def src(self, arg) -> str:
@@ -69,30 +99,36 @@ class _Exporter:
             raise _Refused("its value is not a single tensor")
         return tuple(int(s) for s in meta.shape[1:])
 
-    def emit(self, node: FxNode, op: str, inputs, attrs=None, params=None) -> str:
+    def emit(self, node: FxNode, op: str, inputs, attrs=None, params=None, suffix="") -> str:
         # fx names the children of a bare nn.Sequential "_0", "_1", ...: say "layer_0"
-        name = "layer" + node.name if node.name.startswith("_") else node.name
+        name = ("layer" + node.name if node.name.startswith("_") else node.name) + suffix
         self.nodes.append(dict(name=name, op=op, inputs=list(inputs),
                                attrs=dict(attrs or {}), params=dict(params or {})))
+        self.origin[name] = node
         return name
 
 
 # --- leaf modules -----------------------------------------------------------------------------
 
 def _conv2d(ex, node, m: nn.Conv2d):
-    if m.padding_mode != "zeros" or _pair(m.dilation) != (1, 1):
-        raise _Refused("only zero padding and dilation 1 are supported")
-    padding = m.padding
-    if isinstance(padding, str):  # 'valid', or 'same' with stride 1 and odd kernels
+    if m.padding_mode != "zeros":
+        raise _Refused(f"padding_mode={m.padding_mode!r} (refsnn pads with zeros)")
+    if _pair(m.dilation) != (1, 1):
+        raise _Refused(f"dilation={m.dilation} (refsnn convolves with dilation 1)")
+    padding, src = m.padding, ex.src(node.args[0])
+    if isinstance(padding, str):  # 'valid', or 'same' (stride 1): total k - 1, the extra after
         k = _pair(m.kernel_size)
-        if padding == "same" and all(i % 2 for i in k):
-            padding = (k[0] // 2, k[1] // 2)
-        elif padding == "valid":
+        if padding == "valid":
             padding = (0, 0)
+        elif all(i % 2 for i in k):
+            padding = (k[0] // 2, k[1] // 2)
         else:
-            raise _Refused(f"padding={padding!r} with kernel {k}")
+            k0, k1 = k
+            rows, cols = ((k0 - 1) // 2, k0 // 2), ((k1 - 1) // 2, k1 // 2)
+            src = ex.emit(node, "pad", [src], dict(rows=rows, cols=cols), suffix=".pad")
+            padding = (0, 0)
     bias = _np(m.bias) if m.bias is not None else np.zeros(m.out_channels)
-    return ex.emit(node, "conv2d", [ex.src(node.args[0])],
+    return ex.emit(node, "conv2d", [src],
                    dict(stride=_pair(m.stride), padding=_pair(padding), groups=int(m.groups)),
                    dict(weight=_np(m.weight), bias=bias))
 
@@ -131,15 +167,24 @@ def _window_attrs(m) -> dict:
     return dict(kernel=_pair(m.kernel_size), stride=_pair(stride), padding=_pair(m.padding))
 
 
+def _unsupported(m, allowed: dict) -> None:
+    """Refuse naming every setting of ``m`` that is not its ``allowed`` value."""
+    bad = [f"{k}={getattr(m, k)!r}" for k, v in allowed.items() if getattr(m, k) != v]
+    if bad:
+        wanted = ", ".join(f"{k}={v!r}" for k, v in allowed.items())
+        raise _Refused(f"{', '.join(bad)} is not supported (refsnn pools with {wanted})")
+
+
 def _avgpool(ex, node, m: nn.AvgPool2d):
-    if m.ceil_mode or not m.count_include_pad or m.divisor_override is not None:
-        raise _Refused("only ceil_mode=False, count_include_pad=True, divisor_override=None")
+    _unsupported(m, dict(ceil_mode=False, count_include_pad=True, divisor_override=None))
     return ex.emit(node, "avgpool2d", [ex.src(node.args[0])], _window_attrs(m))
 
 
 def _maxpool(ex, node, m: nn.MaxPool2d):
-    if m.ceil_mode or m.return_indices or _pair(m.dilation) != (1, 1):
-        raise _Refused("only ceil_mode=False, dilation=1, return_indices=False")
+    _unsupported(m, dict(ceil_mode=False, return_indices=False))
+    if _pair(m.dilation) != (1, 1):
+        raise _Refused(f"dilation={m.dilation!r} is not supported (refsnn pools with "
+                       f"dilation=1)")
     return ex.emit(node, "maxpool2d", [ex.src(node.args[0])], _window_attrs(m))
 
 
@@ -155,11 +200,42 @@ def _adaptive_avgpool(ex, node, m: nn.AdaptiveAvgPool2d):
     return ex.emit(node, "avgpool2d", [ex.src(node.args[0])], dict(kernel=k, stride=k))
 
 
-def _softmax(ex, node, m: nn.Softmax):
+def _softmax(ex, node, m):
+    op = "log_softmax" if isinstance(m, nn.LogSoftmax) else "softmax"
     rank = len(ex.shape(node.args[0])) + 1
     if m.dim is None or m.dim % rank != rank - 1:
-        raise _Refused(f"softmax over dim={m.dim} (refsnn's softmax is over the last axis)")
-    return ex.emit(node, "softmax", [ex.src(node.args[0])])
+        raise _Refused(f"{op} over dim={m.dim} (refsnn's {op} is over the last axis, "
+                       f"dim=-1)")
+    return ex.emit(node, op, [ex.src(node.args[0])])
+
+
+def _upsample(ex, node, m):
+    _, h, w = ex.shape(node.args[0])
+    if m.mode != "nearest":
+        raise _Refused(f"mode={m.mode!r} is not supported (refsnn upsamples with "
+                       f"mode='nearest')")
+    _, oh, ow = ex.shape(node)
+    if oh % h or ow % w:
+        raise _Refused(f"a non-integer scale from {(h, w)} to {(oh, ow)} (refsnn repeats each "
+                       f"pixel an integer number of times)")
+    return ex.emit(node, "upsample", [ex.src(node.args[0])], dict(scale=(oh // h, ow // w)))
+
+
+def _zero_pad(ex, node, pads):
+    """``pads`` as torch orders them: (left, right[, top, bottom])."""
+    pads = [int(p) for p in pads]
+    if len(pads) not in (2, 4) or min(pads) < 0:
+        raise _Refused(f"padding {tuple(pads)} (refsnn pads the last two axes by amounts "
+                       f">= 0)")
+    left, right, top, bottom = (pads + [0, 0])[:4]
+    return ex.emit(node, "pad", [ex.src(node.args[0])],
+                   dict(rows=(top, bottom), cols=(left, right)))
+
+
+def _zeropad_module(ex, node, m):
+    if float(getattr(m, "value", 0.0)) != 0.0:
+        raise _Refused(f"value={m.value!r} is not supported (refsnn pads with zeros)")
+    return _zero_pad(ex, node, m.padding)
 
 
 def _unary(op, **attr_of):
@@ -206,10 +282,18 @@ MODULES = {
     nn.MaxPool2d: _maxpool,
     nn.AdaptiveAvgPool2d: _adaptive_avgpool,
     nn.Softmax: _softmax,
+    nn.LogSoftmax: _softmax,
+    nn.Hardswish: _unary("hardswish"),
+    nn.Hardsigmoid: _unary("hardsigmoid"),
+    nn.Upsample: _upsample,
+    nn.UpsamplingNearest2d: _upsample,
+    nn.ZeroPad2d: _zeropad_module,
+    nn.ConstantPad2d: _zeropad_module,
     nn.Flatten: _reshape,
     nn.Identity: _alias,
     nn.Dropout: _alias,
     nn.Dropout2d: _alias,
+    nn.AlphaDropout: _alias,
 }
 """Leaf module class (exact) -> handler ``(exporter, fx_node, module) -> refsnn name``."""
 
@@ -261,6 +345,113 @@ def _sig_softmax(input, dim=None, _stacklevel=3, dtype=None):
     pass
 
 
+def _sig_log_softmax(input, dim=None, _stacklevel=3, dtype=None):
+    pass
+
+
+def _sig_interpolate(input, size=None, scale_factor=None, mode="nearest", align_corners=None,
+                     recompute_scale_factor=None, antialias=False):
+    pass
+
+
+def _sig_hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
+    pass
+
+
+def _sig_dropout(input, p=0.5, training=True, inplace=False):
+    pass
+
+
+def _sig_stochastic_depth(input, p, mode, training=True):
+    pass
+
+
+def _sig_layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
+    pass
+
+
+def _sig_pad(input, pad, mode="constant", value=None):
+    pass
+
+
+def _bind(signature, node):
+    bound = inspect.signature(signature).bind(*node.args, **node.kwargs)
+    bound.apply_defaults()
+    return bound.arguments
+
+
+def _dropout(ex, node):
+    """``F.dropout`` and its kin: the identity when ``training=False``. Their default is
+    ``training=True``, which drops even in eval mode, so that is refused."""
+    if _bind(_sig_dropout, node)["training"] is not False:
+        raise _Refused("training=True (the functional dropout's default drops even in eval "
+                       "mode; call it with training=self.training)")
+    return ex.src(node.args[0])
+
+
+def _stochastic_depth(ex, node):
+    """torchvision's ``stochastic_depth``: the identity when not training (or ``p == 0``)."""
+    a = _bind(_sig_stochastic_depth, node)
+    if a["training"] is not False and a["p"] != 0:
+        raise _Refused(f"training=True with p={a['p']!r} (it drops rows at random; export "
+                       f"in eval mode)")
+    return ex.src(node.args[0])
+
+
+def _const(ex, arg, what):
+    if arg is None:
+        return None
+    if isinstance(arg, FxNode):
+        if arg not in ex.consts:
+            raise _Refused(f"{what} is computed, not a parameter")
+        return ex.consts[arg]
+    return torch.as_tensor(arg)
+
+
+def _layer_norm(ex, node):
+    a = _bind(_sig_layer_norm, node)
+    shape = tuple(a["normalized_shape"]) if not isinstance(a["normalized_shape"], int) \
+        else (a["normalized_shape"],)
+    m = nn.LayerNorm(shape, eps=float(a["eps"]), dtype=torch.float64)
+    with torch.no_grad():
+        for key in ("weight", "bias"):
+            value = _const(ex, a[key], key)
+            getattr(m, key).copy_(value if value is not None else getattr(m, key))
+    return _layernorm(ex, node, m)
+
+
+def _relu6(ex, node):
+    return ex.emit(node, "hardtanh", [ex.src(node.args[0])],
+                   dict(min_value=0.0, max_value=6.0))
+
+
+def _hardtanh(ex, node):
+    a = _bind(_sig_hardtanh, node)
+    return ex.emit(node, "hardtanh", [ex.src(node.args[0])],
+                   dict(min_value=float(a["min_val"]), max_value=float(a["max_val"])))
+
+
+def _pad(ex, node):
+    a = _bind(_sig_pad, node)
+    if a["mode"] != "constant" or (a["value"] or 0.0) != 0.0:
+        raise _Refused(f"mode={a['mode']!r}, value={a['value']!r} is not supported (refsnn "
+                       f"pads with zeros: mode='constant', value=0)")
+    return _zero_pad(ex, node, a["pad"])
+
+
+def _cat(ex, node):
+    tensors = node.args[0] if node.args else node.kwargs.get("tensors")
+    dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+    rank = len(ex.shape(node)) + 1
+    if dim % rank == 0:
+        raise _Refused(f"concatenation along dim={dim}, the batch axis")
+    if not isinstance(tensors, (list, tuple)) or len(tensors) < 1:
+        raise _Refused("the tensors are not given as a list")
+    if len(tensors) == 1:
+        return ex.src(tensors[0])
+    return ex.emit(node, "concat", [ex.src(t) for t in tensors], dict(axis=dim % rank - 1))
+
+
 def _fn_unary(op):
     def handler(ex, node):
         return ex.emit(node, op, [ex.src(node.args[0])])
@@ -293,7 +484,23 @@ def _mul(ex, node):
     a, b = node.args[:2]
     tensors = [x for x in (a, b) if isinstance(x, FxNode) and x in ex.names]
     if len(tensors) == 2:
-        return ex.emit(node, "multiply", [ex.src(a), ex.src(b)])
+        sa, sb = ex.shape(a), ex.shape(b)
+        if sa == sb:
+            return ex.emit(node, "multiply", [ex.src(a), ex.src(b)])
+        out = ex.shape(node)
+        inputs = []
+        for t, shape in ((a, sa), (b, sb)):
+            if shape == out:
+                inputs.append(ex.src(t))
+            elif len(shape) == len(out) and all(i in (1, o) for i, o in zip(shape, out)):
+                # e.g. squeeze-and-excitation's gate (C, 1, 1) against (C, H, W)
+                inputs.append(ex.emit(node, "expand", [ex.src(t)],
+                                      dict(shape=",".join(map(str, out))),
+                                      suffix=f".expand{len(inputs)}"))
+            else:
+                raise _Refused(f"a product of per-sample shapes {sa} and {sb} (refsnn "
+                               f"broadcasts axes of size 1 of equal-rank tensors)")
+        return ex.emit(node, "multiply", inputs)
     if len(tensors) == 1:
         t = tensors[0]
         other = b if t is a else a
@@ -370,6 +577,21 @@ FUNCTIONS = {
     F.adaptive_avg_pool2d: _via_module(nn.AdaptiveAvgPool2d, _sig_adaptive),
     F.softmax: _via_module(nn.Softmax, _sig_softmax),
     torch.softmax: _via_module(nn.Softmax, _sig_softmax),
+    F.log_softmax: _via_module(nn.LogSoftmax, _sig_log_softmax),
+    torch.log_softmax: _via_module(nn.LogSoftmax, _sig_log_softmax),
+    F.hardswish: _fn_unary("hardswish"),
+    F.hardsigmoid: _fn_unary("hardsigmoid"),
+    F.relu6: _relu6,
+    F.hardtanh: _hardtanh,
+    F.interpolate: _via_module(nn.Upsample, _sig_interpolate),
+    F.pad: _pad,
+    F.layer_norm: _layer_norm,
+    F.dropout: _dropout,
+    F.dropout2d: _dropout,
+    F.alpha_dropout: _dropout,
+    torch.cat: _cat,
+    torch.concat: _cat,
+    torch.concatenate: _cat,
     torch.flatten: lambda ex, node: _reshape(ex, node),
     torch.reshape: lambda ex, node: _reshape(ex, node),
     operator.add: _add,
@@ -383,6 +605,11 @@ FUNCTIONS = {
 }
 """Function -> handler ``(exporter, fx_node) -> refsnn name``."""
 
+#: Functions of other packages, by ``module.qualname`` (so the package is not imported).
+NAMED_FUNCTIONS = {
+    "torchvision.ops.stochastic_depth.stochastic_depth": _stochastic_depth,
+}
+
 METHODS = {
     "relu": _fn_unary("relu"),
     "sigmoid": _fn_unary("sigmoid"),
@@ -391,6 +618,8 @@ METHODS = {
     "view": lambda ex, node: _reshape(ex, node),
     "reshape": lambda ex, node: _reshape(ex, node),
     "contiguous": lambda ex, node: _alias(ex, node),
+    "log_softmax": _via_module(nn.LogSoftmax, _sig_log_softmax),
+    "softmax": _via_module(nn.Softmax, _sig_softmax),
     "add": _add,
     "mul": _mul,
     "mean": _mean,
@@ -404,21 +633,63 @@ SIZE_FUNCTIONS = (operator.getitem, getattr)
 SIZE_METHODS = ("size", "dim")
 
 
+def _public_name(fn) -> str:
+    """A function's public dotted name (``torch.cat``, ``F.relu``, ``operator.mul``), not
+    its internal one (``torch._VariableFunctionsClass.cat``)."""
+    for prefix, mod in (("torch", torch), ("F", F), ("operator", operator)):
+        name = getattr(fn, "__name__", None)
+        if name and getattr(mod, name, None) is fn:
+            return f"{prefix}.{name}"
+    name = getattr(fn, "__qualname__", None) or str(fn)
+    mod = getattr(fn, "__module__", None) or ""
+    return f"{mod}.{name}" if mod else name
+
+
+def _where(node: FxNode) -> str:
+    """The user's source line that made ``node`` (the innermost frame outside torch and
+    refsnn's exporter), as `` at net.py, line 12``; or ''."""
+    import os
+
+    skip = (os.path.dirname(torch.__file__), os.path.abspath(__file__))
+    where = ""
+    for line in (node.stack_trace or "").splitlines():
+        parts = line.strip().split('"')  # File "path/to/net.py", line 12, in forward
+        if not parts[0].startswith("File") or len(parts) < 3:
+            continue
+        path = os.path.abspath(parts[1])
+        if path.startswith(skip[0]) or path == skip[1]:
+            continue
+        number = parts[2].split(",")[1].strip() if parts[2].count(",") >= 1 else ""
+        where = f" at {os.path.basename(path)}{', ' + number if number else ''}"
+    return where
+
+
 def _what(node: FxNode, modules) -> str:
-    """How a refusal names a traced node: its module path and class, or its function."""
+    """How a refusal names a traced node: the user's module path and class, or the function or
+    method with the module it was called in and the source line."""
     if node.op == "call_module":
         return f"module '{node.target}' ({type(modules[node.target]).__name__})"
+    scope = node.meta.get("refsnn_scope")
+    inside = f" in module '{scope[0]}' ({scope[1]})" if scope else ""
     if node.op == "call_method":
-        return f"node '{node.name}' (tensor method .{node.target}())"
+        return f"tensor method .{node.target}() (node '{node.name}'){inside}{_where(node)}"
     if node.op == "call_function":
-        name = getattr(node.target, "__qualname__", None) or str(node.target)
-        mod = getattr(node.target, "__module__", None) or ""
-        return f"node '{node.name}' (function {mod + '.' if mod else ''}{name})"
-    return f"node '{node.name}' ({node.op} {node.target})"
+        return (f"function {_public_name(node.target)} (node '{node.name}'){inside}"
+                f"{_where(node)}")
+    return f"node '{node.name}' ({node.op} {node.target}){inside}"
 
 
-def to_graph(module: torch.nn.Module, example_input: torch.Tensor) -> Graph:
-    """Trace ``module`` and return its refsnn :class:`~refsnn.model.graph.Graph` (float64).
+def _channels_last_input(shape) -> str:
+    if len(shape) == 3 and shape[2] in (1, 3, 4) and shape[0] not in (1, 3, 4):
+        c, h, w = shape[2], shape[0], shape[1]
+        return (f"; the shape looks channels-last (H, W, C): PyTorch and refsnn take "
+                f"channels-first (C, H, W), i.e. --input-shape {c},{h},{w} and data "
+                f"transposed with x.transpose(0, 3, 1, 2)")
+    return ""
+
+
+def to_graph(module: torch.nn.Module, example_input: torch.Tensor, dtype=np.float64) -> Graph:
+    """Trace ``module`` and return its refsnn :class:`~refsnn.model.graph.Graph`.
 
     Parameters
     ----------
@@ -426,6 +697,9 @@ def to_graph(module: torch.nn.Module, example_input: torch.Tensor) -> Graph:
         Exported in eval mode (a float64 copy; the module itself is not changed).
     example_input : torch.Tensor, shape (B, *input_shape)
         A batch; fixes the per-sample input shape and every traced shape.
+    dtype : {numpy.float64, numpy.float32}
+        The graph's parameter dtype (the module is traced in float64 either way; float32
+        halves the file).
 
     Raises
     ------
@@ -434,7 +708,7 @@ def to_graph(module: torch.nn.Module, example_input: torch.Tensor) -> Graph:
     """
     model = copy.deepcopy(module).to(torch.float64).eval()
     try:
-        gm = symbolic_trace(model)
+        gm = _trace(model)
     except Exception as e:  # data-dependent control flow and the like
         raise ConversionError(f"torch.fx cannot trace {type(module).__name__}: "
                               f"{str(e).splitlines()[0]}") from None
@@ -447,7 +721,8 @@ def to_graph(module: torch.nn.Module, example_input: torch.Tensor) -> Graph:
         cause = e.__cause__ or e
         raise ConversionError(f"{type(module).__name__} cannot run on inputs of shape "
                               f"{tuple(x.shape[1:])} (per sample): "
-                              f"{str(cause).strip().splitlines()[0]}") from None
+                              f"{str(cause).strip().splitlines()[0]}"
+                              f"{_channels_last_input(tuple(x.shape[1:]))}") from None
     ex = _Exporter(gm)
     output = None
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
@@ -467,12 +742,17 @@ def to_graph(module: torch.nn.Module, example_input: torch.Tensor) -> Graph:
                 ex.names[node] = handler(ex, node, ex.modules[node.target])
             elif node.op in ("call_function", "call_method") and "tensor_meta" not in node.meta:
                 # a size or an int, e.g. x.size(0): only reshapes read it, and they use the
-                # traced shape instead
+                # traced shape instead; likewise arithmetic on sizes and shape asserts
+                # (torch._assert), which read no tensor
                 if node.target in SIZE_FUNCTIONS or node.target in SIZE_METHODS:
+                    continue
+                if not any(a in ex.names for a in node.all_input_nodes):
                     continue
                 raise _Refused("its value is not a tensor")
             elif node.op == "call_function":
-                handler = FUNCTIONS.get(node.target)
+                handler = FUNCTIONS.get(node.target) or NAMED_FUNCTIONS.get(
+                    f"{getattr(node.target, '__module__', '')}."
+                    f"{getattr(node.target, '__qualname__', '')}")
                 if handler is None:
                     raise _Refused("no refsnn operator for this function")
                 ex.names[node] = handler(ex, node)
@@ -490,11 +770,19 @@ def to_graph(module: torch.nn.Module, example_input: torch.Tensor) -> Graph:
                                   f"{e}") from None
     if output == INPUT:
         raise ConversionError(f"{type(module).__name__} returns its input unchanged")
-    return make_graph(tuple(x.shape[1:]), ex.nodes, output,
-                      file=f"<torch {type(module).__name__}>")
+    try:
+        return make_graph(tuple(x.shape[1:]), ex.nodes, output,
+                          file=f"<torch {type(module).__name__}>", dtype=dtype)
+    except ModelFormatError as e:  # say it in the user's terms, not the format's paths
+        name = e.path.rsplit("/", 1)[-1]
+        node = ex.origin.get(name)
+        what = _what(node, ex.modules) if node is not None else f"node '{name}'"
+        raise ConversionError(f"{what} cannot be exported to refsnn: {e.field}: expected "
+                              f"{e.expected}, found {e.found}") from None
 
 
-def from_torch(module: torch.nn.Module, example_input: torch.Tensor, path) -> Graph:
+def from_torch(module: torch.nn.Module, example_input: torch.Tensor, path,
+               dtype=np.float64) -> Graph:
     """Trace ``module`` (torch.fx) and write it to ``path`` in refsnn's HDF5 model format.
 
     Parameters
@@ -503,13 +791,15 @@ def from_torch(module: torch.nn.Module, example_input: torch.Tensor, path) -> Gr
     example_input : torch.Tensor, shape (B, *input_shape)
     path : str or Path
         The model file to write (atomically).
+    dtype : {numpy.float64, numpy.float32}
+        The parameters' dtype in the file.
 
     Returns
     -------
     Graph
-        The exported graph (float64), as written.
+        The exported graph, as written.
     """
-    graph = to_graph(module, example_input)
+    graph = to_graph(module, example_input, dtype)
     save_model(graph, path)
     return graph
 
