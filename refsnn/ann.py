@@ -174,6 +174,12 @@ def _concat(node: Node, *xs):
     return np.concatenate(xs, axis=1 + node.attrs["axis"])
 
 
+def _slice(node: Node, x):
+    index = [slice(None)] * x.ndim
+    index[1 + node.attrs["axis"]] = slice(node.attrs["start"], node.attrs["stop"])
+    return np.ascontiguousarray(x[tuple(index)])
+
+
 def _expand(node: Node, x):
     return np.ascontiguousarray(np.broadcast_to(x, (x.shape[0],) + parse_shape(
         node.attrs["shape"])))
@@ -223,6 +229,7 @@ FORWARD: dict[str, Callable] = {
     "reshape": lambda node, x: x.reshape((x.shape[0],) + parse_shape(node.attrs["shape"])),
     "concat": _concat,
     "expand": _expand,
+    "slice": _slice,
     "upsample": _upsample,
     "pad": _zero_pad,
     "hardsigmoid": lambda node, x: hardsigmoid(x),

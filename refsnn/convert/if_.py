@@ -19,7 +19,7 @@ from refsnn.sim.network import SNN_OPS, SpikingNetwork
 #: ReLU6) become neurons, the rest are synapses.
 SUPPORTED = ("linear", "conv2d", "batchnorm", "relu", "hardtanh", "avgpool2d", "maxpool2d",
              "flatten", "add", "identity", "transpose", "mean", "reshape", "scale", "affine",
-             "concat", "expand", "upsample", "pad")
+             "concat", "expand", "slice", "upsample", "pad")
 #: Output operators that preserve the argmax of their input: a rate-coded readout stops before
 #: them (:func:`argmax_readout`).
 ARGMAX_PRESERVING = ("softmax", "log_softmax")

@@ -82,6 +82,7 @@ class _Exporter:
         self.nodes: list[dict] = []
         self.names: dict[FxNode, str] = {}  # fx node -> refsnn name of its tensor value
         self.consts: dict[FxNode, torch.Tensor] = {}  # get_attr parameters and buffers
+        self.pieces: dict[FxNode, tuple] = {}  # chunk/split node -> (source, slices)
         self.origin: dict[str, FxNode] = {}  # refsnn node name -> the fx node it came from
 
     # helpers used by the handlers -----------------------------------------------------------
@@ -452,6 +453,50 @@ def _cat(ex, node):
     return ex.emit(node, "concat", [ex.src(t) for t in tensors], dict(axis=dim % rank - 1))
 
 
+def _split(ex, node):
+    """``torch.chunk`` / ``split`` (and the methods): remember the pieces; each ``[i]`` taken
+    from the result becomes a ``slice`` node (see :func:`_getitem`)."""
+    meta = node.meta.get("tensor_meta")
+    if not isinstance(meta, (tuple, list)):
+        raise _Refused("its value is not a tuple of tensors")
+    sig = (lambda input, chunks, dim=0: None) if node.target in ("chunk", torch.chunk) else \
+        (lambda tensor, split_size_or_sections, dim=0: None)
+    bound = inspect.signature(sig).bind(*node.args, **node.kwargs)
+    bound.apply_defaults()
+    src = node.args[0]
+    rank = len(ex.shape(src)) + 1
+    dim = bound.arguments["dim"] % rank
+    if dim == 0:
+        raise _Refused("it splits the batch axis (axis 0)")
+    start, pieces = 0, []
+    for m in meta:
+        size = int(m.shape[dim])
+        pieces.append((dim - 1, start, start + size))
+        start += size
+    ex.pieces[node] = (ex.src(src), pieces)
+    return None
+
+
+def _getitem(ex, node):
+    """A piece of a chunk/split, or ``x[:, a:b]``-style slicing along one axis."""
+    src, index = node.args
+    if src in ex.pieces:
+        name, pieces = ex.pieces[src]
+        axis, start, stop = pieces[index]
+    else:
+        index = index if isinstance(index, tuple) else (index,)
+        shape = ex.shape(src)
+        cut = [(i, s) for i, s in enumerate(index) if s != slice(None)]
+        if (len(index) > len(shape) + 1 or len(cut) != 1 or cut[0][0] == 0
+                or not isinstance(cut[0][1], slice) or cut[0][1].step not in (None, 1)):
+            raise _Refused(f"indexing with {index!r} (refsnn slices one per-sample axis, "
+                           f"step 1)")
+        axis = cut[0][0] - 1
+        start, stop, _ = cut[0][1].indices(shape[axis])
+        name = ex.src(src)
+    return ex.emit(node, "slice", [name], dict(axis=axis, start=start, stop=stop))
+
+
 def _fn_unary(op):
     def handler(ex, node):
         return ex.emit(node, op, [ex.src(node.args[0])])
@@ -590,6 +635,9 @@ FUNCTIONS = {
     F.dropout2d: _dropout,
     F.alpha_dropout: _dropout,
     torch.cat: _cat,
+    torch.chunk: _split,
+    torch.split: _split,
+    operator.getitem: _getitem,
     torch.concat: _cat,
     torch.concatenate: _cat,
     torch.flatten: lambda ex, node: _reshape(ex, node),
@@ -618,6 +666,8 @@ METHODS = {
     "view": lambda ex, node: _reshape(ex, node),
     "reshape": lambda ex, node: _reshape(ex, node),
     "contiguous": lambda ex, node: _alias(ex, node),
+    "chunk": _split,
+    "split": _split,
     "log_softmax": _via_module(nn.LogSoftmax, _sig_log_softmax),
     "softmax": _via_module(nn.Softmax, _sig_softmax),
     "add": _add,
@@ -740,6 +790,9 @@ def to_graph(module: torch.nn.Module, example_input: torch.Tensor, dtype=np.floa
                 if handler is None:
                     raise _Refused("no refsnn operator for this module class")
                 ex.names[node] = handler(ex, node, ex.modules[node.target])
+            elif node.target in (torch.chunk, torch.split, "chunk", "split"):
+                handler = FUNCTIONS.get(node.target) or METHODS.get(node.target)
+                handler(ex, node)
             elif node.op in ("call_function", "call_method") and "tensor_meta" not in node.meta:
                 # a size or an int, e.g. x.size(0): only reshapes read it, and they use the
                 # traced shape instead; likewise arithmetic on sizes and shape asserts

@@ -285,6 +285,17 @@ def _expand_out(attrs, in_shapes, params):
     return shape
 
 
+def _slice_out(attrs, in_shapes, params):
+    shape, axis = in_shapes[0], attrs["axis"]
+    if axis >= len(shape):
+        raise ShapeRuleError("axis", f"a per-sample axis of {shape} (0..{len(shape) - 1})",
+                             str(axis))
+    if not attrs["start"] < attrs["stop"] <= shape[axis]:
+        raise ShapeRuleError("stop", f"start < stop <= {shape[axis]} (axis {axis})",
+                             f"start {attrs['start']}, stop {attrs['stop']}")
+    return tuple(attrs["stop"] - attrs["start"] if i == axis else d for i, d in enumerate(shape))
+
+
 def _upsample_out(attrs, in_shapes, params):
     _need_rank(in_shapes[0], (3,), "upsample takes (C, H, W)")
     c, h, w = in_shapes[0]
@@ -367,6 +378,10 @@ OPS: dict[str, OpSpec] = {
         # Concatenation of two or more inputs along one per-sample axis (0: the channels).
         OpSpec("concat", -2, attrs={"axis": AttrSpec("int", minimum=0)},
                out_shape=_concat_out),
+        # The elements start..stop-1 along one per-sample axis (torch.chunk / split pieces).
+        OpSpec("slice", 1, attrs={"axis": AttrSpec("int", minimum=0),
+                                  "start": AttrSpec("int", minimum=0),
+                                  "stop": AttrSpec("int", minimum=1)}, out_shape=_slice_out),
         # Broadcast to a larger shape of the same rank (axes of size 1 repeated), e.g. the
         # per-channel gate (C, 1, 1) of squeeze-and-excitation to (C, H, W).
         OpSpec("expand", 1, attrs={"shape": AttrSpec("str")}, out_shape=_expand_out),

@@ -344,5 +344,5 @@ STEP_OPS: dict[str, type[StepOp]] = {
     "flatten": Flatten, "identity": Identity, "add": Add, "maxpool2d": MaxPoolSpikes,
     "if": IFNeurons, "bistable": BistableNeurons, "sgd": SignGDNeurons,
     **{op: ForwardStep for op in ("transpose", "mean", "reshape", "scale", "affine", "window",
-                                  "spread", "concat", "expand", "upsample", "pad")},
+                                  "spread", "concat", "expand", "slice", "upsample", "pad")},
 }
