@@ -14,7 +14,8 @@ from scipy.special import erf, expit
 
 from refsnn.checks import check_batch
 from refsnn.model.graph import INPUT, Graph, Node
-from refsnn.model.ops import axis_index, mean_axes, parse_perm, parse_shape
+from refsnn.model.ops import (axis_index, mean_axes, parse_perm, parse_shape, pool_overhang,
+                              pool_size)
 
 
 def _linear(node: Node, x):
@@ -66,9 +67,12 @@ def _pool(node: Node, x, pad_value, reduce):
     kh, kw = node.attrs["kernel"]
     sh, sw = node.attrs["stride"]
     ph, pw = node.attrs["padding"]
-    xp = _pad(x, ph, pw, pad_value)
-    ho = (xp.shape[2] - kh) // sh + 1
-    wo = (xp.shape[3] - kw) // sw + 1
+    ceil = node.attrs.get("ceil_mode", 0)
+    ho = pool_size(x.shape[2], kh, sh, ph, ceil)
+    wo = pool_size(x.shape[3], kw, sw, pw, ceil)
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph + pool_overhang(x.shape[2], kh, sh, ph, ho)),
+                    (pw, pw + pool_overhang(x.shape[3], kw, sw, pw, wo))),
+                constant_values=pad_value)
     return reduce([view for _, _, view in _windows(xp, kh, kw, sh, sw, ho, wo)])
 
 

@@ -227,7 +227,8 @@ def test_golden_cases_cover_every_op():
 
 def test_golden_data_stays_small():
     total = sum(p.stat().st_size for p in GOLDEN.iterdir())
-    assert total < 1_000_000, f"data/golden holds {total} bytes"
+    # 1.2 MB since the model-coverage cases (if_structure, signgd_mobile: 146 kB) joined
+    assert total < 1_200_000, f"data/golden holds {total} bytes"
 
 
 # --- recorded input (Poisson) ---------------------------------------------------------------

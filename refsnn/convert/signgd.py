@@ -214,7 +214,8 @@ def _max_tree(d: dict, compat: bool) -> list[dict]:
                           "inputs": d["inputs"],
                           "attrs": {"kernel": a["kernel"], "stride": a["stride"],
                                     "padding": a["padding"], "offset": (oy, ox),
-                                    "pad_value": -1e6 if any(a["padding"]) else 0.0},
+                                    "pad_value": -1e6 if any(a["padding"]) or
+                                    a["ceil_mode"] else 0.0, "ceil_mode": a["ceil_mode"]},
                           "params": {}})
             level.append(nodes[-1]["name"])
     depth = 0

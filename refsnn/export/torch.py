@@ -182,11 +182,12 @@ def _avgpool(ex, node, m: nn.AvgPool2d):
 
 
 def _maxpool(ex, node, m: nn.MaxPool2d):
-    _unsupported(m, dict(ceil_mode=False, return_indices=False))
+    _unsupported(m, dict(return_indices=False))
     if _pair(m.dilation) != (1, 1):
         raise _Refused(f"dilation={m.dilation!r} is not supported (refsnn pools with "
                        f"dilation=1)")
-    return ex.emit(node, "maxpool2d", [ex.src(node.args[0])], _window_attrs(m))
+    return ex.emit(node, "maxpool2d", [ex.src(node.args[0])],
+                   dict(_window_attrs(m), ceil_mode=int(bool(m.ceil_mode))))
 
 
 def _adaptive_avgpool(ex, node, m: nn.AdaptiveAvgPool2d):

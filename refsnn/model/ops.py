@@ -135,6 +135,23 @@ def _bn_out(attrs, in_shapes, params):
     return in_shapes[0]
 
 
+def pool_size(size: int, kernel: int, stride: int, pad: int, ceil_mode: int) -> int:
+    """Output size of a pooling axis, PyTorch's rule: with ``ceil_mode`` the last window may
+    run past the padded input (it covers what is left), but must start inside the input or
+    its leading padding."""
+    span = size + 2 * pad - kernel
+    if not ceil_mode:
+        return span // stride + 1
+    out = -(-span // stride) + 1
+    return out - 1 if (out - 1) * stride >= size + pad else out
+
+
+def pool_overhang(size: int, kernel: int, stride: int, pad: int, out: int) -> int:
+    """How far the last of ``out`` windows runs past the padded input (``ceil_mode``): pad
+    that much more after the input, with a value that never wins."""
+    return max(0, (out - 1) * stride + kernel - (size + 2 * pad))
+
+
 def _pool_out(attrs, in_shapes, params):
     _need_rank(in_shapes[0], (3,), "pooling takes (C, H, W)")
     c, h, w = in_shapes[0]
@@ -143,7 +160,11 @@ def _pool_out(attrs, in_shapes, params):
     ph, pw = attrs["padding"]
     if 2 * ph > kh or 2 * pw > kw:
         raise ShapeRuleError("padding", "at most half the kernel", str((ph, pw)))
-    return (c, _window_out(h, kh, sh, ph, "kernel"), _window_out(w, kw, sw, pw, "kernel"))
+    ceil = attrs.get("ceil_mode", 0)
+    if ceil > 1:
+        raise ShapeRuleError("ceil_mode", "0 or 1", str(ceil))
+    _window_out(h, kh, sh, ph, "kernel"), _window_out(w, kw, sw, pw, "kernel")  # fit checks
+    return (c, pool_size(h, kh, sh, ph, ceil), pool_size(w, kw, sw, pw, ceil))
 
 
 def _flatten_out(attrs, in_shapes, params):
@@ -330,7 +351,10 @@ OPS: dict[str, OpSpec] = {
                param_shapes=_bn_params, out_shape=_bn_out),
         OpSpec("relu", 1),
         OpSpec("avgpool2d", 1, attrs=_POOL_ATTRS, out_shape=_pool_out),
-        OpSpec("maxpool2d", 1, attrs=_POOL_ATTRS, out_shape=_pool_out),
+        # ceil_mode 1: PyTorch's ceil_mode=True (extra windows over what is left at the end)
+        OpSpec("maxpool2d", 1, attrs={**_POOL_ATTRS,
+                                      "ceil_mode": AttrSpec("int", default=0, minimum=0)},
+               out_shape=_pool_out),
         OpSpec("flatten", 1, out_shape=_flatten_out),
         OpSpec("add", -2, out_shape=_add_out),
         OpSpec("identity", 1),

@@ -26,7 +26,7 @@ from refsnn.errors import ModelFormatError
 from refsnn.io import atomic_h5, open_h5
 from refsnn.model.format import _check_header, _str, read_graph, write_graph
 from refsnn.model.graph import Graph, check_param
-from refsnn.model.ops import OPS, AttrSpec, OpSpec, ShapeRuleError
+from refsnn.model.ops import OPS, AttrSpec, OpSpec, ShapeRuleError, pool_size
 from refsnn.neurons.bistable import packets_started
 from refsnn.neurons.signgd import TARGETS, target_value
 from refsnn.synapses.window import spread_forward, window_forward
@@ -85,7 +85,8 @@ def _window_out(attrs, in_shapes, params):
     oy, ox = attrs["offset"]
     if oy >= kh or ox >= kw:
         raise ShapeRuleError("offset", f"inside the kernel {(kh, kw)}", str((oy, ox)))
-    return (c, (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1)
+    ceil = attrs["ceil_mode"]
+    return (c, pool_size(h, kh, sh, ph, ceil), pool_size(w, kw, sw, pw, ceil))
 
 
 #: Operators of converted networks, on top of :data:`refsnn.model.ops.OPS`.
@@ -125,7 +126,8 @@ SYNAPSE_OPS: dict[str, OpSpec] = {
         attrs={"kernel": AttrSpec("pair", minimum=1), "stride": AttrSpec("pair", minimum=1),
                "padding": AttrSpec("pair", default=(0, 0), minimum=0),
                "offset": AttrSpec("pair", minimum=0),
-               "pad_value": AttrSpec("float", default=0.0)},
+               "pad_value": AttrSpec("float", default=0.0),
+               "ceil_mode": AttrSpec("int", default=0, minimum=0)},
         out_shape=_window_out),
     # A reduction along one axis, broadcast back to the input's shape: the axis "mean", "sum",
     # or "center" (x minus the mean). Linear, so it carries increments unchanged in meaning.

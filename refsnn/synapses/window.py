@@ -14,15 +14,20 @@ from __future__ import annotations
 
 import numpy as np
 
+from refsnn.model.ops import pool_overhang, pool_size
+
 
 def window_forward(node, x: np.ndarray) -> np.ndarray:
     """Apply a ``window`` node to ``x`` (B, C, H, W); returns (B, C, Ho, Wo), contiguous."""
     (kh, kw), (sh, sw), (ph, pw) = (node.attrs["kernel"], node.attrs["stride"],
                                     node.attrs["padding"])
     oy, ox = node.attrs["offset"]
-    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=node.attrs["pad_value"])
-    ho = (xp.shape[2] - kh) // sh + 1
-    wo = (xp.shape[3] - kw) // sw + 1
+    ceil = node.attrs.get("ceil_mode", 0)
+    ho = pool_size(x.shape[2], kh, sh, ph, ceil)
+    wo = pool_size(x.shape[3], kw, sw, pw, ceil)
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph + pool_overhang(x.shape[2], kh, sh, ph, ho)),
+                    (pw, pw + pool_overhang(x.shape[3], kw, sw, pw, wo))),
+                constant_values=node.attrs["pad_value"])
     return np.ascontiguousarray(xp[:, :, oy:oy + sh * (ho - 1) + 1:sh,
                                    ox:ox + sw * (wo - 1) + 1:sw])
 
