@@ -314,8 +314,10 @@ def _via_module(cls, signature):
         kwargs.pop("input")
         accepted = inspect.signature(cls.__init__).parameters
         for key in [k for k in kwargs if k not in accepted or k == "inplace"]:
-            # arguments the module does not take must be at their defaults (no effect)
-            if kwargs.pop(key) != sig.parameters[key].default and key != "inplace":
+            # arguments the module does not take must be at their defaults (no effect);
+            # inplace and softmax's warning-only _stacklevel change no value
+            value = kwargs.pop(key)
+            if value != sig.parameters[key].default and key not in ("inplace", "_stacklevel"):
                 raise _Refused(f"argument {key}={bound.arguments[key]!r}")
         return MODULES[cls](ex, node, cls(**kwargs))
     return handler
