@@ -229,10 +229,21 @@ def _topological(dicts: list[dict]) -> list[dict]:
     return out
 
 
+def _neuron_channels(graph: Graph, name: str, ops) -> bool:
+    """Whether every channel of ``name`` is a neuron layer of ``ops``: the node itself, or a
+    concatenation along the channels of such nodes (whose thresholds then line up)."""
+    if name == INPUT:
+        return False
+    node = graph.node(name)
+    if node.op == "concat" and node.attrs["axis"] == 0:
+        return all(_neuron_channels(graph, i, ops) for i in node.inputs)
+    return node.op in ops
+
+
 def check_maxpool_reads(graph: Graph, op, hint: str = "") -> None:
     """Max pooling of spikes needs one threshold per window: every ``maxpool2d`` must read an
     ``op`` node (``op`` a name or a tuple of names; its neurons share a per-channel
-    threshold).
+    threshold), or a channel concatenation of such nodes.
 
     Raises
     ------
@@ -243,7 +254,7 @@ def check_maxpool_reads(graph: Graph, op, hint: str = "") -> None:
         if node.op == "maxpool2d":
             src = node.inputs[0]
             ops = (op,) if isinstance(op, str) else tuple(op)
-            if src == INPUT or graph.node(src).op not in ops:
+            if not _neuron_channels(graph, src, ops):
                 what = "" if src == INPUT else f", a {graph.node(src).op} node"
                 also = f" (or {', '.join(ops[1:])})" if len(ops) > 1 else ""
                 raise ConversionError(f"node '{node.name}': maxpool2d must read a {ops[0]} "

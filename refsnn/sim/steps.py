@@ -187,6 +187,15 @@ class Add(StepOp):
         return out
 
 
+def channel_thresholds(graph: Graph, name: str) -> np.ndarray:
+    """The per-channel thresholds (C,) of a neuron node, or of a channel concatenation of
+    neuron nodes (the spikes max pooling reads)."""
+    node = graph.node(name)
+    if node.op == "concat":
+        return np.concatenate([channel_thresholds(graph, i) for i in node.inputs])
+    return np.asarray(node.params["threshold"])
+
+
 class MaxPoolSpikes(StepOp):
     """Max pooling of spike trains (see :mod:`refsnn.synapses.maxpool`)."""
 
@@ -195,7 +204,7 @@ class MaxPoolSpikes(StepOp):
     def __init__(self, node, graph, backend, schedule):
         super().__init__(node, graph, backend, schedule)
         self.in_shape = graph.shapes[node.inputs[0]]
-        self.theta = np.asarray(graph.node(node.inputs[0]).params["threshold"])
+        self.theta = channel_thresholds(graph, node.inputs[0])
 
     def init(self, batch):
         return (np.zeros((batch,) + self.in_shape, np.int64),
