@@ -109,7 +109,7 @@ def keras_rows(samples, steps):
                 rows.append(dict(family=name, source="keras", export=f"refused: {e}"))
                 continue
         x = x_nhwc.transpose(0, 3, 1, 2).astype(np.float64)
-        expected = np.asarray(model(x_nhwc, training=False))
+        expected = model.predict(x_nhwc, verbose=0).astype(np.float64)
         diff = float(np.max(np.abs(ann.forward(graph, x) - expected)))
         rows.append(dict(family=name, source="keras", export="exported", ann_diff=diff,
                          nodes=len(graph.nodes), methods=_methods(graph, x, steps)))
