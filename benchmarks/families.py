@@ -362,6 +362,54 @@ def squeezenet():
                          nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten())
 
 
+# --- ViT (attention) ---------------------------------------------------------------------------
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention written with matmuls (nn.MultiheadAttention's computation)."""
+
+    def __init__(self, dim, heads):
+        super().__init__()
+        self.qkv, self.proj, self.heads = nn.Linear(dim, 3 * dim), nn.Linear(dim, dim), heads
+        self.scale = (dim // heads) ** -0.5
+
+    def forward(self, x):
+        b, t, d = x.shape
+        qkv = self.qkv(x).chunk(3, dim=-1)
+        q, k, v = [qkv[i].reshape(b, t, self.heads, d // self.heads).transpose(1, 2)
+                   for i in range(3)]
+        attn = (q @ k.transpose(-2, -1) * self.scale).softmax(dim=-1)
+        return self.proj((attn @ v).transpose(1, 2).reshape(b, t, d))
+
+
+class EncoderBlock(nn.Module):
+    def __init__(self, dim, heads):
+        super().__init__()
+        self.ln_1, self.ln_2 = nn.LayerNorm(dim, eps=1e-6), nn.LayerNorm(dim, eps=1e-6)
+        self.self_attention = SelfAttention(dim, heads)
+        self.mlp = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Dropout(0.0),
+                                 nn.Linear(2 * dim, dim))
+
+    def forward(self, x):
+        x = x + self.self_attention(self.ln_1(x))
+        return x + self.mlp(self.ln_2(x))
+
+
+class ViT(nn.Module):
+    """Patch embedding (conv 4x4/4), encoder blocks, LayerNorm, mean over tokens, head. No
+    class token and no learned positional embedding (refsnn adds no full-shape constants)."""
+
+    def __init__(self, dim=8, heads=2, depth=1):
+        super().__init__()
+        self.conv_proj = nn.Conv2d(3, dim, 4, 4)
+        self.encoder = nn.Sequential(*[EncoderBlock(dim, heads) for _ in range(depth)])
+        self.ln = nn.LayerNorm(dim, eps=1e-6)
+        self.head = nn.Linear(dim, CLASSES)
+
+    def forward(self, x):
+        x = self.conv_proj(x).flatten(2).transpose(1, 2)  # (B, tokens, dim)
+        return self.head(self.ln(self.encoder(x)).mean(1))
+
+
 FAMILIES = {
     "resnet18": resnet18,
     "resnet50": resnet50,
@@ -375,6 +423,7 @@ FAMILIES = {
     "densenet": DenseNet,
     "shufflenet_v2": shufflenet_v2,
     "squeezenet": squeezenet,
+    "vit_tiny": ViT,
 }
 
 

@@ -62,9 +62,10 @@ def test_family_exports_exactly(name):
 
 
 @pytest.mark.parametrize("name", ["mobilenet_v3_small", "efficientnet_b0", "regnet_y",
-                                  "convnext_tiny", "squeezenet", "shufflenet_v2"])
+                                  "convnext_tiny", "squeezenet", "shufflenet_v2", "vit_tiny"])
 def test_family_converts_with_signgd(name):
-    """SE products, hardswish, ceil_mode pooling, chunk/concat, F.layer_norm: signGD at
+    """SE products, hardswish, ceil_mode pooling, chunk/concat, F.layer_norm, attention
+    (matmul of two activations, softmax over tokens): signGD at
     T = 64 predicts the ANN's class on every input."""
     graph, _ = _exported(name)
     x = X.numpy()

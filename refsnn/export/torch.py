@@ -500,6 +500,34 @@ def _getitem(ex, node):
     return ex.emit(node, "slice", [name], dict(axis=axis, start=start, stop=stop))
 
 
+def _matmul(ex, node):
+    """``a @ b`` of two computed tensors, per sample ``(..., T, D) @ (..., D, S)``, as refsnn
+    operators: both broadcast to ``(..., T, S, D)`` (``expand``), a ``multiply`` (two-input
+    neurons under signGD), and a sum over ``D`` (a ``linear`` map with weights 1)."""
+    a, b = node.args[:2]
+    if not all(isinstance(t, FxNode) and t in ex.names for t in (a, b)):
+        raise _Refused("a product with a constant matrix (use nn.Linear)")
+    sa, sb = ex.shape(a), ex.shape(b)
+    if len(sa) < 2 or len(sa) != len(sb) or sa[:-2] != sb[:-2] or sa[-1] != sb[-2]:
+        raise _Refused(f"a product of per-sample shapes {sa} and {sb} (refsnn multiplies "
+                       f"(..., T, D) by (..., D, S))")
+    lead, (t, d), s = sa[:-2], sa[-2:], sb[-1]
+    text = lambda shape: ",".join(map(str, shape))
+    r = len(sb)
+    swap = list(range(r))
+    swap[-1], swap[-2] = swap[-2], swap[-1]
+    big = lead + (t, s, d)
+    ra = ex.emit(node, "reshape", [ex.src(a)], dict(shape=text(lead + (t, 1, d))), suffix=".a")
+    ea = ex.emit(node, "expand", [ra], dict(shape=text(big)), suffix=".a_wide")
+    tb = ex.emit(node, "transpose", [ex.src(b)], dict(perm=text(swap)), suffix=".b_t")
+    rb = ex.emit(node, "reshape", [tb], dict(shape=text(lead + (1, s, d))), suffix=".b")
+    eb = ex.emit(node, "expand", [rb], dict(shape=text(big)), suffix=".b_wide")
+    prod = ex.emit(node, "multiply", [ea, eb], suffix=".products")
+    total = ex.emit(node, "linear", [prod], params=dict(weight=np.ones((1, d)),
+                                                          bias=np.zeros(1)), suffix=".sum")
+    return ex.emit(node, "reshape", [total], dict(shape=text(lead + (t, s))))
+
+
 def _fn_unary(op):
     def handler(ex, node):
         return ex.emit(node, op, [ex.src(node.args[0])])
@@ -638,6 +666,8 @@ FUNCTIONS = {
     F.dropout2d: _dropout,
     F.alpha_dropout: _dropout,
     torch.cat: _cat,
+    torch.matmul: _matmul,
+    operator.matmul: _matmul,
     torch.chunk: _split,
     torch.split: _split,
     operator.getitem: _getitem,
@@ -670,6 +700,7 @@ METHODS = {
     "reshape": lambda ex, node: _reshape(ex, node),
     "contiguous": lambda ex, node: _alias(ex, node),
     "chunk": _split,
+    "matmul": _matmul,
     "split": _split,
     "log_softmax": _via_module(nn.LogSoftmax, _sig_log_softmax),
     "softmax": _via_module(nn.Softmax, _sig_softmax),
