@@ -355,3 +355,32 @@ def test_channels_last_is_named_with_its_fix():
     with pytest.raises(DataFormatError, match=r"the data is channels-last \(H, W, C\).*"
                                               r"x\.transpose\(0, 3, 1, 2\)"):
         check_batch(np.zeros((2, 16, 16, 3)), (3, 16, 16))
+
+
+def test_zero_pad_before_max_pooling_of_relu_folds_into_the_pooling():
+    """Keras ResNet50's ZeroPadding2D -> MaxPooling2D after a ReLU converts with IF: on
+    activations >= 0 the zero padding is the pooling's own padding, exactly."""
+    rng = np.random.default_rng(7)
+    g = make_graph((2, 6, 6), [
+        dict(name="conv", op="conv2d", inputs=["input"], attrs=dict(padding=(1, 1)),
+             params=dict(weight=rng.normal(size=(3, 2, 3, 3)), bias=np.zeros(3))),
+        dict(name="relu", op="relu", inputs=["conv"]),
+        dict(name="pad", op="pad", inputs=["relu"], attrs=dict(rows=(1, 1), cols=(1, 1))),
+        dict(name="pool", op="maxpool2d", inputs=["pad"], attrs=dict(kernel=(3, 3),
+                                                                    stride=(2, 2))),
+        dict(name="flat", op="flatten", inputs=["pool"]),
+        dict(name="fc", op="linear", inputs=["flat"],
+             params=dict(weight=rng.normal(size=(2, 27)), bias=np.zeros(2)))], "fc")
+    x = rng.normal(size=(6, 2, 6, 6))
+    net = convert(g, "if", x, percentile=100.0)
+    assert net.graph.node("pool").attrs["padding"] == (1, 1)
+    assert "pad" not in [n.name for n in net.graph.nodes]
+    np.testing.assert_allclose(ann_limit(net, x), ann.forward(g, x), rtol=0, atol=1e-12)
+    lopsided = make_graph((2, 6, 6), [dict(name="relu", op="relu", inputs=["input"]),
+                                      dict(name="pad", op="pad", inputs=["relu"],
+                                           attrs=dict(rows=(0, 1), cols=(0, 1))),
+                                      dict(name="pool", op="maxpool2d", inputs=["pad"],
+                                           attrs=dict(kernel=(2, 2), stride=(2, 2)))], "pool")
+    with pytest.raises(ConversionError, match=r"node 'pool': maxpool2d must read a relu node.*"
+                                              r"it reads 'pad', a pad node"):
+        convert(lopsided, "if", x)

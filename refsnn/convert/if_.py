@@ -161,7 +161,7 @@ def relu_to_neurons(graph: Graph, calibration, percentile: float, per_channel: b
                 f"(supported: {', '.join(SUPPORTED)}); use --method signgd, which converts "
                 f"GELU, SiLU, LayerNorm, softmax and other nonlinearities")
         _check_clip(node)
-    folded = pool_before_batchnorm(fold_batchnorm(graph))
+    folded = pool_absorbs_pad(pool_before_batchnorm(fold_batchnorm(graph)))
     check_maxpool_reads(folded, NEURON_SOURCES,
                         "; spiking max pooling compares the spike counts of one neuron layer, "
                         "so it must come right after the ReLU (max pooling before a ReLU can "
@@ -216,6 +216,38 @@ def pool_before_batchnorm(graph: Graph) -> Graph:
     if not changed:
         return graph
     return make_graph(graph.input_shape, _topological(dicts), output, dtype=graph.dtype)
+
+
+def pool_absorbs_pad(graph: Graph) -> Graph:
+    """Keras' ZeroPadding2D -> MaxPooling2D after a ReLU as one max pooling with padding.
+
+    On ReLU (or clipped ReLU) outputs, all ``>= 0``, a zero pad never changes a window's max
+    unless the window holds padding only, which padding of at most half the kernel rules out:
+    so a symmetric ``pad`` that only a ``maxpool2d`` (without padding of its own) reads folds
+    into the pooling's ``-inf`` padding, exactly.
+    """
+    dicts = graph_to_dicts(graph)
+    by_name = {d["name"]: d for d in dicts}
+    drop = set()
+    for d in dicts:
+        if d["op"] != "maxpool2d" or d["inputs"][0] == INPUT or any(d["attrs"]["padding"]):
+            continue
+        pad = by_name[d["inputs"][0]]
+        if pad["op"] != "pad" or pad["inputs"][0] == INPUT or pad["name"] == graph.output:
+            continue
+        (top, bottom), (left, right) = pad["attrs"]["rows"], pad["attrs"]["cols"]
+        kh, kw = d["attrs"]["kernel"]
+        if (top != bottom or left != right or 2 * top > kh or 2 * left > kw
+                or by_name[pad["inputs"][0]]["op"] not in NEURON_SOURCES
+                or len(graph.consumers(pad["name"])) != 1):
+            continue
+        d["inputs"] = list(pad["inputs"])
+        d["attrs"] = {**d["attrs"], "padding": (top, left)}
+        drop.add(pad["name"])
+    if not drop:
+        return graph
+    return make_graph(graph.input_shape, [d for d in dicts if d["name"] not in drop],
+                      graph.output, dtype=graph.dtype)
 
 
 def _topological(dicts: list[dict]) -> list[dict]:
