@@ -97,9 +97,18 @@ def keras_rows(samples, steps):
                 input_shape=(32, 32, 3), weights=None, classes=10)}
     rng = np.random.default_rng(0)
     x_nhwc = rng.normal(size=(samples, 32, 32, 3)).astype(np.float32)
+    rng = np.random.default_rng(1)
     for name, build in apps.items():
         keras.utils.set_random_seed(0)
         model = build()
+        # weights=None leaves BN at mean 0, var 1, gamma 1, beta 0, and these untrained
+        # networks then give the same output for every input; random statistics (as the
+        # tests use) make the outputs differ
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                c = layer.get_weights()[0].shape[0]
+                layer.set_weights([rng.uniform(0.5, 1.5, c), rng.normal(0, 0.1, c),
+                                   rng.normal(0, 0.2, c), rng.uniform(0.5, 1.5, c)])
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "m.keras"
             model.save(path)
@@ -114,6 +123,14 @@ def keras_rows(samples, steps):
         rows.append(dict(family=name, source="keras", export="exported", ann_diff=diff,
                          nodes=len(graph.nodes), methods=_methods(graph, x, steps)))
     return rows
+
+
+def _short(message: str) -> str:
+    """A refusal's first clause: the node and the reason, without the lists and hints."""
+    for cut in (" (supported:", "; "):
+        if cut in message:
+            return message[:message.index(cut)] + " …"
+    return message
 
 
 def table(rows, steps) -> str:
@@ -131,8 +148,9 @@ def table(rows, steps) -> str:
         for m in METHODS:
             status, why, diff, wrong = r["methods"][m]
             if status == "refused":
-                cells.append(f"refused: {why}")
+                cells.append(f"refused: {_short(why)}")
             else:
+                wrong = {int(k): v for k, v in wrong.items()}  # JSON keys are strings
                 cells.append(" / ".join(f"{wrong[s]:.2f}" for s in steps) + f" ({diff:.2g})")
         lines.append(f"| {r['family']} | {r['source']} | {r['ann_diff']:.1e} | " +
                      " | ".join(cells) + " |")
@@ -148,9 +166,14 @@ def main(argv=None):
     p.add_argument("--steps", default="32,64")
     p.add_argument("--keras", action="store_true")
     p.add_argument("--json")
+    p.add_argument("--table", nargs="+", metavar="JSON",
+                   help="only print the table of rows saved with --json")
     args = p.parse_args(argv)
     steps = [int(s) for s in args.steps.split(",")]
-    rows = torch_rows(args.families.split(","), args.samples, steps)
+    if args.table:
+        print(table([r for f in args.table for r in json.loads(Path(f).read_text())], steps))
+        return
+    rows = torch_rows([f for f in args.families.split(",") if f], args.samples, steps)
     if args.keras:
         rows += keras_rows(args.samples, steps)
     print(table(rows, steps))
