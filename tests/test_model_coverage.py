@@ -384,3 +384,12 @@ def test_zero_pad_before_max_pooling_of_relu_folds_into_the_pooling():
     with pytest.raises(ConversionError, match=r"node 'pool': maxpool2d must read a relu node.*"
                                               r"it reads 'pad', a pad node"):
         convert(lopsided, "if", x)
+
+
+def test_schema_errors_are_said_in_the_users_terms():
+    """A value the format rejects (LayerNorm eps 0) is named by the user's module, not by a
+    path in no file (``<torch ...>: /nodes/ln``)."""
+    module = nn.Sequential(nn.Linear(4, 8), nn.LayerNorm(8, eps=0.0))
+    with pytest.raises(ConversionError, match=r"^module '1' \(LayerNorm\) cannot be exported to "
+                                              r"refsnn: eps: expected eps > 0, found 0\.0$"):
+        to_graph(module, torch.zeros(2, 4))
