@@ -141,9 +141,10 @@ def test_export_float32(tmp_path):
     from refsnn.cli.main import main
     from refsnn.model import load_model
 
-    (tmp_path / "net.py").write_text("import torch\nimport torch.nn as nn\n\ndef make():\n"
-                                     "    torch.manual_seed(0)\n    return nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU6(), "
-                                     "nn.Flatten(), nn.Linear(288, 4))\n")
+    (tmp_path / "net.py").write_text(
+        "import torch\nimport torch.nn as nn\n\ndef make():\n    torch.manual_seed(0)\n"
+        "    return nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU6(), nn.Flatten(), "
+        "nn.Linear(288, 4))\n")
     for dtype in ("float64", "float32"):
         assert main(["export-torch", f"{tmp_path / 'net.py'}:make", "--input-shape", "3,8,8",
                      "-o", str(tmp_path / f"{dtype}.h5"), "--dtype", dtype]) == 0

@@ -9,8 +9,8 @@ neuron layer gets a *stage*, the cycle in which it first fires:
 - a synapse (linear, conv, pooling, flatten, add, ...) has the largest stage of its inputs;
 - a neuron layer has the stage of its input plus one.
 
-Where the inputs of an ``add`` (or a ``concat``) have different stages (a residual shortcut skips the layers of
-the main path), a chain of *synchronous neurons* is inserted on the shallower input, one per
+Where the inputs of an ``add`` (or a ``concat``) have different stages (a residual shortcut
+skips the layers of the main path), a chain of *synchronous neurons* is inserted on the shallower input, one per
 missing cycle: each is a bistable neuron with identity weight and the threshold of the neuron
 layer it relays, that integrates one cycle's spikes and fires them the next, so both halves of
 the sum belong to the same packet. With ``sync=False`` nothing is inserted and the shortcut's

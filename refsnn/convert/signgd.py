@@ -34,8 +34,8 @@ from refsnn.sim.network import NEURON_FORWARD, NEURON_OPS, SNN_OPS, SpikingNetwo
 
 #: Operators that stay synapses: affine maps, applied per step to increments.
 AFFINE = ("linear", "conv2d", "batchnorm", "avgpool2d", "flatten", "add", "identity",
-          "transpose", "mean", "scale", "affine", "reshape", "concat", "expand", "slice", "upsample",
-          "pad")
+          "transpose", "mean", "scale", "affine", "reshape", "concat", "expand", "slice",
+          "upsample", "pad")
 
 #: ANN operator -> (signGD target, attributes it passes on).
 ACTIVATIONS = {
