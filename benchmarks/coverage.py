@@ -135,7 +135,7 @@ def _short(message: str) -> str:
 
 def table(rows, steps) -> str:
     t = steps[-1]
-    lines = [f"| family | source | export (max ANN diff) | " +
+    lines = ["| family | source | export (max ANN diff) | " +
              " | ".join(f"{m}: wrong at T={','.join(map(str, steps))} (max diff at T={t})"
                         for m in METHODS) + " |",
              "|---|---|---|" + "---|" * len(METHODS)]
