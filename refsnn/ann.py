@@ -14,7 +14,8 @@ from scipy.special import erf, expit
 
 from refsnn.checks import check_batch
 from refsnn.model.graph import INPUT, Graph, Node
-from refsnn.model.ops import axis_index, mean_axes, parse_perm, parse_shape
+from refsnn.model.ops import (axis_index, mean_axes, parse_perm, parse_shape, pool_overhang,
+                              pool_size)
 
 
 def _linear(node: Node, x):
@@ -66,9 +67,12 @@ def _pool(node: Node, x, pad_value, reduce):
     kh, kw = node.attrs["kernel"]
     sh, sw = node.attrs["stride"]
     ph, pw = node.attrs["padding"]
-    xp = _pad(x, ph, pw, pad_value)
-    ho = (xp.shape[2] - kh) // sh + 1
-    wo = (xp.shape[3] - kw) // sw + 1
+    ceil = node.attrs.get("ceil_mode", 0)
+    ho = pool_size(x.shape[2], kh, sh, ph, ceil)
+    wo = pool_size(x.shape[3], kw, sw, pw, ceil)
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph + pool_overhang(x.shape[2], kh, sh, ph, ho)),
+                    (pw, pw + pool_overhang(x.shape[3], kw, sw, pw, wo))),
+                constant_values=pad_value)
     return reduce([view for _, _, view in _windows(xp, kh, kw, sh, sw, ho, wo)])
 
 
@@ -165,6 +169,40 @@ def _affine(node: Node, x):
         _along(node.params["bias"], axis, x.ndim)
 
 
+def _log_softmax(node: Node, x):
+    shifted = x - np.max(x, axis=-1, keepdims=True)
+    return shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
+
+
+def _concat(node: Node, *xs):
+    return np.concatenate(xs, axis=1 + node.attrs["axis"])
+
+
+def _slice(node: Node, x):
+    index = [slice(None)] * x.ndim
+    index[1 + node.attrs["axis"]] = slice(node.attrs["start"], node.attrs["stop"])
+    return np.ascontiguousarray(x[tuple(index)])
+
+
+def _expand(node: Node, x):
+    return np.ascontiguousarray(np.broadcast_to(x, (x.shape[0],) + parse_shape(
+        node.attrs["shape"])))
+
+
+def _upsample(node: Node, x):
+    sh, sw = node.attrs["scale"]
+    return np.repeat(np.repeat(x, sh, axis=2), sw, axis=3)
+
+
+def _zero_pad(node: Node, x):
+    return np.pad(x, ((0, 0), (0, 0), node.attrs["rows"], node.attrs["cols"]))
+
+
+def hardsigmoid(x):
+    """``relu6(x + 3) / 6`` as torch computes it: clip, then divide."""
+    return np.clip(x + 3.0, 0.0, 6.0) / 6.0
+
+
 FORWARD: dict[str, Callable] = {
     "linear": _linear,
     "conv2d": _conv2d,
@@ -193,6 +231,14 @@ FORWARD: dict[str, Callable] = {
     "scale": _scale,
     "affine": _affine,
     "reshape": lambda node, x: x.reshape((x.shape[0],) + parse_shape(node.attrs["shape"])),
+    "concat": _concat,
+    "expand": _expand,
+    "slice": _slice,
+    "upsample": _upsample,
+    "pad": _zero_pad,
+    "hardsigmoid": lambda node, x: hardsigmoid(x),
+    "hardswish": lambda node, x: x * np.clip(x + 3.0, 0.0, 6.0) / 6.0,  # torch's order
+    "log_softmax": _log_softmax,
 }
 """Operator name -> ``f(node, *inputs) -> output``, all batched."""
 

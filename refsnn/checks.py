@@ -13,6 +13,16 @@ def check_choice(option: str, value, choices) -> None:
         raise OptionError(f"{option}: expected one of {', '.join(choices)}, found {value!r}")
 
 
+def channels_last_hint(found, want) -> str:
+    """A note for image data in channels-last order ``(H, W, C)`` where ``(C, H, W)`` is
+    expected; empty otherwise."""
+    found, want = tuple(found), tuple(want)
+    if len(want) == 3 and found == (want[1], want[2], want[0]):
+        return ("; the data is channels-last (H, W, C), refsnn takes channels-first "
+                "(C, H, W): transpose it with x.transpose(0, 3, 1, 2)")
+    return ""
+
+
 def check_batch(x, sample_shape, dtype=np.float64, what: str = "input batch") -> np.ndarray:
     """Return ``x`` as a C-contiguous ``dtype`` array of shape ``(B, *sample_shape)``.
 
@@ -27,7 +37,7 @@ def check_batch(x, sample_shape, dtype=np.float64, what: str = "input batch") ->
     want = tuple(sample_shape)
     if arr.ndim != len(want) + 1 or tuple(arr.shape[1:]) != want:
         raise DataFormatError(f"{what}: expected shape (B, {', '.join(map(str, want))}), "
-                              f"found {arr.shape}")
+                              f"found {arr.shape}{channels_last_hint(arr.shape[1:], want)}")
     if arr.shape[0] == 0:
         raise DataFormatError(f"{what}: expected at least one sample, found none")
     if not np.all(np.isfinite(arr)):

@@ -113,7 +113,11 @@ def evaluate(net: SpikingNetwork, x, y, steps, ann_graph: Graph | None = None,
     else:
         ann_out, limit = ann_limit(net, x, all_nodes=True)
     if ann_graph is not None:
-        ann_out = ann.forward(ann_graph, x)
+        ann_out = ann.forward(ann_graph, x, all_nodes=True)[1]
+        # a rate-coded readout that stops before an output softmax reads its input, the logits
+        before = net.options.get("readout_before")
+        out = ann_graph.output
+        ann_out = ann_out[ann_graph.node(out).inputs[0] if before == out else out]
     done_runs, done = [], 0
     if checkpoint is not None:
         if client is not None or recorders is not None:

@@ -213,7 +213,7 @@ class _Up(nn.Module):
     def __init__(self):
         super().__init__()
         self.conv = nn.Conv2d(3, 3, 3, padding=1)
-        self.up = nn.Upsample(scale_factor=2)
+        self.up = nn.Upsample(scale_factor=2, mode="bilinear")
 
     def forward(self, x):
         return self.up(self.conv(x))
@@ -244,14 +244,17 @@ class _BatchMerge(nn.Module):
 
 
 @pytest.mark.parametrize("module, message", [
-    (_Up(), r"module 'up' \(Upsample\) cannot be exported"),
-    (_Sin(), r"node 'sin' \(function .*sin\) cannot be exported"),
-    (_Dilated(), r"module 'conv' \(Conv2d\) cannot be exported to refsnn: only zero padding "
-                 r"and dilation 1"),
-    (_AddConst(), r"node 'add' \(function .*add\) cannot be exported to refsnn: adds the "
-                  r"constant 1.0"),
-    (_BatchMerge(), r"node 'reshape' \(tensor method .reshape\(\)\) cannot be exported to "
-                    r"refsnn: it merges or moves the batch axis"),
+    (_Up(), r"module 'up' \(Upsample\) cannot be exported to refsnn: mode='bilinear' is not "
+            r"supported \(refsnn upsamples with mode='nearest'\)"),
+    # functions by their public name, with the user's source line
+    (_Sin(), r"^function torch\.sin \(node 'sin'\) at test_export_torch\.py, line \d+ cannot "
+             r"be exported"),
+    (_Dilated(), r"module 'conv' \(Conv2d\) cannot be exported to refsnn: dilation=\(2, 2\) "
+                 r"\(refsnn convolves with dilation 1\)"),
+    (_AddConst(), r"^function operator\.add \(node 'add'\) at test_export_torch\.py, line \d+ "
+                  r"cannot be exported to refsnn: adds the constant 1.0"),
+    (_BatchMerge(), r"^tensor method \.reshape\(\) \(node 'reshape'\) at test_export_torch\.py, "
+                    r"line \d+ cannot be exported to refsnn: it merges or moves the batch axis"),
 ])
 def test_export_refuses_by_name(module, message, tmp_path):
     with pytest.raises(ConversionError, match=message):

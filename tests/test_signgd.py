@@ -63,7 +63,7 @@ def _single_neuron(target: float, eta0: float, gamma: float, steps: int, inclusi
 
 
 ONE_INPUT = sorted(fn for fn, t in TARGETS.items() if t.n_inputs == 1)
-ATTRS = {"slope": 0.07, "min_value": -0.5, "max_value": 1.5}
+ATTRS = {"slope": 0.07, "min_value": -0.5, "max_value": 1.5, "eps": 1e-12}  # as sgd nodes have
 
 
 @settings(max_examples=60, deadline=None)

@@ -116,6 +116,56 @@ def if_ops(seed):
              params=dict(weight=dyadic(rng, (3, 16), 0.5), bias=dyadic(rng, 3, 0.25)))], "fc")
 
 
+def if_structure(seed):
+    """The structural synapses of the model-coverage families on IF spikes: a clipped ReLU
+    (hardtanh 0..0.75, an IF neuron with theta <= 0.75), slice, concat, asymmetric zero pad,
+    nearest upsampling, a squeeze-style mean broadcast back by expand, max pooling in
+    ceil_mode, and an output log_softmax that the readout stops before."""
+    rng = np.random.default_rng(seed)
+    return make_graph((2, 4, 4), [
+        dict(name="conv", op="conv2d", inputs=["input"], attrs=dict(padding=(1, 1)),
+             params=dict(weight=dyadic(rng, (4, 2, 3, 3), 0.5), bias=dyadic(rng, 4, 0.25))),
+        dict(name="clip", op="hardtanh", inputs=["conv"],
+             attrs=dict(min_value=0.0, max_value=0.75)),
+        dict(name="half", op="slice", inputs=["clip"], attrs=dict(axis=0, start=1, stop=3)),
+        dict(name="gate", op="mean", inputs=["clip"], attrs=dict(axis="spatial", keepdims=1)),
+        dict(name="wide", op="expand", inputs=["gate"], attrs=dict(shape="4,4,4")),
+        dict(name="cat", op="concat", inputs=["half", "wide"], attrs=dict(axis=0)),
+        dict(name="pad", op="pad", inputs=["cat"], attrs=dict(rows=(0, 1), cols=(1, 0))),
+        dict(name="up", op="upsample", inputs=["pad"], attrs=dict(scale=(1, 2))),
+        dict(name="mix", op="conv2d", inputs=["up"], attrs=dict(stride=(2, 2)),
+             params=dict(weight=dyadic(rng, (3, 6, 1, 1), 0.5), bias=dyadic(rng, 3, 0.25))),
+        dict(name="relu", op="relu", inputs=["mix"]),
+        dict(name="pool", op="maxpool2d", inputs=["relu"],
+             attrs=dict(kernel=(2, 2), stride=(2, 2), ceil_mode=1)),
+        dict(name="flat", op="flatten", inputs=["pool"]),
+        dict(name="fc", op="linear", inputs=["flat"],
+             params=dict(weight=dyadic(rng, (3, 18), 0.5), bias=dyadic(rng, 3, 0.25))),
+        dict(name="out", op="log_softmax", inputs=["fc"])], "out")
+
+
+def signgd_mobile(seed):
+    """MobileNetV3's pieces as signGD neurons: hardswish, a hardsigmoid gate broadcast by
+    expand into a product (squeeze-and-excitation), max pooling in ceil_mode, log_softmax."""
+    rng = np.random.default_rng(seed)
+    return make_graph((2, 3, 3), [
+        dict(name="conv", op="conv2d", inputs=["input"], attrs=dict(padding=(1, 1)),
+             params=dict(weight=dyadic(rng, (3, 2, 3, 3), 0.5), bias=dyadic(rng, 3, 0.25))),
+        dict(name="hs", op="hardswish", inputs=["conv"]),
+        dict(name="squeeze", op="mean", inputs=["hs"], attrs=dict(axis="spatial", keepdims=1)),
+        dict(name="fc1", op="conv2d", inputs=["squeeze"],
+             params=dict(weight=dyadic(rng, (3, 3, 1, 1), 0.5), bias=dyadic(rng, 3, 0.25))),
+        dict(name="gate", op="hardsigmoid", inputs=["fc1"]),
+        dict(name="wide", op="expand", inputs=["gate"], attrs=dict(shape="3,3,3")),
+        dict(name="se", op="multiply", inputs=["hs", "wide"]),
+        dict(name="pool", op="maxpool2d", inputs=["se"],
+             attrs=dict(kernel=(2, 2), stride=(2, 2), ceil_mode=1)),
+        dict(name="flat", op="flatten", inputs=["pool"]),
+        dict(name="fc", op="linear", inputs=["flat"],
+             params=dict(weight=dyadic(rng, (3, 12), 0.5), bias=dyadic(rng, 3, 0.25))),
+        dict(name="out", op="log_softmax", inputs=["fc"])], "out")
+
+
 def mlp_qcfs(seed):
     """A QCFS MLP (the noise method's ANN) with a batchnorm that cannot be folded (it reads a
     QCFS node): eps 0 and var 4 make its scale gamma / 2 exactly."""
@@ -223,6 +273,8 @@ CASES = {
     # residual CNN case would exceed the golden data's size budget; the NIR tests and
     # benchmarks/nir_frameworks.py run the shipped CNN and ResNet instead)
     "mlp_if_reset_zero": (mlp, "if", dict(percentile=100, reset="zero")),
+    "if_structure": (if_structure, "if", dict(percentile=100)),
+    "signgd_mobile": (signgd_mobile, "signgd", dict()),
 }
 
 #: case -> (network, conversion, tolerance), the rows of README.md's table
@@ -258,6 +310,13 @@ DESCRIBE = {
                           "x·σ(1.702x), strict ties)", ORDER),
     "mlp_if_reset_zero": ("the MLP", "`if`, percentile 100, `--reset zero` (NIR-exportable)",
                           EXACT),
+    "if_structure": ("conv-ReLU6-style clip (hardtanh 0..0.75)-slice, mean-expand, concat-"
+                     "pad (0,1)x(1,0)-upsample 1x2-conv 1x1/2-ReLU-maxpool 2x2/2 ceil_mode-"
+                     "linear-log_softmax on (2, 4, 4)", "`if`, percentile 100 (readout before "
+                     "the log_softmax)", EXACT),
+    "signgd_mobile": ("conv-hardswish-SE (mean, 1x1 conv, hardsigmoid, expand, multiply)-"
+                      "maxpool 2x2/2 ceil_mode-linear-log_softmax on (2, 3, 3)",
+                      "`signgd`, defaults", ORDER),
 }
 
 README = """\
@@ -304,8 +363,11 @@ without a case.
 SIGNED_INPUT = ("mlp_if_poisson",)
 
 
-def main():
+def main(cases=None):
+    """Write every case (or only ``cases``, names) and the README."""
     for case, (factory, method, options) in CASES.items():
+        if cases and case not in cases:
+            continue
         graph = factory(0)
         rng = np.random.default_rng(1)
         low = -8 if case in SIGNED_INPUT else 0
@@ -326,4 +388,6 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    main(sys.argv[1:])

@@ -183,6 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input-shape", required=True, type=_names, metavar="SHAPE",
                    help="per-sample input shape, e.g. 3,32,32")
     p.add_argument("-o", "--output", required=True, help="model file to write (HDF5)")
+    p.add_argument("--dtype", choices=("float64", "float32"), default="float64",
+                   help="dtype of the written parameters (default float64; float32 halves "
+                        "the file)")
     p.set_defaults(func=cmd_export_torch)
 
     p = sub.add_parser("import-onnx", help="read an ONNX model and write it as a refsnn model "
@@ -505,7 +508,7 @@ def cmd_export_torch(args) -> int:
                           f"{','.join(args.input_shape)!r}")
     module = load_factory(args.factory, args.weights)
     shape = tuple(int(s) for s in args.input_shape)
-    graph = from_torch(module, torch.zeros((2,) + shape), args.output)
+    graph = from_torch(module, torch.zeros((2,) + shape), args.output, dtype=np.dtype(args.dtype))
     print(f"wrote {args.output}: {len(graph.nodes)} nodes, {graph.n_params()} parameters, "
           f"input {graph.input_shape}")
     return 0

@@ -9,8 +9,8 @@ neuron layer gets a *stage*, the cycle in which it first fires:
 - a synapse (linear, conv, pooling, flatten, add, ...) has the largest stage of its inputs;
 - a neuron layer has the stage of its input plus one.
 
-Where the inputs of an ``add`` have different stages (a residual shortcut skips the layers of
-the main path), a chain of *synchronous neurons* is inserted on the shallower input, one per
+Where the inputs of an ``add`` (or a ``concat``) have different stages (a residual shortcut
+skips the layers of the main path), a chain of *synchronous neurons* is inserted on the shallower input, one per
 missing cycle: each is a bistable neuron with identity weight and the threshold of the neuron
 layer it relays, that integrates one cycle's spikes and fires them the next, so both halves of
 the sum belong to the same packet. With ``sync=False`` nothing is inserted and the shortcut's
@@ -25,7 +25,7 @@ from types import MappingProxyType
 import numpy as np
 
 from refsnn.checks import check_choice
-from refsnn.convert.if_ import relu_to_neurons
+from refsnn.convert.if_ import argmax_readout, relu_to_neurons
 from refsnn.errors import ConversionError, OptionError
 from refsnn.model.graph import INPUT, Graph, make_graph
 from refsnn.sim.network import SNN_OPS, SpikingNetwork
@@ -80,6 +80,7 @@ def convert_bsnn(
     check_choice("--v-init", v_init, ("zero", "half"))
     check_choice("--encoding", encoding, ENCODINGS)
     check_choice("--dtype", np.dtype(dtype).name, ("float64", "float32"))
+    graph, readout_before = argmax_readout(graph)
     folded, _, dicts = relu_to_neurons(graph, calibration, percentile, per_channel, "bsnn",
                                        "bistable", {"period": int(period), "v_init": v_init,
                                                     "role": "neuron"})
@@ -88,7 +89,7 @@ def convert_bsnn(
     options = {"percentile": float(percentile), "per_channel": int(per_channel),
                "period": int(period), "v_init": v_init, "sync": int(sync),
                "dtype": np.dtype(dtype).name,
-               "calibration_samples": int(np.asarray(calibration).shape[0])}
+               "calibration_samples": int(np.asarray(calibration).shape[0]), **readout_before}
     schedule = {"period": float(period), "readout_stage": float(stages[folded.output])}
     return SpikingNetwork(snn_graph, "bsnn", encoding, MappingProxyType(options),
                           decoder="packet", schedule=MappingProxyType(schedule))
@@ -115,7 +116,7 @@ def assign_stages(dicts: list[dict], sync: bool) -> tuple[list[dict], dict[str, 
     stages = {INPUT: 0}
     out = []
     for d in dicts:
-        if d["op"] == "add" and sync:
+        if d["op"] in ("add", "concat") and sync:
             target = max(stages[i] for i in d["inputs"])
             inputs = []
             for i in d["inputs"]:

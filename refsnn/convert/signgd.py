@@ -35,7 +35,8 @@ from refsnn.sim.network import NEURON_FORWARD, NEURON_OPS, SNN_OPS, SpikingNetwo
 
 #: Operators that stay synapses: affine maps, applied per step to increments.
 AFFINE = ("linear", "conv2d", "batchnorm", "avgpool2d", "flatten", "add", "identity",
-          "transpose", "mean", "scale", "affine", "reshape")
+          "transpose", "mean", "scale", "affine", "reshape", "concat", "expand", "slice",
+          "upsample", "pad")
 
 #: ANN operator -> (signGD target, attributes it passes on).
 ACTIVATIONS = {
@@ -49,9 +50,11 @@ ACTIVATIONS = {
     "square": ("square", ()),
     "exp": ("exp", ()),
     "multiply": ("multiply", ()),
+    "hardsigmoid": ("hardsigmoid", ()),
+    "hardswish": ("hardswish", ()),
 }
 #: Every operator that becomes neurons.
-NONLINEAR = (*ACTIVATIONS, "gelu", "maxpool2d", "layernorm", "softmax")
+NONLINEAR = (*ACTIVATIONS, "gelu", "maxpool2d", "layernorm", "softmax", "log_softmax")
 ENCODINGS = ("exact", "gd")
 SCALES = ("element", "channel", "layer")
 #: Operators of the draft graph, whose ``sgd`` nodes have no parameters yet.
@@ -196,6 +199,8 @@ def _rewrite(graph: Graph, compat: bool) -> list[dict]:
             out.extend(_layernorm(d, compat))
         elif op == "softmax":
             out.extend(_softmax(d, compat))
+        elif op == "log_softmax":
+            out.extend(_log_softmax(d, compat, graph.shapes[d["name"]][-1]))
         else:
             out.append(d)
     return out
@@ -213,7 +218,9 @@ def _max_tree(d: dict, compat: bool) -> list[dict]:
     """
     a = d["attrs"]
     kh, kw = a["kernel"]
-    pad = ({"pad_value": -1e6 if any(a["padding"]) else 0.0} if compat
+    # ceil_mode's overhang past the input's end is padding too (edge: the last input row or
+    # column, which the window holds, since its window starts inside the input)
+    pad = ({"pad_value": -1e6 if any(a["padding"]) or a["ceil_mode"] else 0.0} if compat
            else {"pad_mode": "edge"})
     nodes, level = [], []
     for oy in range(kh):
@@ -221,7 +228,8 @@ def _max_tree(d: dict, compat: bool) -> list[dict]:
             nodes.append({"name": f"{d['name']}.window{oy}{ox}", "op": "window",
                           "inputs": d["inputs"],
                           "attrs": {"kernel": a["kernel"], "stride": a["stride"],
-                                    "padding": a["padding"], "offset": (oy, ox), **pad},
+                                    "padding": a["padding"], "offset": (oy, ox),
+                                    "ceil_mode": a["ceil_mode"], **pad},
                           "params": {}})
             level.append(nodes[-1]["name"])
     depth = 0
@@ -269,6 +277,21 @@ def _softmax(d: dict, compat: bool) -> list[dict]:
         _neuron(f"{n}.exp", d["inputs"], "exp", compat),
         _spread(f"{n}.sum", f"{n}.exp", "last", "sum"),
         _neuron(n, [f"{n}.exp", f"{n}.sum"], "divide", compat, eps=1e-12),
+    ]
+
+
+def _log_softmax(d: dict, compat: bool, width: int) -> list[dict]:
+    """log_softmax as neurons: e = exp(x) (neuron), s = sum(e) (synapse), l = log(s) (neuron),
+    y = x - l (synapses: a scale by -1 and an add). The log's argument counts as at least
+    1e-12."""
+    n, src = d["name"], d["inputs"][0]
+    return [
+        _neuron(f"{n}.exp", [src], "exp", compat),
+        _spread(f"{n}.sum", f"{n}.exp", "last", "sum"),
+        _neuron(f"{n}.log", [f"{n}.sum"], "log", compat, eps=1e-12),
+        {"name": f"{n}.neg", "op": "scale", "inputs": [f"{n}.log"], "attrs": {"axis": "last"},
+         "params": {"weight": -np.ones(width)}},
+        {"name": n, "op": "add", "inputs": [src, f"{n}.neg"], "attrs": {}, "params": {}},
     ]
 
 

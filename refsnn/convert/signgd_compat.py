@@ -87,6 +87,10 @@ def compat_max_pool(d: dict, neuron: Callable) -> list[dict]:
         rewiring. Row stage output: (C, Ho, W + 2*pw); final output: (C, Ho, Wo).
     """
     n, a = d["name"], d["attrs"]
+    if a.get("ceil_mode"):
+        raise ConversionError(f"node '{n}': maxpool2d with ceil_mode=True cannot be converted "
+                              f"with --compat: the reference code pools with floor sizes only; "
+                              f"convert without --compat")
     (kh, kw), (sh, sw), (ph, pw) = a["kernel"], a["stride"], a["padding"]
     rows = [_window(f"{n}.rows{r}", d["inputs"][0], (kh, 1), (sh, 1), (ph, pw), (r, 0),
                     PAD_VALUE) for r in range(kh)]

@@ -24,24 +24,17 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.fx import Node as FxNode, symbolic_trace
+from torch.fx import Node as FxNode
 from torch.fx.passes.shape_prop import ShapeProp
 
-from refsnn.errors import ConversionError
+from refsnn.errors import ConversionError, ModelFormatError
+from refsnn.export.torch_common import (_channels_last_input, _np, _pair, _Refused, _trace,
+                                        _what)
+from refsnn.export.torch_structure import (_cat, _dropout, _getitem, _hardtanh, _layer_norm,
+                                           _layernorm, _matmul, _mul, _pad, _relu6, _split,
+                                           _stochastic_depth, _upsample, _zeropad_module)
 from refsnn.model.format import save_model
 from refsnn.model.graph import INPUT, Graph, make_graph
-
-
-def _np(t) -> np.ndarray:
-    return t.detach().to(torch.float64).cpu().numpy().copy()
-
-
-def _pair(v):
-    return (int(v), int(v)) if isinstance(v, int) else tuple(int(i) for i in v)
-
-
-class _Refused(Exception):
-    """A reason an operation cannot be expressed; becomes a ConversionError with its name."""
 
 
 class _Exporter:
@@ -53,6 +46,8 @@ class _Exporter:
         self.nodes: list[dict] = []
         self.names: dict[FxNode, str] = {}  # fx node -> refsnn name of its tensor value
         self.consts: dict[FxNode, torch.Tensor] = {}  # get_attr parameters and buffers
+        self.pieces: dict[FxNode, tuple] = {}  # chunk/split node -> (source, slices)
+        self.origin: dict[str, FxNode] = {}  # refsnn node name -> the fx node it came from
 
     # helpers used by the handlers -----------------------------------------------------------
     def src(self, arg) -> str:
@@ -69,30 +64,36 @@ class _Exporter:
             raise _Refused("its value is not a single tensor")
         return tuple(int(s) for s in meta.shape[1:])
 
-    def emit(self, node: FxNode, op: str, inputs, attrs=None, params=None) -> str:
+    def emit(self, node: FxNode, op: str, inputs, attrs=None, params=None, suffix="") -> str:
         # fx names the children of a bare nn.Sequential "_0", "_1", ...: say "layer_0"
-        name = "layer" + node.name if node.name.startswith("_") else node.name
+        name = ("layer" + node.name if node.name.startswith("_") else node.name) + suffix
         self.nodes.append(dict(name=name, op=op, inputs=list(inputs),
                                attrs=dict(attrs or {}), params=dict(params or {})))
+        self.origin[name] = node
         return name
 
 
 # --- leaf modules -----------------------------------------------------------------------------
 
 def _conv2d(ex, node, m: nn.Conv2d):
-    if m.padding_mode != "zeros" or _pair(m.dilation) != (1, 1):
-        raise _Refused("only zero padding and dilation 1 are supported")
-    padding = m.padding
-    if isinstance(padding, str):  # 'valid', or 'same' with stride 1 and odd kernels
+    if m.padding_mode != "zeros":
+        raise _Refused(f"padding_mode={m.padding_mode!r} (refsnn pads with zeros)")
+    if _pair(m.dilation) != (1, 1):
+        raise _Refused(f"dilation={m.dilation} (refsnn convolves with dilation 1)")
+    padding, src = m.padding, ex.src(node.args[0])
+    if isinstance(padding, str):  # 'valid', or 'same' (stride 1): total k - 1, the extra after
         k = _pair(m.kernel_size)
-        if padding == "same" and all(i % 2 for i in k):
-            padding = (k[0] // 2, k[1] // 2)
-        elif padding == "valid":
+        if padding == "valid":
             padding = (0, 0)
+        elif all(i % 2 for i in k):
+            padding = (k[0] // 2, k[1] // 2)
         else:
-            raise _Refused(f"padding={padding!r} with kernel {k}")
+            k0, k1 = k
+            rows, cols = ((k0 - 1) // 2, k0 // 2), ((k1 - 1) // 2, k1 // 2)
+            src = ex.emit(node, "pad", [src], dict(rows=rows, cols=cols), suffix=".pad")
+            padding = (0, 0)
     bias = _np(m.bias) if m.bias is not None else np.zeros(m.out_channels)
-    return ex.emit(node, "conv2d", [ex.src(node.args[0])],
+    return ex.emit(node, "conv2d", [src],
                    dict(stride=_pair(m.stride), padding=_pair(padding), groups=int(m.groups)),
                    dict(weight=_np(m.weight), bias=bias))
 
@@ -114,33 +115,32 @@ def _batchnorm(ex, node, m):
                         var=_np(m.running_var)))
 
 
-def _layernorm(ex, node, m: nn.LayerNorm):
-    shape = tuple(m.normalized_shape)
-    if len(shape) != 1:
-        raise _Refused(f"LayerNorm over {len(shape)} axes (refsnn normalises one axis)")
-    d = shape[0]
-    weight = _np(m.weight) if m.weight is not None else np.ones(d)
-    bias = _np(m.bias) if getattr(m, "bias", None) is not None else np.zeros(d)
-    return ex.emit(node, "layernorm", [ex.src(node.args[0])],
-                   dict(axis="last", eps=float(m.eps)), dict(weight=weight, bias=bias))
-
-
 def _window_attrs(m) -> dict:
     """kernel, stride (PyTorch's default: the kernel) and padding of a pooling module."""
     stride = m.stride if m.stride not in (None, ()) else m.kernel_size
     return dict(kernel=_pair(m.kernel_size), stride=_pair(stride), padding=_pair(m.padding))
 
 
+def _unsupported(m, allowed: dict) -> None:
+    """Refuse naming every setting of ``m`` that is not its ``allowed`` value."""
+    bad = [f"{k}={getattr(m, k)!r}" for k, v in allowed.items() if getattr(m, k) != v]
+    if bad:
+        wanted = ", ".join(f"{k}={v!r}" for k, v in allowed.items())
+        raise _Refused(f"{', '.join(bad)} is not supported (refsnn pools with {wanted})")
+
+
 def _avgpool(ex, node, m: nn.AvgPool2d):
-    if m.ceil_mode or not m.count_include_pad or m.divisor_override is not None:
-        raise _Refused("only ceil_mode=False, count_include_pad=True, divisor_override=None")
+    _unsupported(m, dict(ceil_mode=False, count_include_pad=True, divisor_override=None))
     return ex.emit(node, "avgpool2d", [ex.src(node.args[0])], _window_attrs(m))
 
 
 def _maxpool(ex, node, m: nn.MaxPool2d):
-    if m.ceil_mode or m.return_indices or _pair(m.dilation) != (1, 1):
-        raise _Refused("only ceil_mode=False, dilation=1, return_indices=False")
-    return ex.emit(node, "maxpool2d", [ex.src(node.args[0])], _window_attrs(m))
+    _unsupported(m, dict(return_indices=False))
+    if _pair(m.dilation) != (1, 1):
+        raise _Refused(f"dilation={m.dilation!r} is not supported (refsnn pools with "
+                       f"dilation=1)")
+    return ex.emit(node, "maxpool2d", [ex.src(node.args[0])],
+                   dict(_window_attrs(m), ceil_mode=int(bool(m.ceil_mode))))
 
 
 def _adaptive_avgpool(ex, node, m: nn.AdaptiveAvgPool2d):
@@ -155,11 +155,13 @@ def _adaptive_avgpool(ex, node, m: nn.AdaptiveAvgPool2d):
     return ex.emit(node, "avgpool2d", [ex.src(node.args[0])], dict(kernel=k, stride=k))
 
 
-def _softmax(ex, node, m: nn.Softmax):
+def _softmax(ex, node, m):
+    op = "log_softmax" if isinstance(m, nn.LogSoftmax) else "softmax"
     rank = len(ex.shape(node.args[0])) + 1
     if m.dim is None or m.dim % rank != rank - 1:
-        raise _Refused(f"softmax over dim={m.dim} (refsnn's softmax is over the last axis)")
-    return ex.emit(node, "softmax", [ex.src(node.args[0])])
+        raise _Refused(f"{op} over dim={m.dim} (refsnn's {op} is over the last axis, "
+                       f"dim=-1)")
+    return ex.emit(node, op, [ex.src(node.args[0])])
 
 
 def _unary(op, **attr_of):
@@ -206,10 +208,18 @@ MODULES = {
     nn.MaxPool2d: _maxpool,
     nn.AdaptiveAvgPool2d: _adaptive_avgpool,
     nn.Softmax: _softmax,
+    nn.LogSoftmax: _softmax,
+    nn.Hardswish: _unary("hardswish"),
+    nn.Hardsigmoid: _unary("hardsigmoid"),
+    nn.Upsample: _upsample,
+    nn.UpsamplingNearest2d: _upsample,
+    nn.ZeroPad2d: _zeropad_module,
+    nn.ConstantPad2d: _zeropad_module,
     nn.Flatten: _reshape,
     nn.Identity: _alias,
     nn.Dropout: _alias,
     nn.Dropout2d: _alias,
+    nn.AlphaDropout: _alias,
 }
 """Leaf module class (exact) -> handler ``(exporter, fx_node, module) -> refsnn name``."""
 
@@ -228,8 +238,10 @@ def _via_module(cls, signature):
         kwargs.pop("input")
         accepted = inspect.signature(cls.__init__).parameters
         for key in [k for k in kwargs if k not in accepted or k == "inplace"]:
-            # arguments the module does not take must be at their defaults (no effect)
-            if kwargs.pop(key) != sig.parameters[key].default and key != "inplace":
+            # arguments the module does not take must be at their defaults (no effect);
+            # inplace and softmax's warning-only _stacklevel change no value
+            value = kwargs.pop(key)
+            if value != sig.parameters[key].default and key not in ("inplace", "_stacklevel"):
                 raise _Refused(f"argument {key}={bound.arguments[key]!r}")
         return MODULES[cls](ex, node, cls(**kwargs))
     return handler
@@ -261,47 +273,19 @@ def _sig_softmax(input, dim=None, _stacklevel=3, dtype=None):
     pass
 
 
+def _sig_log_softmax(input, dim=None, _stacklevel=3, dtype=None):
+    pass
+
+
+def _sig_interpolate(input, size=None, scale_factor=None, mode="nearest", align_corners=None,
+                     recompute_scale_factor=None, antialias=False):
+    pass
+
+
 def _fn_unary(op):
     def handler(ex, node):
         return ex.emit(node, op, [ex.src(node.args[0])])
     return handler
-
-
-def _per_sample_scale(ex, node, tensor_arg, const):
-    """``x * c`` for a constant ``c`` broadcast along one axis: a refsnn ``scale`` node."""
-    shape = ex.shape(tensor_arg)
-    c = torch.as_tensor(const, dtype=torch.float64)
-    if c.dim() == 0:
-        d = shape[0]
-        return ex.emit(node, "scale", [ex.src(tensor_arg)], dict(axis="channel"),
-                       dict(weight=np.full(d, float(c))))
-    c = c.reshape(tuple(c.shape[1:]) if c.dim() > len(shape) and c.shape[0] == 1 else c.shape)
-    lead = (1,) * (len(shape) - c.dim())
-    full = lead + tuple(c.shape)
-    if len(full) == len(shape):
-        if all(s == 1 for s in full[:-1]) and full[-1] == shape[-1]:
-            return ex.emit(node, "scale", [ex.src(tensor_arg)], dict(axis="last"),
-                           dict(weight=_np(c.reshape(-1))))
-        if full[0] == shape[0] and all(s == 1 for s in full[1:]):
-            return ex.emit(node, "scale", [ex.src(tensor_arg)], dict(axis="channel"),
-                           dict(weight=_np(c.reshape(-1))))
-    raise _Refused(f"a constant factor of shape {tuple(c.shape)} on a tensor of per-sample shape "
-                   f"{shape} (refsnn scales one axis: the channels or the last)")
-
-
-def _mul(ex, node):
-    a, b = node.args[:2]
-    tensors = [x for x in (a, b) if isinstance(x, FxNode) and x in ex.names]
-    if len(tensors) == 2:
-        return ex.emit(node, "multiply", [ex.src(a), ex.src(b)])
-    if len(tensors) == 1:
-        t = tensors[0]
-        other = b if t is a else a
-        const = ex.consts.get(other, other) if isinstance(other, FxNode) else other
-        if isinstance(const, FxNode):
-            raise _Refused(f"factor {other.name} is neither a tensor nor a constant")
-        return _per_sample_scale(ex, node, t, const)
-    raise _Refused("no tensor operand")
 
 
 def _add(ex, node):
@@ -370,6 +354,26 @@ FUNCTIONS = {
     F.adaptive_avg_pool2d: _via_module(nn.AdaptiveAvgPool2d, _sig_adaptive),
     F.softmax: _via_module(nn.Softmax, _sig_softmax),
     torch.softmax: _via_module(nn.Softmax, _sig_softmax),
+    F.log_softmax: _via_module(nn.LogSoftmax, _sig_log_softmax),
+    torch.log_softmax: _via_module(nn.LogSoftmax, _sig_log_softmax),
+    F.hardswish: _fn_unary("hardswish"),
+    F.hardsigmoid: _fn_unary("hardsigmoid"),
+    F.relu6: _relu6,
+    F.hardtanh: _hardtanh,
+    F.interpolate: _via_module(nn.Upsample, _sig_interpolate),
+    F.pad: _pad,
+    F.layer_norm: _layer_norm,
+    F.dropout: _dropout,
+    F.dropout2d: _dropout,
+    F.alpha_dropout: _dropout,
+    torch.cat: _cat,
+    torch.matmul: _matmul,
+    operator.matmul: _matmul,
+    torch.chunk: _split,
+    torch.split: _split,
+    operator.getitem: _getitem,
+    torch.concat: _cat,
+    torch.concatenate: _cat,
     torch.flatten: lambda ex, node: _reshape(ex, node),
     torch.reshape: lambda ex, node: _reshape(ex, node),
     operator.add: _add,
@@ -383,6 +387,11 @@ FUNCTIONS = {
 }
 """Function -> handler ``(exporter, fx_node) -> refsnn name``."""
 
+#: Functions of other packages, by ``module.qualname`` (so the package is not imported).
+NAMED_FUNCTIONS = {
+    "torchvision.ops.stochastic_depth.stochastic_depth": _stochastic_depth,
+}
+
 METHODS = {
     "relu": _fn_unary("relu"),
     "sigmoid": _fn_unary("sigmoid"),
@@ -391,6 +400,11 @@ METHODS = {
     "view": lambda ex, node: _reshape(ex, node),
     "reshape": lambda ex, node: _reshape(ex, node),
     "contiguous": lambda ex, node: _alias(ex, node),
+    "chunk": _split,
+    "matmul": _matmul,
+    "split": _split,
+    "log_softmax": _via_module(nn.LogSoftmax, _sig_log_softmax),
+    "softmax": _via_module(nn.Softmax, _sig_softmax),
     "add": _add,
     "mul": _mul,
     "mean": _mean,
@@ -404,21 +418,8 @@ SIZE_FUNCTIONS = (operator.getitem, getattr)
 SIZE_METHODS = ("size", "dim")
 
 
-def _what(node: FxNode, modules) -> str:
-    """How a refusal names a traced node: its module path and class, or its function."""
-    if node.op == "call_module":
-        return f"module '{node.target}' ({type(modules[node.target]).__name__})"
-    if node.op == "call_method":
-        return f"node '{node.name}' (tensor method .{node.target}())"
-    if node.op == "call_function":
-        name = getattr(node.target, "__qualname__", None) or str(node.target)
-        mod = getattr(node.target, "__module__", None) or ""
-        return f"node '{node.name}' (function {mod + '.' if mod else ''}{name})"
-    return f"node '{node.name}' ({node.op} {node.target})"
-
-
-def to_graph(module: torch.nn.Module, example_input: torch.Tensor) -> Graph:
-    """Trace ``module`` and return its refsnn :class:`~refsnn.model.graph.Graph` (float64).
+def to_graph(module: torch.nn.Module, example_input: torch.Tensor, dtype=np.float64) -> Graph:
+    """Trace ``module`` and return its refsnn :class:`~refsnn.model.graph.Graph`.
 
     Parameters
     ----------
@@ -426,6 +427,9 @@ def to_graph(module: torch.nn.Module, example_input: torch.Tensor) -> Graph:
         Exported in eval mode (a float64 copy; the module itself is not changed).
     example_input : torch.Tensor, shape (B, *input_shape)
         A batch; fixes the per-sample input shape and every traced shape.
+    dtype : {numpy.float64, numpy.float32}
+        The graph's parameter dtype (the module is traced in float64 either way; float32
+        halves the file).
 
     Raises
     ------
@@ -434,7 +438,7 @@ def to_graph(module: torch.nn.Module, example_input: torch.Tensor) -> Graph:
     """
     model = copy.deepcopy(module).to(torch.float64).eval()
     try:
-        gm = symbolic_trace(model)
+        gm = _trace(model)
     except Exception as e:  # data-dependent control flow and the like
         raise ConversionError(f"torch.fx cannot trace {type(module).__name__}: "
                               f"{str(e).splitlines()[0]}") from None
@@ -447,7 +451,8 @@ def to_graph(module: torch.nn.Module, example_input: torch.Tensor) -> Graph:
         cause = e.__cause__ or e
         raise ConversionError(f"{type(module).__name__} cannot run on inputs of shape "
                               f"{tuple(x.shape[1:])} (per sample): "
-                              f"{str(cause).strip().splitlines()[0]}") from None
+                              f"{str(cause).strip().splitlines()[0]}"
+                              f"{_channels_last_input(tuple(x.shape[1:]))}") from None
     ex = _Exporter(gm)
     output = None
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
@@ -465,14 +470,22 @@ def to_graph(module: torch.nn.Module, example_input: torch.Tensor) -> Graph:
                 if handler is None:
                     raise _Refused("no refsnn operator for this module class")
                 ex.names[node] = handler(ex, node, ex.modules[node.target])
+            elif node.target in (torch.chunk, torch.split, "chunk", "split"):
+                handler = FUNCTIONS.get(node.target) or METHODS.get(node.target)
+                handler(ex, node)
             elif node.op in ("call_function", "call_method") and "tensor_meta" not in node.meta:
                 # a size or an int, e.g. x.size(0): only reshapes read it, and they use the
-                # traced shape instead
+                # traced shape instead; likewise arithmetic on sizes and shape asserts
+                # (torch._assert), which read no tensor
                 if node.target in SIZE_FUNCTIONS or node.target in SIZE_METHODS:
+                    continue
+                if not any(a in ex.names for a in node.all_input_nodes):
                     continue
                 raise _Refused("its value is not a tensor")
             elif node.op == "call_function":
-                handler = FUNCTIONS.get(node.target)
+                handler = FUNCTIONS.get(node.target) or NAMED_FUNCTIONS.get(
+                    f"{getattr(node.target, '__module__', '')}."
+                    f"{getattr(node.target, '__qualname__', '')}")
                 if handler is None:
                     raise _Refused("no refsnn operator for this function")
                 ex.names[node] = handler(ex, node)
@@ -490,11 +503,19 @@ def to_graph(module: torch.nn.Module, example_input: torch.Tensor) -> Graph:
                                   f"{e}") from None
     if output == INPUT:
         raise ConversionError(f"{type(module).__name__} returns its input unchanged")
-    return make_graph(tuple(x.shape[1:]), ex.nodes, output,
-                      file=f"<torch {type(module).__name__}>")
+    try:
+        return make_graph(tuple(x.shape[1:]), ex.nodes, output,
+                          file=f"<torch {type(module).__name__}>", dtype=dtype)
+    except ModelFormatError as e:  # say it in the user's terms, not the format's paths
+        name = e.path.rsplit("/", 1)[-1]
+        node = ex.origin.get(name)
+        what = _what(node, ex.modules) if node is not None else f"node '{name}'"
+        raise ConversionError(f"{what} cannot be exported to refsnn: {e.field}: expected "
+                              f"{e.expected}, found {e.found}") from None
 
 
-def from_torch(module: torch.nn.Module, example_input: torch.Tensor, path) -> Graph:
+def from_torch(module: torch.nn.Module, example_input: torch.Tensor, path,
+               dtype=np.float64) -> Graph:
     """Trace ``module`` (torch.fx) and write it to ``path`` in refsnn's HDF5 model format.
 
     Parameters
@@ -503,13 +524,15 @@ def from_torch(module: torch.nn.Module, example_input: torch.Tensor, path) -> Gr
     example_input : torch.Tensor, shape (B, *input_shape)
     path : str or Path
         The model file to write (atomically).
+    dtype : {numpy.float64, numpy.float32}
+        The parameters' dtype in the file.
 
     Returns
     -------
     Graph
-        The exported graph (float64), as written.
+        The exported graph, as written.
     """
-    graph = to_graph(module, example_input)
+    graph = to_graph(module, example_input, dtype)
     save_model(graph, path)
     return graph
 

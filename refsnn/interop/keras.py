@@ -33,6 +33,7 @@ import numpy as np
 from refsnn.errors import ModelFormatError
 from refsnn.io import H5_ERRORS, open_h5, read_dataset, unreadable
 from refsnn.model.graph import INPUT, Graph, make_graph
+from refsnn.model.ops import pool_size
 
 #: Keras activation name -> (refsnn op, attrs); ``linear`` adds no node.
 ACTIVATIONS = {
@@ -44,6 +45,10 @@ ACTIVATIONS = {
     "sigmoid": ("sigmoid", {}),
     "tanh": ("tanh", {}),
     "softmax": ("softmax", {}),
+    "relu6": ("hardtanh", {"min_value": 0.0, "max_value": 6.0}),
+    "hard_sigmoid": ("hardsigmoid", {}),
+    "hard_silu": ("hardswish", {}),
+    "hard_swish": ("hardswish", {}),
 }
 
 
@@ -88,22 +93,32 @@ def _pair(v):
     return (int(v), int(v)) if isinstance(v, int) else tuple(int(i) for i in v)
 
 
-def _same_padding(size, kernel, stride, what):
-    """Keras' 'same' padding of one axis as a symmetric pad, or refuse if it is lopsided."""
+def _same_padding(size, kernel, stride):
+    """Keras' 'same' padding of one axis: (before, after), the extra one after."""
     out = -(-size // stride)
     total = max((out - 1) * stride + kernel - size, 0)
-    if total % 2:
-        raise _Refused(f"padding 'same' pads {what} by {total // 2} before and "
-                       f"{total - total // 2} after (kernel {kernel}, stride {stride}, size {size}); refsnn pads "
-                       f"symmetrically: use padding 'valid' or an odd kernel with stride 1")
-    return total // 2
+    return (total // 2, total - total // 2)
 
 
 def _padding(cfg, shape, kernel, stride):
+    """((top, bottom), (left, right)) of a layer's padding setting."""
     if cfg.get("padding", "valid") == "valid":
-        return (0, 0)
-    return (_same_padding(shape[0], kernel[0], stride[0], "the rows"),
-            _same_padding(shape[1], kernel[1], stride[1], "the columns"))
+        return ((0, 0), (0, 0))
+    return (_same_padding(shape[0], kernel[0], stride[0]),
+            _same_padding(shape[1], kernel[1], stride[1]))
+
+
+def _symmetric(b, name, src, pads, shape):
+    """Symmetric padding for a conv: lopsided 'same' padding (stride 2 on even sizes) becomes a
+    ``pad`` node of the difference first. Returns (source, (ph, pw), Keras shape)."""
+    (top, bottom), (left, right) = pads
+    if (top, left) == (bottom, right):
+        return src, (top, left), shape
+    h, w, c = shape
+    extra = (bottom - top, right - left)
+    src = b.add(f"{name}_pad", "pad", [src], (h + extra[0], w + extra[1], c),
+                dict(rows=(0, extra[0]), cols=(0, extra[1])))
+    return src, (top, left), b.shapes[src]
 
 
 def _image(shape):
@@ -129,7 +144,8 @@ def _conv2d(b, name, cfg, srcs, weights):
     _check_conv_cfg(cfg)
     shape = _image(b.shapes[srcs[0]])
     kernel, stride = _pair(cfg["kernel_size"]), _pair(cfg.get("strides", 1))
-    pad = _padding(cfg, shape, kernel, stride)
+    src, pad, shape = _symmetric(b, name, srcs[0], _padding(cfg, shape, kernel, stride), shape)
+    srcs = [src]
     k = weights[0]  # (kh, kw, cin / groups, cout)
     bias = weights[1] if cfg.get("use_bias", True) else np.zeros(k.shape[3])
     out = b.add(name, "conv2d", srcs, _conv_out(shape, kernel, stride, pad, k.shape[3]),
@@ -142,7 +158,8 @@ def _depthwise(b, name, cfg, srcs, weights):
     _check_conv_cfg(cfg)
     shape = _image(b.shapes[srcs[0]])
     kernel, stride = _pair(cfg["kernel_size"]), _pair(cfg.get("strides", 1))
-    pad = _padding(cfg, shape, kernel, stride)
+    src, pad, shape = _symmetric(b, name, srcs[0], _padding(cfg, shape, kernel, stride), shape)
+    srcs = [src]
     k = weights[0]  # (kh, kw, cin, multiplier); output channel c * multiplier + j
     kh, kw, cin, mult = k.shape
     weight = k.transpose(2, 3, 0, 1).reshape(cin * mult, 1, kh, kw)
@@ -233,12 +250,23 @@ def _pool(op):
         shape = _image(b.shapes[srcs[0]])
         kernel = _pair(cfg.get("pool_size", 2))
         stride = _pair(cfg.get("strides") or kernel)
-        pad = _padding(cfg, shape, kernel, stride)
-        if op == "avgpool2d" and pad != (0, 0):
+        pads = _padding(cfg, shape, kernel, stride)
+        if op == "avgpool2d" and pads != ((0, 0), (0, 0)):
             raise _Refused("AveragePooling2D with padding 'same' that pads (Keras leaves the "
                            "padding out of the divisor, refsnn counts it as zeros)")
-        return b.add(name, op, srcs, _conv_out(shape, kernel, stride, pad, shape[2]),
-                     dict(kernel=kernel, stride=stride, padding=pad))
+        pad = (pads[0][0], pads[1][0])
+        attrs = dict(kernel=kernel, stride=stride, padding=pad)
+        out_shape = _conv_out(shape, kernel, stride, pad, shape[2])
+        if pads[0][0] != pads[0][1] or pads[1][0] != pads[1][1]:
+            # one more after than before: the windows of ceil_mode, whose overhang (like
+            # Keras' padding) never wins
+            attrs["ceil_mode"] = 1
+            out_shape = tuple(pool_size(n, k, s, p, 1) for n, k, s, p in
+                              zip(shape[:2], kernel, stride, pad)) + (shape[2],)
+            if out_shape[:2] != (-(-shape[0] // stride[0]), -(-shape[1] // stride[1])):
+                raise _Refused(f"padding 'same' of pool size {kernel}, strides {stride} on "
+                               f"{shape[:2]}")
+        return b.add(name, op, srcs, out_shape, attrs)
     return handler
 
 
@@ -249,6 +277,64 @@ def _global_avg(b, name, cfg, srcs, weights):
     keep = bool(cfg.get("keepdims", False))
     return b.add(name, "mean", srcs, (1, 1, shape[2]) if keep else (shape[2],),
                  dict(axis="spatial", keepdims=int(keep)))
+
+
+def _global_max(b, name, cfg, srcs, weights):
+    if cfg.get("data_format", "channels_last") not in (None, "channels_last"):
+        raise _Refused(f"data_format {cfg.get('data_format')!r} (channels_last only)")
+    h, w, c = _image(b.shapes[srcs[0]])
+    pooled = b.add(name if cfg.get("keepdims", False) else f"{name}_pool", "maxpool2d", srcs,
+                   (1, 1, c), dict(kernel=(h, w), stride=(h, w)))
+    if cfg.get("keepdims", False):
+        return pooled
+    return b.add(name, "flatten", [pooled], (c,))
+
+
+def _zero_padding(b, name, cfg, srcs, weights):
+    if cfg.get("data_format", "channels_last") not in (None, "channels_last"):
+        raise _Refused(f"data_format {cfg.get('data_format')!r} (channels_last only)")
+    h, w, c = _image(b.shapes[srcs[0]])
+    pad = cfg.get("padding", 1)
+    if isinstance(pad, int):
+        rows = cols = (pad, pad)
+    elif all(isinstance(p, int) for p in pad):
+        rows, cols = (pad[0], pad[0]), (pad[1], pad[1])
+    else:
+        rows, cols = tuple(pad[0]), tuple(pad[1])
+    return b.add(name, "pad", srcs, (h + sum(rows), w + sum(cols), c),
+                 dict(rows=tuple(int(i) for i in rows), cols=tuple(int(i) for i in cols)))
+
+
+def _rescaling(b, name, cfg, srcs, weights):
+    shape = b.shapes[srcs[0]]
+    c = shape[-1]
+    scale = np.broadcast_to(np.asarray(cfg.get("scale", 1.0), dtype=np.float64), (c,))
+    offset = np.broadcast_to(np.asarray(cfg.get("offset", 0.0), dtype=np.float64), (c,))
+    axis = "channel" if len(shape) == 3 else "last"  # Keras' last axis, refsnn's channels
+    return b.add(name, "affine", srcs, shape, dict(axis=axis),
+                 dict(weight=scale.copy(), bias=offset.copy()))
+
+
+def _softmax_layer(b, name, cfg, srcs, weights):
+    shape = b.shapes[srcs[0]]
+    axis = cfg.get("axis", -1)
+    if axis not in (-1, len(shape)) or len(shape) == 3:
+        raise _Refused(f"Softmax over axis {axis} of Keras shape {shape} (refsnn's softmax is "
+                       f"over the last axis of a vector or sequence)")
+    return b.add(name, "softmax", srcs, shape)
+
+
+def _concatenate(b, name, cfg, srcs, weights):
+    shape = b.shapes[srcs[0]]
+    axis = cfg.get("axis", -1) % (len(shape) + 1)
+    if axis == 0:
+        raise _Refused("Concatenate along the batch axis")
+    axis -= 1
+    # Keras (H, W, C) is refsnn (C, H, W): Keras axis 2 (channels) is refsnn axis 0
+    ours = (axis + 1) % 3 if len(shape) == 3 else axis
+    out = list(shape)
+    out[axis] = sum(b.shapes[s][axis] for s in srcs)
+    return b.add(name, "concat", srcs, tuple(out), dict(axis=ours))
 
 
 def _flatten(b, name, cfg, srcs, weights):
@@ -283,6 +369,11 @@ LAYERS = {
     "Flatten": _flatten,
     "Add": _add,
     "Dropout": _dropout,
+    "GlobalMaxPooling2D": _global_max,
+    "ZeroPadding2D": _zero_padding,
+    "Rescaling": _rescaling,
+    "Softmax": _softmax_layer,
+    "Concatenate": _concatenate,
 }
 
 

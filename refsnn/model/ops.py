@@ -135,6 +135,23 @@ def _bn_out(attrs, in_shapes, params):
     return in_shapes[0]
 
 
+def pool_size(size: int, kernel: int, stride: int, pad: int, ceil_mode: int) -> int:
+    """Output size of a pooling axis, PyTorch's rule: with ``ceil_mode`` the last window may
+    run past the padded input (it covers what is left), but must start inside the input or
+    its leading padding."""
+    span = size + 2 * pad - kernel
+    if not ceil_mode:
+        return span // stride + 1
+    out = -(-span // stride) + 1
+    return out - 1 if (out - 1) * stride >= size + pad else out
+
+
+def pool_overhang(size: int, kernel: int, stride: int, pad: int, out: int) -> int:
+    """How far the last of ``out`` windows runs past the padded input (``ceil_mode``): pad
+    that much more after the input, with a value that never wins."""
+    return max(0, (out - 1) * stride + kernel - (size + 2 * pad))
+
+
 def _pool_out(attrs, in_shapes, params):
     _need_rank(in_shapes[0], (3,), "pooling takes (C, H, W)")
     c, h, w = in_shapes[0]
@@ -143,7 +160,11 @@ def _pool_out(attrs, in_shapes, params):
     ph, pw = attrs["padding"]
     if 2 * ph > kh or 2 * pw > kw:
         raise ShapeRuleError("padding", "at most half the kernel", str((ph, pw)))
-    return (c, _window_out(h, kh, sh, ph, "kernel"), _window_out(w, kw, sw, pw, "kernel"))
+    ceil = attrs.get("ceil_mode", 0)
+    if ceil > 1:
+        raise ShapeRuleError("ceil_mode", "0 or 1", str(ceil))
+    _window_out(h, kh, sh, ph, "kernel"), _window_out(w, kw, sw, pw, "kernel")  # fit checks
+    return (c, pool_size(h, kh, sh, ph, ceil), pool_size(w, kw, sw, pw, ceil))
 
 
 def _flatten_out(attrs, in_shapes, params):
@@ -261,6 +282,54 @@ def _mean_out(attrs, in_shapes, params):
     return out
 
 
+def _concat_out(attrs, in_shapes, params):
+    first = in_shapes[0]
+    axis = attrs["axis"]
+    if axis >= len(first):
+        raise ShapeRuleError("axis", f"a per-sample axis of {first} (0..{len(first) - 1})",
+                             str(axis))
+    for s in in_shapes[1:]:
+        if len(s) != len(first) or any(a != b for i, (a, b) in enumerate(zip(s, first))
+                                        if i != axis):
+            raise ShapeRuleError("inputs", f"shapes equal to {first} except along axis {axis}",
+                                 str(s))
+    return tuple(sum(s[axis] for s in in_shapes) if i == axis else d
+                 for i, d in enumerate(first))
+
+
+def _expand_out(attrs, in_shapes, params):
+    shape = parse_shape(attrs["shape"])
+    src = in_shapes[0]
+    if len(src) != len(shape) or any(a not in (1, b) for a, b in zip(src, shape)):
+        raise ShapeRuleError("shape", f"a shape of rank {len(src)} that {src} broadcasts to "
+                             f"(each axis equal or the input's is 1)", str(shape))
+    return shape
+
+
+def _slice_out(attrs, in_shapes, params):
+    shape, axis = in_shapes[0], attrs["axis"]
+    if axis >= len(shape):
+        raise ShapeRuleError("axis", f"a per-sample axis of {shape} (0..{len(shape) - 1})",
+                             str(axis))
+    if not attrs["start"] < attrs["stop"] <= shape[axis]:
+        raise ShapeRuleError("stop", f"start < stop <= {shape[axis]} (axis {axis})",
+                             f"start {attrs['start']}, stop {attrs['stop']}")
+    return tuple(attrs["stop"] - attrs["start"] if i == axis else d for i, d in enumerate(shape))
+
+
+def _upsample_out(attrs, in_shapes, params):
+    _need_rank(in_shapes[0], (3,), "upsample takes (C, H, W)")
+    c, h, w = in_shapes[0]
+    sh, sw = attrs["scale"]
+    return (c, h * sh, w * sw)
+
+
+def _pad_out(attrs, in_shapes, params):
+    _need_rank(in_shapes[0], (3,), "pad takes (C, H, W)")
+    c, h, w = in_shapes[0]
+    return (c, h + sum(attrs["rows"]), w + sum(attrs["cols"]))
+
+
 _POOL_ATTRS = {
     "kernel": AttrSpec("pair", minimum=1),
     "stride": AttrSpec("pair", minimum=1),
@@ -282,7 +351,10 @@ OPS: dict[str, OpSpec] = {
                param_shapes=_bn_params, out_shape=_bn_out),
         OpSpec("relu", 1),
         OpSpec("avgpool2d", 1, attrs=_POOL_ATTRS, out_shape=_pool_out),
-        OpSpec("maxpool2d", 1, attrs=_POOL_ATTRS, out_shape=_pool_out),
+        # ceil_mode 1: PyTorch's ceil_mode=True (extra windows over what is left at the end)
+        OpSpec("maxpool2d", 1, attrs={**_POOL_ATTRS,
+                                      "ceil_mode": AttrSpec("int", default=0, minimum=0)},
+               out_shape=_pool_out),
         OpSpec("flatten", 1, out_shape=_flatten_out),
         OpSpec("add", -2, out_shape=_add_out),
         OpSpec("identity", 1),
@@ -327,5 +399,27 @@ OPS: dict[str, OpSpec] = {
                params=("weight", "bias"), param_shapes=_affine_params),
         # A C-order reshape of the per-sample array, e.g. (C, H, W) -> (C, H*W).
         OpSpec("reshape", 1, attrs={"shape": AttrSpec("str")}, out_shape=_reshape_out),
+        # Concatenation of two or more inputs along one per-sample axis (0: the channels).
+        OpSpec("concat", -2, attrs={"axis": AttrSpec("int", minimum=0)},
+               out_shape=_concat_out),
+        # The elements start..stop-1 along one per-sample axis (torch.chunk / split pieces).
+        OpSpec("slice", 1, attrs={"axis": AttrSpec("int", minimum=0),
+                                  "start": AttrSpec("int", minimum=0),
+                                  "stop": AttrSpec("int", minimum=1)}, out_shape=_slice_out),
+        # Broadcast to a larger shape of the same rank (axes of size 1 repeated), e.g. the
+        # per-channel gate (C, 1, 1) of squeeze-and-excitation to (C, H, W).
+        OpSpec("expand", 1, attrs={"shape": AttrSpec("str")}, out_shape=_expand_out),
+        # Nearest-neighbour upsampling by integer factors: out[c, y, x] = in[c, y // sh, x // sw].
+        OpSpec("upsample", 1, attrs={"scale": AttrSpec("pair", minimum=1)},
+               out_shape=_upsample_out),
+        # Zero padding, possibly asymmetric: rows = (top, bottom), cols = (left, right).
+        OpSpec("pad", 1, attrs={"rows": AttrSpec("pair", minimum=0),
+                                "cols": AttrSpec("pair", minimum=0)}, out_shape=_pad_out),
+        # MobileNetV3's hardsigmoid relu6(x + 3) / 6 and hardswish x * hardsigmoid(x).
+        OpSpec("hardsigmoid", 1),
+        OpSpec("hardswish", 1),
+        # log(softmax(x)) over the last axis, e.g. the classic MNIST net's output.
+        OpSpec("log_softmax", 1,
+               attrs={"axis": AttrSpec("str", default="last", choices=("last",))}),
     ]
 }

@@ -56,6 +56,10 @@ def _gelu_sigmoid(attrs, x):
     return x * expit(1.702 * x)
 
 
+def _hardsigmoid(attrs, x):
+    return np.clip(x + 3.0, 0.0, 6.0) / 6.0
+
+
 TARGETS: dict[str, Target] = {
     "relu": Target(1, lambda a, x: np.maximum(x, 0.0)),
     "leaky_relu": Target(1, lambda a, x: np.where(x >= 0, x, a["slope"] * x)),
@@ -69,6 +73,10 @@ TARGETS: dict[str, Target] = {
     "abs": Target(1, lambda a, x: np.abs(x)),
     "square": Target(1, lambda a, x: x * x),
     "exp": Target(1, lambda a, x: np.exp(x)),
+    "hardsigmoid": Target(1, _hardsigmoid),
+    "hardswish": Target(1, lambda a, x: x * np.clip(x + 3.0, 0.0, 6.0) / 6.0),
+    # log_softmax's log of the sum; an estimate below eps counts as eps.
+    "log": Target(1, lambda a, x: np.log(np.maximum(x, a["eps"]))),
     "max": Target(2, lambda a, x, y: np.maximum(x, y)),
     "multiply": Target(2, lambda a, x, y: x * y),
     # LayerNorm's a / sqrt(b + eps); an estimate of the variance b below 0 counts as 0.

@@ -26,7 +26,7 @@ from refsnn.errors import ModelFormatError
 from refsnn.io import H5_ERRORS, atomic_h5, open_h5, read_dataset, unreadable
 from refsnn.model.format import _check_header, _str, read_graph, write_graph
 from refsnn.model.graph import Graph, check_param
-from refsnn.model.ops import OPS, AttrSpec, OpSpec, ShapeRuleError
+from refsnn.model.ops import OPS, AttrSpec, OpSpec, ShapeRuleError, pool_size
 from refsnn.neurons.bistable import packets_started
 from refsnn.neurons.signgd import TARGETS, target_value
 from refsnn.sim.nir_ops import NIR_NEURON_OPS, NIR_SYNAPSE_OPS
@@ -91,7 +91,8 @@ def _window_out(attrs, in_shapes, params):
         # an edge window never reads pad_value: refuse one that is set, not ignore it
         raise ShapeRuleError("pad_value", "0 (unused) with pad_mode 'edge'",
                              repr(attrs["pad_value"]))
-    return (c, (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1)
+    ceil = attrs["ceil_mode"]
+    return (c, pool_size(h, kh, sh, ph, ceil), pool_size(w, kw, sw, pw, ceil))
 
 
 #: Operators of converted networks, on top of :data:`refsnn.model.ops.OPS`.
@@ -133,7 +134,8 @@ SYNAPSE_OPS: dict[str, OpSpec] = {
                "padding": AttrSpec("pair", default=(0, 0), minimum=0),
                "offset": AttrSpec("pair", minimum=0),
                "pad_mode": AttrSpec("str", default="constant", choices=tuple(PADS)),
-               "pad_value": AttrSpec("float", default=0.0)},
+               "pad_value": AttrSpec("float", default=0.0),
+               "ceil_mode": AttrSpec("int", default=0, minimum=0)},
         out_shape=_window_out),
     # A reduction along one axis, broadcast back to the input's shape: the axis "mean", "sum",
     # or "center" (x minus the mean). Linear, so it carries increments unchanged in meaning.

@@ -158,7 +158,8 @@ class BatchNorm(StepOp):
 
 class ForwardStep(StepOp):
     """Operators whose step is their ANN function applied to the step's value: transpose,
-    mean, reshape, layer scale, per-axis affine, and signGD's window and spread. They have no
+    mean, reshape, layer scale, per-axis affine, concatenation, broadcasting, nearest
+    upsampling, zero padding, and signGD's window and spread. They have no
     kernel (NumPy data movement, reductions or element-wise products, the same for both
     backends); being affine, they map time averages (IF) and increments plus constants
     (signGD) correctly."""
@@ -193,6 +194,15 @@ class Add(StepOp):
         return out
 
 
+def channel_thresholds(graph: Graph, name: str) -> np.ndarray:
+    """The per-channel thresholds (C,) of a neuron node, or of a channel concatenation of
+    neuron nodes (the spikes max pooling reads)."""
+    node = graph.node(name)
+    if node.op == "concat":
+        return np.concatenate([channel_thresholds(graph, i) for i in node.inputs])
+    return np.asarray(node.params["threshold"])
+
+
 class MaxPoolSpikes(StepOp):
     """Max pooling of spike trains (see :mod:`refsnn.synapses.maxpool`)."""
 
@@ -201,7 +211,7 @@ class MaxPoolSpikes(StepOp):
     def __init__(self, node, graph, backend, schedule):
         super().__init__(node, graph, backend, schedule)
         self.in_shape = graph.shapes[node.inputs[0]]
-        self.theta = np.asarray(graph.node(node.inputs[0]).params["threshold"])
+        self.theta = channel_thresholds(graph, node.inputs[0])
 
     def init(self, batch):
         return (np.zeros((batch,) + self.in_shape, np.int64),
@@ -362,5 +372,5 @@ STEP_OPS: dict[str, type[StepOp]] = {
     "flatten": Flatten, "identity": Identity, "add": Add, "maxpool2d": MaxPoolSpikes,
     "if": IFNeurons, "bistable": BistableNeurons, "sgd": SignGDNeurons,
     **{op: ForwardStep for op in ("transpose", "mean", "reshape", "scale", "affine", "window",
-                                  "spread")},
+                                  "spread", "concat", "expand", "slice", "upsample", "pad")},
 }

@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from refsnn.jit import parallel, prange
+from refsnn.model.ops import pool_overhang
 from refsnn.synapses.conv import out_size
 
 
@@ -28,8 +29,12 @@ def maxpool_spikes_numpy(spikes, count, best, theta_c, kernel, stride, padding):
     ``theta_c`` (C,). Returns the output events, shape (B, C, Ho, Wo)."""
     count += spikes > 0
     (kh, kw), (sh, sw), (ph, pw) = kernel, stride, padding
-    padded = np.pad(count, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=-1)
     ho, wo = best.shape[2], best.shape[3]
+    # windows past the end (ceil_mode) see more padding, which never wins either
+    padded = np.pad(count, ((0, 0), (0, 0),
+                            (ph, ph + pool_overhang(count.shape[2], kh, sh, ph, ho)),
+                            (pw, pw + pool_overhang(count.shape[3], kw, sw, pw, wo))),
+                    constant_values=-1)
     m = np.full(best.shape, -1, dtype=np.int64)
     for ky in range(kh):
         for kx in range(kw):

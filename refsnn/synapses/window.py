@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from refsnn.model.ops import pool_overhang, pool_size
+
 
 #: ``pad_mode`` -> ``pad(x, widths, node)``.
 PADS = {
@@ -33,9 +35,12 @@ def window_forward(node, x: np.ndarray) -> np.ndarray:
     (kh, kw), (sh, sw), (ph, pw) = (node.attrs["kernel"], node.attrs["stride"],
                                     node.attrs["padding"])
     oy, ox = node.attrs["offset"]
-    xp = PADS[node.attrs["pad_mode"]](x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), node)
-    ho = (xp.shape[2] - kh) // sh + 1
-    wo = (xp.shape[3] - kw) // sw + 1
+    ceil = node.attrs.get("ceil_mode", 0)
+    ho = pool_size(x.shape[2], kh, sh, ph, ceil)
+    wo = pool_size(x.shape[3], kw, sw, pw, ceil)
+    widths = ((0, 0), (0, 0), (ph, ph + pool_overhang(x.shape[2], kh, sh, ph, ho)),
+              (pw, pw + pool_overhang(x.shape[3], kw, sw, pw, wo)))
+    xp = PADS[node.attrs["pad_mode"]](x, widths, node)
     return np.ascontiguousarray(xp[:, :, oy:oy + sh * (ho - 1) + 1:sh,
                                    ox:ox + sw * (wo - 1) + 1:sw])
 
