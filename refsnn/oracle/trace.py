@@ -302,7 +302,8 @@ _PARAMS = {
     "stage": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     "eta0": (lambda v: _is_real(v) and v > 0, "a positive finite number"),
     "gamma": (lambda v: _is_real(v) and v > 0, "a positive finite number"),
-    "tie": (lambda v: v in ("inclusive", "strict"), "'inclusive' or 'strict'"),
+    "tie": (lambda v: isinstance(v, str) and v in ("inclusive", "strict"),
+            "'inclusive' or 'strict'"),
 }
 #: Layer string attributes -> their allowed values.
 _CHOICES = {"reset": ("subtract", "zero"), "v_init": ("zero", "half"),
@@ -405,7 +406,7 @@ def _read_layer(group, name, file, steps, err) -> Layer:
     meta = {}
     for key, allowed in _CHOICES.items():
         v = _scalar(h.attrs[key]) if key in h.attrs else None
-        if v is not None and v not in allowed:
+        if v is not None and not (isinstance(v, str) and v in allowed):
             raise err(where, key, f"one of {list(allowed)}", repr(v))
         meta[key] = v
     theta = None
