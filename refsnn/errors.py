@@ -41,8 +41,9 @@ class ModelFormatError(RefsnnError):
         self.field = field
         self.expected = _one_line(expected)
         self.found = _one_line(found)
-        super().__init__(
-            f"{self.file}: {path}: {field}: expected {expected}, found {found}"
+        super().__init__(  # one line, whatever the names hold
+            " ".join(f"{self.file}: {path}: {field}: expected {self.expected}, found "
+                     f"{self.found}".split())
         )
 
 

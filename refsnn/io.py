@@ -65,7 +65,7 @@ def atomic_h5(path):
 
 
 #: What a damaged HDF5 file makes h5py raise part-way through a read.
-H5_ERRORS = (OSError, RuntimeError, KeyError, ValueError, TypeError, MemoryError)
+H5_ERRORS = (OSError, RuntimeError, KeyError, MemoryError)
 
 
 def unreadable(path, e: BaseException) -> ModelFormatError:

@@ -112,7 +112,7 @@ def _check_header(f: h5py.File, file: str, fmt: str, version: int) -> int:
     """Check the root's ``format`` and ``format_version`` (1 to ``version``: version 1 is the
     same layout without checksums); return the version."""
     found = _str(f.attrs.get("format", None))
-    if found != fmt:
+    if not isinstance(found, str) or found != fmt:
         raise ModelFormatError(file, "/", "format", repr(fmt), repr(found))
     v = f.attrs.get("format_version", None)
     a = np.asarray(v) if v is not None else None

@@ -316,7 +316,8 @@ _PARAMS = {
     "stage": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
     "eta0": (lambda v: _is_real(v) and v > 0, "a positive finite number"),
     "gamma": (lambda v: _is_real(v) and v > 0, "a positive finite number"),
-    "tie": (lambda v: v in ("inclusive", "strict"), "'inclusive' or 'strict'"),
+    "tie": (lambda v: isinstance(v, str) and v in ("inclusive", "strict"),
+            "'inclusive' or 'strict'"),
     # NIR layers' constants (refsnn.oracle.nir_kinds): scalars, or per neuron as param_<key>
     **{key: (lambda v: _is_finite(v), "finite real numbers")
        for key in ("gain", "v_threshold", "v_reset", "decay", "r", "v_leak", "tau")},
@@ -428,7 +429,7 @@ def _read_layer(group, name, file, steps, err) -> Layer:
     meta = {}
     for key, allowed in _CHOICES.items():
         v = _scalar(h.attrs[key]) if key in h.attrs else None
-        if v is not None and v not in allowed:
+        if v is not None and not (isinstance(v, str) and v in allowed):
             raise err(where, key, f"one of {list(allowed)}", repr(v))
         meta[key] = v
     theta = None

@@ -296,6 +296,8 @@ def _read_snn(f, file: str, dtype) -> SpikingNetwork:
         if key.startswith("option_"):
             options[key[len("option_"):]] = v
         elif key.startswith("schedule_"):
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not np.isfinite(v):
+                raise ModelFormatError(file, "/", key, "a finite number", repr(v))
             schedule[key[len("schedule_"):]] = v
         elif key not in known:
             raise ModelFormatError(file, "/", key, f"attributes {sorted(known)}, option_* "
