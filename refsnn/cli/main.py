@@ -1,4 +1,5 @@
-"""The ``refsnn`` command: inspect, convert, evaluate, diagnose, export-torch, trace, compare.
+"""The ``refsnn`` command: inspect, convert, evaluate, diagnose, export-torch, trace, compare,
+data.
 
 User mistakes (missing files, malformed models, bad options) end with one line on stderr,
 ``refsnn: error: ...``, and exit status 2 (bad usage) or 1 (bad input); never a traceback.
@@ -132,8 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"refsnn {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("inspect", help="show a model's or converted network's graph")
-    p.add_argument("model", help="model (.h5) or converted network file")
+    p = sub.add_parser("inspect", help="show a model's or converted network's graph, or a data "
+                                       "file's splits and provenance")
+    p.add_argument("model", help="model (.h5), converted network or data file")
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("convert", help="convert an ANN into a spiking network file")
@@ -212,6 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="per-sample input shape, e.g. 3,32,32")
     p.add_argument("-o", "--output", required=True, help="model file to write (HDF5)")
     p.set_defaults(func=cmd_export_torch)
+
+    from refsnn.cli.data import add_parser as add_data_parser
+    add_data_parser(sub)
     return parser
 
 
@@ -279,6 +284,12 @@ def _lazy(module: str, name: str):
 
 
 def cmd_inspect(args) -> int:
+    from refsnn.data import FORMAT as DATA_FORMAT
+    from refsnn.interop.load import file_kind
+
+    if file_kind(args.model) == DATA_FORMAT:
+        from refsnn.cli.data import print_data_file
+        return print_data_file(args.model)
     graph, net = _load_network_or_model(args.model)
     if net is not None:
         graph = net.graph
