@@ -194,3 +194,25 @@ def print_data_file(path) -> int:
         for key, value in info["provenance"].items():
             print(f"  {key}: {value}")
     return 0
+
+
+def add_plot_parser(sub) -> None:
+    """Register ``refsnn plot`` (accuracy against T from ``evaluate --json`` files)."""
+    p = sub.add_parser("plot", help="draw accuracy against T from 'evaluate --json' outputs "
+                                    "(needs matplotlib)")
+    p.add_argument("runs", nargs="+", metavar="RUN.json",
+                   help="files holding one 'refsnn evaluate --json' output each")
+    p.add_argument("-o", "--output", required=True, help="PNG file to write")
+    p.add_argument("--title", default=None, help="title (default: says what is drawn)")
+    p.set_defaults(func=cmd_plot)
+
+
+def cmd_plot(args) -> int:
+    from refsnn.diagnose.plot import require_matplotlib
+    from refsnn.diagnose.plot_accuracy import read_run, save_accuracy_plot
+
+    require_matplotlib()  # before reading anything: no matplotlib, nothing to draw
+    runs = [read_run(p) for p in args.runs]
+    save_accuracy_plot(args.output, runs, args.title)
+    print(f"wrote {args.output}: {len(runs)} curve(s)")
+    return 0

@@ -215,8 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="model file to write (HDF5)")
     p.set_defaults(func=cmd_export_torch)
 
-    from refsnn.cli.data import add_parser as add_data_parser
+    from refsnn.cli.data import add_parser as add_data_parser, add_plot_parser
     add_data_parser(sub)
+    add_plot_parser(sub)
     return parser
 
 
