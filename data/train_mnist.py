@@ -244,9 +244,12 @@ def main(argv=None) -> int:
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--models", nargs="+", choices=list(BUILDERS), default=list(BUILDERS))
+    parser.add_argument("--threads", type=int, default=THREADS,
+                        help=f"torch threads (default {THREADS}; on a crowded machine 1 is "
+                             f"much faster: two threads wait on each other)")
     args = parser.parse_args(argv)
     torch.use_deterministic_algorithms(True)
-    torch.set_num_threads(THREADS)
+    torch.set_num_threads(args.threads)
     x_all, y_all = load_split(args.data, "train")
     x_train, y_train = x_all[:-VALIDATION], y_all[:-VALIDATION]
     x_val = x_all[-VALIDATION:]
@@ -254,7 +257,7 @@ def main(argv=None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     acc_path = args.out / "mnist_accuracy.json"
     results = json.loads(acc_path.read_text()) if acc_path.exists() else {}
-    print(f"torch {torch.__version__}, {THREADS} threads; train {len(x_train)}, "
+    print(f"torch {torch.__version__}, {args.threads} threads; train {len(x_train)}, "
           f"validation {len(x_val)}, test {len(x_test)}", flush=True)
     for name in args.models:
         t0 = time.perf_counter()
@@ -268,7 +271,7 @@ def main(argv=None) -> int:
         results[f"mnist_{name}"] = {
             "test_accuracy": float(np.mean(forward(graph, x_test).argmax(1) == y_test)),
             "epochs": EPOCHS[name], "n_params": int(graph.n_params()),
-            "train_seconds": round(seconds, 1), "history": history}
+            "train_seconds": round(seconds, 1), "threads": args.threads, "history": history}
         print(f"  mnist_{name}: test accuracy {results[f'mnist_{name}']['test_accuracy']:.4f}, "
               f"{graph.n_params()} parameters, {seconds:.0f} s", flush=True)
         tmp = acc_path.with_name(f".{acc_path.name}.partial")
