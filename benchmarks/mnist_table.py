@@ -137,7 +137,7 @@ def timing(model: str, label: str, limit: int) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--limit", type=int, default=1000)
-    parser.add_argument("--timing-limit", type=int, default=1000)
+    parser.add_argument("--timing-limit", type=int, default=200)
     parser.add_argument("--models", default=None,
                         help="comma-separated models whose rows to (re)run; other rows keep their "
                              "meta files (default: all)")
