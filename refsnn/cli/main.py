@@ -1,7 +1,7 @@
 """The ``refsnn`` command: ANN-to-SNN conversion, simulation and checking.
 
 Commands: inspect, convert, evaluate, diagnose, export-torch, import-onnx, export-nir, trace,
-compare.
+compare, data, plot.
 
 User mistakes (missing files, malformed models, bad options) end with one line on stderr,
 ``refsnn: error: ...``, and exit status 2 (bad usage) or 1 (bad input); never a traceback.
@@ -89,9 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"refsnn {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("inspect", help="show a model's or converted network's graph")
-    p.add_argument("model", help="model (.h5, .onnx), converted network or NIR graph (.nir) "
-                   "file; with --verify, any refsnn HDF5 file")
+    p = sub.add_parser("inspect", help="show a model's or converted network's graph, or a data "
+                                       "file's splits and provenance")
+    p.add_argument("model", help="model (.h5, .onnx), converted network, NIR graph (.nir) or "
+                   "data file; with --verify, any refsnn HDF5 file")
     p.add_argument("--verify", action="store_true",
                    help="only check the file's checksums (exit 1 if its content changed)")
     _add_dt(p)
@@ -200,6 +201,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "--reset zero)")
     p.add_argument("-o", "--output", required=True, help="NIR file to write (HDF5)")
     p.set_defaults(func=_lazy("refsnn.interop.nir_cli", "cmd_export_nir"))
+
+    from refsnn.cli.data import add_parser as add_data_parser, add_plot_parser
+    add_data_parser(sub)
+    add_plot_parser(sub)
     return parser
 
 
@@ -263,11 +268,16 @@ def _lazy(module: str, name: str):
 
 
 def cmd_inspect(args) -> int:
+    from refsnn.data import FORMAT as DATA_FORMAT
+    from refsnn.interop.load import file_kind
     from refsnn.io import checksum_status
 
     if args.verify:
         print(f"{args.model}: checksums {checksum_status(args.model)}")
         return 0
+    if file_kind(args.model) == DATA_FORMAT:
+        from refsnn.cli.data import print_data_file
+        return print_data_file(args.model)
     graph, net = _load_network_or_model(args.model, args.dt)
     if net is not None:
         graph = net.graph

@@ -1,0 +1,218 @@
+"""``refsnn data``: make a data file from NumPy arrays, a CSV file or a folder of images.
+
+::
+
+    refsnn data from-arrays X.npy Y.npy [D.npz ...] -o data.h5 [--split test ...]
+    refsnn data from-csv FILE.csv [...] -o data.h5 [--label first|last] [--header]
+    refsnn data from-images FOLDER [...] -o data.h5          (one subfolder per class)
+
+Each input is one split, named by the ``--split`` flags in order (one input: ``test`` by
+default). ``--shape C,H,W`` reshapes every sample, ``--scale`` multiplies the values and
+``--mean``/``--std`` normalise each channel after it; all of it is recorded in the file's
+``provenance`` and shown by ``refsnn inspect``. The file is written atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from refsnn.errors import DataFormatError, OptionError
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        values = [int(s) for s in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, found {text!r}")
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, found {text!r}")
+    return values
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        values = [float(s) for s in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, found {text!r}")
+    if not all(np.isfinite(values)):
+        raise argparse.ArgumentTypeError(f"expected finite numbers, found {text!r}")
+    return values
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-o", "--output", required=True, help="data file to write (refsnn-data)")
+    p.add_argument("--split", action="append", default=None, metavar="NAME",
+                   help="name of the next input's split; repeat once per input (default: "
+                        "test for a single input)")
+    p.add_argument("--shape", type=_ints, default=None, metavar="C,H,W",
+                   help="per-sample shape, channels first (default: as read; CSV rows are "
+                        "vectors)")
+    p.add_argument("--scale", type=float, default=None,
+                   help="multiply every value by this, e.g. 0.00392156862745098 for 0..255 "
+                        "pixels (kept as the uint8 decoding attribute when the values are "
+                        "bytes)")
+    p.add_argument("--mean", type=_floats, default=None, metavar="M[,M...]",
+                   help="per-channel mean subtracted after --scale (one per channel)")
+    p.add_argument("--std", type=_floats, default=None, metavar="S[,S...]",
+                   help="per-channel standard deviation divided by after --mean")
+    p.add_argument("--classes", default=None, metavar="N|NAMES",
+                   help="number of classes, or their comma-separated names (default: the "
+                        "largest label + 1; for images, the folder names)")
+
+
+def add_parser(sub) -> None:
+    """Register ``refsnn data`` and its three sub-commands on the main parser's ``sub``."""
+    p = sub.add_parser("data", help="make a data file from arrays, CSV or image folders")
+    dsub = p.add_subparsers(dest="source", required=True, metavar="SOURCE")
+    q = dsub.add_parser("from-arrays", help="X.npy Y.npy pairs, or .npz files holding x and y")
+    q.add_argument("inputs", nargs="+", metavar="FILE",
+                   help="X.npy Y.npy (a pair) or D.npz (arrays x and y), once per split")
+    _common(q)
+    q.set_defaults(func=cmd_data, reader="arrays")
+    q = dsub.add_parser("from-csv", help="CSV files, one sample per row")
+    q.add_argument("inputs", nargs="+", metavar="FILE.csv", help="one CSV file per split")
+    q.add_argument("--label", choices=("first", "last"), default="first",
+                   help="the column holding the label (default first, as MNIST's CSV)")
+    q.add_argument("--header", action="store_true", help="skip the first line (column names)")
+    _common(q)
+    q.set_defaults(func=cmd_data, reader="csv")
+    q = dsub.add_parser("from-images", help="folders with one subfolder of images per class "
+                                            "(needs Pillow: pip install 'refsnn[images]')")
+    q.add_argument("inputs", nargs="+", metavar="FOLDER", help="one folder per split")
+    _common(q)
+    q.set_defaults(func=cmd_data, reader="images")
+
+
+def _group_arrays(inputs: list[str]) -> list[tuple]:
+    """``X.npy Y.npy`` pairs and single ``.npz`` files, in order."""
+    groups, i = [], 0
+    while i < len(inputs):
+        if inputs[i].lower().endswith(".npz"):
+            groups.append((inputs[i],))
+            i += 1
+        elif i + 1 < len(inputs) and not inputs[i + 1].lower().endswith(".npz"):
+            groups.append((inputs[i], inputs[i + 1]))
+            i += 2
+        else:
+            raise OptionError(f"{inputs[i]}: an X.npy needs its labels Y.npy after it")
+    return groups
+
+
+def _read(args) -> tuple[list, list, list | None]:
+    """The inputs as ``(x, y)`` pairs, their file names, and class names (images only)."""
+    from refsnn import importers
+
+    if args.reader == "arrays":
+        groups = _group_arrays(args.inputs)
+        return [importers.read_arrays(*g) for g in groups], [list(g) for g in groups], None
+    if args.reader == "csv":
+        pairs = [importers.read_csv(f, args.label, args.header) for f in args.inputs]
+        return pairs, [[f] for f in args.inputs], None
+    pairs, names = [], None
+    for folder in args.inputs:
+        x, y, classes = importers.read_image_folder(folder)
+        if names is not None and classes != names:
+            raise DataFormatError(f"{folder}: class folders {classes} differ from "
+                                  f"{args.inputs[0]}'s {names}")
+        names = classes
+        pairs.append((x, y))
+    return pairs, [[f] for f in args.inputs], names
+
+
+def _classes(args, pairs, names):
+    top = max(int(y.max()) for _, y in pairs) + 1
+    if args.classes is None:
+        return names if names is not None else top
+    if args.classes.isdigit():
+        return int(args.classes)
+    given = [s.strip() for s in args.classes.split(",")]
+    if names is not None and given != names:
+        raise OptionError(f"--classes: the folders name the classes {names}; found {given}")
+    return given
+
+
+def cmd_data(args) -> int:
+    from refsnn import __version__
+    from refsnn.data import save
+    from refsnn.importers import reshape_samples
+
+    pairs, files, names = _read(args)
+    splits = args.split or (["test"] if len(pairs) == 1 else None)
+    if splits is None or len(splits) != len(pairs):
+        raise OptionError(f"--split: give one name per input ({len(pairs)} input(s), "
+                          f"{len(args.split or [])} name(s))")
+    if len(set(splits)) != len(splits):
+        raise OptionError(f"--split: names must differ, found {splits}")
+    shaped = {}
+    for name, (x, y), src in zip(splits, pairs, files):
+        if args.shape is not None:
+            x = reshape_samples(x, args.shape, src[0])
+        shaped[name] = (x, y)
+    channels = next(iter(shaped.values()))[0].shape[1]
+    mean, std = args.mean, args.std
+    for flag, v in (("--mean", mean), ("--std", std)):
+        if v is not None and len(v) == 1 and channels > 1:
+            raise OptionError(f"{flag}: give one value per channel ({channels}), found 1")
+    classes = _classes(args, pairs, names)
+    provenance = {"made_by": f"refsnn {__version__} data from-{args.reader}",
+                  "inputs": {s: f for s, f in zip(splits, files)},
+                  "shape": args.shape,
+                  **({"label": args.label, "header": args.header}
+                     if args.reader == "csv" else {})}
+    save(args.output, shaped, classes, scale=args.scale, mean=mean, std=std,
+         provenance=provenance)
+    for name, (x, y) in shaped.items():
+        print(f"{name}: {x.shape[0]} samples of shape {x.shape[1:]}, stored as "
+              f"{'uint8' if x.dtype == np.uint8 else 'float'}")
+    n = classes if isinstance(classes, int) else len(classes)
+    print(f"wrote {args.output}: {len(shaped)} split(s), {n} classes")
+    return 0
+
+
+def print_data_file(path) -> int:
+    """``refsnn inspect`` of a data file: classes, splits, encodings and provenance."""
+    from refsnn.data import describe
+
+    info = describe(path)
+    names = info["class_names"]
+    print(f"data file: {info['classes']} classes"
+          + (f" ({', '.join(names)})" if names else ""))
+    if info["source"]:
+        print(f"source: {info['source']}")
+    for name, s in info["splits"].items():
+        enc = s["encoding"]
+        how = (f"uint8, values = x * {enc['scale']:.10g}"
+               + (f", then (- mean {enc['mean']}) / std {enc['std']} per channel"
+                  if "mean" in enc else "")) if enc else s["dtype"]
+        print(f"  {name}: {s['shape'][0]} samples of shape {tuple(s['shape'][1:])}, {how}")
+        print(f"    per class: {s['counts']}")
+    if info["provenance"]:
+        print("provenance:")
+        for key, value in info["provenance"].items():
+            print(f"  {key}: {value}")
+    return 0
+
+
+def add_plot_parser(sub) -> None:
+    """Register ``refsnn plot`` (accuracy against T from ``evaluate --json`` files)."""
+    p = sub.add_parser("plot", help="draw accuracy against T from 'evaluate --json' outputs "
+                                    "(needs matplotlib)")
+    p.add_argument("runs", nargs="+", metavar="RUN.json",
+                   help="files holding one 'refsnn evaluate --json' output each")
+    p.add_argument("-o", "--output", required=True, help="PNG file to write")
+    p.add_argument("--title", default=None, help="title (default: says what is drawn)")
+    p.set_defaults(func=cmd_plot)
+
+
+def cmd_plot(args) -> int:
+    from refsnn.diagnose.plot import require_matplotlib
+    from refsnn.diagnose.plot_accuracy import read_run, save_accuracy_plot
+
+    require_matplotlib()  # before reading anything: no matplotlib, nothing to draw
+    runs = [read_run(p) for p in args.runs]
+    save_accuracy_plot(args.output, runs, args.title)
+    print(f"wrote {args.output}: {len(runs)} curve(s)")
+    return 0

@@ -1,0 +1,70 @@
+"""The shipped MNIST models: their ANN test accuracy, and one SNN point per method of the
+README's MNIST table.
+
+The expected numbers are read from the files the scripts wrote, never typed here:
+``data/models/mnist_accuracy.json`` (``data/train_mnist.py``: each model's accuracy on the full
+10,000-image test split) and ``benchmarks/mnist_results.json`` (``benchmarks/mnist_table.py``:
+the table's rows on the first 1,000 test images, and ``checks``, one short run per method on
+the first 100 test images at one T, which is what is repeated here to keep the test fast; the
+table's own points at T up to 256 would take minutes each). Agreement is required within one
+image.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, needs_jit
+from refsnn.ann import forward
+from refsnn.cli.main import main
+from refsnn.data import load_split
+from refsnn.model import load_model
+
+MNIST = ROOT / "data" / "mnist.h5"
+ACCURACY = json.loads((ROOT / "data" / "models" / "mnist_accuracy.json").read_text())
+RESULTS = json.loads((ROOT / "benchmarks" / "mnist_results.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def test_split():
+    return load_split(MNIST, "test", (1, 28, 28))
+
+
+@pytest.mark.parametrize("name", sorted(ACCURACY))
+def test_ann_accuracy_on_the_full_test_split(name, test_split):
+    x, y = test_split
+    graph = load_model(ROOT / "data" / "models" / f"{name}.h5")
+    correct = np.concatenate([forward(graph, x[i:i + 1000]).argmax(1) == y[i:i + 1000]
+                              for i in range(0, len(x), 1000)])
+    assert abs(int(correct.sum()) - round(ACCURACY[name]["test_accuracy"] * len(y))) <= 1
+    # the table's ANN column: the same model on the table's prefix
+    for row in RESULTS["rows"]:
+        if row["model"] == name and "ann_accuracy" in row:
+            n = row["samples"]
+            assert abs(int(correct[:n].sum()) - round(row["ann_accuracy"] * n)) <= 1
+
+
+def test_every_method_has_a_check():
+    methods = {c["options"][c["options"].index("--method") + 1] for c in RESULTS["checks"]}
+    assert methods == {"if", "bsnn", "signgd", "noise"}
+    assert any("l4" in c["options"] for c in RESULTS["checks"])  # Poisson + L4
+
+
+@needs_jit
+@pytest.mark.parametrize("check", RESULTS["checks"], ids=lambda c: f"{c['model']}-{c['label']}")
+def test_snn_point(check):
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        code = main(["evaluate", str(ROOT / "data" / "models" / f"{check['model']}.h5"),
+                     "--data", str(MNIST), "--limit", str(check["samples"]),
+                     "--steps", str(check["steps"]), "--json", *check["options"]])
+    assert code == 0
+    got = json.loads(out.getvalue())
+    n = check["samples"]
+    assert abs(round(got["ann_accuracy"] * n) - round(check["ann_accuracy"] * n)) <= 1
+    assert abs(round(got["results"][0]["accuracy"] * n) - round(check["accuracy"] * n)) <= 1
