@@ -348,8 +348,17 @@ def test_shipped_model_round_trip(name, tmp_path):
         same_graph(load_onnx(path), graph)
 
 
-QCFS = {"cnn_qcfs", "cnn_nq", "resnet_qcfs", "resnet_nq"}
-NON_RELU = {"cnn_silu", "convnext", "mixer", "resmlp"}  # converted with signGD
+QCFS = {"cnn_qcfs", "cnn_nq", "resnet_qcfs", "resnet_nq", "mnist_qcfs"}
+NON_RELU = {"cnn_silu", "convnext", "mixer", "resmlp", "mnist_convnext"}  # converted with signGD
+
+
+def _data_of(name: str) -> list[str]:
+    """The data a shipped model reads: digits, or MNIST (28x28) for the mnist_ models, whose
+    thresholds then come from the first 64 training images (60,000 would take minutes)."""
+    if not name.startswith("mnist_"):
+        return ["--data", str(DATA / "digits.h5")]
+    limit = [] if name in QCFS else ["--calibration-limit", "64"]
+    return ["--data", str(DATA / "mnist.h5"), *limit]
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -363,7 +372,7 @@ def test_evaluate_onnx_reproduces_h5(name, tmp_path, capsys):
         ["--method", "signgd"] if name in NON_RELU else []
     results = []
     for model in (h5, path):
-        assert main(["evaluate", str(model), "--data", str(DATA / "digits.h5"), "--limit", "16",
+        assert main(["evaluate", str(model), *_data_of(name), "--limit", "16",
                      "--steps", "8,16", "--json"] + method) == 0
         out = json.loads(capsys.readouterr().out)
         out.pop("model")

@@ -114,7 +114,9 @@ def test_resume_with_another_batch_size_gives_the_same_file(tmp_path, capsys):
     os.unlink(part)
 
 
-TRACE = ["trace", CNN, "--data", DATA, "--limit", "5", "--batch-size", "1", "--steps", "12",
+# 96 steps: a batch takes long enough that the 5 ms poll sees it kept (at 12 steps an idle
+# machine finished all five batches between two polls)
+TRACE = ["trace", CNN, "--data", DATA, "--limit", "5", "--batch-size", "1", "--steps", "96",
          "--encoding", "poisson", "--seed", "3", "--backend", "numpy"]
 
 
