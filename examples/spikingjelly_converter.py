@@ -236,7 +236,8 @@ def first_divergence(net, conv: SJConversion, x: np.ndarray, steps: int = 64) ->
     f = c.first_divergence
     if f is None:
         return "no divergence"
-    return f"{f.name}: {f.kind}" + (f" ({f.detail})" if f.detail else "")
+    text = f"{f.name}: {f.kind}" + (f" ({f.detail})" if f.detail else "")
+    return text.replace("|", "\\|")  # a table cell
 
 
 def _fmt_theta(v) -> str:
