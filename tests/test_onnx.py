@@ -119,10 +119,15 @@ def test_arithmetic_by_constants_is_exact(op, c, first, expected_op, tmp_path):
 @pytest.mark.parametrize("nodes, inits, message", [
     ([helper.make_node("Div", ["x", "c"], ["y"], name="d")], dict(c=np.array(3.0)),
      r"node 'd' \(Div\): B: expected a power of two.*found 3.0"),
-    ([helper.make_node("HardSwish", ["x"], ["y"], name="hs")], {},
-     r"node 'hs' \(HardSwish\): op_type: .*'HardSwish', which refsnn has no operator for"),
+    ([helper.make_node("Celu", ["x"], ["y"], name="celu")], {},
+     r"node 'celu' \(Celu\): op_type: .*'Celu', which refsnn has no operator for"),
     ([helper.make_node("HardSigmoid", ["x"], ["y"], name="hsig")], {},
-     r"node 'hsig' \(HardSigmoid\): op_type"),
+     r"node 'hsig' \(HardSigmoid\): alpha/beta: expected alpha = 1/6 and beta = 0.5 .*found "
+     r"alpha = 0.2, beta = 0.5"),
+    ([helper.make_node("Concat", ["x", "x"], ["y"], name="cat", axis=0)], {},
+     r"node 'cat' \(Concat\): axis: expected a per-sample axis"),
+    ([helper.make_node("Concat", ["x", "c"], ["y"], name="cat", axis=1)],
+     dict(c=np.ones((1, 2, 6, 6))), r"node 'cat' \(Concat\): inputs: expected a tensor"),
     ([helper.make_node("Erf", ["x"], ["y"], name="erf")], {}, r"node 'erf' \(Erf\): op_type"),
     ([helper.make_node("Mul", ["x", "c"], ["y"], name="m")], dict(c=np.ones((2, 6, 1))),
      r"node 'm' \(Mul\): constant operand: expected a scalar or a vector along the channels"),
@@ -201,6 +206,10 @@ def _single(op, inits=None, in_shape=("N", 2, 6, 6), opset=17, inputs=("x",), **
 @pytest.mark.parametrize("m, ops", [
     (_single("Clip", dict(lo=np.array(0.0), hi=np.array(6.0))), ["hardtanh"]),
     (_single("Clip", dict(lo=np.array(0.0))), ["relu"]),
+    (_single("Concat", inputs=("x", "x"), axis=-3), ["concat"]),
+    (model([helper.make_node("Relu", ["x"], ["r"], name="r"),
+            helper.make_node("Concat", ["x", "r"], ["y"], name="cat", axis=3)], {}),
+     ["relu", "concat"]),
     (_single("LeakyRelu", alpha=0.25), ["leaky_relu"]),
     (_single("Pow", dict(e=np.array(2.0))), ["square"]),
     (_single("Unsqueeze", dict(a=np.array([-1], dtype=np.int64))), ["reshape"]),
@@ -229,6 +238,24 @@ def test_single_operators_match_the_reference(m, ops, tmp_path):
                    m.graph.input[0].type.tensor_type.shape.dim])
     graph = check_against_reference(m, tmp_path, shape)
     assert [n.op for n in graph.nodes] == ops
+
+
+@pytest.mark.parametrize("m, op, exact", [
+    (_single("HardSwish", opset=14), "hardswish", lambda x: x * np.clip(x + 3, 0, 6) / 6),
+    (_single("HardSigmoid", alpha=1 / 6, beta=0.5), "hardsigmoid",
+     lambda x: np.clip(x + 3, 0, 6) / 6),
+])
+def test_hard_activations_read_as_pytorchs(m, op, exact, tmp_path):
+    """HardSwish and HardSigmoid (alpha 1/6, beta 1/2) are refsnn's ``relu6(x + 3) / 6`` forms,
+    PyTorch's definitions in float64; ONNX's reference evaluator uses alpha as the float32
+    number 1/6 rounds to, so it differs from them by that rounding (here < 5e-8)."""
+    x = 4 * RNG.standard_normal((3, 2, 6, 6))
+    graph = load_onnx(save(m, tmp_path))
+    assert [n.op for n in graph.nodes] == [op]
+    got = ann.forward(graph, x)
+    np.testing.assert_array_equal(got, exact(x))
+    np.testing.assert_allclose(got, ReferenceEvaluator(m).run(None, {"x": x})[0], rtol=0,
+                               atol=5e-8)
 
 
 def test_float32_attributes_read_as_their_decimal(tmp_path):

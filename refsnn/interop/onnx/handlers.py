@@ -482,6 +482,30 @@ def _shape(r, node):
     r.consts[node.output[0]] = full[a.get("start", 0):a.get("end", len(full))]
 
 
+def _hardsigmoid(r, node):
+    """ONNX's ``clip(alpha·x + beta, 0, 1)`` with PyTorch's ``alpha = 1/6``, ``beta = 1/2`` is
+    refsnn's ``hardsigmoid`` (``relu6(x + 3) / 6``); other slopes have no refsnn operator."""
+    a = attrs_of(node)
+    alpha, beta = a.get("alpha", 0.2), a.get("beta", 0.5)
+    if np.float32(alpha) != np.float32(1 / 6) or np.float32(beta) != np.float32(0.5):
+        raise Refused("alpha/beta", "alpha = 1/6 and beta = 0.5 (hardsigmoid as "
+                      "relu6(x + 3) / 6)", f"alpha = {decimal(alpha)}, beta = {decimal(beta)}")
+    r.emit(node, "hardsigmoid", [_x(r, node)[0]])
+
+
+def _concat(r, node):
+    """``Concat`` of run-time tensors along a per-sample axis (refsnn's axes leave out the
+    batch axis); a constant operand or the batch axis is refused."""
+    rank = 1 + len(_x(r, node)[1])
+    axis = attrs_of(node).get("axis")
+    if axis is None or not -rank <= axis < rank:
+        raise Refused("axis", f"an axis in [-{rank}, {rank})", repr(axis))
+    axis = axis + rank if axis < 0 else axis
+    if axis == 0:
+        raise Refused("axis", "a per-sample axis (not 0, the batch axis)", "0")
+    r.emit(node, "concat", [r.tensor(v)[0] for v in node.input], {"axis": axis - 1})
+
+
 HANDLERS = {
     "Conv": _conv,
     "Gemm": _gemm,
@@ -499,6 +523,9 @@ HANDLERS = {
     "Exp": _unary("exp"),
     "Gelu": _unary("gelu", approximate=("approximate", "none")),
     "Clip": _clip,
+    "HardSwish": _unary("hardswish"),
+    "HardSigmoid": _hardsigmoid,
+    "Concat": _concat,
     "BatchNormalization": _batchnorm,
     "MaxPool": _pool("maxpool2d"),
     "AveragePool": _pool("avgpool2d"),
