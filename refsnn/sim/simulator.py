@@ -81,10 +81,13 @@ STEP_BLOCK_BYTES = 64 * 2**20
 MAX_STEP_BLOCK = 16
 #: Samples x steps per stacked call the numba simulator aims for when it picks its step block.
 STACK_ROWS = 32
-#: ... and the bytes of node values per block it aims for: a small network's calls are small
-#: at any batch, and each call and step costs a fixed dispatch (digits MLP, batch 32, T = 32:
-#: blocks of 16 steps ran 2.5x faster than 1, digits CNN blocks of 8 1.4x; 2026-12-04).
-STACK_BYTES = 4 * 2**20
+#: ... and the multiply-adds per stacked call it aims for (a dense step's, samples x steps): a
+#: small network's calls are small at any batch, and each call and step costs a fixed dispatch.
+#: Measured 2026-12-04 at batch 32, T = 32 (ms per run, blocks of 1 -> the block this picks):
+#: digits MLP (17 k MACs per sample) float64 3.3 -> 1.9 (16 steps), digits CNN (84 k) float32
+#: 13.9 -> 9.5 (8 steps); the MLP 784-512-512-10 (670 k) was slower with any block in float64
+#: (10.4 ms at 1, 12.7 at 4), so it gets 1.
+STACK_MACS = 22_000_000
 
 
 class Simulator:
@@ -250,14 +253,15 @@ class Simulator:
 
         Stacking pays where calls are small: a batch of ``b`` samples gets ``STACK_ROWS // b``
         steps per block (batch 1: 16 steps, so a kernel call has 16 samples to spread over
-        the threads), or as many as fit :data:`STACK_BYTES` of node values if that is more (a
-        small network at batch 32; a large one gets 1, its calls are large already), at most
-        :data:`MAX_STEP_BLOCK`, and fewer if one block's node values would exceed
-        :data:`STEP_BLOCK_BYTES`.
+        the threads), or as many as keep a block's dense multiply-adds within
+        :data:`STACK_MACS` if that is more (a small network at batch 32; a large one gets 1,
+        its calls are large already), at most :data:`MAX_STEP_BLOCK`, and fewer if one
+        block's node values would exceed :data:`STEP_BLOCK_BYTES`.
         """
+        graph = self.net.graph
         per_step = max(1, batch * np.dtype(self.dtype).itemsize * sum(
-            int(np.prod(shape)) for shape in self.net.graph.shapes.values()))
-        wanted = max(STACK_ROWS // batch, STACK_BYTES // per_step)
+            int(np.prod(shape)) for shape in graph.shapes.values()))
+        wanted = max(STACK_ROWS // batch, STACK_MACS // (batch * dense_macs(graph)))
         return int(max(1, min(MAX_STEP_BLOCK, wanted, STEP_BLOCK_BYTES // per_step)))
 
 
@@ -274,6 +278,20 @@ def check_recorded(net: SpikingNetwork, names) -> None:
         if name not in neurons:
             raise OptionError(f"record: '{name}' is not a neuron node; neuron nodes: "
                               f"{', '.join(neurons) or 'none'}")
+
+
+def dense_macs(graph) -> int:
+    """Multiply-adds of one sample's dense step through the ``linear`` and ``conv2d`` nodes
+    (at least 1): the work scale of a network's kernel calls."""
+    total = 0
+    for node in graph.nodes:
+        w = node.params.get("weight")
+        if node.op == "linear":
+            total += int(w.size)
+        elif node.op == "conv2d":
+            out = graph.shapes[node.name]
+            total += int(np.prod(out)) * int(np.prod(w.shape[1:]))
+    return max(total, 1)
 
 
 def input_only_nodes(ops) -> frozenset:
