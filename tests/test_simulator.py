@@ -295,7 +295,7 @@ def test_auto_step_block_respects_the_memory_budget(monkeypatch):
     sim = Simulator(net)
     per_sample_step = 8 * sum(int(np.prod(s)) for s in net.graph.shapes.values())
     assert _budget_is_ample(simulator, per_sample_step)
-    monkeypatch.setattr(simulator, "STACK_MACS", 0)  # by rows only
+    monkeypatch.setattr(simulator, "STACK_MACS", {"float64": 0, "float32": 0})  # by rows only
     assert sim.auto_step_block(1) == 16 and sim.auto_step_block(4) == 8
     assert sim.auto_step_block(32) == 1 and sim.auto_step_block(100) == 1
     # by multiply-adds: a small network stacks steps at large batches too
@@ -303,7 +303,7 @@ def test_auto_step_block_respects_the_memory_budget(monkeypatch):
     assert macs == sum(n.params["weight"].size for n in net.graph.nodes if n.op == "linear") + \
         sum(int(np.prod(net.graph.shapes[n.name])) * int(np.prod(n.params["weight"].shape[1:]))
             for n in net.graph.nodes if n.op == "conv2d")
-    monkeypatch.setattr(simulator, "STACK_MACS", 100 * 6 * macs)
+    monkeypatch.setattr(simulator, "STACK_MACS", {"float64": 100 * 6 * macs, "float32": 0})
     assert sim.auto_step_block(100) == 6 and sim.auto_step_block(300) == 2
     assert sim.auto_step_block(2) == 16  # never more than MAX_STEP_BLOCK
     monkeypatch.setattr(simulator, "STEP_BLOCK_BYTES", 5 * per_sample_step)

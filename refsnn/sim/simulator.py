@@ -81,13 +81,14 @@ STEP_BLOCK_BYTES = 64 * 2**20
 MAX_STEP_BLOCK = 16
 #: Samples x steps per stacked call the numba simulator aims for when it picks its step block.
 STACK_ROWS = 32
-#: ... and the multiply-adds per stacked call it aims for (a dense step's, samples x steps): a
-#: small network's calls are small at any batch, and each call and step costs a fixed dispatch.
-#: Measured 2026-12-04 at batch 32, T = 32 (ms per run, blocks of 1 -> the block this picks):
-#: digits MLP (17 k MACs per sample) float64 3.3 -> 1.9 (16 steps), digits CNN (84 k) float32
-#: 13.9 -> 9.5 (8 steps); the MLP 784-512-512-10 (670 k) was slower with any block in float64
-#: (10.4 ms at 1, 12.7 at 4), so it gets 1.
-STACK_MACS = 22_000_000
+#: ... and the multiply-adds per stacked call it aims for (a dense step's, samples x steps), per
+#: dtype: a small network's calls are small at any batch, and each call and step costs a fixed
+#: dispatch. Measured 2026-12-04 at batch 32 (ms per run, blocks of 1 -> the block this picks):
+#: digits MLP (17 k MACs per sample) float64, T = 32: 3.3 -> 1.9 (16 steps); digits CNN (84 k)
+#: float64 15.9 -> 12.5 (8), float32 13.9 -> 8.2 (16); the MLP 784-512-512-10 (670 k) was
+#: slower with any block in float64 (T = 32: 10.4 ms at 1, 12.7 at 4), so it gets 1 there, but
+#: faster in float32 (T = 128: 31.5 at 1, 22.8 at 8, 20.4 at 16), where it gets 11.
+STACK_MACS = {"float64": 22_000_000, "float32": 256_000_000}
 
 
 class Simulator:
@@ -253,7 +254,7 @@ class Simulator:
 
         Stacking pays where calls are small: a batch of ``b`` samples gets ``STACK_ROWS // b``
         steps per block (batch 1: 16 steps, so a kernel call has 16 samples to spread over
-        the threads), or as many as keep a block's dense multiply-adds within
+        the threads), or as many as keep a block's dense multiply-adds within the dtype's
         :data:`STACK_MACS` if that is more (a small network at batch 32; a large one gets 1,
         its calls are large already), at most :data:`MAX_STEP_BLOCK`, and fewer if one
         block's node values would exceed :data:`STEP_BLOCK_BYTES`.
@@ -261,7 +262,8 @@ class Simulator:
         graph = self.net.graph
         per_step = max(1, batch * np.dtype(self.dtype).itemsize * sum(
             int(np.prod(shape)) for shape in graph.shapes.values()))
-        wanted = max(STACK_ROWS // batch, STACK_MACS // (batch * dense_macs(graph)))
+        budget = STACK_MACS[np.dtype(self.dtype).name]
+        wanted = max(STACK_ROWS // batch, budget // (batch * dense_macs(graph)))
         return int(max(1, min(MAX_STEP_BLOCK, wanted, STEP_BLOCK_BYTES // per_step)))
 
 
