@@ -21,7 +21,7 @@ def integrator_step_numpy(v, current, gain):
     return v.copy()
 
 
-@parallel
+@parallel(work=lambda v, current, gain, out: v.size)
 def _integrator_kernel(v, current, gain, out):
     for b in prange(v.shape[0]):
         for i in range(v.shape[1]):

@@ -21,7 +21,7 @@ def li_step_numpy(v, current, decay, r, v_leak):
     return v.copy()
 
 
-@parallel
+@parallel(work=lambda v, current, decay, r, v_leak, out: v.size)
 def _li_kernel(v, current, decay, r, v_leak, out):
     for b in prange(v.shape[0]):
         for i in range(v.shape[1]):

@@ -28,7 +28,7 @@ def lif_step_numpy(v, current, decay, r, v_leak, threshold, v_reset):
     return fired.astype(v.dtype)
 
 
-@parallel
+@parallel(work=lambda v, current, decay, r, v_leak, threshold, v_reset, out: v.size)
 def _lif_kernel(v, current, decay, r, v_leak, threshold, v_reset, out):
     for b in prange(v.shape[0]):
         for i in range(v.shape[1]):

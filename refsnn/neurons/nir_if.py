@@ -29,7 +29,7 @@ def nir_if_step_numpy(v, current, gain, threshold, v_reset):
     return fired.astype(v.dtype)
 
 
-@parallel
+@parallel(work=lambda v, current, gain, threshold, v_reset, out: v.size)
 def _nir_if_kernel(v, current, gain, threshold, v_reset, out):
     for b in prange(v.shape[0]):
         for i in range(v.shape[1]):

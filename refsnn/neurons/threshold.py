@@ -16,7 +16,7 @@ def threshold_step_numpy(current, threshold):
     return (current > threshold).astype(current.dtype)
 
 
-@parallel
+@parallel(work=lambda current, threshold, out: current.size)
 def _threshold_kernel(current, threshold, out):
     for b in prange(current.shape[0]):
         for i in range(current.shape[1]):
