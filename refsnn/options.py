@@ -85,7 +85,7 @@ OPTIONS = (
     Option("encoding", "--encoding", ALL, dict(
         choices=("analog", "poisson", "exact", "gd"),
         help="IF, BSNN, noise: analog current (default) or poisson rate coding; signGD: exact "
-             "(default) or gd (the reference code's encoder)")),
+             "(default) or gd (the reference code's encoder; the only one with --compat)")),
     Option("dtype", "--dtype", ALL, dict(
         choices=("float64", "float32"), help="precision of the simulation (default float64)")),
 )

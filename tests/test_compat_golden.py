@@ -120,3 +120,17 @@ def test_compat_max_pooling_computes_max_pooling(seed, c, kh, kw, sh, sw, data):
     assert np.array_equal(ann_limit(net, x), ann.forward(graph, x))
     assert sum(n.op == "sgd" for n in net.graph.nodes) == (kh > 1) + (kw > 1) + max(
         kh - 2, 0) + max(kw - 2, 0)
+
+
+def test_compat_refuses_another_encoding():
+    """--compat is the reference code's gd encoder: an explicit exact encoding is refused, not
+    switched silently; no encoding gives gd."""
+    from refsnn.errors import OptionError
+    from refsnn.model import load_model
+
+    graph = load_model(GOLDEN / "mlp_relu.h5")
+    x = np.random.default_rng(0).random((4,) + graph.input_shape)
+    with pytest.raises(OptionError, match="--encoding exact does not apply with --compat"):
+        convert_signgd(graph, x, compat=True, encoding="exact")
+    assert convert_signgd(graph, x, compat=True).encoding == "gd"
+    assert convert_signgd(graph, x).encoding == "exact"

@@ -71,7 +71,7 @@ def convert_signgd(
     gamma: float = 0.95,
     scale: str = "element",
     scale_floor: float | None = None,
-    encoding: str = "exact",
+    encoding: str | None = None,
     compat: bool = False,
     dtype=np.float64,
 ) -> SpikingNetwork:
@@ -90,8 +90,9 @@ def convert_signgd(
     scale_floor : float or None
         No scale is below this fraction of its layer's largest (0 <= scale_floor <= 1);
         None: 0.1, or 0 (no floor, as in the reference code) with ``compat``.
-    encoding : {"exact", "gd"}
+    encoding : {"exact", "gd"} or None
         ``exact`` delivers the input at step 1; ``gd`` is the reference code's encoder.
+        None: ``exact``, or ``gd`` with ``compat`` (which refuses ``exact``).
     compat : bool
         Reproduce the reference code (snuhcs/snn_signgd): ``gd`` encoder, GELU as
         ``x * sigmoid(1.702 x)``, LeakyReLU slope 0.1, its tie rules, scales for ReLU
@@ -116,6 +117,11 @@ def convert_signgd(
         scale_floor = 0.0 if compat else 0.1
     if not (0 <= scale_floor <= 1):
         raise OptionError(f"--scale-floor: expected a number in [0, 1], found {scale_floor}")
+    if encoding is None:
+        encoding = "gd" if compat else "exact"
+    if compat and encoding != "gd":
+        raise OptionError(f"--encoding {encoding} does not apply with --compat: the reference "
+                          f"code feeds its input through its gd encoder; drop --encoding")
     if encoding == "poisson":
         # signGD neurons read increments of an input estimate; Poisson spikes would need an
         # encoder emitting increments of their running mean, which refsnn does not have.
@@ -125,7 +131,6 @@ def convert_signgd(
     check_choice("--encoding", encoding, ENCODINGS)
     check_choice("--dtype", np.dtype(dtype).name, ("float64", "float32"))
     if compat:
-        encoding = "gd"
         check_compat_ops(graph)
     for node in graph.nodes:
         if node.op not in AFFINE and node.op not in NONLINEAR:
