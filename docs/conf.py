@@ -51,10 +51,17 @@ _STAR = re.compile(r"(?<=[(\[,\s])\*(?=\w)")
 _BARS = re.compile(r"(?<![|\w])\|(?=[^|\s])([^|\n]*?\S)\|(?![|\w])")
 
 
+def _escape_text(text):
+    return _BARS.sub(r"\\|\1\\|", _STAR.sub(r"\\*", text))
+
+
 def _escape(app, what, name, obj, options, lines):
     for i, line in enumerate(lines):
-        if "``" not in line and ":math:" not in line:
-            lines[i] = _BARS.sub(r"\\|\1\\|", _STAR.sub(r"\\*", line))
+        if ":math:" not in line:
+            # only outside ``literals`` (the even pieces between the double backquotes)
+            pieces = line.split("``")
+            lines[i] = "``".join(_escape_text(p) if k % 2 == 0 else p
+                                 for k, p in enumerate(pieces))
 
 
 def setup(app):
