@@ -22,7 +22,7 @@ from refsnn.cli.main import main
 from refsnn.convert import convert_bsnn, convert_if
 from refsnn.convert.bsnn import assign_stages
 from refsnn.data import load_split
-from refsnn.errors import ConversionError, OptionError
+from refsnn.errors import ConversionError, ModelFormatError, OptionError
 from refsnn.evaluate import evaluate
 from refsnn.model import load_model, make_graph
 from refsnn.neurons.bistable import (cycle_state, fire_numba, fire_numpy, integrate_numba,
@@ -142,9 +142,13 @@ def test_constant_input_packets_converge_to_clipped_relu(current, theta, period,
 
 # --------------------------------------------------------------- synchronous neurons
 
-def residual_block(x_dim, period, perm, sync):
+def residual_block(x_dim, period, perm, sync, shortcut_perm=None):
     """input -> a -> Pi -> b -> -1 -> add(., a) -> c -> out, thresholds 1: every packet is
-    exact when inputs are multiples of 1/period, so the output must equal the ANN."""
+    exact when inputs are multiples of 1/period, so the output must equal the ANN.
+
+    With ``shortcut_perm`` the shortcut goes through a synapse, ``short = Q a`` (a linear
+    node with the permutation ``Q``), so it is relayed by a delay, not synchronous neurons.
+    """
     eye = np.eye(x_dim)
     pi = eye[perm]
     zero = np.zeros(x_dim)
@@ -159,7 +163,11 @@ def residual_block(x_dim, period, perm, sync):
         dict(name="c", op="bistable", inputs=["add"], attrs=dict(attrs), params=one),
         dict(name="out", op="linear", inputs=["c"], params=dict(weight=eye, bias=zero)),
     ]
-    dicts, stages = assign_stages(dicts, sync)
+    if shortcut_perm is not None:
+        dicts.insert(4, dict(name="short", op="linear", inputs=["a"],
+                             params=dict(weight=eye[shortcut_perm], bias=zero)))
+        dicts[5] = dict(name="add", op="add", inputs=["w3", "short"])
+    dicts, stages = assign_stages(dicts, sync, period)
     graph = make_graph((x_dim,), dicts, "out", ops=SNN_OPS)
     return SpikingNetwork(graph, "bsnn", "analog", decoder="packet",
                           schedule={"period": float(period),
@@ -188,6 +196,51 @@ def test_synchronous_neurons_make_a_residual_block_exact(data, period, x_dim):
         # the readout is that value, exactly when 1/period is a binary fraction
         tol = 0 if period in (1, 2, 4) else 4 * np.finfo(float).eps
         assert np.max(np.abs(run.readout[t] - levels / period)) <= tol
+
+
+@settings(max_examples=25, deadline=None)
+@given(data=st.data(), period=st.integers(1, 6), x_dim=st.integers(2, 6))
+def test_a_delay_makes_a_shortcut_through_a_synapse_exact(data, period, x_dim):
+    """The shortcut ``Q a`` carries currents, not spikes: a delay of one cycle (``period``
+    steps) moves its packets onto the main path's, and the block is exact again."""
+    perm = data.draw(st.permutations(range(x_dim)))
+    q = data.draw(st.permutations(range(x_dim)))
+    k = np.array(data.draw(st.lists(st.lists(st.integers(0, period), min_size=x_dim,
+                                             max_size=x_dim), min_size=1, max_size=3)))
+    levels = np.maximum(k[:, q] - k[:, perm], 0)  # relu(Q a - Pi a) in units of 1/period
+    net = residual_block(x_dim, period, perm, sync=True, shortcut_perm=q)
+    delays = [n for n in net.graph.nodes if n.op == "delay"]
+    assert [(n.name, n.inputs, n.attrs["steps"]) for n in delays] == [
+        ("short_delay1", ("short",), period)]
+    assert net.graph.node("add").inputs == ("w3", "short_delay1")
+    assert not [n for n in net.graph.nodes if n.attrs.get("role") == "sync"]
+    first = (int(net.schedule["readout_stage"]) + 1) * period
+    for packets in (1, 3):
+        t = first + 2 * period * (packets - 1)
+        ref = Simulator(net, "numpy").run(k / period, t)
+        assert np.array_equal(ref.counts["c"], packets * levels)
+        assert np.array_equal(Simulator(net, "numba").run(k / period, t).counts["c"],
+                              ref.counts["c"])
+    # without the delay the shortcut's packets arrive while c fires: c never sees Q a
+    lost = Simulator(residual_block(x_dim, period, perm, False, q), "numpy").run(k / period, t)
+    assert np.array_equal(lost.counts["c"], np.zeros_like(levels))
+
+
+def test_delay_node_semantics():
+    """``delay`` with ``steps = D``: the input's value of step ``t - D``, 0 before."""
+    graph = make_graph((3,), [dict(name="d", op="delay", inputs=["input"],
+                                   attrs={"steps": 2})], "d", ops=SNN_OPS)
+    from refsnn.sim.steps import Delay
+    op = Delay(graph.node("d"), graph, None, {})
+    held = op.init(2)
+    xs = [np.full((2, 3), float(t)) for t in range(1, 7)]
+    got = [op.step(held, x).copy() for x in xs]
+    for x in xs:
+        x[...] = -1  # the producer reusing its arrays must not change what is held
+    assert [g[0, 0] for g in got] == [0, 0, 1, 2, 3, 4]
+    with pytest.raises(ModelFormatError, match="/nodes/d: steps: expected values >= 1"):
+        make_graph((3,), [dict(name="d", op="delay", inputs=["input"], attrs={"steps": 0})],
+                   "d", ops=SNN_OPS)
 
 
 def test_without_synchronous_neurons_the_shortcut_is_lost():
@@ -274,14 +327,11 @@ def test_readout_is_zero_until_the_first_packet_and_tends_to_the_ann_limit():
     assert np.max(np.abs(run.readout[4000] - ann_limit(net, x))) < 0.02
 
 
-def test_refusals():
-    graph, calib, _ = _nets()[0]
-    with pytest.raises(OptionError, match="--period"):
-        convert_bsnn(graph, calib, period=0)
-    # a shortcut through a synapse cannot be relayed exactly by synchronous neurons
-    rng = np.random.default_rng(0)
+def synapse_shortcut_nodes(seed=0):
+    """A residual MLP whose shortcut goes through a linear node ('short')."""
+    rng = np.random.default_rng(seed)
     w = lambda o, i: dict(weight=rng.normal(0, 0.5, (o, i)), bias=np.zeros(o))
-    g = make_graph((4,), [
+    return [
         dict(name="l1", op="linear", inputs=["input"], params=w(4, 4)),
         dict(name="r1", op="relu", inputs=["l1"]),
         dict(name="short", op="linear", inputs=["r1"], params=w(4, 4)),
@@ -289,10 +339,46 @@ def test_refusals():
         dict(name="r2", op="relu", inputs=["l2"]),
         dict(name="l3", op="linear", inputs=["r2"], params=w(4, 4)),
         dict(name="add", op="add", inputs=["l3", "short"]),
-    ], "add")
-    with pytest.raises(ConversionError, match="'add': its input 'short'"):
-        convert_bsnn(g, rng.uniform(0, 1, (8, 4)))
-    assert convert_bsnn(g, rng.uniform(0, 1, (8, 4)), sync=False).method == "bsnn"
+    ]
+
+
+def test_refusals_and_relays():
+    graph, calib, _ = _nets()[0]
+    with pytest.raises(OptionError, match="--period"):
+        convert_bsnn(graph, calib, period=0)
+    # a shortcut through a synapse is relayed by a delay of one cycle
+    g = make_graph((4,), synapse_shortcut_nodes(), "add")
+    calib = np.random.default_rng(1).uniform(0, 1, (8, 4))
+    net = convert_bsnn(g, calib, period=3)
+    assert net.graph.node("add").inputs == ("l3", "short_delay1")
+    assert net.graph.node("short_delay1").attrs["steps"] == 3
+    plain = convert_bsnn(g, calib, sync=False)
+    assert plain.graph.node("add").inputs == ("l3", "short")
+    # the relay's name must not clash with a node of the model
+    clash = make_graph((4,), synapse_shortcut_nodes() + [
+        dict(name="short_delay1", op="identity", inputs=["add"])], "short_delay1")
+    with pytest.raises(ConversionError, match="cannot name a relay node 'short_delay1'"):
+        convert_bsnn(clash, calib)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_delay_relay_numba_equals_numpy_and_round_trips(dtype, tmp_path):
+    rng = np.random.default_rng(2)
+    net = convert_bsnn(make_graph((4,), synapse_shortcut_nodes(3), "add"),
+                       rng.uniform(0, 1, (16, 4)), period=2, dtype=dtype)
+    x = rng.uniform(0, 1, (5, 4))
+    ref = Simulator(net, "numpy").run(x, [9, 40], rasters=net.neuron_nodes())
+    for threads in THREADS:
+        numba.set_num_threads(threads)
+        got = Simulator(net, "numba").run(x, [9, 40], rasters=net.neuron_nodes())
+        for t in ref.readout:
+            assert np.array_equal(ref.readout[t], got.readout[t])
+        for name in ref.rasters:
+            assert np.array_equal(ref.rasters[name], got.rasters[name])
+    save_snn(net, tmp_path / "net.h5")
+    back = load_snn(tmp_path / "net.h5", dtype=dtype)
+    assert back.graph.node("short_delay1").attrs["steps"] == 2
+    assert np.array_equal(Simulator(back, "numpy").run(x, 40).readout[40], ref.readout[40])
 
 
 # ----------------------------------------------------------------- shipped models, CLI

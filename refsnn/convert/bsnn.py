@@ -16,6 +16,12 @@ layer it relays, that integrates one cycle's spikes and fires them the next, so 
 the sum belong to the same packet. With ``sync=False`` nothing is inserted and the shortcut's
 packets arrive in cycles in which the layer after the add is firing, not integrating, so they
 are lost: the variant shows what synchronous neurons are for.
+
+A shallower input that is not a neuron layer (a shortcut through a 1x1 convolution, a
+pooling or a slice of spikes) carries currents, not spikes, which a synchronous neuron would
+clip and quantise. It gets a ``delay`` node instead (refsnn's addition; the paper's shortcuts
+are identities): its values of ``missing * period`` steps earlier, which moves each of its
+packets by whole cycles onto the main path's, exactly.
 """
 
 from __future__ import annotations
@@ -72,8 +78,8 @@ def convert_bsnn(
     Raises
     ------
     ConversionError
-        For operators the method cannot convert, and for shortcuts that cannot be
-        synchronised (see :func:`insert_sync`).
+        For operators the method cannot convert, and when the name of a relay node
+        (``<source>_sync<k>``, ``<source>_delay<k>``) is taken by a node of the model.
     """
     if isinstance(period, bool) or not isinstance(period, (int, np.integer)) or period < 1:
         raise OptionError(f"--period: expected a positive integer, found {period!r}")
@@ -84,7 +90,7 @@ def convert_bsnn(
     folded, _, dicts = relu_to_neurons(graph, calibration, percentile, per_channel, "bsnn",
                                        "bistable", {"period": int(period), "v_init": v_init,
                                                     "role": "neuron"})
-    dicts, stages = assign_stages(dicts, sync)
+    dicts, stages = assign_stages(dicts, sync, int(period))
     snn_graph = make_graph(graph.input_shape, dicts, folded.output, dtype=dtype, ops=SNN_OPS)
     options = {"percentile": float(percentile), "per_channel": int(per_channel),
                "period": int(period), "v_init": v_init, "sync": int(sync),
@@ -95,15 +101,20 @@ def convert_bsnn(
                           decoder="packet", schedule=MappingProxyType(schedule))
 
 
-def assign_stages(dicts: list[dict], sync: bool) -> tuple[list[dict], dict[str, int]]:
-    """Give every bistable node its stage and synchronise the inputs of every ``add``.
+def assign_stages(dicts: list[dict], sync: bool,
+                  period: int) -> tuple[list[dict], dict[str, int]]:
+    """Give every bistable node its stage and synchronise the inputs of every ``add`` and
+    ``concat``.
 
     Parameters
     ----------
     dicts : list of dict
         Converted nodes in topological order; bistable nodes lack ``stage``.
     sync : bool
-        Insert synchronous neurons where the inputs of an ``add`` differ in stage.
+        Synchronise where the inputs of an ``add`` or ``concat`` differ in stage:
+        synchronous neurons on a neuron layer, a ``delay`` node on anything else.
+    period : int
+        Steps per cycle (a delay of ``k`` cycles is ``k * period`` steps).
 
     Returns
     -------
@@ -121,7 +132,8 @@ def assign_stages(dicts: list[dict], sync: bool) -> tuple[list[dict], dict[str, 
             inputs = []
             for i in d["inputs"]:
                 if 0 < stages[i] < target:
-                    i = _sync_chain(i, target - stages[i], d["name"], by_name, stages, out)
+                    relay = _sync_chain if by_name[i]["op"] == "bistable" else _delay
+                    i = relay(i, target - stages[i], period, by_name, stages, out)
                 inputs.append(i)
             d = {**d, "inputs": inputs}
         in_stage = max(stages[i] for i in d["inputs"])
@@ -134,28 +146,36 @@ def assign_stages(dicts: list[dict], sync: bool) -> tuple[list[dict], dict[str, 
     return out, stages
 
 
-def _sync_chain(src: str, missing: int, consumer: str, by_name, stages, out) -> str:
-    """Append ``missing`` synchronous neurons relaying ``src``; return the last one's name.
+def _unused_name(name: str, by_name, expected: dict) -> None:
+    """Refuse to reuse ``name`` unless it is the relay node ``expected`` describes."""
+    existing = by_name.get(name)
+    if existing is not None and any(existing.get(k) != v for k, v in expected.items()):
+        raise ConversionError(f"cannot name a relay node '{name}' (BSNN shortcut): the model "
+                              f"already has a node of that name")
 
-    ``src`` must be a bistable layer: a synchronous neuron relays spikes (multiples of the
-    threshold) exactly, while it would clip and quantise an analog current.
-    """
+
+def _delay(src: str, missing: int, period: int, by_name, stages, out) -> str:
+    """Append (or reuse) a ``delay`` node of ``missing * period`` steps on ``src``."""
+    name = f"{src}_delay{missing}"
+    _unused_name(name, by_name, {"op": "delay", "inputs": [src]})
+    if name not in by_name:
+        out.append({"name": name, "op": "delay", "inputs": [src],
+                    "attrs": {"steps": missing * period}})
+        by_name[name] = out[-1]
+        stages[name] = stages[src] + missing
+    return name
+
+
+def _sync_chain(src: str, missing: int, period: int, by_name, stages, out) -> str:
+    """Append ``missing`` synchronous neurons relaying ``src`` (a bistable layer: a synchronous
+    neuron relays spikes, multiples of the threshold, exactly); return the last one's name."""
     node = by_name[src]
-    if node["op"] != "bistable":
-        raise ConversionError(
-            f"node '{consumer}': its input '{src}' ({node['op']}) arrives {missing} cycle(s) "
-            f"early and is not a neuron layer, so synchronous neurons cannot relay it exactly; "
-            f"--method bsnn synchronises shortcuts that come straight from a ReLU")
     name = src
     for k in range(1, missing + 1):
         sync_name = f"{src}_sync{k}"
-        existing = by_name.get(sync_name)
-        if existing is not None:
-            # another shortcut of the same layer built this relay already: share it
-            if existing["op"] != "bistable" or existing["inputs"] != [name]:
-                raise ConversionError(f"cannot name a synchronous neuron '{sync_name}': the "
-                                      f"model already has a node of that name")
-        else:
+        # another shortcut of the same layer may have built this relay already: share it
+        _unused_name(sync_name, by_name, {"op": "bistable", "inputs": [name]})
+        if sync_name not in by_name:
             out.append({"name": sync_name, "op": "bistable", "inputs": [name],
                         "attrs": {**node["attrs"], "stage": stages[name] + 1, "v_init": "half",
                                   "role": "sync"},

@@ -137,6 +137,10 @@ SYNAPSE_OPS: dict[str, OpSpec] = {
                "pad_value": AttrSpec("float", default=0.0),
                "ceil_mode": AttrSpec("int", default=0, minimum=0)},
         out_shape=_window_out),
+    # The input's value of `steps` steps earlier (0 during the first `steps` steps). BSNN
+    # puts one on a residual shortcut or concatenation input that comes through a synapse
+    # (where no synchronous neuron can relay it) to shift its packets by whole cycles.
+    "delay": OpSpec("delay", 1, attrs={"steps": AttrSpec("int", minimum=1)}),
     # A reduction along one axis, broadcast back to the input's shape: the axis "mean", "sum",
     # or "center" (x minus the mean). Linear, so it carries increments unchanged in meaning.
     "spread": OpSpec(
@@ -195,7 +199,8 @@ def represented_output(net: "SpikingNetwork", name: str, counts: np.ndarray, ste
 
 #: ANN forward functions of the converted-only operators (the limit T -> infinity of the SNN).
 NEURON_FORWARD = {"if": clip_forward, "bistable": clip_forward, "sgd": sgd_forward,
-                  "window": window_forward, "spread": spread_forward}
+                  "window": window_forward, "spread": spread_forward,
+                  "delay": lambda node, x: x}
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ and differ only in the kernels they call.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from typing import Callable
 
@@ -194,6 +195,24 @@ class Add(StepOp):
         return out
 
 
+class Delay(StepOp):
+    """The input's value of ``D = attrs["steps"]`` steps earlier, 0 during steps ``1..D``.
+
+    State: the last inputs, oldest first (at most ``D + 1``). Data movement only, the same
+    for both backends; each input is copied, so that a producer reusing its output array
+    cannot change what is held.
+    """
+
+    stateless = False
+
+    def init(self, batch):
+        return deque()
+
+    def step(self, held, x):
+        held.append(np.array(x, copy=True))
+        return held.popleft() if len(held) > self.node.attrs["steps"] else np.zeros_like(x)
+
+
 def channel_thresholds(graph: Graph, name: str) -> np.ndarray:
     """The per-channel thresholds (C,) of a neuron node, or of a channel concatenation of
     neuron nodes (the spikes max pooling reads)."""
@@ -370,7 +389,7 @@ class SignGDNeurons(StepOp):
 STEP_OPS: dict[str, type[StepOp]] = {
     "linear": Linear, "conv2d": Conv2d, "avgpool2d": AvgPool2d, "batchnorm": BatchNorm,
     "flatten": Flatten, "identity": Identity, "add": Add, "maxpool2d": MaxPoolSpikes,
-    "if": IFNeurons, "bistable": BistableNeurons, "sgd": SignGDNeurons,
+    "if": IFNeurons, "bistable": BistableNeurons, "sgd": SignGDNeurons, "delay": Delay,
     **{op: ForwardStep for op in ("transpose", "mean", "reshape", "scale", "affine", "window",
                                   "spread", "concat", "expand", "slice", "upsample", "pad")},
 }
