@@ -4,10 +4,9 @@ README's MNIST table.
 The expected numbers are read from the files the scripts wrote, never typed here:
 ``data/models/mnist_accuracy.json`` (``data/train_mnist.py``: each model's accuracy on the full
 10,000-image test split) and ``benchmarks/mnist_results.json`` (``benchmarks/mnist_table.py``:
-the table's rows on the first 1,000 test images, and ``checks``, one short run per method on
-the first 100 test images at one T, which is what is repeated here to keep the test fast; the
-table's own points at T up to 256 would take minutes each). Agreement is required within one
-image.
+the table's rows, and ``checks``, one point of the table per method at a small T, with the
+row's samples and options, which is what is repeated here: a run to that T only, so it stays
+short). Agreement is required within one image.
 """
 
 from __future__ import annotations
