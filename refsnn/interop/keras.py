@@ -101,9 +101,21 @@ def _same_padding(size, kernel, stride):
 
 
 def _padding(cfg, shape, kernel, stride):
-    """((top, bottom), (left, right)) of a layer's padding setting."""
+    """((top, bottom), (left, right)) of a layer's padding setting.
+
+    'same' where a window is narrower than the stride's remainder (``kernel - 1 <
+    (size - 1) % stride``, e.g. a 1x1 conv of stride 2 on an even size) is refused: there
+    TensorFlow's and JAX's windows start at the first row, Keras' torch backend crops the
+    first row (negative padding), and a saved model does not say which backend it was made for.
+    """
     if cfg.get("padding", "valid") == "valid":
         return ((0, 0), (0, 0))
+    for n, k, s in zip(shape[:2], kernel, stride):
+        if k - 1 < (n - 1) % s:
+            raise _Refused(f"padding 'same' with kernel {k} and stride {s} on size {n} (Keras' "
+                           f"backends place these windows differently: TensorFlow and JAX "
+                           f"from the first row, torch one row later); padding 'valid' gives "
+                           f"TensorFlow's windows")
     return (_same_padding(shape[0], kernel[0], stride[0]),
             _same_padding(shape[1], kernel[1], stride[1]))
 
@@ -171,13 +183,15 @@ def _depthwise(b, name, cfg, srcs, weights):
 
 def _dense(b, name, cfg, srcs, weights):
     shape = b.shapes[srcs[0]]
-    if len(shape) == 3:
-        raise _Refused("Dense on an image (it would act on the channels, Keras' last axis); "
-                       "put Flatten or GlobalAveragePooling2D before it")
     k = weights[0]  # (in, out)
     bias = weights[1] if cfg.get("use_bias", True) else np.zeros(k.shape[1])
-    out = b.add(name, "linear", srcs, shape[:-1] + (k.shape[1],), {},
-                dict(weight=k.T, bias=bias))
+    if len(shape) == 3:  # Keras' last axis is the channels: a 1x1 convolution
+        out = b.add(name, "conv2d", srcs, shape[:-1] + (k.shape[1],),
+                    dict(stride=(1, 1), padding=(0, 0), groups=1),
+                    dict(weight=k.T[:, :, None, None], bias=bias))
+    else:
+        out = b.add(name, "linear", srcs, shape[:-1] + (k.shape[1],), {},
+                    dict(weight=k.T, bias=bias))
     return b.activation(name, out, cfg.get("activation", "linear"))
 
 
@@ -345,8 +359,107 @@ def _flatten(b, name, cfg, srcs, weights):
     return b.add(name, "flatten", [src], (int(np.prod(shape)),))
 
 
+def _text(shape) -> str:
+    return ",".join(str(int(d)) for d in shape)
+
+
+#: refsnn's axis of each axis of a Keras image (H, W, C), which refsnn holds as (C, H, W)
+_IMAGE_AXES = (1, 2, 0)
+
+
+def _reshape(b, name, cfg, srcs, weights):
+    """Keras' row-major reshape of its own layout: an image is first transposed to Keras'
+    ``(H, W, C)`` order, and an image result transposed back to refsnn's ``(C, H, W)``."""
+    shape = b.shapes[srcs[0]]
+    target = [int(d) for d in cfg["target_shape"]]
+    if target.count(-1) == 1:
+        target[target.index(-1)] = int(np.prod(shape)) // -int(np.prod(target))
+    target = tuple(target)
+    if int(np.prod(target)) != int(np.prod(shape)):
+        raise _Refused(f"target_shape {cfg['target_shape']} for Keras shape {shape}")
+    src = srcs[0]
+    if len(shape) == 3:
+        src = b.add(f"{name}_hwc", "transpose", [src], shape, dict(perm="1,2,0"))
+    last = name if len(target) != 3 else f"{name}_flat"
+    src = b.add(last, "reshape", [src], target, dict(shape=_text(target)))
+    if len(target) == 3:
+        src = b.add(name, "transpose", [src], target, dict(perm="2,0,1"))
+    return src
+
+
+def _permute(b, name, cfg, srcs, weights):
+    """Keras' ``Permute(dims)`` (1-based over the per-sample axes) as one ``transpose``."""
+    shape = b.shapes[srcs[0]]
+    dims = [int(d) - 1 for d in cfg["dims"]]
+    if sorted(dims) != list(range(len(shape))):
+        raise _Refused(f"dims {cfg['dims']} for Keras shape {shape}")
+    out = tuple(shape[d] for d in dims)
+    if len(shape) == 3:  # refsnn's output axis (C, H, W) <- Keras' output axis (2, 0, 1)
+        perm = [_IMAGE_AXES[dims[j]] for j in (2, 0, 1)]
+    else:
+        perm = dims
+    return b.add(name, "transpose", srcs, out, dict(perm=_text(perm)))
+
+
+def _split(b, name, cfg, srcs, weights):
+    """``keras.ops.split`` (the ``Split`` operation of a functional model): ``slice`` nodes."""
+    shape = b.shapes[srcs[0]]
+    axis = int(cfg.get("axis", 0)) % (len(shape) + 1)
+    if axis == 0:
+        raise _Refused("Split along the batch axis")
+    axis -= 1
+    size = shape[axis]
+    parts = cfg.get("indices_or_sections")
+    if isinstance(parts, int):
+        if parts < 1 or size % parts:
+            raise _Refused(f"indices_or_sections {parts} for an axis of size {size}")
+        cuts = [size // parts * i for i in range(parts + 1)]
+    else:
+        cuts = [0, *(int(i) for i in parts), size]
+        if cuts != sorted(cuts) or len(set(cuts)) != len(cuts) or cuts[-1] != size:
+            raise _Refused(f"indices_or_sections {parts} for an axis of size {size}")
+    ours = _IMAGE_AXES[axis] if len(shape) == 3 else axis
+    outs = []
+    for i, (start, stop) in enumerate(zip(cuts, cuts[1:])):
+        part = tuple(stop - start if a == axis else d for a, d in enumerate(shape))
+        outs.append(b.add(name if i == 0 else f"{name}_{i}", "slice", srcs, part,
+                          dict(axis=ours, start=start, stop=stop)))
+    return outs
+
+
 def _add(b, name, cfg, srcs, weights):
     return b.add(name, "add", srcs, b.shapes[srcs[0]])
+
+
+def _multiply(b, name, cfg, srcs, weights):
+    """The product of the inputs; an input with axes of size 1 where the others have more
+    (squeeze-and-excitation's ``(1, 1, C)`` gate) is repeated along them (``expand``)."""
+    shapes = [b.shapes[s] for s in srcs]
+    if len(srcs) < 2 or len({len(s) for s in shapes}) != 1:
+        raise _Refused(f"Multiply of {len(srcs)} inputs of Keras shapes {shapes} (two or more "
+                       f"of one rank)")
+    full = tuple(max(d) for d in zip(*shapes))
+    if any(a not in (1, f) for s in shapes for a, f in zip(s, full)):
+        raise _Refused(f"Multiply of Keras shapes {shapes} (each axis equal or 1)")
+    ours = (full[2],) + full[:2] if len(full) == 3 else full  # refsnn's (C, H, W)
+    wide = []
+    for i, (src, shape) in enumerate(zip(srcs, shapes)):
+        if shape != full:
+            src = b.add(f"{name}_expand{i}", "expand", [src], full,
+                        dict(shape=",".join(map(str, ours))))
+        wide.append(src)
+    out = wide[0]
+    for i, other in enumerate(wide[1:], 1):  # refsnn's multiply takes two inputs
+        out = b.add(name if i == len(wide) - 1 else f"{name}_{i}", "multiply", [out, other],
+                    full)
+    return out
+
+
+def _layer_scale(b, name, cfg, srcs, weights):
+    """keras.applications ConvNeXt's ``LayerScale``: ``x * gamma`` over the last axis."""
+    shape = b.shapes[srcs[0]]
+    axis = "channel" if len(shape) == 3 else "last"
+    return b.add(name, "scale", srcs, shape, dict(axis=axis), dict(weight=weights[0]))
 
 
 def _dropout(b, name, cfg, srcs, weights):
@@ -369,6 +482,11 @@ LAYERS = {
     "Flatten": _flatten,
     "Add": _add,
     "Dropout": _dropout,
+    "Multiply": _multiply,
+    "LayerScale": _layer_scale,
+    "Reshape": _reshape,
+    "Permute": _permute,
+    "Split": _split,
     "GlobalMaxPooling2D": _global_max,
     "ZeroPadding2D": _zero_padding,
     "Rescaling": _rescaling,
@@ -380,10 +498,15 @@ LAYERS = {
 def _history(arg):
     """The ``keras_history`` names of a call's tensor arguments (nested lists allowed)."""
     if isinstance(arg, dict) and arg.get("class_name") == "__keras_tensor__":
-        return [arg["config"]["keras_history"][0]]
+        return [_tensor(*arg["config"]["keras_history"])]
     if isinstance(arg, (list, tuple)):
         return [n for a in arg for n in _history(a)]
     return []
+
+
+def _tensor(layer, node=0, index=0, *rest) -> str:
+    """The key of output ``index`` of a layer: its name, ``name#i`` for a later output."""
+    return f"{layer}#{index}" if index else layer
 
 
 def _inbound(call, file, name):
@@ -393,7 +516,7 @@ def _inbound(call, file, name):
         return _history(call.get("args", []))
     if isinstance(call, list) and all(isinstance(e, list) and e and isinstance(e[0], str)
                                       for e in call):
-        return [e[0] for e in call]
+        return [_tensor(*e[:3]) for e in call]
     raise ModelFormatError(file, f"/layers/{name}", "inbound_nodes",
                            "Keras 3 {'args': ...} or Keras 2 [[layer, node, tensor, kwargs]]",
                            repr(call)[:80])
@@ -424,7 +547,7 @@ def _layers(config, file):
         outs = [outs] if outs and isinstance(outs[0], str) else outs
         if len(outs) != 1:
             raise ModelFormatError(file, "/", "output_layers", "one output", str(outs))
-        return layers, outs[0][0]
+        return layers, _tensor(*outs[0][:3])
     raise ModelFormatError(file, "/", "class_name", "Sequential or Functional", repr(cls))
 
 
@@ -468,8 +591,10 @@ def build_graph(config: dict, weights: dict, file: str, dtype=np.float64) -> Gra
             missing = [s for s in srcs if s not in names]
             if missing or not srcs:
                 raise _Refused(f"inputs {srcs} (layers not read before it)")
-            names[name] = reader(b, name, cfg, [names[s] for s in srcs],
-                                 [np.asarray(w, dtype=np.float64) for w in weights.get(name, [])])
+            out = reader(b, name, cfg, [names[s] for s in srcs],
+                         [np.asarray(w, dtype=np.float64) for w in weights.get(name, [])])
+            outs = out if isinstance(out, list) else [out]  # a layer of several outputs
+            names.update({_tensor(name, 0, i): o for i, o in enumerate(outs)})
         except _Refused as e:
             raise ModelFormatError(file, path, "config", f"settings refsnn can express "
                                    f"(layer '{name}', class {cls})", str(e)) from None
