@@ -3,15 +3,19 @@ difference, and how far the SNN's readout is from the ANN's at T steps.
 
 Sources: ``torch`` (the small re-implementations of :mod:`families`, exported with
 :func:`refsnn.export.torch.to_graph`, compared with the module's own float64 forward pass) and
-``keras`` (keras.applications MobileNetV2 and ResNet50 built with ``weights=None``, saved and
-read back with :mod:`refsnn.interop.keras`, compared with Keras' float32 forward pass). Every
+``keras`` (the same families written with Keras layers in :mod:`keras_families`, with
+``--keras-families``, and keras.applications MobileNetV2 and ResNet50 built with
+``weights=None``, with ``--keras``; saved as .keras archives and read back with
+:mod:`refsnn.interop.keras`, compared with Keras' float32 forward pass). Every
 network has random weights, so "accuracy" is agreement: the fraction of inputs whose SNN
 argmax differs from the ANN's (the ANN's argmax counts as the label).
 
 Usage::
 
     python benchmarks/coverage.py [--families a,b] [--samples 8] [--steps 32,64] [--keras]
-        [--json out.json]
+        [--keras-families all|a,b] [--json out.json]
+
+``--families ""`` leaves out the torch rows.
 
 Prints a Markdown table (the README's). Needs torch (and keras with ``--keras``).
 """
@@ -125,6 +129,35 @@ def keras_rows(samples, steps):
     return rows
 
 
+def keras_family_rows(names, samples, steps):
+    """Rows of the families of :mod:`keras_families` (source ``keras``): each saved as a
+    .keras archive, read back with refsnn, compared with Keras' float32 forward pass."""
+    import keras_families
+
+    from refsnn.interop.keras import load_keras_archive
+
+    rows = []
+    x_nhwc = np.random.default_rng(0).normal(
+        size=(samples, *keras_families.INPUT_SHAPE)).astype(np.float32)
+    x = x_nhwc.transpose(0, 3, 1, 2).astype(np.float64)
+    for name in names:
+        model = keras_families.make(name)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / f"{name}.keras"
+            model.save(path)
+            try:
+                graph = load_keras_archive(path)
+            except RefsnnError as e:  # the message without the temporary directory
+                rows.append(dict(family=name, source="keras",
+                                 export=f"refused: {str(e).replace(str(path), path.name)}"))
+                continue
+        expected = model.predict(x_nhwc, verbose=0).astype(np.float64)
+        diff = float(np.max(np.abs(ann.forward(graph, x) - expected)))
+        rows.append(dict(family=name, source="keras", export="exported", ann_diff=diff,
+                         nodes=len(graph.nodes), methods=_methods(graph, x, steps)))
+    return rows
+
+
 def _short(message: str) -> str:
     """A refusal's first clause: the node and the reason, without the lists and hints."""
     for cut in (" (supported:", "; "):
@@ -164,7 +197,10 @@ def main(argv=None):
     p.add_argument("--families", default=",".join(families.FAMILIES))
     p.add_argument("--samples", type=int, default=8)
     p.add_argument("--steps", default="32,64")
-    p.add_argument("--keras", action="store_true")
+    p.add_argument("--keras", action="store_true",
+                   help="add the keras.applications MobileNetV2 and ResNet50 rows")
+    p.add_argument("--keras-families", default="",
+                   help="comma-separated families of keras_families.py ('all': every one)")
     p.add_argument("--json")
     p.add_argument("--table", nargs="+", metavar="JSON",
                    help="only print the table of rows saved with --json")
@@ -174,6 +210,11 @@ def main(argv=None):
         print(table([r for f in args.table for r in json.loads(Path(f).read_text())], steps))
         return
     rows = torch_rows([f for f in args.families.split(",") if f], args.samples, steps)
+    if args.keras_families:
+        import keras_families
+        picked = args.keras_families.split(",")
+        rows += keras_family_rows(list(keras_families.FAMILIES) if picked == ["all"] else
+                                  [f for f in picked if f], args.samples, steps)
     if args.keras:
         rows += keras_rows(args.samples, steps)
     print(table(rows, steps))

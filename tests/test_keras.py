@@ -125,8 +125,9 @@ def test_keras_h5_and_archive_give_the_same_graph(tmp_path):
     (lambda: keras.Sequential([keras.Input((8, 8, 2)),
                                layers.Conv2D(2, 3, dilation_rate=2, name="c")]),
      r"/layers/c: config: .*layer 'c', class Conv2D.*dilation_rate"),
-    (lambda: keras.Sequential([keras.Input((4, 4, 2)), layers.Dense(3, name="d")]),
-     r"layer 'd', class Dense.*Dense on an image"),
+    (lambda: keras.Sequential([keras.Input((4, 4, 2)),
+                               layers.Conv2D(3, 1, 2, padding="same", name="s")]),
+     r"layer 's', class Conv2D.*padding 'same' with kernel 1 and stride 2 on size 4"),
 ])
 def test_keras_refuses_by_layer_and_class(build, message, tmp_path):
     build().save(tmp_path / "m.keras")
