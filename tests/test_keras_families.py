@@ -45,7 +45,7 @@ def _compare(model, path, x, atol=1e-5):
 
 READ = ["resnet18", "resnet50", "vgg11_bn", "mobilenet_v2", "mobilenet_v3_small",
         "efficientnet_b0", "regnet_x", "regnet_y", "convnext_tiny", "densenet", "shufflenet_v2",
-        "squeezenet"]
+        "squeezenet", "vit_tiny"]
 
 
 @pytest.mark.parametrize("name", READ)
@@ -55,14 +55,7 @@ def test_keras_family_matches_keras(kf, name, tmp_path):
 
 
 def test_every_family_is_tested(kf):
-    assert set(kf.FAMILIES) == set(READ) | {"vit_tiny"}
-
-
-def test_keras_vit_is_refused_at_multi_head_attention(kf, tmp_path):
-    kf.make("vit_tiny").save(tmp_path / "m.keras")
-    with pytest.raises(ModelFormatError, match=r"/layers/multi_head_attention: class_name: .*"
-                       r"found MultiHeadAttention \(layer 'multi_head_attention'\)"):
-        load_graph(tmp_path / "m.keras")
+    assert set(kf.FAMILIES) == set(READ)
 
 
 def _model(build, shape, seed=0):
@@ -139,3 +132,41 @@ def test_same_padding_where_backends_disagree_is_refused_and_valid_is_read(tmp_p
     # odd sizes and kernels at least the stride agree across backends: read
     same3 = lambda x: layers.Flatten()(layers.Conv2D(2, 3, 2, padding="same")(x))
     _compare(_model(same3, (4, 4, 2)), tmp_path / "s3.keras", x)
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+@pytest.mark.parametrize("use_bias", [True, False])
+def test_multi_head_attention_cross_with_key_and_value_dim(suffix, use_bias, tmp_path):
+    """Cross-attention (query of 3 steps, key and value of 5), key_dim != value_dim, the
+    output projected to another width; GlobalAveragePooling1D with keepdims."""
+    def build(x):
+        q = layers.Dense(3)(layers.Reshape((3, 4))(layers.Dense(12)(x)))
+        kv = layers.Reshape((5, 3))(layers.Dense(15)(x))
+        key = layers.Dense(3, bias_initializer="uniform")(kv)
+        mha = layers.MultiHeadAttention(2, 3, value_dim=2, output_shape=(5,), use_bias=use_bias,
+                                        bias_initializer="uniform", name="mha")
+        y = mha(q, kv, key)
+        return layers.Flatten()(layers.GlobalAveragePooling1D(keepdims=True)(y))
+
+    x = np.random.default_rng(6).normal(size=(4, 7)).astype(np.float32)
+    graph = _compare(_model(build, (7,)), tmp_path / f"m{suffix}", x)
+    assert graph.node("mha").op == "linear" and "softmax" in {n.op for n in graph.nodes}
+    assert np.any(graph.node("mha_query_dense").params["bias"]) == use_bias
+
+
+@pytest.mark.parametrize("kwargs, found", [
+    (dict(use_causal_mask=True), "use_causal_mask=True"),
+    (dict(attention_mask=np.ones((3, 3), bool)), "attention_mask="),
+])
+def test_multi_head_attention_call_settings_are_refused(kwargs, found, tmp_path):
+    def build(x):
+        y = layers.Reshape((3, 2))(x)
+        mask = kwargs.get("attention_mask")
+        extra = dict(attention_mask=keras.ops.convert_to_tensor(mask)) if mask is not None \
+            else kwargs
+        return layers.Flatten()(layers.MultiHeadAttention(1, 2, name="mha")(y, y, **extra))
+
+    _model(build, (6,)).save(tmp_path / "m.keras")
+    with pytest.raises(ModelFormatError, match=r"/layers/mha: inbound_nodes: .*layer 'mha'.*"
+                       f"found {found}"):
+        load_graph(tmp_path / "m.keras")

@@ -427,6 +427,82 @@ def _split(b, name, cfg, srcs, weights):
     return outs
 
 
+def _global_avg_1d(b, name, cfg, srcs, weights):
+    if cfg.get("data_format", "channels_last") not in (None, "channels_last"):
+        raise _Refused(f"data_format {cfg.get('data_format')!r} (channels_last only)")
+    shape = b.shapes[srcs[0]]
+    if len(shape) != 2:
+        raise _Refused(f"an input of Keras shape {shape}; expected a sequence (T, D)")
+    keep = bool(cfg.get("keepdims", False))
+    return b.add(name, "mean", srcs, (1, shape[1]) if keep else (shape[1],),
+                 dict(axis="channel", keepdims=int(keep)))  # refsnn's axis 0: the steps
+
+
+def _contract(b, name, a, a_shape, c, c_shape):
+    """``out[..., t, s] = sum_k a[..., t, k] · c[..., s, k]`` with refsnn operators: both
+    repeated to ``(..., T, S, K)`` (``reshape`` + ``expand``), a ``multiply``, and the sum over
+    ``K`` as a ``linear`` map of weights 1 (the decomposition the PyTorch exporter uses)."""
+    lead, (t, k), s = a_shape[:-2], a_shape[-2:], c_shape[-2]
+    big = lead + (t, s, k)
+    ra = b.add(f"{name}.a", "reshape", [a], lead + (t, 1, k), dict(shape=_text(lead + (t, 1, k))))
+    ea = b.add(f"{name}.a_wide", "expand", [ra], big, dict(shape=_text(big)))
+    rc = b.add(f"{name}.b", "reshape", [c], lead + (1, s, k), dict(shape=_text(lead + (1, s, k))))
+    ec = b.add(f"{name}.b_wide", "expand", [rc], big, dict(shape=_text(big)))
+    prod = b.add(f"{name}.products", "multiply", [ea, ec], big)
+    total = b.add(f"{name}.sum", "linear", [prod], lead + (t, s, 1), {},
+                  dict(weight=np.ones((1, k)), bias=np.zeros(1)))
+    return b.add(name, "reshape", [total], lead + (t, s), dict(shape=_text(lead + (t, s))))
+
+
+def _heads(b, name, src, shape, kernel, bias):
+    """A projection ``(T, D) -> (T, H·K)`` (EinsumDense ``abc,cde->abde``), as ``(H, T, K)``."""
+    d, h, k = kernel.shape
+    t = shape[0]
+    flat = b.add(f"{name}_dense", "linear", [src], (t, h * k), {},
+                 dict(weight=kernel.reshape(d, h * k).T, bias=bias.reshape(h * k)))
+    split = b.add(f"{name}_heads", "reshape", [flat], (t, h, k), dict(shape=_text((t, h, k))))
+    return b.add(f"{name}_by_head", "transpose", [split], (h, t, k), dict(perm="1,0,2"))
+
+
+def _attention(b, name, cfg, srcs, weights):
+    """``MultiHeadAttention(query, value[, key])`` over a sequence, Keras' computation:
+    per head, ``softmax((q / sqrt(key_dim)) · kᵀ) · v``, then the output projection."""
+    shapes = [b.shapes[s] for s in srcs]
+    if len(srcs) not in (2, 3) or any(len(sh) != 2 for sh in shapes):
+        raise _Refused(f"inputs of Keras shapes {shapes} (query and value, and optionally key, "
+                       f"each a sequence (T, D))")
+    if cfg.get("attention_axes") not in (None, [1], 1):
+        raise _Refused(f"attention_axes {cfg.get('attention_axes')} (over the steps only)")
+    w = list(weights)
+    if not cfg.get("use_bias", True) and len(w) == 4:  # zero biases after each kernel
+        w = [a for i, kern in enumerate(w)
+             for a in (kern, np.zeros(kern.shape[-1:] if i == 3 else kern.shape[1:]))]
+    if len(w) != 8:
+        raise _Refused(f"{len(weights)} weights (query, key, value and output kernels and "
+                       f"biases)")
+    qk, qb, kk, kb, vk, vb, ok, ob = w
+    out_shape = cfg.get("output_shape")
+    if out_shape not in (None, ok.shape[-1], [ok.shape[-1]]):
+        raise _Refused(f"output_shape {out_shape} (one output axis)")
+    query, value = srcs[:2]
+    key = srcs[2] if len(srcs) == 3 else value
+    (t, _), (s, _) = shapes[0], shapes[1]
+    h, k, v = qk.shape[1], qk.shape[2], vk.shape[2]
+    q = _heads(b, f"{name}_query", query, shapes[0], qk, qb)
+    q = b.add(f"{name}_query_scaled", "scale", [q], (h, t, k), dict(axis="last"),
+              dict(weight=np.full(k, 1.0 / np.sqrt(float(cfg["key_dim"])))))
+    kt = _heads(b, f"{name}_key", key, b.shapes[key], kk, kb)
+    scores = _contract(b, f"{name}_scores", q, (h, t, k), kt, (h, s, k))
+    attn = b.add(f"{name}_softmax", "softmax", [scores], (h, t, s))
+    vt = _heads(b, f"{name}_value", value, shapes[1], vk, vb)
+    vt = b.add(f"{name}_value_t", "transpose", [vt], (h, v, s), dict(perm="0,2,1"))
+    mixed = _contract(b, f"{name}_mix", attn, (h, t, s), vt, (h, v, s))  # (H, T, V)
+    mixed = b.add(f"{name}_steps", "transpose", [mixed], (t, h, v), dict(perm="1,0,2"))
+    mixed = b.add(f"{name}_concat", "reshape", [mixed], (t, h * v), dict(shape=_text((t, h * v))))
+    return b.add(name, "linear", [mixed], (t, ok.shape[-1]), {},
+                 dict(weight=ok.reshape(h * v, -1).T, bias=ob))
+
+
 def _add(b, name, cfg, srcs, weights):
     return b.add(name, "add", srcs, b.shapes[srcs[0]])
 
@@ -487,6 +563,8 @@ LAYERS = {
     "Reshape": _reshape,
     "Permute": _permute,
     "Split": _split,
+    "GlobalAveragePooling1D": _global_avg_1d,
+    "MultiHeadAttention": _attention,
     "GlobalMaxPooling2D": _global_max,
     "ZeroPadding2D": _zero_padding,
     "Rescaling": _rescaling,
@@ -509,13 +587,27 @@ def _tensor(layer, node=0, index=0, *rest) -> str:
     return f"{layer}#{index}" if index else layer
 
 
+def _check_kwargs(kwargs: dict, file, name):
+    """Refuse a call's keyword argument that would change the result and is not read: any
+    value but None or False (a mask, ``key=`` given by keyword, ``use_causal_mask=True``,
+    ``training=True``...)."""
+    for k, v in kwargs.items():
+        if v is not None and v is not False:
+            raise ModelFormatError(file, f"/layers/{name}", "inbound_nodes",
+                                   f"call arguments refsnn reads (layer '{name}'; keyword "
+                                   f"arguments only None or False)", f"{k}={repr(v)[:60]}")
+
+
 def _inbound(call, file, name):
     """Input layer names of one call: Keras 3 ``{"args": [...]}`` or Keras 2
     ``[[layer, node, tensor, kwargs], ...]``."""
     if isinstance(call, dict):
+        _check_kwargs(call.get("kwargs") or {}, file, name)
         return _history(call.get("args", []))
     if isinstance(call, list) and all(isinstance(e, list) and e and isinstance(e[0], str)
                                       for e in call):
+        for e in call:
+            _check_kwargs(e[3] if len(e) > 3 and isinstance(e[3], dict) else {}, file, name)
         return [_tensor(*e[:3]) for e in call]
     raise ModelFormatError(file, f"/layers/{name}", "inbound_nodes",
                            "Keras 3 {'args': ...} or Keras 2 [[layer, node, tensor, kwargs]]",
@@ -676,6 +768,29 @@ def _h5_parts(f, file: str):
     return config, weights
 
 
+#: Layer class -> its sub-layers whose variables a ``.keras`` archive stores under the
+#: layer's group (``layers/<layer>/<sub-layer>/vars``), in the order of the legacy ``.h5``.
+SUBLAYERS = {"MultiHeadAttention": ("query_dense", "key_dense", "value_dense", "output_dense")}
+
+
+def _vars(h5, where, name, file):
+    """The arrays ``0, 1, ...`` of a ``vars`` group, ``[]`` without one; checks its name."""
+    g = h5.get(where)
+    if g is None:
+        return []
+    if not isinstance(g, h5py.Group):
+        raise ModelFormatError(file, where, "kind", "a group of variables", "a dataset")
+    stored = g.attrs.get("name")
+    if name is not None and stored is not None and not (isinstance(stored, str) and
+                                                        stored == name):
+        raise ModelFormatError(file, where, "name", repr(name), repr(stored))
+    for i in range(len(g)):
+        if str(i) not in g:
+            raise ModelFormatError(file, f"{where}/{i}", "dataset", f"variables 0..{len(g) - 1}",
+                                   "nothing (missing)")
+    return [read_dataset(g, str(i), file, f"{where}/{i}") for i in range(len(g))]
+
+
 def _archive_weights(config, h5: h5py.File, file):
     """Each layer's variables in a ``.keras`` archive, at the path Keras' loader uses."""
     layers, _ = _layers(config, file)
@@ -685,21 +800,9 @@ def _archive_weights(config, h5: h5py.File, file):
         key = _snake(cls)
         used[key] = used.get(key, -1) + 1
         key = key if used[key] == 0 else f"{key}_{used[key]}"
-        g = h5.get(f"layers/{key}/vars")
-        if g is None:
-            weights[name] = []
-            continue
-        where = f"/layers/{key}/vars"
-        if not isinstance(g, h5py.Group):
-            raise ModelFormatError(file, where, "kind", "a group of variables", "a dataset")
-        stored = g.attrs.get("name")
-        if stored is not None and not (isinstance(stored, str) and stored == name):
-            raise ModelFormatError(file, where, "name", repr(name), repr(stored))
-        for i in range(len(g)):
-            if str(i) not in g:
-                raise ModelFormatError(file, f"{where}/{i}", "dataset", f"variables 0..{len(g) - 1}",
-                                       "nothing (missing)")
-        weights[name] = [read_dataset(g, str(i), file, f"{where}/{i}") for i in range(len(g))]
+        weights[name] = _vars(h5, f"/layers/{key}/vars", name, file)
+        for sub in SUBLAYERS.get(cls, ()):
+            weights[name] += _vars(h5, f"/layers/{key}/{sub}/vars", None, file)
     return weights
 
 
