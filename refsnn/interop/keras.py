@@ -11,7 +11,8 @@ No TensorFlow or Keras is imported. The result is an ordinary refsnn
 - ``Flatten`` of an image first transposes ``(C, H, W)`` back to Keras' ``(H, W, C)`` order, so
   the ``Dense`` after it keeps its weights: the outputs are Keras' own, not a permutation;
 - vectors ``(N,)`` and sequences ``(T, D)`` keep their layout; ``Dense`` acts on the last axis
-  (on vectors and sequences; on an image it is refused, since Keras' last axis is the channels).
+  (a ``linear`` map of vectors and sequences; on an image, whose last Keras axis is the
+  channels, a 1x1 ``conv2d``); ``Reshape``, ``Permute`` and ``Split`` work in Keras' order.
 
 Layer weights come from ``model_weights/<layer>/<weight name>`` (``.h5``) or
 ``layers/<snake_case class>[_k]/vars/<i>`` (``.keras``, the path Keras' own loader computes).
