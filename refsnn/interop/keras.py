@@ -588,42 +588,41 @@ def _tensor(layer, node=0, index=0, *rest) -> str:
     return f"{layer}#{index}" if index else layer
 
 
-def _check_kwargs(kwargs: dict, file, name):
-    """Refuse a call's keyword argument that would change the result and is not read: any
-    value but None or False (a mask, ``key=`` given by keyword, ``use_causal_mask=True``,
-    ``training=True``...)."""
-    for k, v in kwargs.items():
+def _unread_kwarg(kwargs) -> str | None:
+    """A call's keyword argument that would change the result and is not read (any value but
+    None or False: a mask, ``key=`` given by keyword, ``use_causal_mask=True``,
+    ``training=True``...), as ``"name=value"``; None if there is none."""
+    for k, v in (kwargs if isinstance(kwargs, dict) else {}).items():
         if v is not None and v is not False:
-            raise ModelFormatError(file, f"/layers/{name}", "inbound_nodes",
-                                   f"call arguments refsnn reads (layer '{name}'; keyword "
-                                   f"arguments only None or False)", f"{k}={repr(v)[:60]}")
+            return f"{k}={repr(v)[:60]}"
+    return None
 
 
 def _inbound(call, file, name):
-    """Input layer names of one call: Keras 3 ``{"args": [...]}`` or Keras 2
-    ``[[layer, node, tensor, kwargs], ...]``."""
+    """Input layer names of one call, Keras 3 ``{"args": [...], "kwargs": {...}}`` or Keras 2
+    ``[[layer, node, tensor, kwargs], ...]``, and an unread keyword argument (or None)."""
     if isinstance(call, dict):
-        _check_kwargs(call.get("kwargs") or {}, file, name)
-        return _history(call.get("args", []))
+        return _history(call.get("args", [])), _unread_kwarg(call.get("kwargs"))
     if isinstance(call, list) and all(isinstance(e, list) and e and isinstance(e[0], str)
                                       for e in call):
-        for e in call:
-            _check_kwargs(e[3] if len(e) > 3 and isinstance(e[3], dict) else {}, file, name)
-        return [_tensor(*e[:3]) for e in call]
+        unread = [u for e in call if (u := _unread_kwarg(e[3] if len(e) > 3 else None))]
+        return [_tensor(*e[:3]) for e in call], (unread or [None])[0]
     raise ModelFormatError(file, f"/layers/{name}", "inbound_nodes",
                            "Keras 3 {'args': ...} or Keras 2 [[layer, node, tensor, kwargs]]",
                            repr(call)[:80])
 
 
 def _layers(config, file):
-    """``(class, name, config, inbound layer names)`` in file order, and the output name."""
+    """``(class, name, config, inbound names, unread keyword argument or None)`` in file
+    order, and the output name."""
     cls = config.get("class_name")
     cfg = config.get("config", {})
     if cls == "Sequential":
         layers, prev = [], None
         for layer in cfg.get("layers", []):
             name = layer["config"]["name"]
-            layers.append((layer["class_name"], name, layer["config"], [prev] if prev else []))
+            layers.append((layer["class_name"], name, layer["config"], [prev] if prev else [],
+                           None))
             prev = name
         return layers, prev
     if cls in ("Functional", "Model"):
@@ -634,8 +633,8 @@ def _layers(config, file):
                 raise ModelFormatError(file, f"/layers/{layer['name']}", "inbound_nodes",
                                        "a layer called once (shared layers are not supported)",
                                        f"{len(calls)} calls")
-            srcs = _inbound(calls[0], file, layer["name"]) if calls else []
-            layers.append((layer["class_name"], layer["name"], layer["config"], srcs))
+            srcs, unread = _inbound(calls[0], file, layer["name"]) if calls else ([], None)
+            layers.append((layer["class_name"], layer["name"], layer["config"], srcs, unread))
         outs = cfg.get("output_layers", [])
         outs = [outs] if outs and isinstance(outs[0], str) else outs
         if len(outs) != 1:
@@ -657,7 +656,7 @@ def build_graph(config: dict, weights: dict, file: str, dtype=np.float64) -> Gra
     b = _Builder()
     names: dict[str, str] = {}  # Keras layer name -> refsnn name of its output
     input_shape = None
-    for cls, name, cfg, srcs in layers:
+    for cls, name, cfg, srcs, unread in layers:
         path = f"/layers/{name}"
         if cls == "InputLayer":
             shape = cfg.get("batch_shape") or cfg.get("batch_input_shape")
@@ -675,6 +674,10 @@ def build_graph(config: dict, weights: dict, file: str, dtype=np.float64) -> Gra
             raise ModelFormatError(file, path, "class_name",
                                    f"a supported layer ({', '.join(['InputLayer', *LAYERS])})",
                                    f"{cls} (layer '{name}')")
+        if unread is not None:
+            raise ModelFormatError(file, path, "inbound_nodes", f"call arguments refsnn reads "
+                                   f"(layer '{name}', class {cls}; keyword arguments only None "
+                                   f"or False)", unread)
         for w in weights.get(name, []):
             w = np.asarray(w)
             if w.dtype.kind not in "fiu":  # complex would be cast silently, strings fail late
@@ -797,7 +800,7 @@ def _archive_weights(config, h5: h5py.File, file):
     layers, _ = _layers(config, file)
     used: dict[str, int] = {}
     weights = {}
-    for cls, name, cfg, _ in layers:
+    for cls, name, cfg, *_ in layers:
         key = _snake(cls)
         used[key] = used.get(key, -1) + 1
         key = key if used[key] == 0 else f"{key}_{used[key]}"
