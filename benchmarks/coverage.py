@@ -17,7 +17,8 @@ Usage::
 
 ``--families ""`` leaves out the torch rows.
 
-Prints a Markdown table (the README's). Needs torch (and keras with ``--keras``).
+Prints a Markdown table (the README's). Needs torch (and keras with ``--keras`` or
+``--keras-families``; keras_families.py picks its torch backend unless KERAS_BACKEND is set).
 """
 
 from __future__ import annotations
