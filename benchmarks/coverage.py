@@ -4,16 +4,21 @@ difference, and how far the SNN's readout is from the ANN's at T steps.
 Sources: ``torch`` (the small re-implementations of :mod:`families`, exported with
 :func:`refsnn.export.torch.to_graph`, compared with the module's own float64 forward pass) and
 ``keras`` (keras.applications MobileNetV2 and ResNet50 built with ``weights=None``, saved and
-read back with :mod:`refsnn.interop.keras`, compared with Keras' float32 forward pass). Every
+read back with :mod:`refsnn.interop.keras`, compared with Keras' float32 forward pass) and, with
+``--onnx``, ``onnx`` (the same modules in float64 written by ``torch.onnx.export`` with the
+TorchScript exporter, ``dynamo=False``, opset 17, default EVAL mode, so BatchNorm is folded into
+the convolutions by torch; read with :func:`refsnn.interop.onnx.load_onnx` and compared with
+the module's float64 forward pass). Every
 network has random weights, so "accuracy" is agreement: the fraction of inputs whose SNN
 argmax differs from the ANN's (the ANN's argmax counts as the label).
 
 Usage::
 
     python benchmarks/coverage.py [--families a,b] [--samples 8] [--steps 32,64] [--keras]
-        [--json out.json]
+        [--onnx] [--json out.json]
 
-Prints a Markdown table (the README's). Needs torch (and keras with ``--keras``).
+Prints a Markdown table (the README's). Needs torch (keras with ``--keras``, onnx with
+``--onnx``).
 """
 
 from __future__ import annotations
@@ -81,6 +86,42 @@ def torch_rows(names, samples, steps):
             expected = module.double()(x).numpy()
         diff = float(np.max(np.abs(ann.forward(graph, x.numpy()) - expected)))
         rows.append(dict(family=name, source="torch", export="exported", ann_diff=diff,
+                         nodes=len(graph.nodes), methods=_methods(graph, x.numpy(), steps)))
+    return rows
+
+
+#: ONNX opset of the ``onnx`` rows.
+OPSET = 17
+
+
+def onnx_rows(names, samples, steps):
+    import warnings
+
+    import torch
+
+    import families
+    from refsnn.interop.onnx import load_onnx
+
+    rows = []
+    x = torch.randn(samples, *families.INPUT_SHAPE, generator=torch.Generator().manual_seed(0),
+                    dtype=torch.float64)
+    for name in names:
+        module = families.make(name).double()
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / f"{name}.onnx"
+            with warnings.catch_warnings():  # the TorchScript exporter's deprecation notice
+                warnings.simplefilter("ignore")
+                torch.onnx.export(module, (x,), str(path), dynamo=False, opset_version=OPSET)
+            try:
+                graph = load_onnx(path)
+            except RefsnnError as e:
+                rows.append(dict(family=name, source="onnx",
+                                 export=f"refused: {str(e).replace(str(path), name + '.onnx')}"))
+                continue
+        with torch.no_grad():
+            expected = module(x).numpy()
+        diff = float(np.max(np.abs(ann.forward(graph, x.numpy()) - expected)))
+        rows.append(dict(family=name, source="onnx", export="exported", ann_diff=diff,
                          nodes=len(graph.nodes), methods=_methods(graph, x.numpy(), steps)))
     return rows
 
@@ -165,6 +206,8 @@ def main(argv=None):
     p.add_argument("--samples", type=int, default=8)
     p.add_argument("--steps", default="32,64")
     p.add_argument("--keras", action="store_true")
+    p.add_argument("--onnx", action="store_true",
+                   help="add a row per family read from torch.onnx.export's file")
     p.add_argument("--json")
     p.add_argument("--table", nargs="+", metavar="JSON",
                    help="only print the table of rows saved with --json")
@@ -173,7 +216,12 @@ def main(argv=None):
     if args.table:
         print(table([r for f in args.table for r in json.loads(Path(f).read_text())], steps))
         return
-    rows = torch_rows([f for f in args.families.split(",") if f], args.samples, steps)
+    names = [f for f in args.families.split(",") if f]
+    rows = torch_rows(names, args.samples, steps)
+    if args.onnx:
+        onnx = onnx_rows(names, args.samples, steps)
+        # each family's onnx row under its torch row
+        rows = [r for pair in zip(rows, onnx) for r in pair]
     if args.keras:
         rows += keras_rows(args.samples, steps)
     print(table(rows, steps))
