@@ -142,9 +142,10 @@ def test_constant_input_packets_converge_to_clipped_relu(current, theta, period,
 
 # --------------------------------------------------------------- synchronous neurons
 
-def residual_block(x_dim, period, perm, sync):
+def residual_block(x_dim, period, perm, sync, through="neuron"):
     """input -> a -> Pi -> b -> -1 -> add(., a) -> c -> out, thresholds 1: every packet is
-    exact when inputs are multiples of 1/period, so the output must equal the ANN."""
+    exact when inputs are multiples of 1/period, so the output must equal the ANN. With
+    ``through="synapse"`` the shortcut is ``linear(a)`` (identity weight): a delay relays it."""
     eye = np.eye(x_dim)
     pi = eye[perm]
     zero = np.zeros(x_dim)
@@ -155,7 +156,9 @@ def residual_block(x_dim, period, perm, sync):
         dict(name="w2", op="linear", inputs=["a"], params=dict(weight=pi, bias=zero)),
         dict(name="b", op="bistable", inputs=["w2"], attrs=dict(attrs), params=one),
         dict(name="w3", op="linear", inputs=["b"], params=dict(weight=-eye, bias=zero)),
-        dict(name="add", op="add", inputs=["w3", "a"]),
+        *([dict(name="wa", op="linear", inputs=["a"], params=dict(weight=eye, bias=zero))]
+          if through == "synapse" else []),
+        dict(name="add", op="add", inputs=["w3", "a" if through == "neuron" else "wa"]),
         dict(name="c", op="bistable", inputs=["add"], attrs=dict(attrs), params=one),
         dict(name="out", op="linear", inputs=["c"], params=dict(weight=eye, bias=zero)),
     ]
@@ -166,17 +169,21 @@ def residual_block(x_dim, period, perm, sync):
                                     "readout_stage": float(stages["out"])})
 
 
+@pytest.mark.parametrize("through", ["neuron", "synapse"])
 @settings(max_examples=25, deadline=None)
 @given(data=st.data(), period=st.integers(1, 6), x_dim=st.integers(2, 6))
-def test_synchronous_neurons_make_a_residual_block_exact(data, period, x_dim):
+def test_synchronous_neurons_make_a_residual_block_exact(through, data, period, x_dim):
     perm = data.draw(st.permutations(range(x_dim)))
     k = data.draw(st.lists(st.lists(st.integers(0, period), min_size=x_dim, max_size=x_dim),
                            min_size=1, max_size=3))
     k = np.array(k)
     x = k / period
     levels = np.maximum(k - k[:, perm], 0)  # the block's ANN output in units of 1/period
-    net = residual_block(x_dim, period, perm, sync=True)
-    assert [n.name for n in net.graph.nodes if n.attrs.get("role") == "sync"] == ["a_sync1"]
+    net = residual_block(x_dim, period, perm, sync=True, through=through)
+    relays = [(n.name, n.op, n.attrs.get("steps")) for n in net.graph.nodes
+              if n.attrs.get("role") == "sync" or n.op == "delay"]
+    assert relays == ([("a_sync1", "bistable", None)] if through == "neuron" else
+                      [("wa_delay1", "delay", period)])
     stage_c = net.graph.node("c").attrs["stage"]
     first = (int(net.schedule["readout_stage"]) + 1) * period  # the first complete packet
     for packets in (1, 2, 5):
@@ -278,7 +285,24 @@ def test_refusals():
     graph, calib, _ = _nets()[0]
     with pytest.raises(OptionError, match="--period"):
         convert_bsnn(graph, calib, period=0)
-    # a shortcut through a synapse cannot be relayed exactly by synchronous neurons
+
+
+def test_delay_returns_its_input_steps_later():
+    graph = make_graph((2, 3), [dict(name="d", op="delay", inputs=["input"],
+                                     attrs=dict(steps=3))], "d", ops=SNN_OPS)
+    net = SpikingNetwork(graph, "bsnn", "analog", decoder="packet",
+                         schedule={"period": 3.0, "readout_stage": 1.0})
+    op = Simulator(net, "numpy").ops[0]
+    xs = np.random.default_rng(0).normal(size=(10, 4, 2, 3))
+    state = op.init(4)
+    out = np.stack([op.step(state, x) for x in xs])
+    assert np.array_equal(out[:3], np.zeros_like(out[:3]))
+    assert np.array_equal(out[3:], xs[:-3])
+
+
+def test_shortcut_through_a_synapse_is_delayed(tmp_path):
+    """A shortcut that is not a neuron layer gets a ``delay`` of the missing cycles (it was
+    refused before); numba equals numpy, and the network survives a save/load."""
     rng = np.random.default_rng(0)
     w = lambda o, i: dict(weight=rng.normal(0, 0.5, (o, i)), bias=np.zeros(o))
     g = make_graph((4,), [
@@ -290,9 +314,21 @@ def test_refusals():
         dict(name="l3", op="linear", inputs=["r2"], params=w(4, 4)),
         dict(name="add", op="add", inputs=["l3", "short"]),
     ], "add")
-    with pytest.raises(ConversionError, match="'add': its input 'short'"):
-        convert_bsnn(g, rng.uniform(0, 1, (8, 4)))
-    assert convert_bsnn(g, rng.uniform(0, 1, (8, 4)), sync=False).method == "bsnn"
+    calib = rng.uniform(0, 1, (8, 4))
+    net = convert_bsnn(g, calib, period=3)
+    delay = net.graph.node("short_delay1")
+    assert delay.op == "delay" and delay.attrs["steps"] == 3 and delay.inputs == ("short",)
+    assert net.graph.node("add").inputs == ("l3", "short_delay1")
+    assert "short_delay1" not in [n.name for n in convert_bsnn(g, calib, sync=False).graph.nodes]
+    ref = Simulator(net, "numpy").run(calib, [9, 40, 400])
+    got = Simulator(net, "numba").run(calib, [9, 40, 400])
+    for t in ref.readout:
+        assert np.array_equal(ref.readout[t], got.readout[t])
+    save_snn(net, tmp_path / "net.h5")
+    back = Simulator(load_snn(tmp_path / "net.h5")).run(calib, [400]).readout[400]
+    assert np.array_equal(back, ref.readout[400])
+    from refsnn.sim.network import ann_limit
+    assert np.max(np.abs(ref.readout[400] - ann_limit(net, calib))) < 0.05
 
 
 # ----------------------------------------------------------------- shipped models, CLI

@@ -13,7 +13,9 @@ Where the inputs of an ``add`` (or a ``concat``) have different stages (a residu
 skips the layers of the main path), a chain of *synchronous neurons* is inserted on the shallower input, one per
 missing cycle: each is a bistable neuron with identity weight and the threshold of the neuron
 layer it relays, that integrates one cycle's spikes and fires them the next, so both halves of
-the sum belong to the same packet. With ``sync=False`` nothing is inserted and the shortcut's
+the sum belong to the same packet. A shallower input that is not a neuron layer (a pooling, a
+projection convolution or a slice of one) gets one ``delay`` node instead: its values of
+every step, ``missing · period`` steps later, which is the same relay without the spikes. With ``sync=False`` nothing is inserted and the shortcut's
 packets arrive in cycles in which the layer after the add is firing, not integrating, so they
 are lost: the variant shows what synchronous neurons are for.
 """
@@ -96,23 +98,26 @@ def convert_bsnn(
 
 
 def assign_stages(dicts: list[dict], sync: bool) -> tuple[list[dict], dict[str, int]]:
-    """Give every bistable node its stage and synchronise the inputs of every ``add``.
+    """Give every bistable node its stage and synchronise the inputs of every ``add`` and
+    ``concat`` (synchronous neurons after a neuron layer, a ``delay`` node after a synapse).
 
     Parameters
     ----------
     dicts : list of dict
         Converted nodes in topological order; bistable nodes lack ``stage``.
     sync : bool
-        Insert synchronous neurons where the inputs of an ``add`` differ in stage.
+        Insert synchronous neurons or delays where the inputs of an ``add`` differ in stage.
 
     Returns
     -------
     dicts : list of dict
-        The nodes with stages set and synchronous neurons inserted (in topological order).
+        The nodes with stages set and synchronous neurons and delays inserted (in
+        topological order).
     stages : dict of str to int
         Every node's stage, ``"input"`` included.
     """
     by_name = {d["name"]: d for d in dicts}
+    periods = {d["attrs"]["period"] for d in dicts if d["op"] == "bistable"}
     stages = {INPUT: 0}
     out = []
     for d in dicts:
@@ -120,7 +125,10 @@ def assign_stages(dicts: list[dict], sync: bool) -> tuple[list[dict], dict[str, 
             target = max(stages[i] for i in d["inputs"])
             inputs = []
             for i in d["inputs"]:
-                if 0 < stages[i] < target:
+                if 0 < stages[i] < target and by_name[i]["op"] != "bistable":
+                    # every bistable node has the conversion's one period
+                    i = _delay(i, target - stages[i], max(periods), by_name, stages, out)
+                elif 0 < stages[i] < target:
                     i = _sync_chain(i, target - stages[i], d["name"], by_name, stages, out)
                 inputs.append(i)
             d = {**d, "inputs": inputs}
@@ -132,6 +140,28 @@ def assign_stages(dicts: list[dict], sync: bool) -> tuple[list[dict], dict[str, 
             stages[d["name"]] = in_stage
         out.append(d)
     return out, stages
+
+
+def _delay(src: str, missing: int, period: int, by_name, stages, out) -> str:
+    """Append (or reuse) a ``delay`` node holding ``src``'s values for ``missing`` cycles.
+
+    ``src`` is a synapse (not a neuron layer), whose values carry the packets of the neuron
+    layers below it: the same values ``missing · period`` steps later arrive in the cycles in
+    which the shortcut's consumer integrates, paired with the same packets as synchronous
+    neurons would pair them, with nothing clipped or quantised on the way.
+    """
+    name = f"{src}_delay{missing}"
+    existing = by_name.get(name)
+    if existing is not None:
+        if existing["op"] != "delay" or existing["inputs"] != [src]:
+            raise ConversionError(f"cannot name a delay node '{name}': the model already has "
+                                  f"a node of that name")
+        return name
+    out.append({"name": name, "op": "delay", "inputs": [src],
+                "attrs": {"steps": missing * period}, "params": {}})
+    by_name[name] = out[-1]
+    stages[name] = stages[src] + missing
+    return name
 
 
 def _sync_chain(src: str, missing: int, consumer: str, by_name, stages, out) -> str:

@@ -143,6 +143,10 @@ SYNAPSE_OPS: dict[str, OpSpec] = {
         "spread", 1,
         attrs={"axis": AttrSpec("str", default="last", choices=("last", "channel")),
                "reduce": AttrSpec("str", choices=("mean", "sum", "center"))}),
+    # BSNN: the input's value of step t - steps (0 in the first `steps` steps). It relays a
+    # residual shortcut that is not a neuron layer (a pooling, a projection convolution, a
+    # slice) by whole cycles: steps = missing cycles x period. The ANN meaning: the identity.
+    "delay": OpSpec("delay", 1, attrs={"steps": AttrSpec("int", minimum=1)}),
 }
 NEURON_OPS.update(NIR_NEURON_OPS)
 SYNAPSE_OPS.update(NIR_SYNAPSE_OPS)
@@ -195,7 +199,8 @@ def represented_output(net: "SpikingNetwork", name: str, counts: np.ndarray, ste
 
 #: ANN forward functions of the converted-only operators (the limit T -> infinity of the SNN).
 NEURON_FORWARD = {"if": clip_forward, "bistable": clip_forward, "sgd": sgd_forward,
-                  "window": window_forward, "spread": spread_forward}
+                  "window": window_forward, "spread": spread_forward,
+                  "delay": lambda node, x: x}
 
 
 @dataclass(frozen=True)

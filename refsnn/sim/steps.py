@@ -184,6 +184,34 @@ class Identity(StepOp):
         return x
 
 
+class Delay(StepOp):
+    """``delay``: the input's value of ``steps`` steps before (0 until then). A copy through a
+    ring buffer, so no kernel (and no twin) is needed: both backends run this code.
+
+    State: ``buffer`` (steps, B, *shape), the last ``steps`` inputs, and ``t``, the steps
+    done. At step ``t`` (from 1), slot ``(t - 1) % steps`` holds the input of step
+    ``t - steps`` (zeros before any was written): it is returned, then overwritten with the
+    input of step ``t``.
+    """
+
+    stateless = False
+
+    def __init__(self, node, graph, backend, schedule):
+        super().__init__(node, graph, backend, schedule)
+        self.steps = node.attrs["steps"]
+        self.dtype = graph.dtype
+
+    def init(self, batch):
+        return {"buffer": np.zeros((self.steps, batch) + self.shape, self.dtype), "t": 0}
+
+    def step(self, state, x):
+        slot = state["t"] % self.steps
+        out = state["buffer"][slot].copy()  # the input of step t + 1 - steps (0 before)
+        state["buffer"][slot] = x
+        state["t"] += 1
+        return out
+
+
 class Add(StepOp):
     stackable = True
 
@@ -370,7 +398,7 @@ class SignGDNeurons(StepOp):
 STEP_OPS: dict[str, type[StepOp]] = {
     "linear": Linear, "conv2d": Conv2d, "avgpool2d": AvgPool2d, "batchnorm": BatchNorm,
     "flatten": Flatten, "identity": Identity, "add": Add, "maxpool2d": MaxPoolSpikes,
-    "if": IFNeurons, "bistable": BistableNeurons, "sgd": SignGDNeurons,
+    "if": IFNeurons, "bistable": BistableNeurons, "sgd": SignGDNeurons, "delay": Delay,
     **{op: ForwardStep for op in ("transpose", "mean", "reshape", "scale", "affine", "window",
                                   "spread", "concat", "expand", "slice", "upsample", "pad")},
 }
