@@ -265,7 +265,7 @@ def test_resize_modes_that_repeat_pixels_are_read(tmp_path):
                                       ReferenceEvaluator(m).run(None, {"x": x})[0])
 
 
-# --- the families of benchmarks/families.py --------------------------------------------------------
+# --- the families of benchmarks/families.py ----------------------------------------------------
 
 FX = torch.randn(2, *families.INPUT_SHAPE, generator=torch.Generator().manual_seed(0),
                  dtype=torch.float64)

@@ -10,14 +10,15 @@ neuron layer gets a *stage*, the cycle in which it first fires:
 - a neuron layer has the stage of its input plus one.
 
 Where the inputs of an ``add`` (or a ``concat``) have different stages (a residual shortcut
-skips the layers of the main path), a chain of *synchronous neurons* is inserted on the shallower input, one per
-missing cycle: each is a bistable neuron with identity weight and the threshold of the neuron
-layer it relays, that integrates one cycle's spikes and fires them the next, so both halves of
-the sum belong to the same packet. A shallower input that is not a neuron layer (a pooling, a
-projection convolution or a slice of one) gets one ``delay`` node instead: its values of
-every step, ``missing · period`` steps later, which is the same relay without the spikes. With ``sync=False`` nothing is inserted and the shortcut's
-packets arrive in cycles in which the layer after the add is firing, not integrating, so they
-are lost: the variant shows what synchronous neurons are for.
+skips the layers of the main path), a chain of *synchronous neurons* is inserted on the
+shallower input, one per missing cycle: each is a bistable neuron with identity weight and the
+threshold of the neuron layer it relays, that integrates one cycle's spikes and fires them the
+next, so both halves of the sum belong to the same packet. A shallower input that is not a
+neuron layer (a pooling, a projection convolution or a slice of one) gets one ``delay`` node
+instead: its values of every step, ``missing · period`` steps later, which is the same relay
+without the spikes. With ``sync=False`` nothing is inserted and the shortcut's packets arrive
+in cycles in which the layer after the add is firing, not integrating, so they are lost: the
+variant shows what synchronous neurons are for.
 """
 
 from __future__ import annotations
