@@ -321,9 +321,11 @@ def test_shortcut_through_a_synapse_is_delayed(tmp_path):
     assert net.graph.node("add").inputs == ("l3", "short_delay1")
     assert "short_delay1" not in [n.name for n in convert_bsnn(g, calib, sync=False).graph.nodes]
     ref = Simulator(net, "numpy").run(calib, [9, 40, 400])
-    got = Simulator(net, "numba").run(calib, [9, 40, 400])
-    for t in ref.readout:
-        assert np.array_equal(ref.readout[t], got.readout[t])
+    for threads in THREADS:
+        numba.set_num_threads(threads)
+        got = Simulator(net, "numba").run(calib, [9, 40, 400])
+        for t in ref.readout:
+            assert np.array_equal(ref.readout[t], got.readout[t])
     save_snn(net, tmp_path / "net.h5")
     back = Simulator(load_snn(tmp_path / "net.h5")).run(calib, [400]).readout[400]
     assert np.array_equal(back, ref.readout[400])
