@@ -46,9 +46,11 @@ def _unary(op, **attr_map):
 
 # --- windows: pads, strides, auto_pad ------------------------------------------------------------
 
-def _window(r, node, kernel, in_hw, ceil_ok=False) -> tuple[tuple[int, int], tuple[int, int]]:
-    """``(stride, padding)`` of a 2-D Conv or pool; refuses what refsnn cannot express
-    (``ceil_mode`` 1 only where ``ceil_ok``: refsnn's max pooling has it)."""
+def _pads(r, node, kernel, in_hw, ceil_ok=False):
+    """``(stride, (top, bottom), (left, right))`` of a 2-D Conv or pool, from ``pads`` or
+    ``auto_pad`` (SAME_UPPER puts an odd extra row/column at the end, SAME_LOWER at the
+    start); refuses what refsnn cannot express (``ceil_mode`` 1 only where ``ceil_ok``:
+    refsnn's max pooling has it)."""
     a = attrs_of(node)
     if any(d != 1 for d in a.get("dilations", [1, 1])):
         raise Refused("dilations", "1 (refsnn has no dilation)", str(list(a["dilations"])))
@@ -62,23 +64,27 @@ def _window(r, node, kernel, in_hw, ceil_ok=False) -> tuple[tuple[int, int], tup
         if len(pads) != 4:
             raise Refused("pads", "4 values (a 2-D window)", str(pads))
         top, left, bottom, right = pads
-        if (top, left) != (bottom, right):
-            raise Refused("pads", "equal padding at both ends of each axis (refsnn pads "
-                          "symmetrically)", f"asymmetric pads {pads} [top, left, bottom, right]")
-        return strides, (top, left)
+        return strides, (top, bottom), (left, right)
     if auto == "VALID":
-        return strides, (0, 0)
+        return strides, (0, 0), (0, 0)
     if auto in ("SAME_UPPER", "SAME_LOWER"):
-        pad = []
+        ends = []
         for size, k, s in zip(in_hw, kernel, strides):
             total = max((math.ceil(size / s) - 1) * s + k - size, 0)
-            if total % 2:
-                raise Refused("auto_pad", "a padding that splits evenly (refsnn pads "
-                              "symmetrically)", f"{auto} needing {total} rows/columns on an "
-                              f"axis of size {size} (kernel {k}, stride {s})")
-            pad.append(total // 2)
-        return strides, tuple(pad)
+            small, large = total // 2, total - total // 2
+            ends.append((small, large) if auto == "SAME_UPPER" else (large, small))
+        return strides, ends[0], ends[1]
     raise Refused("auto_pad", "NOTSET, VALID, SAME_UPPER or SAME_LOWER", repr(auto))
+
+
+def _window(r, node, kernel, in_hw, ceil_ok=False) -> tuple[tuple[int, int], tuple[int, int]]:
+    """``(stride, padding)`` of a pool: :func:`_pads`, which must be symmetric (a padded
+    max pool must not see zeros, so no ``pad`` node can take the difference)."""
+    strides, rows, cols = _pads(r, node, kernel, in_hw, ceil_ok)
+    if rows[0] != rows[1] or cols[0] != cols[1]:
+        raise Refused("pads", "equal padding at both ends of each axis (refsnn's pools pad "
+                      "symmetrically)", f"rows {rows}, columns {cols} (begin, end)")
+    return strides, (rows[0], cols[0])
 
 
 def _need_image(shape, what):
@@ -96,7 +102,14 @@ def _conv(r, node):
     a = attrs_of(node)
     if "kernel_shape" in a and tuple(a["kernel_shape"]) != w.shape[2:]:
         raise Refused("kernel_shape", f"the weight's {w.shape[2:]}", str(a["kernel_shape"]))
-    stride, padding = _window(r, node, w.shape[2:], shape[1:])
+    stride, rows, cols = _pads(r, node, w.shape[2:], shape[1:])
+    padding = (rows[0], cols[0])
+    if rows[0] != rows[1] or cols[0] != cols[1]:
+        # asymmetric zero padding (PyTorch's padding='same' with an even kernel): a pad node,
+        # then the convolution without padding, as the PyTorch route writes it
+        src = r.emit(node, "pad", [src], dict(rows=rows, cols=cols),
+                     output=f"{node.output[0]}#pad", suffix=".pad")
+        padding = (0, 0)
     bias = np.zeros(w.shape[0], w.dtype) if b is None else b
     r.emit(node, "conv2d", [src], dict(stride=stride, padding=padding,
                                        groups=int(a.get("group", 1))),
