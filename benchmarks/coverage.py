@@ -6,19 +6,25 @@ Sources: ``torch`` (the small re-implementations of :mod:`families`, exported wi
 ``keras`` (the same families written with Keras layers in :mod:`keras_families`, with
 ``--keras-families``, and keras.applications MobileNetV2 and ResNet50 built with
 ``weights=None``, with ``--keras``; saved as .keras archives and read back with
-:mod:`refsnn.interop.keras`, compared with Keras' float32 forward pass). Every
+:mod:`refsnn.interop.keras`, compared with Keras' float32 forward pass) and, with
+``--onnx``, ``onnx`` (the same modules in float64 written by ``torch.onnx.export`` with the
+TorchScript exporter, ``dynamo=False``, opset 17, default EVAL mode, so BatchNorm is folded into
+the convolutions by torch; read with :func:`refsnn.interop.onnx.load_onnx` and compared with
+the module's float64 forward pass). Every
 network has random weights, so "accuracy" is agreement: the fraction of inputs whose SNN
 argmax differs from the ANN's (the ANN's argmax counts as the label).
 
 Usage::
 
     python benchmarks/coverage.py [--families a,b] [--samples 8] [--steps 32,64] [--keras]
-        [--keras-families all|a,b] [--json out.json]
+        [--keras-families all|a,b] [--onnx] [--json out.json]
 
-``--families ""`` leaves out the torch rows.
+``--families ""`` leaves out the torch rows (and the onnx rows, made from the same modules).
+Each family's rows are printed together: torch, onnx, keras.
 
-Prints a Markdown table (the README's). Needs torch (and keras with ``--keras`` or
-``--keras-families``; keras_families.py picks its torch backend unless KERAS_BACKEND is set).
+Prints a Markdown table (the README's). Needs torch (keras with ``--keras`` or
+``--keras-families``, keras_families.py picks its torch backend unless KERAS_BACKEND is set;
+onnx with ``--onnx``).
 """
 
 from __future__ import annotations
@@ -86,6 +92,42 @@ def torch_rows(names, samples, steps):
             expected = module.double()(x).numpy()
         diff = float(np.max(np.abs(ann.forward(graph, x.numpy()) - expected)))
         rows.append(dict(family=name, source="torch", export="exported", ann_diff=diff,
+                         nodes=len(graph.nodes), methods=_methods(graph, x.numpy(), steps)))
+    return rows
+
+
+#: ONNX opset of the ``onnx`` rows.
+OPSET = 17
+
+
+def onnx_rows(names, samples, steps):
+    import warnings
+
+    import torch
+
+    import families
+    from refsnn.interop.onnx import load_onnx
+
+    rows = []
+    x = torch.randn(samples, *families.INPUT_SHAPE, generator=torch.Generator().manual_seed(0),
+                    dtype=torch.float64)
+    for name in names:
+        module = families.make(name).double()
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / f"{name}.onnx"
+            with warnings.catch_warnings():  # the TorchScript exporter's deprecation notice
+                warnings.simplefilter("ignore")
+                torch.onnx.export(module, (x,), str(path), dynamo=False, opset_version=OPSET)
+            try:
+                graph = load_onnx(path)
+            except RefsnnError as e:
+                rows.append(dict(family=name, source="onnx",
+                                 export=f"refused: {str(e).replace(str(path), name + '.onnx')}"))
+                continue
+        with torch.no_grad():
+            expected = module(x).numpy()
+        diff = float(np.max(np.abs(ann.forward(graph, x.numpy()) - expected)))
+        rows.append(dict(family=name, source="onnx", export="exported", ann_diff=diff,
                          nodes=len(graph.nodes), methods=_methods(graph, x.numpy(), steps)))
     return rows
 
@@ -202,6 +244,8 @@ def main(argv=None):
                    help="add the keras.applications MobileNetV2 and ResNet50 rows")
     p.add_argument("--keras-families", default="",
                    help="comma-separated families of keras_families.py ('all': every one)")
+    p.add_argument("--onnx", action="store_true",
+                   help="add a row per family read from torch.onnx.export's file")
     p.add_argument("--json")
     p.add_argument("--table", nargs="+", metavar="JSON",
                    help="only print the table of rows saved with --json")
@@ -210,12 +254,18 @@ def main(argv=None):
     if args.table:
         print(table([r for f in args.table for r in json.loads(Path(f).read_text())], steps))
         return
-    rows = torch_rows([f for f in args.families.split(",") if f], args.samples, steps)
+    names = [f for f in args.families.split(",") if f]
+    rows = torch_rows(names, args.samples, steps)
+    if args.onnx:
+        rows += onnx_rows(names, args.samples, steps)
     if args.keras_families:
         import keras_families
         picked = args.keras_families.split(",")
         rows += keras_family_rows(list(keras_families.FAMILIES) if picked == ["all"] else
                                   [f for f in picked if f], args.samples, steps)
+    # each family's rows together, in the order of the families
+    order = {name: k for k, name in enumerate(families.FAMILIES)}
+    rows.sort(key=lambda r: order.get(r["family"], len(order)))  # stable: torch, onnx, keras
     if args.keras:
         rows += keras_rows(args.samples, steps)
     print(table(rows, steps))

@@ -340,6 +340,9 @@ class _Fn(nn.Module):
     (_Fn(lambda x: F.max_pool2d(x, 2, return_indices=True)[0]),
      r"^function F\.max_pool2d_with_indices \(node 'max_pool2d_with_indices'\) at "
      r"test_model_coverage\.py, line \d+ cannot be exported to refsnn: no refsnn operator"),
+    (_Fn(lambda x: torch.cat(x.chunk(3, 1)[::-1], 1)),
+     r"cannot be exported to refsnn: taking the pieces with slice\(None, None, -1\) \(refsnn "
+     r"takes chunk/split pieces one by one"),
     (nn.LogSoftmax(dim=1), r"log_softmax over dim=1 \(refsnn's log_softmax is over the last "
                            r"axis, dim=-1\)"),
 ])

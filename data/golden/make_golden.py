@@ -44,6 +44,22 @@ def mlp(seed):
     return make_graph((12,), nodes, prev)
 
 
+def mlp_delay(seed):
+    """A residual MLP whose shortcut is a linear map (a projection), not a neuron layer:
+    BSNN relays it with a ``delay`` node. 12 -> 8, ReLU, then linear-ReLU-linear plus the
+    projected shortcut, ReLU, 8 -> 3."""
+    rng = np.random.default_rng(seed)
+    fc = lambda name, inp, a, b: dict(name=name, op="linear", inputs=[inp],
+                                      params=dict(weight=dyadic(rng, (b, a), 0.5),
+                                                  bias=dyadic(rng, b, 0.25)))
+    return make_graph((12,), [
+        fc("fc0", "input", 12, 8), dict(name="relu0", op="relu", inputs=["fc0"]),
+        fc("short", "relu0", 8, 8),
+        fc("fc1", "relu0", 8, 8), dict(name="relu1", op="relu", inputs=["fc1"]),
+        fc("fc2", "relu1", 8, 8), dict(name="add", op="add", inputs=["fc2", "short"]),
+        dict(name="relu2", op="relu", inputs=["add"]), fc("out", "relu2", 8, 3)], "out")
+
+
 def cnn(seed):
     rng = np.random.default_rng(seed)
     conv = lambda name, inp, c_in: dict(
@@ -260,6 +276,7 @@ CASES = {
     "cnn_if_per_channel": (cnn, "if", dict(percentile=100, per_channel=True)),
     "mlp_bsnn": (mlp, "bsnn", dict(percentile=100, period=2)),
     "cnn_bsnn_residual": (cnn, "bsnn", dict(percentile=100, period=4, v_init="zero")),
+    "mlp_bsnn_delay": (mlp_delay, "bsnn", dict(percentile=100, period=2)),
     "mlp_signgd": (mlp, "signgd", dict()),
     "mlp_if_poisson": (mlp, "if", dict(percentile=100, encoding="poisson")),
     "cnn_if_maxpool": (cnn_maxpool, "if", dict(percentile=100)),
@@ -290,6 +307,9 @@ DESCRIBE = {
     "mlp_bsnn": ("the MLP", "`bsnn`, percentile 100, `--period 2`", EXACT),
     "cnn_bsnn_residual": ("the CNN", "`bsnn`, percentile 100, `--period 4 --v-init zero`",
                           EXACT),
+    "mlp_bsnn_delay": ("residual MLP 12 -> 8 with a linear (projection) shortcut -> 3",
+                       "`bsnn`, percentile 100, `--period 2` (the shortcut through a `delay`)",
+                       EXACT),
     "mlp_signgd": ("the MLP", "`signgd`, defaults", ORDER),
     "mlp_if_poisson": ("the MLP, inputs in [-1, 1]", "`if`, percentile 100, "
                        "`--encoding poisson` (input spikes stored in `/encoded`)", EXACT),

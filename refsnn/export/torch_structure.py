@@ -150,6 +150,9 @@ def _getitem(ex, node):
     src, index = node.args
     if src in ex.pieces:
         name, pieces = ex.pieces[src]
+        if not isinstance(index, int):
+            raise _Refused(f"taking the pieces with {index!r} (refsnn takes chunk/split pieces "
+                           f"one by one: a, b = x.chunk(2, 1))")
         axis, start, stop = pieces[index]
     else:
         index = index if isinstance(index, tuple) else (index,)

@@ -12,15 +12,8 @@ import math
 import numpy as np
 from onnx import helper
 
-from refsnn.interop.onnx.reader import BATCH, Refused
-
-
-def attrs_of(node) -> dict:
-    out = {}
-    for a in node.attribute:
-        v = helper.get_attribute_value(a)
-        out[a.name] = v.decode("utf-8") if isinstance(v, bytes) else v
-    return out
+from refsnn.interop.onnx.reader import BATCH, Refused, attrs_of
+from refsnn.interop.onnx.structure import STRUCTURE, broadcast_product, tensor_matmul
 
 
 def decimal(value) -> float:
@@ -53,37 +46,45 @@ def _unary(op, **attr_map):
 
 # --- windows: pads, strides, auto_pad ------------------------------------------------------------
 
-def _window(r, node, kernel, in_hw) -> tuple[tuple[int, int], tuple[int, int]]:
-    """``(stride, padding)`` of a 2-D Conv or pool; refuses what refsnn cannot express."""
+def _pads(r, node, kernel, in_hw, ceil_ok=False):
+    """``(stride, (top, bottom), (left, right))`` of a 2-D Conv or pool, from ``pads`` or
+    ``auto_pad`` (SAME_UPPER puts an odd extra row/column at the end, SAME_LOWER at the
+    start); refuses what refsnn cannot express (``ceil_mode`` 1 only where ``ceil_ok``:
+    refsnn's max pooling has it)."""
     a = attrs_of(node)
     if any(d != 1 for d in a.get("dilations", [1, 1])):
         raise Refused("dilations", "1 (refsnn has no dilation)", str(list(a["dilations"])))
-    if a.get("ceil_mode", 0):
-        raise Refused("ceil_mode", "0 (refsnn's windows round the output size down)", "1")
-    strides = tuple(int(s) for s in a.get("strides", [1, 1]))
     auto = a.get("auto_pad", "NOTSET")
+    if a.get("ceil_mode", 0) and (not ceil_ok or auto not in ("NOTSET", "")):
+        raise Refused("ceil_mode", "0 (refsnn's windows round the output size down; only "
+                      "MaxPool with explicit pads has ceil_mode 1)", "1")
+    strides = tuple(int(s) for s in a.get("strides", [1, 1]))
     if auto in ("NOTSET", ""):
         pads = [int(p) for p in a.get("pads", [0, 0, 0, 0])]
         if len(pads) != 4:
             raise Refused("pads", "4 values (a 2-D window)", str(pads))
         top, left, bottom, right = pads
-        if (top, left) != (bottom, right):
-            raise Refused("pads", "equal padding at both ends of each axis (refsnn pads "
-                          "symmetrically)", f"asymmetric pads {pads} [top, left, bottom, right]")
-        return strides, (top, left)
+        return strides, (top, bottom), (left, right)
     if auto == "VALID":
-        return strides, (0, 0)
+        return strides, (0, 0), (0, 0)
     if auto in ("SAME_UPPER", "SAME_LOWER"):
-        pad = []
+        ends = []
         for size, k, s in zip(in_hw, kernel, strides):
             total = max((math.ceil(size / s) - 1) * s + k - size, 0)
-            if total % 2:
-                raise Refused("auto_pad", "a padding that splits evenly (refsnn pads "
-                              "symmetrically)", f"{auto} needing {total} rows/columns on an "
-                              f"axis of size {size} (kernel {k}, stride {s})")
-            pad.append(total // 2)
-        return strides, tuple(pad)
+            small, large = total // 2, total - total // 2
+            ends.append((small, large) if auto == "SAME_UPPER" else (large, small))
+        return strides, ends[0], ends[1]
     raise Refused("auto_pad", "NOTSET, VALID, SAME_UPPER or SAME_LOWER", repr(auto))
+
+
+def _window(r, node, kernel, in_hw, ceil_ok=False) -> tuple[tuple[int, int], tuple[int, int]]:
+    """``(stride, padding)`` of a pool: :func:`_pads`, which must be symmetric (a padded
+    max pool must not see zeros, so no ``pad`` node can take the difference)."""
+    strides, rows, cols = _pads(r, node, kernel, in_hw, ceil_ok)
+    if rows[0] != rows[1] or cols[0] != cols[1]:
+        raise Refused("pads", "equal padding at both ends of each axis (refsnn's pools pad "
+                      "symmetrically)", f"rows {rows}, columns {cols} (begin, end)")
+    return strides, (rows[0], cols[0])
 
 
 def _need_image(shape, what):
@@ -101,7 +102,14 @@ def _conv(r, node):
     a = attrs_of(node)
     if "kernel_shape" in a and tuple(a["kernel_shape"]) != w.shape[2:]:
         raise Refused("kernel_shape", f"the weight's {w.shape[2:]}", str(a["kernel_shape"]))
-    stride, padding = _window(r, node, w.shape[2:], shape[1:])
+    stride, rows, cols = _pads(r, node, w.shape[2:], shape[1:])
+    padding = (rows[0], cols[0])
+    if rows[0] != rows[1] or cols[0] != cols[1]:
+        # asymmetric zero padding (PyTorch's padding='same' with an even kernel): a pad node,
+        # then the convolution without padding, as the PyTorch route writes it
+        src = r.emit(node, "pad", [src], dict(rows=rows, cols=cols),
+                     output=f"{node.output[0]}#pad", suffix=".pad")
+        padding = (0, 0)
     bias = np.zeros(w.shape[0], w.dtype) if b is None else b
     r.emit(node, "conv2d", [src], dict(stride=stride, padding=padding,
                                        groups=int(a.get("group", 1))),
@@ -140,8 +148,8 @@ def _matmul(r, node):
         raise Refused("A", "the tensor on the left (refsnn's linear multiplies the last axis "
                       "by a constant matrix)", f"the constant '{left}'")
     if r.is_tensor(right):
-        raise Refused("B", "a constant matrix (refsnn has no product of two tensors)",
-                      f"the tensor '{right}'")
+        tensor_matmul(r, node, left, right)
+        return
     src, shape = _x(r, node)
     w = r.param(node, 1, "B")
     if w.ndim != 2:
@@ -215,9 +223,12 @@ def _binary(kind):
             if op is None:
                 raise Refused("inputs", "a constant operand (refsnn has no "
                               f"{kind.lower()} of two tensors)", f"tensors '{a}' and '{b}'")
+            if ha != hb and op == "multiply":
+                broadcast_product(r, node, a, b)
+                return
             if ha != hb:
-                raise Refused("inputs", "tensors of equal shapes (refsnn does not broadcast "
-                              "between tensors)", f"per-sample shapes {ha} and {hb}")
+                raise Refused("inputs", "tensors of equal shapes (refsnn adds tensors without "
+                              "broadcasting)", f"per-sample shapes {ha} and {hb}")
             r.emit(node, op, [sa, sb])
             return
         src, shape, (axis, vec), first = _const_operand(r, node)
@@ -289,11 +300,16 @@ def _pool(op):
         kernel = tuple(int(k) for k in a.get("kernel_shape", ()))
         if len(kernel) != 2:
             raise Refused("kernel_shape", "2 values (a 2-D window)", str(list(kernel)))
-        stride, padding = _window(r, node, kernel, shape[1:])
+        stride, padding = _window(r, node, kernel, shape[1:], ceil_ok=op == "maxpool2d")
         if op == "avgpool2d" and any(padding) and not a.get("count_include_pad", 0):
             raise Refused("count_include_pad", "1 when padding (refsnn divides by the kernel "
                           "area, counting the zeros of the padding)", "0")
-        r.emit(node, op, [src], dict(kernel=kernel, stride=stride, padding=padding))
+        attrs = dict(kernel=kernel, stride=stride, padding=padding)
+        if a.get("ceil_mode", 0):
+            # ONNX's ceil_mode (a last window that starts in the input or its leading
+            # padding and runs past the end) is PyTorch's, refsnn's ceil_mode 1
+            attrs["ceil_mode"] = 1
+        r.emit(node, op, [src], attrs)
     return handler
 
 
@@ -503,7 +519,11 @@ def _concat(r, node):
     axis = axis + rank if axis < 0 else axis
     if axis == 0:
         raise Refused("axis", "a per-sample axis (not 0, the batch axis)", "0")
-    r.emit(node, "concat", [r.tensor(v)[0] for v in node.input], {"axis": axis - 1})
+    inputs = [r.tensor(v)[0] for v in node.input]
+    if len(inputs) == 1:  # e.g. DenseNet's torch.cat([features]): the tensor itself
+        r.alias(node, node.input[0])
+        return
+    r.emit(node, "concat", inputs, {"axis": axis - 1})
 
 
 HANDLERS = {
@@ -543,5 +563,6 @@ HANDLERS = {
     "Dropout": _alias,
     "Cast": _cast,
     "Shape": _shape,
+    **STRUCTURE,
 }
 """ONNX ``op_type`` -> handler ``(reader, node)`` for nodes that read a run-time tensor."""

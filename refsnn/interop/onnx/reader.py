@@ -41,6 +41,16 @@ RANDOM = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike", "Random
                     "Multinomial", "Bernoulli"})
 
 
+def attrs_of(node) -> dict:
+    """``{name: value}`` of an ONNX node's attributes (strings decoded)."""
+    from onnx import helper
+    out = {}
+    for a in node.attribute:
+        v = helper.get_attribute_value(a)
+        out[a.name] = v.decode("utf-8") if isinstance(v, bytes) else v
+    return out
+
+
 class Refused(Exception):
     """Raised by a handler: ``(field, expected, found)`` of why a node cannot be read."""
 
@@ -153,9 +163,9 @@ class Reader:
         """Whether ``value`` feeds exactly one node and is not a graph output."""
         return len(self.consumers.get(value, [])) == 1 and value not in self.outputs
 
-    def refsnn_name(self, node) -> str:
-        base = (node.name or "").strip("/").replace("/", "_") or \
-            f"{node.op_type}_{node.output[0]}".replace("/", "_")
+    def refsnn_name(self, node, suffix: str = "") -> str:
+        base = ((node.name or "").strip("/").replace("/", "_") or
+                f"{node.op_type}_{node.output[0]}".replace("/", "_")) + suffix
         name, k = base, 1
         while name in self.used_names:
             k += 1
@@ -163,8 +173,10 @@ class Reader:
         self.used_names.add(name)
         return name
 
-    def emit(self, node, op, inputs, attrs=None, params=None, output=None) -> str:
-        """Add one refsnn node computing ``node``'s first output (or ``output``)."""
+    def emit(self, node, op, inputs, attrs=None, params=None, output=None, suffix="") -> str:
+        """Add one refsnn node computing ``node``'s first output (or ``output``, which may
+        be an internal name when one ONNX node becomes several refsnn nodes; ``suffix`` is
+        appended to their names)."""
         spec = OPS[op]
         attrs = dict(attrs or {})
         full = {k: attrs.get(k, a.default) for k, a in spec.attrs.items()}
@@ -175,7 +187,7 @@ class Reader:
             shape = tuple(int(s) for s in spec.out_shape(full, in_shapes, params))
         except ShapeRuleError as e:
             raise Refused(e.field, e.expected, e.found) from None
-        name = self.refsnn_name(node)
+        name = self.refsnn_name(node, suffix)
         raw = dict(name=name, op=op, inputs=list(inputs), attrs=attrs, params=params)
         self.nodes.append(raw)
         self.by_name[name] = raw
