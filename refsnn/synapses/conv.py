@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from refsnn.jit import parallel, prange
+from refsnn.jit import macs, parallel, prange
 from refsnn.synapses.dense import conv_dense_numba, use_dense
 from refsnn.synapses.events import events_numba, events_numpy
 from refsnn.synapses.weights import prepared
@@ -78,7 +78,7 @@ STRIP_BYTES = 64 * 1024
 
 
 @parallel(work=lambda x, wt, bias, idx, count, sy, sx, py, px, groups, strip, out:
-          out.size * (wt.size // wt.shape[-1]))  # the dense bound: no event sum needed
+          macs(out.size * (wt.size // wt.shape[-1])))  # the dense bound: no event sum needed
 def _conv_kernel(x, wt, bias, idx, count, sy, sx, py, px, groups, strip, out):
     """Event-major convolution into ``out`` of shape (B, O, Ho, Wo).
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from refsnn.jit import parallel, prange, register_block
+from refsnn.jit import macs, parallel, prange, register_block
 from refsnn.synapses.weights import Weights, prepared
 
 #: Output features (linear) or channels (conv) per job, held in registers; a multiple of the
@@ -78,7 +78,7 @@ def linear_dense_numpy(x: np.ndarray, w_t: np.ndarray, bias: np.ndarray) -> np.n
     return out + bias
 
 
-@parallel(work=lambda x, w_t, bias, out: x.size * out.shape[1])
+@parallel(work=lambda x, w_t, bias, out: macs(x.size * out.shape[1]))
 def _linear_dense_kernel(x, w_t, bias, out):
     """One job per (block of LINEAR_ROWS rows, TILE outputs); a last, narrower block of
     outputs runs the same loop on an accumulator in memory."""
@@ -165,7 +165,7 @@ def pack_conv_weight(w: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(padded.reshape(n_tiles, TILE, C, kh, kw).transpose(0, 2, 3, 4, 1))
 
 
-@parallel(work=lambda xp, wp, bias, sy, sx, out: out.size * (wp.size // wp.shape[-1]))
+@parallel(work=lambda xp, wp, bias, sy, sx, out: macs(out.size * (wp.size // wp.shape[-1])))
 def _conv_dense_kernel(xp, wp, bias, sy, sx, out):
     """One job per (sample, TILE output channels, output row); it walks the row
     CONV_POSITIONS outputs at a time, each weight vector loaded once for all of them.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from refsnn.jit import inline, parallel, prange
+from refsnn.jit import inline, macs, parallel, prange
 from refsnn.synapses.dense import linear_dense_numba, use_dense
 from refsnn.synapses.events import events_numba, events_numpy
 from refsnn.synapses.weights import prepared
@@ -41,7 +41,7 @@ def _axpy(acc, v, row):
         acc[k] += v * row[k]
 
 
-@parallel(work=lambda x, w_t, bias, idx, count, out: x.size * out.shape[1])  # dense bound
+@parallel(work=lambda x, w_t, bias, idx, count, out: macs(x.size * out.shape[1]))  # dense
 def _linear_kernel(x, w_t, bias, idx, count, out):
     """One job per (sample, block of outputs): walk that sample's event list in ascending
     order, adding each event's weight row slice to the block's accumulator, then the bias.
