@@ -14,7 +14,7 @@ from refsnn.synapses import linear as linear_module
 from refsnn.synapses.conv import conv_numba, conv_numpy
 from refsnn.synapses.dense import (DENSE_FROM, LINEAR_ROWS, TILE, conv_dense_numba,
                                    conv_dense_numpy, linear_dense_numba, linear_dense_numpy,
-                                   use_dense)
+                                   use_dense, zero_padded)
 from refsnn.synapses.linear import linear_numba, linear_numpy
 from refsnn.synapses.weights import Weights
 
@@ -146,3 +146,13 @@ def test_use_dense_threshold(dtype):
     assert not use_dense("linear", int(start * 1000) - 1, 1000, weights)
     assert not use_dense("linear", 5, 0, weights)
     assert not use_dense("linear", 1000, 1000, Weights(np.ones((3, 3), np.float16)))
+
+
+@pytest.mark.parametrize("py, px", [(0, 0), (1, 1), (2, 0), (0, 3)])
+def test_zero_padded_is_np_pad(py, px):
+    x = np.random.default_rng(py + 7 * px).standard_normal((2, 3, 4, 5)).astype(np.float32)
+    x[0, 0, 0, 0] = -0.0
+    got = zero_padded(x, py, px)
+    want = np.pad(x, ((0, 0), (0, 0), (py, py), (px, px)))
+    assert got.dtype == want.dtype and got.flags.c_contiguous
+    assert np.array_equal(got.view(np.uint32), want.view(np.uint32))  # -0.0 kept, bit for bit

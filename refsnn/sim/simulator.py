@@ -131,6 +131,10 @@ class Simulator:
         self.ops = [STEP_OPS[n.op](n, graph, self.backend, net.schedule) for n in graph.nodes]
         self.dtype = graph.dtype
         self.input_only = input_only_nodes(self.ops)
+        # what auto_step_block weighs, per sample and step (computed here, not per run: at
+        # batch 1 a run is a millisecond)
+        self._elements = sum(int(np.prod(shape)) for shape in graph.shapes.values())
+        self._macs = dense_macs(graph)
 
     def run(self, x: np.ndarray, steps, seed: int = 0, sample_ids=None,
             rasters: Sequence[str] = (), potentials: Sequence[str] = (),
@@ -261,11 +265,9 @@ class Simulator:
         its calls are large already), at most :data:`MAX_STEP_BLOCK`, and fewer if one
         block's node values would exceed :data:`STEP_BLOCK_BYTES`.
         """
-        graph = self.net.graph
-        per_step = max(1, batch * np.dtype(self.dtype).itemsize * sum(
-            int(np.prod(shape)) for shape in graph.shapes.values()))
+        per_step = max(1, batch * np.dtype(self.dtype).itemsize * self._elements)
         budget = STACK_MACS[np.dtype(self.dtype).name]
-        wanted = max(STACK_ROWS // batch, budget // (batch * dense_macs(graph)))
+        wanted = max(STACK_ROWS // batch, budget // (batch * self._macs))
         return int(max(1, min(MAX_STEP_BLOCK, wanted, STEP_BLOCK_BYTES // per_step)))
 
 
