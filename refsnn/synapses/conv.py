@@ -13,7 +13,7 @@ import numpy as np
 
 from refsnn.jit import macs, parallel, prange
 from refsnn.synapses.dense import conv_dense_numba, use_dense
-from refsnn.synapses.events import events_numba, events_numpy
+from refsnn.synapses.events import count_events_numba, events_numba, events_numpy
 from refsnn.synapses.weights import prepared
 
 
@@ -182,7 +182,7 @@ def conv_numba(x, w, bias, stride, padding, groups):
     B, C, H, W = x.shape
     O, _, kh, kw = weights.weight.shape
     # counted before the event lists are built: a dense call needs none
-    if groups == 1 and use_dense("conv", np.count_nonzero(x), x.size, weights):
+    if groups == 1 and use_dense("conv", count_events_numba(x), x.size, weights):
         return conv_dense_numba(x, weights, bias, stride, padding)
     flat = x.reshape(B, -1)
     idx = np.empty(flat.shape, dtype=np.int64)

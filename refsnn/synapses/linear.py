@@ -11,7 +11,7 @@ import numpy as np
 
 from refsnn.jit import inline, macs, parallel, prange
 from refsnn.synapses.dense import linear_dense_numba, use_dense
-from refsnn.synapses.events import events_numba, events_numpy
+from refsnn.synapses.events import count_events_numba, events_numba, events_numpy
 from refsnn.synapses.weights import prepared
 
 #: Outputs per parallel job. Wide blocks keep the inner loop long and contiguous (measured
@@ -71,7 +71,7 @@ def linear_numba(x: np.ndarray, w_t, bias: np.ndarray) -> np.ndarray:
     """
     weights = prepared(w_t)
     # counted before the event lists are built: a dense call needs none
-    if use_dense("linear", np.count_nonzero(x), x.size, weights):
+    if use_dense("linear", count_events_numba(x), x.size, weights):
         return linear_dense_numba(x, weights.weight, bias)
     idx = np.empty(x.shape, dtype=np.int64)
     count = np.empty(x.shape[0], dtype=np.int64)
