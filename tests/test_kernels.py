@@ -201,6 +201,22 @@ def test_avgpool(case, seed, density, dtype, threads):
     assert np.all(np.abs(ref - exact) <= 16 * np.finfo(dtype).eps * scale)
 
 
+@pytest.mark.parametrize("kernel, stride, shape", [
+    ((2, 2), (2, 2), (3, 4, 8, 8)), ((2, 2), (2, 2), (2, 3, 7, 5)), ((3, 3), (1, 1), (2, 3, 6, 7)),
+    ((3, 2), (2, 3), (2, 2, 9, 8)), ((1, 1), (1, 1), (1, 2, 3, 3))])
+@pytest.mark.parametrize("threads", THREADS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_avgpool_unpadded_rows(kernel, stride, shape, threads, dtype):
+    """Pooling without padding takes the row kernel; the twin's bits, on 1 and 2 threads,
+    odd sizes (windows that leave inputs over) included, and from a non-contiguous input."""
+    numba.set_num_threads(threads)
+    rng = np.random.default_rng(sum(shape) + threads)
+    x = sparse(rng, shape, 0.5, dtype) * rng.uniform(0.5, 2, shape).astype(dtype)
+    same(avgpool_numba(x, kernel, stride, (0, 0)), avgpool_numpy(x, kernel, stride, (0, 0)))
+    xt = np.ascontiguousarray(np.swapaxes(x, 2, 3)).swapaxes(2, 3)  # same values, strided
+    same(avgpool_numba(xt, kernel, stride, (0, 0)), avgpool_numpy(x, kernel, stride, (0, 0)))
+
+
 @settings(max_examples=25, deadline=None)
 @given(case=conv_cases(), seed=seeds, steps=st.integers(1, 12), dtype=st.sampled_from(DTYPES),
        threads=st.sampled_from(THREADS))

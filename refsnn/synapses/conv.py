@@ -243,12 +243,42 @@ def _window_sum_kernel(x, kh, kw, sy, sx, py, px, zero, out):
                 out[b, c, oy, ox] = acc + zero[0]
 
 
+@parallel(work=lambda x, kh, kw, sy, sx, zero, out: out.size * kh * kw)
+def _window_sum_rows(x, kh, kw, sy, sx, zero, out):
+    """:func:`_window_sum_kernel` without padding, on planes: ``x`` (P, H, W) -> ``out``
+    (P, ho, wo), a row of outputs at a time: for each
+    window offset ``(ky, kx)`` in ascending order, add it to every output of the row. Each
+    output gets the same additions in the same order (0, its window in ascending ``(iy, ix)``,
+    0), but the innermost loop runs along a row with no bounds to compute (measured 1.2-2.8x
+    faster per call on the digits CNN's and the VGG's 2x2 pooling; indexing ``out`` and ``x``
+    directly instead of through row views was slower on the VGG's 32x32 planes)."""
+    for p in prange(x.shape[0]):
+        for oy in range(out.shape[1]):
+            o = out[p, oy]
+            for ox in range(o.shape[0]):
+                o[ox] = zero[0]
+            for ky in range(kh):
+                row = x[p, oy * sy + ky]
+                for kx in range(kw):
+                    for ox in range(o.shape[0]):
+                        o[ox] += row[ox * sx + kx]
+            for ox in range(o.shape[0]):
+                o[ox] = o[ox] + zero[0]
+
+
 def avgpool_numba(x, kernel, stride, padding):
     """Numba twin of :func:`avgpool_numpy`; bit-identical result."""
     B, C, H, W = x.shape
     ho = out_size(H, kernel[0], stride[0], padding[0])
     wo = out_size(W, kernel[1], stride[1], padding[1])
     out = np.empty((B, C, ho, wo), dtype=x.dtype)
-    _window_sum_kernel(x, kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1],
-                       np.zeros(1, x.dtype), out)
-    return out / (kernel[0] * kernel[1])
+    zero = np.zeros(1, x.dtype)
+    if padding[0] == 0 and padding[1] == 0:
+        _window_sum_rows(np.ascontiguousarray(x).reshape(B * C, H, W), kernel[0], kernel[1],
+                         stride[0], stride[1], zero, out.reshape(B * C, ho, wo))
+    else:
+        _window_sum_kernel(x, kernel[0], kernel[1], stride[0], stride[1], padding[0],
+                           padding[1], zero, out)
+    # in place: the same division (NumPy's rules for an array and a Python int) into the
+    # array just made, instead of a new one
+    return np.divide(out, kernel[0] * kernel[1], out=out)
