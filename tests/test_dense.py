@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from refsnn.synapses import conv as conv_module
 from refsnn.synapses import linear as linear_module
 from refsnn.synapses.conv import conv_numba, conv_numpy
-from refsnn.synapses.dense import (DENSE_FROM, LINEAR_ROWS, TILE, conv_dense_numba,
+from refsnn.synapses.dense import (DENSE_FROM, LINEAR_ROWS, NARROW_TILE, TILE, conv_dense_numba,
                                    conv_dense_numpy, linear_dense_numba, linear_dense_numpy,
                                    use_dense, zero_padded)
 from refsnn.synapses.linear import linear_numba, linear_numpy
@@ -67,7 +67,10 @@ def test_linear_dense(seed, density, rows, n_in, n_out, dtype):
 
 @st.composite
 def dense_conv_cases(draw):
-    c, o = draw(st.integers(1, 4)), draw(st.sampled_from([1, 3, TILE - 1, TILE + 2]))
+    c = draw(st.integers(1, 4))
+    # both tiles: the narrow one (up to NARROW_TILE channels) and the wide one
+    o = draw(st.sampled_from([1, 3, NARROW_TILE - 1, NARROW_TILE, NARROW_TILE + 1, TILE - 1,
+                              TILE + 2]))
     kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
     ph, pw = draw(st.integers(0, kh // 2)), draw(st.integers(0, kw // 2))
     sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
@@ -76,7 +79,7 @@ def dense_conv_cases(draw):
     return c, o, (kh, kw), (sh, sw), (ph, pw), h, w
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(case=dense_conv_cases(), seed=seeds, density=densities, b=st.integers(1, 3),
        dtype=st.sampled_from(DTYPES))
 def test_conv_dense(case, seed, density, b, dtype):
