@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from refsnn.synapses import conv as conv_module
 from refsnn.synapses import linear as linear_module
 from refsnn.synapses.conv import conv_numba, conv_numpy
-from refsnn.synapses.dense import (DENSE_FROM, LINEAR_ROWS, NARROW_TILE, TILE, conv_dense_numba,
-                                   conv_dense_numpy, linear_dense_numba, linear_dense_numpy,
-                                   use_dense, zero_padded)
+from refsnn.synapses.dense import (DENSE_FROM, LINEAR_ROWS, NARROW_OUT, NARROW_TILE, TILE,
+                                   conv_dense_numba, conv_dense_numpy, linear_dense_numba,
+                                   linear_dense_numpy, use_dense, zero_padded)
 from refsnn.synapses.linear import linear_numba, linear_numpy
 from refsnn.synapses.weights import Weights
 
@@ -46,14 +46,15 @@ def same_bits(a, b):
     assert np.array_equal(np.signbit(a), np.signbit(b))
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(seed=seeds, density=densities, rows=st.integers(1, 2 * LINEAR_ROWS + 1),
-       n_in=st.integers(1, 40), n_out=st.sampled_from([1, TILE - 1, TILE, TILE + 1,
-                                                       2 * TILE + 3]),
+       n_in=st.integers(1, 40), n_out=st.sampled_from([1, 10, NARROW_OUT, NARROW_OUT + 1,
+                                                       TILE - 1, TILE, TILE + 1, 2 * TILE + 3]),
        dtype=st.sampled_from(DTYPES))
 def test_linear_dense(seed, density, rows, n_in, n_out, dtype):
     """Row blocks and output tiles cut at both sides (a partial last row block reads a
-    clamped row, a partial last tile runs in memory): the event-driven reference's bits."""
+    clamped row, a partial last tile runs in memory), and the narrow kernel (at most
+    NARROW_OUT outputs): the event-driven reference's bits."""
     rng = np.random.default_rng(seed)
     x = events(rng, (rows, n_in), density, dtype)
     w_t = rng.normal(size=(n_in, n_out)).astype(dtype)

@@ -72,7 +72,7 @@ def linear_numba(x: np.ndarray, w_t, bias: np.ndarray) -> np.ndarray:
     weights = prepared(w_t)
     # counted before the event lists are built: a dense call needs none
     if use_dense("linear", count_events_numba(x), x.size, weights):
-        return linear_dense_numba(x, weights.weight, bias)
+        return linear_dense_numba(x, weights, bias)
     idx = np.empty(x.shape, dtype=np.int64)
     count = np.empty(x.shape[0], dtype=np.int64)
     events_numba(x, idx, count)
