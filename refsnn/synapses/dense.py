@@ -42,9 +42,9 @@ LINEAR_ROWS = 4
 #: Output positions along a row of a conv job, sharing each weight vector they load.
 CONV_POSITIONS = 2
 #: The dense conv kernel's tile for layers of at most this many output channels (the digits
-#: CNN's 16 and 32; a 64-wide tile would be half or more zero padding): measured 1.6-1.8x
-#: faster per call than the 64-wide tile on the digits CNN's conv2 (32 channels), 1.3-1.5x on
-#: its conv1 (16). A 16-wide tile was slower than both.
+#: CNN's 16 and 32; a 64-wide tile would be half or more zero padding): measured 1.6-2.6x
+#: faster per call than the 64-wide tile on the digits CNN's conv2 (32 channels), 1.2-1.5x on
+#: its conv1 (16), serial, 2026-12-04 under load. A 16-wide tile was slower than both.
 NARROW_TILE = 32
 #: Linear layers of at most this many outputs take a kernel of their own
 #: (``_linear_dense_narrow``).
@@ -139,7 +139,7 @@ def _linear_dense_narrow(x, w_n, bias, out):
     last layer): one job per block of 4 rows, its accumulators (4 x NARROW_OUT) in registers,
     ``w_n`` the weight with zero columns up to NARROW_OUT (:func:`pad_narrow`). The same
     additions in the same order per output; the general kernel's narrow branch kept its
-    accumulators in memory, a runtime trip count (measured 3-4x slower)."""
+    accumulators in memory, a runtime trip count (measured 1.2-4.9x slower per call)."""
     rows, n_in = x.shape
     n_out = out.shape[1]
     for rb in prange((rows + 3) // 4):
