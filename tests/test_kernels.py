@@ -207,8 +207,9 @@ def test_avgpool(case, seed, density, dtype, threads):
 @pytest.mark.parametrize("threads", THREADS)
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_avgpool_unpadded_rows(kernel, stride, shape, threads, dtype):
-    """Pooling without padding takes the row kernel; the twin's bits, on 1 and 2 threads,
-    odd sizes (windows that leave inputs over) included, and from a non-contiguous input."""
+    """Pooling without padding takes the row kernel (2x2 at stride 2: the unrolled one); the
+    twin's bits, on 1 and 2 threads, odd sizes (windows that leave inputs over) included, and
+    from a non-contiguous input."""
     numba.set_num_threads(threads)
     rng = np.random.default_rng(sum(shape) + threads)
     x = sparse(rng, shape, 0.5, dtype) * rng.uniform(0.5, 2, shape).astype(dtype)
