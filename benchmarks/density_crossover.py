@@ -79,7 +79,7 @@ def main():
         layers = {
             "linear 512->512, batch 32": (
                 lambda x, w, b: linear_numba(x, w["events"], b),
-                lambda x, w, b: linear_dense_numba(x, w["raw"], b),
+                lambda x, w, b: linear_dense_numba(x, w["dense"], b),
                 lambda x, w, b: linear_numba(x, w["auto"], b),
                 lambda x, w, b: linear_blas(x, w["raw"], b),
                 (32, 512), (rng.normal(size=(512, 512)), rng.normal(size=512))),

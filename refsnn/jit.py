@@ -33,7 +33,8 @@ import numpy as np  # noqa: E402
 from numba.core import cgutils, types  # noqa: E402
 from numba.extending import intrinsic, overload  # noqa: E402
 
-__all__ = ["serial", "inline", "parallel", "prange", "register_block", "SERIAL_BELOW"]
+__all__ = ["serial", "inline", "parallel", "prange", "register_block", "SERIAL_BELOW",
+           "MACS_PER_OP", "macs"]
 
 _COMMON = dict(nopython=True, cache=True, fastmath=False, nogil=True)
 
@@ -44,13 +45,27 @@ serial = numba.jit(**_COMMON)
 #: LLVM sees one loop nest and can vectorise across it).
 inline = numba.jit(inline="always", **_COMMON)
 
-#: Kernels given a ``work`` estimate run on one thread below this many element operations.
-#: A parallel region costs a fork and a join of the OpenMP team: a few microseconds on an idle
-#: machine, far more when another process holds the second core (the waiting thread has to be
-#: scheduled back in). The small networks call their kernels thousands of times per run with
-#: a few thousand operations each, so for them the team costs more than it saves. Measured
-#: (2 cores, 2026-12-04, busy machine): see the README's "Performance" section.
-SERIAL_BELOW = 1 << 15
+#: Kernels given a ``work`` estimate run on one thread below this many element operations
+#: (an element operation: one neuron update, one comparison, one gathered window element;
+#: about 0.1-0.2 ns of one core here). A parallel region costs a fork and a join of the
+#: OpenMP team: a few microseconds on an idle machine, 50-60 us measured when another process
+#: holds the second core (the waiting thread has to be scheduled back in), so a call must be
+#: worth tens of microseconds on one thread before a second one can pay. Measured (2 cores,
+#: 2026-12-04, another process on one core; serial / parallel us per call): IF block of
+#: 16 x 32 x 128 float32 (65 k operations) 14 / 68, spike count 7 / 64; dense linear 512 x 128
+#: -> 64 (4.2 M multiply-adds) 123 / 180. The earlier 1 << 15 sent all of those to the team.
+SERIAL_BELOW = 1 << 17
+
+#: Multiply-adds of a vectorised kernel (dense and event-driven synapses) per element
+#: operation of :data:`SERIAL_BELOW`: measured 0.03 ns per multiply-add of the dense linear
+#: kernel in float32 and 0.05 in float64, against 0.22 ns per IF neuron update.
+MACS_PER_OP = 8
+
+
+def macs(n: int) -> int:
+    """``n`` multiply-adds of a synapse kernel in element operations (see
+    :data:`MACS_PER_OP`), for ``work`` estimates."""
+    return n // MACS_PER_OP
 
 
 def parallel(fn=None, *, work=None):

@@ -12,9 +12,9 @@ from hypothesis import strategies as st
 from refsnn.synapses import conv as conv_module
 from refsnn.synapses import linear as linear_module
 from refsnn.synapses.conv import conv_numba, conv_numpy
-from refsnn.synapses.dense import (DENSE_FROM, LINEAR_ROWS, TILE, conv_dense_numba,
-                                   conv_dense_numpy, linear_dense_numba, linear_dense_numpy,
-                                   use_dense)
+from refsnn.synapses.dense import (DENSE_FROM, LINEAR_ROWS, NARROW_OUT, NARROW_TILE, TILE,
+                                   conv_dense_numba, conv_dense_numpy, linear_dense_numba,
+                                   linear_dense_numpy, use_dense, zero_padded)
 from refsnn.synapses.linear import linear_numba, linear_numpy
 from refsnn.synapses.weights import Weights
 
@@ -46,14 +46,15 @@ def same_bits(a, b):
     assert np.array_equal(np.signbit(a), np.signbit(b))
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(seed=seeds, density=densities, rows=st.integers(1, 2 * LINEAR_ROWS + 1),
-       n_in=st.integers(1, 40), n_out=st.sampled_from([1, TILE - 1, TILE, TILE + 1,
-                                                       2 * TILE + 3]),
+       n_in=st.integers(1, 40), n_out=st.sampled_from([1, 10, NARROW_OUT, NARROW_OUT + 1,
+                                                       TILE - 1, TILE, TILE + 1, 2 * TILE + 3]),
        dtype=st.sampled_from(DTYPES))
 def test_linear_dense(seed, density, rows, n_in, n_out, dtype):
     """Row blocks and output tiles cut at both sides (a partial last row block reads a
-    clamped row, a partial last tile runs in memory): the event-driven reference's bits."""
+    clamped row, a partial last tile runs in memory), and the narrow kernel (at most
+    NARROW_OUT outputs): the event-driven reference's bits."""
     rng = np.random.default_rng(seed)
     x = events(rng, (rows, n_in), density, dtype)
     w_t = rng.normal(size=(n_in, n_out)).astype(dtype)
@@ -67,7 +68,10 @@ def test_linear_dense(seed, density, rows, n_in, n_out, dtype):
 
 @st.composite
 def dense_conv_cases(draw):
-    c, o = draw(st.integers(1, 4)), draw(st.sampled_from([1, 3, TILE - 1, TILE + 2]))
+    c = draw(st.integers(1, 4))
+    # both tiles: the narrow one (up to NARROW_TILE channels) and the wide one
+    o = draw(st.sampled_from([1, 3, NARROW_TILE - 1, NARROW_TILE, NARROW_TILE + 1, TILE - 1,
+                              TILE + 2]))
     kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
     ph, pw = draw(st.integers(0, kh // 2)), draw(st.integers(0, kw // 2))
     sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
@@ -76,7 +80,7 @@ def dense_conv_cases(draw):
     return c, o, (kh, kw), (sh, sw), (ph, pw), h, w
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(case=dense_conv_cases(), seed=seeds, density=densities, b=st.integers(1, 3),
        dtype=st.sampled_from(DTYPES))
 def test_conv_dense(case, seed, density, b, dtype):
@@ -146,3 +150,13 @@ def test_use_dense_threshold(dtype):
     assert not use_dense("linear", int(start * 1000) - 1, 1000, weights)
     assert not use_dense("linear", 5, 0, weights)
     assert not use_dense("linear", 1000, 1000, Weights(np.ones((3, 3), np.float16)))
+
+
+@pytest.mark.parametrize("py, px", [(0, 0), (1, 1), (2, 0), (0, 3)])
+def test_zero_padded_is_np_pad(py, px):
+    x = np.random.default_rng(py + 7 * px).standard_normal((2, 3, 4, 5)).astype(np.float32)
+    x[0, 0, 0, 0] = -0.0
+    got = zero_padded(x, py, px)
+    want = np.pad(x, ((0, 0), (0, 0), (py, py), (px, px)))
+    assert got.dtype == want.dtype and got.flags.c_contiguous
+    assert np.array_equal(got.view(np.uint32), want.view(np.uint32))  # -0.0 kept, bit for bit

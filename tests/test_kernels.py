@@ -15,7 +15,8 @@ from refsnn.sim.counting import (count_block_numba, count_block_numpy, count_spi
 from refsnn.synapses import conv as conv_module
 from refsnn.synapses.conv import (CHANNEL_BLOCK, avgpool_numba, avgpool_numpy, conv_numba,
                                   conv_numpy, out_size)
-from refsnn.synapses.events import events_numba, events_numpy
+from refsnn.synapses.events import (count_events_numba, count_events_numpy, events_numba,
+                                    events_numpy)
 from refsnn.synapses.linear import _BLOCK, linear_numba, linear_numpy
 from refsnn.synapses.maxpool import maxpool_spikes_numba, maxpool_spikes_numpy
 from refsnn.synapses.weights import Weights
@@ -200,6 +201,23 @@ def test_avgpool(case, seed, density, dtype, threads):
     assert np.all(np.abs(ref - exact) <= 16 * np.finfo(dtype).eps * scale)
 
 
+@pytest.mark.parametrize("kernel, stride, shape", [
+    ((2, 2), (2, 2), (3, 4, 8, 8)), ((2, 2), (2, 2), (2, 3, 7, 5)), ((3, 3), (1, 1), (2, 3, 6, 7)),
+    ((3, 2), (2, 3), (2, 2, 9, 8)), ((1, 1), (1, 1), (1, 2, 3, 3))])
+@pytest.mark.parametrize("threads", THREADS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_avgpool_unpadded_rows(kernel, stride, shape, threads, dtype):
+    """Pooling without padding takes the row kernel (2x2 at stride 2: the unrolled one); the
+    twin's bits, on 1 and 2 threads, odd sizes (windows that leave inputs over) included, and
+    from a non-contiguous input."""
+    numba.set_num_threads(threads)
+    rng = np.random.default_rng(sum(shape) + threads)
+    x = sparse(rng, shape, 0.5, dtype) * rng.uniform(0.5, 2, shape).astype(dtype)
+    same(avgpool_numba(x, kernel, stride, (0, 0)), avgpool_numpy(x, kernel, stride, (0, 0)))
+    xt = np.ascontiguousarray(np.swapaxes(x, 2, 3)).swapaxes(2, 3)  # same values, strided
+    same(avgpool_numba(xt, kernel, stride, (0, 0)), avgpool_numpy(x, kernel, stride, (0, 0)))
+
+
 @settings(max_examples=25, deadline=None)
 @given(case=conv_cases(), seed=seeds, steps=st.integers(1, 12), dtype=st.sampled_from(DTYPES),
        threads=st.sampled_from(THREADS))
@@ -284,6 +302,20 @@ def test_events(seed, b, n, density):
     events_numba(x, idx, count)
     for row, ref in enumerate(events_numpy(x)):
         assert np.array_equal(idx[row, :count[row]], ref)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=seeds, density=densities, shape=st.sampled_from([(1, 1), (3, 40), (2, 3, 4, 5)]),
+       dtype=st.sampled_from(DTYPES))
+def test_count_events(seed, density, shape, dtype):
+    """The numba synapses' event count, with the zeros and non-finite values that
+    ``np.count_nonzero`` (the twin) counts its own way: -0.0 is zero, NaN and inf are not."""
+    rng = np.random.default_rng(seed)
+    x = sparse(rng, shape, density, dtype)
+    special = rng.random(shape) < 0.1
+    x[special] = rng.choice(np.array([-0.0, np.nan, np.inf, -np.inf], dtype), special.sum())
+    assert count_events_numba(x) == count_events_numpy(x)
+    assert count_events_numba(np.swapaxes(x, 0, -1)) == count_events_numpy(x)  # not contiguous
 
 
 @settings(max_examples=25, deadline=None)

