@@ -54,7 +54,10 @@ inline = numba.jit(inline="always", **_COMMON)
 #: 2026-12-04, another process on one core; serial / parallel us per call): IF block of
 #: 16 x 32 x 128 float32 (65 k operations) 14 / 68, spike count 7 / 64; dense linear 512 x 128
 #: -> 64 (4.2 M multiply-adds) 123 / 180. The earlier 1 << 15 sent all of those to the team.
-SERIAL_BELOW = 1 << 17
+#: The value: ``python benchmarks/serial_threshold.py`` on the idle machine (2026-12-04, 15
+#: interleaved rounds, T = 32 and 128): 1 << 18 runs the digits CNN at batch 1 1.2-1.6x faster
+#: than 1 << 17 and costs at most 7 % on its batch-32 rows at T = 32 (docs/performance.md).
+SERIAL_BELOW = 1 << 18
 
 #: Multiply-adds of a vectorised kernel (dense and event-driven synapses) per element
 #: operation of :data:`SERIAL_BELOW`: measured 0.03 ns per multiply-add of the dense linear
