@@ -28,13 +28,13 @@ IMG = ROOT / "docs" / "img"
 RESULTS = ROOT / "benchmarks" / "mnist_results.json"
 FIDELITY_SAMPLES = 64
 FIGURES = {  # file -> (title, [(model, label)] or a predicate on rows)
-    "mnist_methods.png": ("MNIST, one row per method (first 1,000 test images)", [
+    "mnist_methods.png": ("MNIST, one row per method (all 10,000 test images)", [
         ("mnist_lenet", "if"), ("mnist_lenet", "if --encoding poisson --adjust l4"),
         ("mnist_lenet", "bsnn"), ("mnist_lenet", "signgd"), ("mnist_nq", "noise"),
         ("mnist_qcfs", "noise")]),
-    "mnist_if.png": ("MNIST, IF conversion (first 1,000 test images)",
+    "mnist_if.png": ("MNIST, IF conversion (test images per row: docs/mnist.md)",
                      lambda r: r["label"].startswith("if")),
-    "mnist_signgd.png": ("MNIST, signGD and BSNN (first 1,000 test images)",
+    "mnist_signgd.png": ("MNIST, signGD and BSNN (test images per row: docs/mnist.md)",
                          lambda r: r["label"] in ("signgd", "bsnn")),
 }
 

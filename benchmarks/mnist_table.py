@@ -1,8 +1,8 @@
 """The README's MNIST results: every applicable method at T = 1, 2, 4, ..., 256, timings, checks.
 
     python benchmarks/mnist_table.py [--limit 10000] [--timing-limit 10000]
-                                     [--models lenet,vgg] [--skip-rows] [--skip-checks]
-                                     [--skip-timing]
+                                     [--models lenet,vgg] [--rows vgg:if,...] [--skip-rows]
+                                     [--skip-checks] [--skip-timing]
 
 Every number comes from ``refsnn evaluate MODEL --data data/mnist.h5 ... --json`` run
 in-process (nothing here computes an accuracy). Rows use the first ``--limit`` test images
@@ -143,6 +143,9 @@ def main() -> int:
     parser.add_argument("--models", default=None,
                         help="comma-separated models whose rows to (re)run; other rows keep their "
                              "meta files (default: all)")
+    parser.add_argument("--rows", default=None,
+                        help="comma-separated MODEL:LABEL rows to (re)run, e.g. "
+                             "'vgg:if,vgg:signgd' (default: every row of --models)")
     parser.add_argument("--skip-rows", action="store_true")
     parser.add_argument("--skip-timing", action="store_true")
     parser.add_argument("--skip-checks", action="store_true")
@@ -174,6 +177,12 @@ def main() -> int:
 
     if not args.skip_rows:
         todo = [r for r in ROWS if args.models is None or r[0] in args.models.split(",")]
+        if args.rows is not None:
+            picked = set(args.rows.split(","))
+            unknown = picked - {f"{m}:{lab}" for m, lab, _ in ROWS}
+            if unknown:
+                raise SystemExit(f"--rows: no such row {sorted(unknown)}")
+            todo = [r for r in todo if f"{r[0]}:{r[1]}" in picked]
         missing = sorted({m for m, _, _ in todo if not (MODELS / f"mnist_{m}.h5").exists()})
         if missing:  # e.g. mnist_nq.h5 before data/train_mnist.py has made it: no row
             print(f"skipping the rows of {', '.join(missing)}: no model file", file=sys.stderr)
@@ -244,20 +253,24 @@ def main() -> int:
 
 def print_table(results: dict) -> None:
     steps = results["steps"].split(",")
-    print("| model | method, options | ANN | " + " | ".join(f"T={t}" for t in steps) + " |")
-    print("|---|---|---|" + "---|" * len(steps))
+    print("| model | method, options | test images | ANN | "
+          + " | ".join(f"T={t}" for t in steps) + " |")
+    print("|---|---|---:|---|" + "---|" * len(steps))
     for row in results.get("rows", []):
         name = row["model"].removeprefix("mnist_")
         if "refused" in row:
             reason = row["refused"].split(" (supported")[0]
-            print(f"| {name} | {row['label']} | | refused: {reason} |")
+            print(f"| {name} | {row['label']} | | | refused: {reason} |")
             continue
-        cells = " | ".join(f"{100 * row['accuracy'][t]:.1f}" for t in steps)
-        print(f"| {name} | {row['label']} | {100 * row['ann_accuracy']:.1f} | {cells} |")
+        # two decimals on the full split (one image = 0.01 points), one on a prefix of 1,000
+        digits = 2 if row["samples"] >= 10000 else 1
+        cells = " | ".join(f"{100 * row['accuracy'][t]:.{digits}f}" for t in steps)
+        print(f"| {name} | {row['label']} | {row['samples']:,} | "
+              f"{100 * row['ann_accuracy']:.{digits}f} | {cells} |")
     if "timing" in results:
         t = results["timing"]
-        print(f"\n| model | method | images/s float64 | images/s float32 |  "
-              f"({t['samples']} images, T = {t['steps']})")
+        print(f"\n({t['samples']:,} test images, T = {t['steps']})\n\n"
+              f"| model | method | images/s float64 | images/s float32 |")
         print("|---|---|---|---|")
         for r in t["rows"]:
             print(f"| {r['model'].removeprefix('mnist_')} | {r['label']} | "
