@@ -1,5 +1,5 @@
 """The README's NIR table: each framework that reads NIR, on each case of
-refsnn.interop.nir_cases, against refsnn's simulation of the same graph.
+benchmarks/nir_cases.py, against refsnn's simulation of the same graph.
 
     .venv/bin/python benchmarks/nir_frameworks.py [--json] [--traces DIR]
 
@@ -14,8 +14,8 @@ from __future__ import annotations
 import json
 import sys
 
-from refsnn.interop.nir_cases import STEPS, cases, cell, write_traces
-from refsnn.interop.nir_frameworks import FRAMEWORKS, FrameworkError
+from nir_cases import STEPS, cases, cell, write_traces
+from refsnn.nir.frameworks import FRAMEWORKS, FrameworkError
 
 
 def main(argv):

@@ -25,8 +25,7 @@ import numpy as np
 
 from refsnn.checksum import check_storage
 from refsnn.errors import DataFormatError, ModelFormatError
-from refsnn.io import H5_ERRORS, atomic_h5, open_h5, unreadable
-from refsnn.model.format import _check_header
+from refsnn.io import H5_ERRORS, atomic_h5, check_header, open_h5, unreadable
 
 FORMAT = "refsnn-data"
 FORMAT_VERSION = 2  # 2: with checksums (refsnn.checksum); version 1 files still load
@@ -137,7 +136,7 @@ def load_split(path, split: str, sample_shape=None, limit: int | None = None):
 def _read_split(f, file: str, split: str, sample_shape, limit):
     """:func:`load_split` on the open file ``f`` (validated inside the ``with`` block, so
     that the checksums are verified after it)."""
-    _check_header(f, file, FORMAT, FORMAT_VERSION)
+    check_header(f, file, FORMAT, FORMAT_VERSION)
     classes = _classes(f, file)
     if split not in f or not isinstance(f[split], h5py.Group):
         splits = [k for k in f if isinstance(f[k], h5py.Group)]
@@ -335,7 +334,7 @@ def describe(path) -> dict:
     file = str(path)
     out = {"splits": {}}
     with open_h5(path, "data file") as f:
-        _check_header(f, file, FORMAT, FORMAT_VERSION)
+        check_header(f, file, FORMAT, FORMAT_VERSION)
         classes = _classes(f, file)
         names = f.attrs.get("class_names")
         out["classes"] = classes

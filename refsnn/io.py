@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 import h5py
+import numpy as np
 
 from refsnn import checksum
 from refsnn.errors import ModelFormatError
@@ -203,3 +204,33 @@ def checksum_status(path) -> str:
     with h5py.File(path, "r") as f:
         n = len(f.attrs[checksum.ATTR])
     return f"verified ({n} objects: every dataset's values and every attribute)"
+
+
+def attr_str(value):
+    """An HDF5 string attribute as str (h5py may return bytes); other values as they are."""
+    return value.decode("utf-8") if isinstance(value, bytes) else value
+
+
+def attr_names(value, error):
+    """A string or 1-D string array attribute as a list of str; anything else (a number, a
+    2-D array, ...) raises ``error(found)``."""
+    if isinstance(value, (str, bytes)):
+        return [attr_str(value)]
+    arr = np.asarray(value)
+    if arr.ndim != 1 or not all(isinstance(v, (str, bytes)) for v in arr.tolist()):
+        raise error(f"{arr.dtype} of shape {arr.shape}")
+    return [attr_str(v) for v in arr.tolist()]
+
+
+def check_header(f: h5py.File, file: str, fmt: str, version: int) -> int:
+    """Check the root's ``format`` and ``format_version`` (1 to ``version``: version 1 is the
+    same layout without checksums); return the version."""
+    found = attr_str(f.attrs.get("format", None))
+    if not isinstance(found, str) or found != fmt:
+        raise ModelFormatError(file, "/", "format", repr(fmt), repr(found))
+    v = f.attrs.get("format_version", None)
+    a = np.asarray(v) if v is not None else None
+    if a is None or a.ndim != 0 or a.dtype.kind not in "iu" or not 1 <= int(a) <= version:
+        supported = " or ".join(str(i) for i in range(1, version + 1))
+        raise ModelFormatError(file, "/", "format_version", f"{supported} (supported)", repr(v))
+    return int(a)

@@ -168,9 +168,9 @@ def map_batches(client, net, backend: str, x: np.ndarray, bounds, steps, seed: i
 def _check_locally(net, backend, steps, seed, recorded) -> None:
     """The batch-independent checks of :meth:`Simulator.run`, made here so that a bad option
     fails at once with the single-process run's message, not in every task."""
-    from refsnn.sim.simulator import Simulator, _check_steps, check_recorded, check_seed
+    from refsnn.sim.simulator import Simulator, check_steps, check_recorded, check_seed
 
     Simulator(net, backend)  # unknown backend, unconverted ops
-    _check_steps(steps)
+    check_steps(steps)
     check_seed(net, seed)
     check_recorded(net, recorded)

@@ -1,4 +1,4 @@
-"""NIR export and import (refsnn/interop/nir_export.py, nir_import.py). Skipped without the
+"""NIR export and import (refsnn/nir/writer.py, reader.py). Skipped without the
 ``nir`` extra (CI installs it)."""
 
 from __future__ import annotations
@@ -17,8 +17,8 @@ from refsnn.sim.network import SNN_OPS, SpikingNetwork
 from refsnn.sim.simulator import Simulator
 
 nir = pytest.importorskip("nir")
-from refsnn.interop.nir_export import export_nir, to_nir  # noqa: E402
-from refsnn.interop.nir_import import from_nir, load_nir  # noqa: E402
+from refsnn.nir.writer import export_nir, to_nir  # noqa: E402
+from refsnn.nir.reader import from_nir, load_nir  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("restore_threads")
 
@@ -247,7 +247,7 @@ def test_import_refuses_bad_graphs_by_node():
 
 
 def test_import_refuses_non_nir_files(tmp_path):
-    from refsnn.interop.nir_import import read_nir
+    from refsnn.nir.reader import read_nir
 
     with pytest.raises(ModelFormatError, match="NIR file"):
         read_nir(DATA)
@@ -333,7 +333,7 @@ def test_grouped_conv_is_refused_and_the_fold_is_per_input_channel():
     """nir 1.0.8's type check gives a Conv2d weight.shape[1] input channels, wrong for groups
     > 1, so a grouped conv is refused; the fold itself (written for groups) is checked on
     the builder directly."""
-    from refsnn.interop.nir_export import _Builder
+    from refsnn.nir.writer import _Builder
 
     rng = np.random.default_rng(5)
     nodes = [dict(name="conv1", op="conv2d", inputs=["input"], attrs=dict(padding=(1, 1)),

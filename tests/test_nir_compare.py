@@ -12,7 +12,7 @@ from refsnn.sim import nir_steps
 from refsnn.sim.simulator import Simulator
 
 nir = pytest.importorskip("nir")
-from refsnn.interop.nir_import import from_nir  # noqa: E402
+from refsnn.nir.reader import from_nir  # noqa: E402
 
 STEPS = 40
 

@@ -1,4 +1,4 @@
-"""What snnTorch, Norse, Sinabs and Rockpool do with NIR graphs (refsnn/interop/nir_cases.py),
+"""What snnTorch, Norse, Sinabs and Rockpool do with NIR graphs (benchmarks/nir_cases.py),
 pinned: each test states one finding of the README's NIR table, measured against refsnn's
 simulation of the same graph. A framework release that changes its behaviour fails here, and
 the table (benchmarks/nir_frameworks.py) must be made again. Skipped without torch, nir or
@@ -6,12 +6,16 @@ the framework (CI installs the versions the table names)."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 
 pytest.importorskip("nir")
 pytest.importorskip("torch")
 
-from refsnn.interop.nir_cases import cases, cell  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+from nir_cases import cases, cell  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +67,7 @@ def test_rockpool(by_name):
 
 def test_framework_traces_go_through_refsnn_compare(by_name, tmp_path, capsys):
     from refsnn.cli.main import main
-    from refsnn.interop.nir_cases import write_traces
+    from nir_cases import write_traces
 
     pytest.importorskip("norse")
     pytest.importorskip("sinabs")
@@ -85,8 +89,8 @@ def test_conformance_adapters_on_the_nir_golden_case(spec, outcome):
     import numpy as np
 
     from refsnn.conformance import load_adapter
-    from refsnn.conformance.nir_adapters import NirAdapter
-    from refsnn.interop.nir_frameworks import FRAMEWORKS, FrameworkError
+    from refsnn.nir.adapters import NirAdapter
+    from refsnn.nir.frameworks import FRAMEWORKS, FrameworkError
     from refsnn.oracle.compare import compare
     from refsnn.oracle.trace import Layer, Trace, read_trace
     from refsnn.sim.network import load_snn

@@ -13,9 +13,9 @@ from refsnn.cli.main import main
 
 
 def test_core_and_nir_modules_do_not_import_nir_or_torch():
-    code = ("import sys, refsnn.cli.main, refsnn.sim.simulator, refsnn.interop.nir_export, "
-            "refsnn.interop.nir_import, refsnn.interop.nir_frameworks, refsnn.oracle.compare, "
-            "refsnn.conformance.nir_adapters; "
+    code = ("import sys, refsnn.cli.main, refsnn.sim.simulator, refsnn.nir.writer, "
+            "refsnn.nir.reader, refsnn.nir.frameworks, refsnn.oracle.compare, "
+            "refsnn.nir.adapters; "
             "print(sorted(m for m in ('nir', 'torch', 'nirtorch') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=ROOT, check=True).stdout

@@ -200,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("network", help="network file written by 'refsnn convert' (--method if "
                                    "--reset zero)")
     p.add_argument("-o", "--output", required=True, help="NIR file to write (HDF5)")
-    p.set_defaults(func=_lazy("refsnn.interop.nir_cli", "cmd_export_nir"))
+    p.set_defaults(func=_lazy("refsnn.nir.cli", "cmd_export_nir"))
 
     from refsnn.cli.data import add_parser as add_data_parser, add_plot_parser
     add_data_parser(sub)
@@ -217,7 +217,7 @@ def _load_network_or_model(path, dt=None):
 
     kind = file_kind(path)
     if kind == "nir":
-        from refsnn.interop.nir_cli import load_nir_file
+        from refsnn.nir.cli import load_nir_file
         return None, load_nir_file(path, dt)
     if dt is not None:
         raise OptionError(f"--dt applies to NIR graphs only; {path} is not one")

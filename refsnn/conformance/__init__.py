@@ -16,12 +16,12 @@ ADAPTERS = {
     "refsnn": "refsnn.conformance.adapters:RefsnnAdapter",
     "refsnn-float32": "refsnn.conformance.adapters:RefsnnFloat32Adapter",
     "spikingjelly": "refsnn.conformance.adapters:SpikingJellyAdapter",
-    # through NIR (refsnn.conformance.nir_adapters): export, then a framework's NIR reader
-    "nir-refsnn": "refsnn.conformance.nir_adapters:NirRefsnnAdapter",
-    "nir-snntorch": "refsnn.conformance.nir_adapters:NirSnntorchAdapter",
-    "nir-norse": "refsnn.conformance.nir_adapters:NirNorseAdapter",
-    "nir-sinabs": "refsnn.conformance.nir_adapters:NirSinabsAdapter",
-    "nir-rockpool": "refsnn.conformance.nir_adapters:NirRockpoolAdapter",
+    # through NIR (refsnn.nir.adapters): export, then a framework's NIR reader
+    "nir-refsnn": "refsnn.nir.adapters:NirRefsnnAdapter",
+    "nir-snntorch": "refsnn.nir.adapters:NirSnntorchAdapter",
+    "nir-norse": "refsnn.nir.adapters:NirNorseAdapter",
+    "nir-sinabs": "refsnn.nir.adapters:NirSinabsAdapter",
+    "nir-rockpool": "refsnn.nir.adapters:NirRockpoolAdapter",
 }
 
 

@@ -217,7 +217,7 @@ def load_keras_h5(path, dtype=np.float64) -> Graph:
 
 def _h5_parts(f, file: str):
     """The config and ``{layer: [arrays]}`` of an open legacy Keras file."""
-    from refsnn.model.format import _names
+    from refsnn.io import attr_names
 
     if "model_config" not in f.attrs:
         raise ModelFormatError(file, "/", "model_config", "a Keras model config",
@@ -232,7 +232,7 @@ def _h5_parts(f, file: str):
         where = f"/model_weights/{name}"
         if not isinstance(g, h5py.Group):
             raise ModelFormatError(file, where, "kind", "a group per layer", "a dataset")
-        names = _names(g.attrs.get("weight_names", np.array([], dtype=object)),
+        names = attr_names(g.attrs.get("weight_names", np.array([], dtype=object)),
                        lambda found: ModelFormatError(file, where, "weight_names",
                                                       "a string array", found))
         for n in names:

@@ -18,27 +18,13 @@ import h5py
 import numpy as np
 
 from refsnn.errors import ModelFormatError
-from refsnn.io import H5_ERRORS, atomic_h5, open_h5, read_dataset, unreadable
+from refsnn.io import (H5_ERRORS, atomic_h5, attr_names, attr_str, check_header, open_h5,
+                       read_dataset, unreadable)
 from refsnn.model.graph import Graph, make_graph
 
 FORMAT = "refsnn-model"
 FORMAT_VERSION = 2  # 2: with checksums (refsnn.checksum); version 1 files still load
 _RESERVED = ("op", "inputs")
-
-
-def _str(value):
-    return value.decode("utf-8") if isinstance(value, bytes) else value
-
-
-def _names(value, error):
-    """A string or 1-D string array attribute as a list of str; anything else (a number, a
-    2-D array, ...) raises ``error(found)``."""
-    if isinstance(value, (str, bytes)):
-        return [_str(value)]
-    arr = np.asarray(value)
-    if arr.ndim != 1 or not all(isinstance(v, (str, bytes)) for v in arr.tolist()):
-        raise error(f"{arr.dtype} of shape {arr.shape}")
-    return [_str(v) for v in arr.tolist()]
 
 
 def _attr_value(value):
@@ -91,35 +77,21 @@ def read_graph(group: h5py.Group, file: str, prefix: str = "", dtype=np.float64,
         for key in _RESERVED:
             if key not in g.attrs:
                 raise err(path, key, f"attribute '{key}'", "nothing (missing)")
-        inputs = _names(g.attrs["inputs"], lambda found: err(path, "inputs", "a string or a "
+        inputs = attr_names(g.attrs["inputs"], lambda found: err(path, "inputs", "a string or a "
                                                              "1-D string array", found))
         params = {}
         for key, d in g.items():
             if not isinstance(d, h5py.Dataset):
                 raise err(f"{path}/{key}", "kind", "a dataset (parameter)", "a group")
             params[key] = read_dataset(g, key, file, prefix + f"{path}/{key}")
-        attrs = {k: _str(v) for k, v in g.attrs.items() if k not in _RESERVED}
-        nodes.append({"name": name, "op": _str(g.attrs["op"]), "inputs": inputs,
+        attrs = {k: attr_str(v) for k, v in g.attrs.items() if k not in _RESERVED}
+        nodes.append({"name": name, "op": attr_str(g.attrs["op"]), "inputs": inputs,
                       "attrs": attrs, "params": params})
     try:
-        return make_graph(shape, nodes, _str(group.attrs["output"]), file=file, dtype=dtype,
+        return make_graph(shape, nodes, attr_str(group.attrs["output"]), file=file, dtype=dtype,
                           ops=ops)
     except ModelFormatError as e:
         raise ModelFormatError(file, prefix + e.path, e.field, e.expected, e.found) from None
-
-
-def _check_header(f: h5py.File, file: str, fmt: str, version: int) -> int:
-    """Check the root's ``format`` and ``format_version`` (1 to ``version``: version 1 is the
-    same layout without checksums); return the version."""
-    found = _str(f.attrs.get("format", None))
-    if not isinstance(found, str) or found != fmt:
-        raise ModelFormatError(file, "/", "format", repr(fmt), repr(found))
-    v = f.attrs.get("format_version", None)
-    a = np.asarray(v) if v is not None else None
-    if a is None or a.ndim != 0 or a.dtype.kind not in "iu" or not 1 <= int(a) <= version:
-        supported = " or ".join(str(i) for i in range(1, version + 1))
-        raise ModelFormatError(file, "/", "format_version", f"{supported} (supported)", repr(v))
-    return int(a)
 
 
 def save_model(graph: Graph, path) -> None:
@@ -149,7 +121,7 @@ def load_model(path, dtype=np.float64) -> Graph:
     file = str(path)
     with open_h5(path, "model file") as f:
         try:
-            _check_header(f, file, FORMAT, FORMAT_VERSION)
+            check_header(f, file, FORMAT, FORMAT_VERSION)
             return read_graph(f, file, dtype=dtype)
         except H5_ERRORS as e:  # damaged file: h5py fails mid-read
             raise unreadable(file, e) from None

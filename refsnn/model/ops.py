@@ -152,7 +152,7 @@ def pool_overhang(size: int, kernel: int, stride: int, pad: int, out: int) -> in
     return max(0, (out - 1) * stride + kernel - (size + 2 * pad))
 
 
-def _pool_out(attrs, in_shapes, params):
+def pool_out(attrs, in_shapes, params):
     _need_rank(in_shapes[0], (3,), "pooling takes (C, H, W)")
     c, h, w = in_shapes[0]
     kh, kw = attrs["kernel"]
@@ -330,7 +330,7 @@ def _pad_out(attrs, in_shapes, params):
     return (c, h + sum(attrs["rows"]), w + sum(attrs["cols"]))
 
 
-_POOL_ATTRS = {
+POOL_ATTRS = {
     "kernel": AttrSpec("pair", minimum=1),
     "stride": AttrSpec("pair", minimum=1),
     "padding": AttrSpec("pair", default=(0, 0), minimum=0),
@@ -350,11 +350,11 @@ OPS: dict[str, OpSpec] = {
                params=("gamma", "beta", "mean", "var"),
                param_shapes=_bn_params, out_shape=_bn_out),
         OpSpec("relu", 1),
-        OpSpec("avgpool2d", 1, attrs=_POOL_ATTRS, out_shape=_pool_out),
+        OpSpec("avgpool2d", 1, attrs=POOL_ATTRS, out_shape=pool_out),
         # ceil_mode 1: PyTorch's ceil_mode=True (extra windows over what is left at the end)
-        OpSpec("maxpool2d", 1, attrs={**_POOL_ATTRS,
+        OpSpec("maxpool2d", 1, attrs={**POOL_ATTRS,
                                       "ceil_mode": AttrSpec("int", default=0, minimum=0)},
-               out_shape=_pool_out),
+               out_shape=pool_out),
         OpSpec("flatten", 1, out_shape=_flatten_out),
         OpSpec("add", -2, out_shape=_add_out),
         OpSpec("identity", 1),

@@ -361,12 +361,12 @@ def read_trace(path) -> Trace:
         shape against ``spikes``, finite values) and attributes (type, allowed values,
         threshold per channel and positive).
     """
-    from refsnn.model.format import _check_header, _names
+    from refsnn.io import attr_names, check_header
 
     file = str(path)
     with open_h5(path, "trace file") as f:
         try:
-            return _read_trace(f, file, _check_header, _names)
+            return _read_trace(f, file, check_header, attr_names)
         except H5_ERRORS as e:  # damaged file: h5py fails mid-read
             raise unreadable(file, e) from None
 

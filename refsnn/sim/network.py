@@ -23,8 +23,9 @@ import numpy as np
 
 from refsnn import ann, checksum
 from refsnn.errors import ModelFormatError
-from refsnn.io import H5_ERRORS, atomic_h5, open_h5, read_dataset, unreadable
-from refsnn.model.format import _check_header, _str, read_graph, write_graph
+from refsnn.io import (H5_ERRORS, atomic_h5, attr_str, check_header, open_h5, read_dataset,
+                       unreadable)
+from refsnn.model.format import read_graph, write_graph
 from refsnn.model.graph import Graph, check_param
 from refsnn.model.ops import OPS, AttrSpec, OpSpec, ShapeRuleError, pool_size
 from refsnn.neurons.bistable import packets_started
@@ -37,7 +38,7 @@ FORMAT_VERSION = 2  # 2: with checksums (refsnn.checksum); version 1 files still
 ENCODINGS = ("analog", "poisson", "exact", "gd")
 DECODERS = ("mean", "estimate", "packet")
 METHODS = ("if", "signgd", "bsnn", "noise", "nir")  # noise: QCFS + residual-error noise, IF neurons;
-# nir: a NIR graph imported by refsnn.interop.nir_import (schedule: {"dt": time step})
+# nir: a NIR graph imported by refsnn.nir.reader (schedule: {"dt": time step})
 
 
 def _if_params(attrs, in_shapes):
@@ -280,7 +281,7 @@ def load_snn(path, dtype=np.float64) -> SpikingNetwork:
 
 def _choice(f, file: str, key: str, allowed) -> str:
     """Root attribute ``key``: one of the strings ``allowed``."""
-    value = _str(f.attrs.get(key))
+    value = attr_str(f.attrs.get(key))
     if not isinstance(value, str) or value not in allowed:
         raise ModelFormatError(file, "/", key, f"one of {list(allowed)}", repr(value))
     return value
@@ -288,7 +289,7 @@ def _choice(f, file: str, key: str, allowed) -> str:
 
 def _read_snn(f, file: str, dtype) -> SpikingNetwork:
     """:func:`load_snn` on the open file ``f``."""
-    _check_header(f, file, FORMAT, FORMAT_VERSION)
+    check_header(f, file, FORMAT, FORMAT_VERSION)
     method = _choice(f, file, "method", METHODS)
     encoding = _choice(f, file, "encoding", ENCODINGS)
     decoder = _choice(f, file, "decoder", DECODERS)
@@ -296,7 +297,7 @@ def _read_snn(f, file: str, dtype) -> SpikingNetwork:
              checksum.ATTR}
     options, schedule = {}, {}
     for key, value in f.attrs.items():
-        v = _str(value)
+        v = attr_str(value)
         v = v.item() if isinstance(v, np.generic) else v
         if key.startswith("option_"):
             options[key[len("option_"):]] = v

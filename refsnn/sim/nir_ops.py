@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from refsnn.model.ops import _POOL_ATTRS, OpSpec, ShapeRuleError, _pool_out
+from refsnn.model.ops import POOL_ATTRS, OpSpec, ShapeRuleError, pool_out
 
 
 def _full(*names):
@@ -64,7 +64,7 @@ NIR_SYNAPSE_OPS: dict[str, OpSpec] = {
                          out_shape=_same),
     "hadamard": OpSpec("hadamard", 1, params=("factor",), param_shapes=_full("factor"),
                        out_shape=_same),
-    "sumpool2d": OpSpec("sumpool2d", 1, attrs=_POOL_ATTRS, out_shape=_pool_out),
+    "sumpool2d": OpSpec("sumpool2d", 1, attrs=POOL_ATTRS, out_shape=pool_out),
 }
 
 

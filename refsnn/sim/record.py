@@ -136,13 +136,13 @@ def _read_run(f, file: str):
     from refsnn.checksum import ATTR
     from refsnn.errors import ModelFormatError
     from refsnn.io import read_dataset
-    from refsnn.model.format import _check_header
+    from refsnn.io import check_header
     from refsnn.sim.simulator import Run
 
     def err(where, field, expected, found):
         return ModelFormatError(file, where, field, expected, found)
 
-    _check_header(f, file, FORMAT, FORMAT_VERSION)
+    check_header(f, file, FORMAT, FORMAT_VERSION)
     steps = np.asarray(f.attrs.get("steps", np.zeros(0, np.int64)))
     if steps.dtype.kind not in "iu" or steps.ndim != 1 or not steps.size \
             or np.any(steps < 1) or np.any(np.diff(steps) <= 0):

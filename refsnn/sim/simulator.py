@@ -167,7 +167,7 @@ class Simulator:
         """
         graph = self.net.graph
         x = check_batch(x, graph.input_shape, dtype=self.dtype)
-        steps = _check_steps(steps)
+        steps = check_steps(steps)
         check_seed(self.net, seed)
         batch = x.shape[0]
         ids = np.arange(batch) if sample_ids is None else np.asarray(sample_ids)
@@ -353,7 +353,7 @@ def _recorded(encoded, net, shape, t_max) -> _Recorded:
     return _Recorded(np.ascontiguousarray(encoded, dtype=net.graph.dtype))
 
 
-def _check_steps(steps) -> tuple[int, ...]:
+def check_steps(steps) -> tuple[int, ...]:
     values = [steps] if np.isscalar(steps) else list(steps)
     if not values or any(not isinstance(s, (int, np.integer)) or s < 1 for s in values):
         raise OptionError(f"steps: expected positive integers, found {steps!r}")

@@ -234,7 +234,7 @@ def framework_trace(graph, run: FrameworkRun, producer: str, x):
 def reference_trace(graph, x, steps: int, dt: float, dtype=np.float32):
     """refsnn's trace of ``graph`` (float32 unless told) and its output per step,
     (T, B, *output_shape)."""
-    from refsnn.interop.nir_import import from_nir
+    from refsnn.nir.reader import from_nir
     from refsnn.oracle.trace import record_trace
     from refsnn.sim.simulator import Simulator
 

@@ -18,9 +18,9 @@ def require_nir():
 
 def load_nir_file(path, dt=None):
     """The network that simulates the NIR graph in ``path`` (see
-    :func:`refsnn.interop.nir_import.load_nir`)."""
+    :func:`refsnn.nir.reader.load_nir`)."""
     require_nir()
-    from refsnn.interop.nir_import import load_nir
+    from refsnn.nir.reader import load_nir
 
     return load_nir(path, dt=dt)
 
@@ -28,7 +28,7 @@ def load_nir_file(path, dt=None):
 def cmd_export_nir(args) -> int:
     """Write a converted IF network as a NIR graph."""
     from refsnn.interop.load import file_kind
-    from refsnn.interop.nir_export import export_nir
+    from refsnn.nir.writer import export_nir
     from refsnn.sim.network import FORMAT, load_snn
 
     require_nir()

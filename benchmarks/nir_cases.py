@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 STEPS = 32
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -37,7 +37,7 @@ def _exported(model: str):
     from refsnn.convert import convert_if
     from refsnn.data import load_split
     from refsnn.interop.load import load_graph
-    from refsnn.interop.nir_export import to_nir
+    from refsnn.nir.writer import to_nir
 
     data = ROOT / "data" / "digits.h5"
     xc = load_split(data, "train", limit=200)[0]
@@ -99,7 +99,7 @@ class Cell:
 
 def cell(framework: str, case: Case) -> Cell:
     """Run ``case`` in ``framework`` and refsnn, compare, and say what happened."""
-    from refsnn.interop.nir_frameworks import (FrameworkError, framework_trace,
+    from refsnn.nir.frameworks import (FrameworkError, framework_trace,
                                                reference_trace, run_framework)
     from refsnn.oracle.compare import compare
 
@@ -138,7 +138,7 @@ def _without_li(case: Case) -> np.ndarray:
 
     import nir
 
-    from refsnn.interop.nir_frameworks import reference_trace
+    from refsnn.nir.frameworks import reference_trace
 
     graph = copy.deepcopy(case.graph)
     for name, node in list(graph.nodes.items()):
@@ -151,7 +151,7 @@ def write_traces(framework: str, case: Case, directory) -> tuple[Path, Path]:
     """Write refsnn's trace of ``case`` and ``framework``'s as refsnn-trace files
     ``<case>.refsnn.h5`` and ``<case>.<framework>.h5`` in ``directory``, for
     ``refsnn compare``; returns their paths. Raises FrameworkError as :func:`run_framework`."""
-    from refsnn.interop.nir_frameworks import framework_trace, reference_trace, run_framework
+    from refsnn.nir.frameworks import framework_trace, reference_trace, run_framework
     from refsnn.oracle.trace import write_trace
 
     stem = "".join(ch if ch.isalnum() else "_" for ch in case.name).strip("_")
