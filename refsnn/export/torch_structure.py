@@ -3,31 +3,33 @@ slices, broadcasting products (squeeze-and-excitation), matmul of two activation
 padding, nearest upsampling, clipped ReLU functions, ``F.layer_norm``, dropout and stochastic
 depth in eval mode.
 
-Part of :mod:`refsnn.export.torch` (needs torch); each handler is
-``(exporter, fx_node[, module]) -> refsnn name`` and raises ``_Refused`` with the setting it
-cannot express.
+Part of :mod:`refsnn.export.torch` (needs torch), which merges this module's tables
+(:data:`MODULES`, :data:`FUNCTIONS`, :data:`NAMED_FUNCTIONS`, :data:`METHODS`) into its own;
+each handler is ``(exporter, fx_node[, module]) -> refsnn name`` and raises ``Refused`` with the
+setting it cannot express.
 """
 
 from __future__ import annotations
 
-import inspect
+import operator
 
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch.fx import Node as FxNode
 
-from refsnn.export.torch_common import _np, _Refused
+from refsnn.export.torch_common import Refused, bind, to_numpy
 
 
 def _upsample(ex, node, m):
     _, h, w = ex.shape(node.args[0])
     if m.mode != "nearest":
-        raise _Refused(f"mode={m.mode!r} is not supported (refsnn upsamples with "
+        raise Refused(f"mode={m.mode!r} is not supported (refsnn upsamples with "
                        f"mode='nearest')")
     _, oh, ow = ex.shape(node)
     if oh % h or ow % w:
-        raise _Refused(f"a non-integer scale from {(h, w)} to {(oh, ow)} (refsnn repeats each "
+        raise Refused(f"a non-integer scale from {(h, w)} to {(oh, ow)} (refsnn repeats each "
                        f"pixel an integer number of times)")
     return ex.emit(node, "upsample", [ex.src(node.args[0])], dict(scale=(oh // h, ow // w)))
 
@@ -36,7 +38,7 @@ def _zero_pad(ex, node, pads):
     """``pads`` as torch orders them: (left, right[, top, bottom])."""
     pads = [int(p) for p in pads]
     if len(pads) not in (2, 4) or min(pads) < 0:
-        raise _Refused(f"padding {tuple(pads)} (refsnn pads the last two axes by amounts "
+        raise Refused(f"padding {tuple(pads)} (refsnn pads the last two axes by amounts "
                        f">= 0)")
     left, right, top, bottom = (pads + [0, 0])[:4]
     return ex.emit(node, "pad", [ex.src(node.args[0])],
@@ -45,7 +47,7 @@ def _zero_pad(ex, node, pads):
 
 def _zeropad_module(ex, node, m):
     if float(getattr(m, "value", 0.0)) != 0.0:
-        raise _Refused(f"value={m.value!r} is not supported (refsnn pads with zeros)")
+        raise Refused(f"value={m.value!r} is not supported (refsnn pads with zeros)")
     return _zero_pad(ex, node, m.padding)
 
 
@@ -65,26 +67,20 @@ def _sig_pad(input, pad, mode="constant", value=None):
     pass
 
 
-def _bind(signature, node):
-    bound = inspect.signature(signature).bind(*node.args, **node.kwargs)
-    bound.apply_defaults()
-    return bound.arguments
-
-
 def _dropout(ex, node):
     """``F.dropout`` and its kin: the identity when ``training=False``. Their default is
     ``training=True``, which drops even in eval mode, so that is refused."""
-    if _bind(_sig_dropout, node)["training"] is not False:
-        raise _Refused("training=True (the functional dropout's default drops even in eval "
+    if bind(_sig_dropout, node)["training"] is not False:
+        raise Refused("training=True (the functional dropout's default drops even in eval "
                        "mode; call it with training=self.training)")
     return ex.src(node.args[0])
 
 
 def _stochastic_depth(ex, node):
     """torchvision's ``stochastic_depth``: the identity when not training (or ``p == 0``)."""
-    a = _bind(_sig_stochastic_depth, node)
+    a = bind(_sig_stochastic_depth, node)
     if a["training"] is not False and a["p"] != 0:
-        raise _Refused(f"training=True with p={a['p']!r} (it drops rows at random; export "
+        raise Refused(f"training=True with p={a['p']!r} (it drops rows at random; export "
                        f"in eval mode)")
     return ex.src(node.args[0])
 
@@ -95,15 +91,15 @@ def _relu6(ex, node):
 
 
 def _hardtanh(ex, node):
-    a = _bind(_sig_hardtanh, node)
+    a = bind(_sig_hardtanh, node)
     return ex.emit(node, "hardtanh", [ex.src(node.args[0])],
                    dict(min_value=float(a["min_val"]), max_value=float(a["max_val"])))
 
 
 def _pad(ex, node):
-    a = _bind(_sig_pad, node)
+    a = bind(_sig_pad, node)
     if a["mode"] != "constant" or (a["value"] or 0.0) != 0.0:
-        raise _Refused(f"mode={a['mode']!r}, value={a['value']!r} is not supported (refsnn "
+        raise Refused(f"mode={a['mode']!r}, value={a['value']!r} is not supported (refsnn "
                        f"pads with zeros: mode='constant', value=0)")
     return _zero_pad(ex, node, a["pad"])
 
@@ -113,9 +109,9 @@ def _cat(ex, node):
     dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
     rank = len(ex.shape(node)) + 1
     if dim % rank == 0:
-        raise _Refused(f"concatenation along dim={dim}, the batch axis")
+        raise Refused(f"concatenation along dim={dim}, the batch axis")
     if not isinstance(tensors, (list, tuple)) or len(tensors) < 1:
-        raise _Refused("the tensors are not given as a list")
+        raise Refused("the tensors are not given as a list")
     if len(tensors) == 1:
         return ex.src(tensors[0])
     return ex.emit(node, "concat", [ex.src(t) for t in tensors], dict(axis=dim % rank - 1))
@@ -126,16 +122,14 @@ def _split(ex, node):
     from the result becomes a ``slice`` node (see :func:`_getitem`)."""
     meta = node.meta.get("tensor_meta")
     if not isinstance(meta, (tuple, list)):
-        raise _Refused("its value is not a tuple of tensors")
+        raise Refused("its value is not a tuple of tensors")
     sig = (lambda input, chunks, dim=0: None) if node.target in ("chunk", torch.chunk) else \
         (lambda tensor, split_size_or_sections, dim=0: None)
-    bound = inspect.signature(sig).bind(*node.args, **node.kwargs)
-    bound.apply_defaults()
     src = node.args[0]
     rank = len(ex.shape(src)) + 1
-    dim = bound.arguments["dim"] % rank
+    dim = bind(sig, node)["dim"] % rank
     if dim == 0:
-        raise _Refused("it splits the batch axis (axis 0)")
+        raise Refused("it splits the batch axis (axis 0)")
     start, pieces = 0, []
     for m in meta:
         size = int(m.shape[dim])
@@ -151,7 +145,7 @@ def _getitem(ex, node):
     if src in ex.pieces:
         name, pieces = ex.pieces[src]
         if not isinstance(index, int):
-            raise _Refused(f"taking the pieces with {index!r} (refsnn takes chunk/split pieces "
+            raise Refused(f"taking the pieces with {index!r} (refsnn takes chunk/split pieces "
                            f"one by one: a, b = x.chunk(2, 1))")
         axis, start, stop = pieces[index]
     else:
@@ -160,7 +154,7 @@ def _getitem(ex, node):
         cut = [(i, s) for i, s in enumerate(index) if s != slice(None)]
         if (len(index) > len(shape) + 1 or len(cut) != 1 or cut[0][0] == 0
                 or not isinstance(cut[0][1], slice) or cut[0][1].step not in (None, 1)):
-            raise _Refused(f"indexing with {index!r} (refsnn slices one per-sample axis, "
+            raise Refused(f"indexing with {index!r} (refsnn slices one per-sample axis, "
                            f"step 1)")
         axis = cut[0][0] - 1
         start, stop, _ = cut[0][1].indices(shape[axis])
@@ -174,10 +168,10 @@ def _matmul(ex, node):
     neurons under signGD), and a sum over ``D`` (a ``linear`` map with weights 1)."""
     a, b = node.args[:2]
     if not all(isinstance(t, FxNode) and t in ex.names for t in (a, b)):
-        raise _Refused("a product with a constant matrix (use nn.Linear)")
+        raise Refused("a product with a constant matrix (use nn.Linear)")
     sa, sb = ex.shape(a), ex.shape(b)
     if len(sa) < 2 or len(sa) != len(sb) or sa[:-2] != sb[:-2] or sa[-1] != sb[-2]:
-        raise _Refused(f"a product of per-sample shapes {sa} and {sb} (refsnn multiplies "
+        raise Refused(f"a product of per-sample shapes {sa} and {sb} (refsnn multiplies "
                        f"(..., T, D) by (..., D, S))")
     lead, (t, d), s = sa[:-2], sa[-2:], sb[-1]
     text = lambda shape: ",".join(map(str, shape))
@@ -199,10 +193,10 @@ def _matmul(ex, node):
 def _layernorm(ex, node, m: nn.LayerNorm):
     shape = tuple(m.normalized_shape)
     if len(shape) != 1:
-        raise _Refused(f"LayerNorm over {len(shape)} axes (refsnn normalises one axis)")
+        raise Refused(f"LayerNorm over {len(shape)} axes (refsnn normalises one axis)")
     d = shape[0]
-    weight = _np(m.weight) if m.weight is not None else np.ones(d)
-    bias = _np(m.bias) if getattr(m, "bias", None) is not None else np.zeros(d)
+    weight = to_numpy(m.weight) if m.weight is not None else np.ones(d)
+    bias = to_numpy(m.bias) if getattr(m, "bias", None) is not None else np.zeros(d)
     return ex.emit(node, "layernorm", [ex.src(node.args[0])],
                    dict(axis="last", eps=float(m.eps)), dict(weight=weight, bias=bias))
 
@@ -216,13 +210,13 @@ def _const(ex, arg, what):
         return None
     if isinstance(arg, FxNode):
         if arg not in ex.consts:
-            raise _Refused(f"{what} is computed, not a parameter")
+            raise Refused(f"{what} is computed, not a parameter")
         return ex.consts[arg]
     return torch.as_tensor(arg)
 
 
 def _layer_norm(ex, node):
-    a = _bind(_sig_layer_norm, node)
+    a = bind(_sig_layer_norm, node)
     shape = tuple(a["normalized_shape"]) if not isinstance(a["normalized_shape"], int) \
         else (a["normalized_shape"],)
     m = nn.LayerNorm(shape, eps=float(a["eps"]), dtype=torch.float64)
@@ -247,11 +241,11 @@ def _per_sample_scale(ex, node, tensor_arg, const):
     if len(full) == len(shape):
         if all(s == 1 for s in full[:-1]) and full[-1] == shape[-1]:
             return ex.emit(node, "scale", [ex.src(tensor_arg)], dict(axis="last"),
-                           dict(weight=_np(c.reshape(-1))))
+                           dict(weight=to_numpy(c.reshape(-1))))
         if full[0] == shape[0] and all(s == 1 for s in full[1:]):
             return ex.emit(node, "scale", [ex.src(tensor_arg)], dict(axis="channel"),
-                           dict(weight=_np(c.reshape(-1))))
-    raise _Refused(f"a constant factor of shape {tuple(c.shape)} on a tensor of per-sample shape "
+                           dict(weight=to_numpy(c.reshape(-1))))
+    raise Refused(f"a constant factor of shape {tuple(c.shape)} on a tensor of per-sample shape "
                    f"{shape} (refsnn scales one axis: the channels or the last)")
 
 
@@ -273,7 +267,7 @@ def _mul(ex, node):
                                       dict(shape=",".join(map(str, out))),
                                       suffix=f".expand{len(inputs)}"))
             else:
-                raise _Refused(f"a product of per-sample shapes {sa} and {sb} (refsnn "
+                raise Refused(f"a product of per-sample shapes {sa} and {sb} (refsnn "
                                f"broadcasts axes of size 1 of equal-rank tensors)")
         return ex.emit(node, "multiply", inputs)
     if len(tensors) == 1:
@@ -281,6 +275,45 @@ def _mul(ex, node):
         other = b if t is a else a
         const = ex.consts.get(other, other) if isinstance(other, FxNode) else other
         if isinstance(const, FxNode):
-            raise _Refused(f"factor {other.name} is neither a tensor nor a constant")
+            raise Refused(f"factor {other.name} is neither a tensor nor a constant")
         return _per_sample_scale(ex, node, t, const)
-    raise _Refused("no tensor operand")
+    raise Refused("no tensor operand")
+
+
+#: Leaf module class (exact) -> handler ``(exporter, fx_node, module) -> refsnn name``.
+MODULES = {
+    nn.LayerNorm: _layernorm,
+    nn.Upsample: _upsample,
+    nn.UpsamplingNearest2d: _upsample,
+    nn.ZeroPad2d: _zeropad_module,
+    nn.ConstantPad2d: _zeropad_module,
+}
+
+#: Function -> handler ``(exporter, fx_node) -> refsnn name``.
+FUNCTIONS = {
+    F.relu6: _relu6,
+    F.hardtanh: _hardtanh,
+    F.pad: _pad,
+    F.layer_norm: _layer_norm,
+    F.dropout: _dropout,
+    F.dropout2d: _dropout,
+    F.alpha_dropout: _dropout,
+    torch.cat: _cat,
+    torch.concat: _cat,
+    torch.concatenate: _cat,
+    torch.matmul: _matmul,
+    operator.matmul: _matmul,
+    torch.chunk: _split,
+    torch.split: _split,
+    operator.getitem: _getitem,
+    operator.mul: _mul,
+    torch.mul: _mul,
+}
+
+#: Functions of other packages, by ``module.qualname`` (so the package is not imported).
+NAMED_FUNCTIONS = {
+    "torchvision.ops.stochastic_depth.stochastic_depth": _stochastic_depth,
+}
+
+#: Tensor method name -> handler ``(exporter, fx_node) -> refsnn name``.
+METHODS = {"chunk": _split, "split": _split, "matmul": _matmul, "mul": _mul}
