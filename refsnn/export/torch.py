@@ -136,7 +136,7 @@ def _maxpool(ex, node, m: nn.MaxPool2d):
     _unsupported(m, dict(return_indices=False))
     if pair(m.dilation) != (1, 1):
         raise Refused(f"dilation={m.dilation!r} is not supported (refsnn pools with "
-                       f"dilation=1)")
+                      f"dilation=1)")
     return ex.emit(node, "maxpool2d", [ex.src(node.args[0])],
                    dict(_window_attrs(m), ceil_mode=int(bool(m.ceil_mode))))
 
@@ -158,7 +158,7 @@ def _softmax(ex, node, m):
     rank = len(ex.shape(node.args[0])) + 1
     if m.dim is None or m.dim % rank != rank - 1:
         raise Refused(f"{op} over dim={m.dim} (refsnn's {op} is over the last axis, "
-                       f"dim=-1)")
+                      f"dim=-1)")
     return ex.emit(node, op, [ex.src(node.args[0])])
 
 
@@ -310,7 +310,7 @@ def _mean(ex, node):
     axis = axes.get(tuple(dims))
     if axis is None or -1 in dims:
         raise Refused(f"a mean over per-sample axes {dims} (refsnn: the last, the channels "
-                       f"(0) or all axes after the channels)")
+                      f"(0) or all axes after the channels)")
     return ex.emit(node, "mean", [ex.src(node.args[0])],
                    dict(axis=axis, keepdims=int(bool(a["keepdim"]))))
 

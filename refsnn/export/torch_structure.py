@@ -26,11 +26,11 @@ def _upsample(ex, node, m):
     _, h, w = ex.shape(node.args[0])
     if m.mode != "nearest":
         raise Refused(f"mode={m.mode!r} is not supported (refsnn upsamples with "
-                       f"mode='nearest')")
+                      f"mode='nearest')")
     _, oh, ow = ex.shape(node)
     if oh % h or ow % w:
         raise Refused(f"a non-integer scale from {(h, w)} to {(oh, ow)} (refsnn repeats each "
-                       f"pixel an integer number of times)")
+                      f"pixel an integer number of times)")
     return ex.emit(node, "upsample", [ex.src(node.args[0])], dict(scale=(oh // h, ow // w)))
 
 
@@ -39,7 +39,7 @@ def _zero_pad(ex, node, pads):
     pads = [int(p) for p in pads]
     if len(pads) not in (2, 4) or min(pads) < 0:
         raise Refused(f"padding {tuple(pads)} (refsnn pads the last two axes by amounts "
-                       f">= 0)")
+                      f">= 0)")
     left, right, top, bottom = (pads + [0, 0])[:4]
     return ex.emit(node, "pad", [ex.src(node.args[0])],
                    dict(rows=(top, bottom), cols=(left, right)))
@@ -72,7 +72,7 @@ def _dropout(ex, node):
     ``training=True``, which drops even in eval mode, so that is refused."""
     if bind(_sig_dropout, node)["training"] is not False:
         raise Refused("training=True (the functional dropout's default drops even in eval "
-                       "mode; call it with training=self.training)")
+                      "mode; call it with training=self.training)")
     return ex.src(node.args[0])
 
 
@@ -81,7 +81,7 @@ def _stochastic_depth(ex, node):
     a = bind(_sig_stochastic_depth, node)
     if a["training"] is not False and a["p"] != 0:
         raise Refused(f"training=True with p={a['p']!r} (it drops rows at random; export "
-                       f"in eval mode)")
+                      f"in eval mode)")
     return ex.src(node.args[0])
 
 
@@ -100,7 +100,7 @@ def _pad(ex, node):
     a = bind(_sig_pad, node)
     if a["mode"] != "constant" or (a["value"] or 0.0) != 0.0:
         raise Refused(f"mode={a['mode']!r}, value={a['value']!r} is not supported (refsnn "
-                       f"pads with zeros: mode='constant', value=0)")
+                      f"pads with zeros: mode='constant', value=0)")
     return _zero_pad(ex, node, a["pad"])
 
 
@@ -146,7 +146,7 @@ def _getitem(ex, node):
         name, pieces = ex.pieces[src]
         if not isinstance(index, int):
             raise Refused(f"taking the pieces with {index!r} (refsnn takes chunk/split pieces "
-                           f"one by one: a, b = x.chunk(2, 1))")
+                          f"one by one: a, b = x.chunk(2, 1))")
         axis, start, stop = pieces[index]
     else:
         index = index if isinstance(index, tuple) else (index,)
@@ -155,7 +155,7 @@ def _getitem(ex, node):
         if (len(index) > len(shape) + 1 or len(cut) != 1 or cut[0][0] == 0
                 or not isinstance(cut[0][1], slice) or cut[0][1].step not in (None, 1)):
             raise Refused(f"indexing with {index!r} (refsnn slices one per-sample axis, "
-                           f"step 1)")
+                          f"step 1)")
         axis = cut[0][0] - 1
         start, stop, _ = cut[0][1].indices(shape[axis])
         name = ex.src(src)
@@ -172,7 +172,7 @@ def _matmul(ex, node):
     sa, sb = ex.shape(a), ex.shape(b)
     if len(sa) < 2 or len(sa) != len(sb) or sa[:-2] != sb[:-2] or sa[-1] != sb[-2]:
         raise Refused(f"a product of per-sample shapes {sa} and {sb} (refsnn multiplies "
-                       f"(..., T, D) by (..., D, S))")
+                      f"(..., T, D) by (..., D, S))")
     lead, (t, d), s = sa[:-2], sa[-2:], sb[-1]
     text = lambda shape: ",".join(map(str, shape))
     r = len(sb)
@@ -246,7 +246,7 @@ def _per_sample_scale(ex, node, tensor_arg, const):
             return ex.emit(node, "scale", [ex.src(tensor_arg)], dict(axis="channel"),
                            dict(weight=to_numpy(c.reshape(-1))))
     raise Refused(f"a constant factor of shape {tuple(c.shape)} on a tensor of per-sample shape "
-                   f"{shape} (refsnn scales one axis: the channels or the last)")
+                  f"{shape} (refsnn scales one axis: the channels or the last)")
 
 
 def _mul(ex, node):
@@ -268,7 +268,7 @@ def _mul(ex, node):
                                       suffix=f".expand{len(inputs)}"))
             else:
                 raise Refused(f"a product of per-sample shapes {sa} and {sb} (refsnn "
-                               f"broadcasts axes of size 1 of equal-rank tensors)")
+                              f"broadcasts axes of size 1 of equal-rank tensors)")
         return ex.emit(node, "multiply", inputs)
     if len(tensors) == 1:
         t = tensors[0]
