@@ -27,8 +27,8 @@ import torch.nn.functional as F
 from torch.fx import Node as FxNode
 from torch.fx.passes.shape_prop import ShapeProp
 
+import refsnn.export.torch_structure as structure
 from refsnn.errors import ConversionError, ModelFormatError
-from refsnn.export import torch_structure as structure
 from refsnn.export.torch_common import (Refused, bind, channels_last_hint, describe, pair, to_numpy,
                                         trace)
 from refsnn.model.format import save_model
