@@ -163,8 +163,9 @@ def _softmax(ex, node, m):
 
 
 def _unary(op, **attr_of):
-    """Handler for an element-wise module: ``attr_of`` maps refsnn attrs to module fields."""
-    def handler(ex, node, m):
+    """Handler for an element-wise module, function or method: ``attr_of`` maps refsnn attrs to
+    module fields."""
+    def handler(ex, node, m=None):
         attrs = {k: f(m) for k, f in attr_of.items()}
         return ex.emit(node, op, [ex.src(node.args[0])], attrs)
     return handler
@@ -241,45 +242,8 @@ def _via_module(cls, signature):
     return handler
 
 
-def _sig_avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
-                    count_include_pad=True, divisor_override=None):
-    pass
-
-
-def _sig_max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
-                    return_indices=False):
-    pass
-
-
-def _sig_adaptive(input, output_size):
-    pass
-
-
-def _sig_leaky(input, negative_slope=0.01, inplace=False):
-    pass
-
-
-def _sig_gelu(input, approximate="none"):
-    pass
-
-
 def _sig_softmax(input, dim=None, _stacklevel=3, dtype=None):
-    pass
-
-
-def _sig_log_softmax(input, dim=None, _stacklevel=3, dtype=None):
-    pass
-
-
-def _sig_interpolate(input, size=None, scale_factor=None, mode="nearest", align_corners=None,
-                     recompute_scale_factor=None, antialias=False):
-    pass
-
-
-def _fn_unary(op):
-    def handler(ex, node):
-        return ex.emit(node, op, [ex.src(node.args[0])])
-    return handler
+    pass  # the signature of F.softmax and F.log_softmax (and their torch. and method forms)
 
 
 def _add(ex, node):
@@ -332,27 +296,32 @@ def _permute(ex, node):
 
 
 FUNCTIONS = {
-    F.relu: _fn_unary("relu"),
-    torch.relu: _fn_unary("relu"),
-    F.silu: _fn_unary("silu"),
-    torch.sigmoid: _fn_unary("sigmoid"),
-    F.sigmoid: _fn_unary("sigmoid"),
-    torch.tanh: _fn_unary("tanh"),
-    F.tanh: _fn_unary("tanh"),
-    F.gelu: _via_module(nn.GELU, _sig_gelu),
-    F.leaky_relu: _via_module(nn.LeakyReLU, _sig_leaky),
-    F.avg_pool2d: _via_module(nn.AvgPool2d, _sig_avg_pool2d),
-    F.max_pool2d: _via_module(nn.MaxPool2d, _sig_max_pool2d),
-    F.adaptive_avg_pool2d: _via_module(nn.AdaptiveAvgPool2d, _sig_adaptive),
+    F.relu: _unary("relu"),
+    torch.relu: _unary("relu"),
+    F.silu: _unary("silu"),
+    torch.sigmoid: _unary("sigmoid"),
+    F.sigmoid: _unary("sigmoid"),
+    torch.tanh: _unary("tanh"),
+    F.tanh: _unary("tanh"),
+    F.gelu: _via_module(nn.GELU, lambda input, approximate="none": None),
+    F.leaky_relu: _via_module(nn.LeakyReLU, lambda input, negative_slope=0.01, inplace=False:
+                              None),
+    F.avg_pool2d: _via_module(nn.AvgPool2d, lambda input, kernel_size, stride=None, padding=0,
+                              ceil_mode=False, count_include_pad=True, divisor_override=None: None),
+    F.max_pool2d: _via_module(nn.MaxPool2d, lambda input, kernel_size, stride=None, padding=0,
+                              dilation=1, ceil_mode=False, return_indices=False: None),
+    F.adaptive_avg_pool2d: _via_module(nn.AdaptiveAvgPool2d, lambda input, output_size: None),
     F.softmax: _via_module(nn.Softmax, _sig_softmax),
     torch.softmax: _via_module(nn.Softmax, _sig_softmax),
-    F.log_softmax: _via_module(nn.LogSoftmax, _sig_log_softmax),
-    torch.log_softmax: _via_module(nn.LogSoftmax, _sig_log_softmax),
-    F.hardswish: _fn_unary("hardswish"),
-    F.hardsigmoid: _fn_unary("hardsigmoid"),
-    F.interpolate: _via_module(nn.Upsample, _sig_interpolate),
-    torch.flatten: lambda ex, node: _reshape(ex, node),
-    torch.reshape: lambda ex, node: _reshape(ex, node),
+    F.log_softmax: _via_module(nn.LogSoftmax, _sig_softmax),
+    torch.log_softmax: _via_module(nn.LogSoftmax, _sig_softmax),
+    F.hardswish: _unary("hardswish"),
+    F.hardsigmoid: _unary("hardsigmoid"),
+    F.interpolate: _via_module(nn.Upsample, lambda input, size=None, scale_factor=None,
+                               mode="nearest", align_corners=None, recompute_scale_factor=None,
+                               antialias=False: None),
+    torch.flatten: _reshape,
+    torch.reshape: _reshape,
     operator.add: _add,
     operator.iadd: _add,
     torch.add: _add,
@@ -367,14 +336,14 @@ FUNCTIONS = {
 NAMED_FUNCTIONS = dict(structure.NAMED_FUNCTIONS)
 
 METHODS = {
-    "relu": _fn_unary("relu"),
-    "sigmoid": _fn_unary("sigmoid"),
-    "tanh": _fn_unary("tanh"),
-    "flatten": lambda ex, node: _reshape(ex, node),
-    "view": lambda ex, node: _reshape(ex, node),
-    "reshape": lambda ex, node: _reshape(ex, node),
-    "contiguous": lambda ex, node: _alias(ex, node),
-    "log_softmax": _via_module(nn.LogSoftmax, _sig_log_softmax),
+    "relu": _unary("relu"),
+    "sigmoid": _unary("sigmoid"),
+    "tanh": _unary("tanh"),
+    "flatten": _reshape,
+    "view": _reshape,
+    "reshape": _reshape,
+    "contiguous": _alias,
+    "log_softmax": _via_module(nn.LogSoftmax, _sig_softmax),
     "softmax": _via_module(nn.Softmax, _sig_softmax),
     "add": _add,
     "mean": _mean,

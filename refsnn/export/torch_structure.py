@@ -51,26 +51,11 @@ def _zeropad_module(ex, node, m):
     return _zero_pad(ex, node, m.padding)
 
 
-def _sig_hardtanh(input, min_val=-1.0, max_val=1.0, inplace=False):
-    pass
-
-
-def _sig_dropout(input, p=0.5, training=True, inplace=False):
-    pass
-
-
-def _sig_stochastic_depth(input, p, mode, training=True):
-    pass
-
-
-def _sig_pad(input, pad, mode="constant", value=None):
-    pass
-
-
 def _dropout(ex, node):
     """``F.dropout`` and its kin: the identity when ``training=False``. Their default is
     ``training=True``, which drops even in eval mode, so that is refused."""
-    if bind(_sig_dropout, node)["training"] is not False:
+    a = bind(lambda input, p=0.5, training=True, inplace=False: None, node)
+    if a["training"] is not False:
         raise Refused("training=True (the functional dropout's default drops even in eval "
                       "mode; call it with training=self.training)")
     return ex.src(node.args[0])
@@ -78,7 +63,7 @@ def _dropout(ex, node):
 
 def _stochastic_depth(ex, node):
     """torchvision's ``stochastic_depth``: the identity when not training (or ``p == 0``)."""
-    a = bind(_sig_stochastic_depth, node)
+    a = bind(lambda input, p, mode, training=True: None, node)
     if a["training"] is not False and a["p"] != 0:
         raise Refused(f"training=True with p={a['p']!r} (it drops rows at random; export "
                       f"in eval mode)")
@@ -91,13 +76,13 @@ def _relu6(ex, node):
 
 
 def _hardtanh(ex, node):
-    a = bind(_sig_hardtanh, node)
+    a = bind(lambda input, min_val=-1.0, max_val=1.0, inplace=False: None, node)
     return ex.emit(node, "hardtanh", [ex.src(node.args[0])],
                    dict(min_value=float(a["min_val"]), max_value=float(a["max_val"])))
 
 
 def _pad(ex, node):
-    a = bind(_sig_pad, node)
+    a = bind(lambda input, pad, mode="constant", value=None: None, node)
     if a["mode"] != "constant" or (a["value"] or 0.0) != 0.0:
         raise Refused(f"mode={a['mode']!r}, value={a['value']!r} is not supported (refsnn "
                       f"pads with zeros: mode='constant', value=0)")
@@ -201,10 +186,6 @@ def _layernorm(ex, node, m: nn.LayerNorm):
                    dict(axis="last", eps=float(m.eps)), dict(weight=weight, bias=bias))
 
 
-def _sig_layer_norm(input, normalized_shape, weight=None, bias=None, eps=1e-5):
-    pass
-
-
 def _const(ex, arg, what):
     if arg is None:
         return None
@@ -216,7 +197,7 @@ def _const(ex, arg, what):
 
 
 def _layer_norm(ex, node):
-    a = bind(_sig_layer_norm, node)
+    a = bind(lambda input, normalized_shape, weight=None, bias=None, eps=1e-5: None, node)
     shape = tuple(a["normalized_shape"]) if not isinstance(a["normalized_shape"], int) \
         else (a["normalized_shape"],)
     m = nn.LayerNorm(shape, eps=float(a["eps"]), dtype=torch.float64)
