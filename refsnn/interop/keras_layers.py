@@ -109,11 +109,17 @@ def _image(shape):
     return shape
 
 
-def _check_conv_cfg(cfg):
+def _conv_input(b, name, cfg, srcs):
+    """A Conv2D or DepthwiseConv2D layer's settings, checked: ``(source, kernel, stride,
+    (ph, pw), Keras shape)``, lopsided 'same' padding added as a ``pad`` node first."""
     if cfg.get("data_format", "channels_last") != "channels_last":
         raise Refused(f"data_format {cfg.get('data_format')!r} (channels_last only)")
     if _pair(cfg.get("dilation_rate", 1)) != (1, 1):
         raise Refused(f"dilation_rate {cfg.get('dilation_rate')}")
+    shape = _image(b.shapes[srcs[0]])
+    kernel, stride = _pair(cfg["kernel_size"]), _pair(cfg.get("strides", 1))
+    src, pad, shape = _symmetric(b, name, srcs[0], _padding(cfg, shape, kernel, stride), shape)
+    return src, kernel, stride, pad, shape
 
 
 def _conv_out(shape, kernel, stride, pad, channels):
@@ -123,30 +129,22 @@ def _conv_out(shape, kernel, stride, pad, channels):
 
 
 def _conv2d(b, name, cfg, srcs, weights):
-    _check_conv_cfg(cfg)
-    shape = _image(b.shapes[srcs[0]])
-    kernel, stride = _pair(cfg["kernel_size"]), _pair(cfg.get("strides", 1))
-    src, pad, shape = _symmetric(b, name, srcs[0], _padding(cfg, shape, kernel, stride), shape)
-    srcs = [src]
+    src, kernel, stride, pad, shape = _conv_input(b, name, cfg, srcs)
     k = weights[0]  # (kh, kw, cin / groups, cout)
     bias = weights[1] if cfg.get("use_bias", True) else np.zeros(k.shape[3])
-    out = b.add(name, "conv2d", srcs, _conv_out(shape, kernel, stride, pad, k.shape[3]),
+    out = b.add(name, "conv2d", [src], _conv_out(shape, kernel, stride, pad, k.shape[3]),
                 dict(stride=stride, padding=pad, groups=int(cfg.get("groups", 1))),
                 dict(weight=k.transpose(3, 2, 0, 1), bias=bias))
     return b.activation(name, out, cfg.get("activation", "linear"))
 
 
 def _depthwise(b, name, cfg, srcs, weights):
-    _check_conv_cfg(cfg)
-    shape = _image(b.shapes[srcs[0]])
-    kernel, stride = _pair(cfg["kernel_size"]), _pair(cfg.get("strides", 1))
-    src, pad, shape = _symmetric(b, name, srcs[0], _padding(cfg, shape, kernel, stride), shape)
-    srcs = [src]
+    src, kernel, stride, pad, shape = _conv_input(b, name, cfg, srcs)
     k = weights[0]  # (kh, kw, cin, multiplier); output channel c * multiplier + j
     kh, kw, cin, mult = k.shape
     weight = k.transpose(2, 3, 0, 1).reshape(cin * mult, 1, kh, kw)
     bias = weights[1] if cfg.get("use_bias", True) else np.zeros(cin * mult)
-    out = b.add(name, "conv2d", srcs, _conv_out(shape, kernel, stride, pad, cin * mult),
+    out = b.add(name, "conv2d", [src], _conv_out(shape, kernel, stride, pad, cin * mult),
                 dict(stride=stride, padding=pad, groups=cin), dict(weight=weight, bias=bias))
     return b.activation(name, out, cfg.get("activation", "linear"))
 
