@@ -103,6 +103,11 @@ def _symmetric(b, name, src, pads, shape):
     return src, (top, left), b.shapes[src]
 
 
+def _check_channels_last(cfg, allowed=(None, "channels_last")) -> None:
+    if cfg.get("data_format", "channels_last") not in allowed:
+        raise Refused(f"data_format {cfg.get('data_format')!r} (channels_last only)")
+
+
 def _image(shape):
     if len(shape) != 3:
         raise Refused(f"an input of Keras shape {shape}; expected an image (H, W, C)")
@@ -112,8 +117,7 @@ def _image(shape):
 def _conv_input(b, name, cfg, srcs):
     """A Conv2D or DepthwiseConv2D layer's settings, checked: ``(source, kernel, stride,
     (ph, pw), Keras shape)``, lopsided 'same' padding added as a ``pad`` node first."""
-    if cfg.get("data_format", "channels_last") != "channels_last":
-        raise Refused(f"data_format {cfg.get('data_format')!r} (channels_last only)")
+    _check_channels_last(cfg, ("channels_last",))
     if _pair(cfg.get("dilation_rate", 1)) != (1, 1):
         raise Refused(f"dilation_rate {cfg.get('dilation_rate')}")
     shape = _image(b.shapes[srcs[0]])
@@ -227,8 +231,7 @@ def _leaky(b, name, cfg, srcs, weights):
 
 def _pool(op):
     def handler(b, name, cfg, srcs, weights):
-        if cfg.get("data_format", "channels_last") not in (None, "channels_last"):
-            raise Refused(f"data_format {cfg.get('data_format')!r} (channels_last only)")
+        _check_channels_last(cfg)
         shape = _image(b.shapes[srcs[0]])
         kernel = _pair(cfg.get("pool_size", 2))
         stride = _pair(cfg.get("strides") or kernel)
@@ -253,8 +256,7 @@ def _pool(op):
 
 
 def _global_avg(b, name, cfg, srcs, weights):
-    if cfg.get("data_format", "channels_last") not in (None, "channels_last"):
-        raise Refused(f"data_format {cfg.get('data_format')!r} (channels_last only)")
+    _check_channels_last(cfg)
     shape = _image(b.shapes[srcs[0]])
     keep = bool(cfg.get("keepdims", False))
     return b.add(name, "mean", srcs, (1, 1, shape[2]) if keep else (shape[2],),
@@ -262,8 +264,7 @@ def _global_avg(b, name, cfg, srcs, weights):
 
 
 def _global_max(b, name, cfg, srcs, weights):
-    if cfg.get("data_format", "channels_last") not in (None, "channels_last"):
-        raise Refused(f"data_format {cfg.get('data_format')!r} (channels_last only)")
+    _check_channels_last(cfg)
     h, w, c = _image(b.shapes[srcs[0]])
     pooled = b.add(name if cfg.get("keepdims", False) else f"{name}_pool", "maxpool2d", srcs,
                    (1, 1, c), dict(kernel=(h, w), stride=(h, w)))
@@ -273,8 +274,7 @@ def _global_max(b, name, cfg, srcs, weights):
 
 
 def _zero_padding(b, name, cfg, srcs, weights):
-    if cfg.get("data_format", "channels_last") not in (None, "channels_last"):
-        raise Refused(f"data_format {cfg.get('data_format')!r} (channels_last only)")
+    _check_channels_last(cfg)
     h, w, c = _image(b.shapes[srcs[0]])
     pad = cfg.get("padding", 1)
     if isinstance(pad, int):
@@ -396,8 +396,7 @@ def _split(b, name, cfg, srcs, weights):
 
 
 def _global_avg_1d(b, name, cfg, srcs, weights):
-    if cfg.get("data_format", "channels_last") not in (None, "channels_last"):
-        raise Refused(f"data_format {cfg.get('data_format')!r} (channels_last only)")
+    _check_channels_last(cfg)
     shape = b.shapes[srcs[0]]
     if len(shape) != 2:
         raise Refused(f"an input of Keras shape {shape}; expected a sequence (T, D)")
