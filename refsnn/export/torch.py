@@ -31,6 +31,7 @@ import refsnn.export.torch_structure as structure
 from refsnn.errors import ConversionError, ModelFormatError
 from refsnn.export.torch_common import (Refused, bind, channels_last_hint, describe, pair, to_numpy,
                                         trace)
+from refsnn.interop.nodes import shape_text
 from refsnn.model.format import save_model
 from refsnn.model.graph import INPUT, Graph, make_graph
 
@@ -185,7 +186,7 @@ def _reshape(ex, node, m=None):
     out = ex.shape(node)
     if len(out) == 1:
         return ex.emit(node, "flatten", [ex.src(src)])
-    return ex.emit(node, "reshape", [ex.src(src)], dict(shape=",".join(str(s) for s in out)))
+    return ex.emit(node, "reshape", [ex.src(src)], dict(shape=shape_text(out)))
 
 
 MODULES = {
@@ -292,7 +293,7 @@ def _permute(ex, node):
     if perm[0] != 0:
         raise Refused("it moves the batch axis (axis 0)")
     return ex.emit(node, "transpose", [ex.src(node.args[0])],
-                   dict(perm=",".join(str(p - 1) for p in perm[1:])))
+                   dict(perm=shape_text(p - 1 for p in perm[1:])))
 
 
 FUNCTIONS = {

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch.fx import Node as FxNode
 
 from refsnn.export.torch_common import Refused, bind, to_numpy
+from refsnn.interop.nodes import emit_matmul, shape_text
 
 
 def _upsample(ex, node, m):
@@ -149,8 +150,7 @@ def _getitem(ex, node):
 
 def _matmul(ex, node):
     """``a @ b`` of two computed tensors, per sample ``(..., T, D) @ (..., D, S)``, as refsnn
-    operators: both broadcast to ``(..., T, S, D)`` (``expand``), a ``multiply`` (two-input
-    neurons under signGD), and a sum over ``D`` (a ``linear`` map with weights 1)."""
+    operators (:func:`refsnn.interop.nodes.emit_matmul`)."""
     a, b = node.args[:2]
     if not all(isinstance(t, FxNode) and t in ex.names for t in (a, b)):
         raise Refused("a product with a constant matrix (use nn.Linear)")
@@ -158,21 +158,10 @@ def _matmul(ex, node):
     if len(sa) < 2 or len(sa) != len(sb) or sa[:-2] != sb[:-2] or sa[-1] != sb[-2]:
         raise Refused(f"a product of per-sample shapes {sa} and {sb} (refsnn multiplies "
                       f"(..., T, D) by (..., D, S))")
-    lead, (t, d), s = sa[:-2], sa[-2:], sb[-1]
-    text = lambda shape: ",".join(map(str, shape))
-    r = len(sb)
-    swap = list(range(r))
-    swap[-1], swap[-2] = swap[-2], swap[-1]
-    big = lead + (t, s, d)
-    ra = ex.emit(node, "reshape", [ex.src(a)], dict(shape=text(lead + (t, 1, d))), suffix=".a")
-    ea = ex.emit(node, "expand", [ra], dict(shape=text(big)), suffix=".a_wide")
-    tb = ex.emit(node, "transpose", [ex.src(b)], dict(perm=text(swap)), suffix=".b_t")
-    rb = ex.emit(node, "reshape", [tb], dict(shape=text(lead + (1, s, d))), suffix=".b")
-    eb = ex.emit(node, "expand", [rb], dict(shape=text(big)), suffix=".b_wide")
-    prod = ex.emit(node, "multiply", [ea, eb], suffix=".products")
-    total = ex.emit(node, "linear", [prod], params=dict(weight=np.ones((1, d)),
-                                                          bias=np.zeros(1)), suffix=".sum")
-    return ex.emit(node, "reshape", [total], dict(shape=text(lead + (t, s))))
+
+    def emit(suffix, op, inputs, attrs, params, shape):
+        return ex.emit(node, op, inputs, attrs, params, suffix=suffix and "." + suffix)
+    return emit_matmul(emit, ex.src(a), ex.src(b), sa[:-2], *sa[-2:], sb[-1])
 
 
 def _layernorm(ex, node, m: nn.LayerNorm):
@@ -245,7 +234,7 @@ def _mul(ex, node):
             elif len(shape) == len(out) and all(i in (1, o) for i, o in zip(shape, out)):
                 # e.g. squeeze-and-excitation's gate (C, 1, 1) against (C, H, W)
                 inputs.append(ex.emit(node, "expand", [ex.src(t)],
-                                      dict(shape=",".join(map(str, out))),
+                                      dict(shape=shape_text(out)),
                                       suffix=f".expand{len(inputs)}"))
             else:
                 raise Refused(f"a product of per-sample shapes {sa} and {sb} (refsnn "

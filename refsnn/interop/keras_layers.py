@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from refsnn.interop.nodes import emit_matmul, shape_text
 from refsnn.model.ops import pool_size
 
 #: Keras activation name -> (refsnn op, attrs); ``linear`` adds no node.
@@ -327,9 +328,6 @@ def _flatten(b, name, cfg, srcs, weights):
     return b.add(name, "flatten", [src], (int(np.prod(shape)),))
 
 
-def _text(shape) -> str:
-    return ",".join(str(int(d)) for d in shape)
-
 
 #: refsnn's axis of each axis of a Keras image (H, W, C), which refsnn holds as (C, H, W)
 _IMAGE_AXES = (1, 2, 0)
@@ -349,7 +347,7 @@ def _reshape(b, name, cfg, srcs, weights):
     if len(shape) == 3:
         src = b.add(f"{name}_hwc", "transpose", [src], shape, dict(perm="1,2,0"))
     last = name if len(target) != 3 else f"{name}_flat"
-    src = b.add(last, "reshape", [src], target, dict(shape=_text(target)))
+    src = b.add(last, "reshape", [src], target, dict(shape=shape_text(target)))
     if len(target) == 3:
         src = b.add(name, "transpose", [src], target, dict(perm="2,0,1"))
     return src
@@ -366,7 +364,7 @@ def _permute(b, name, cfg, srcs, weights):
         perm = [_IMAGE_AXES[dims[j]] for j in (2, 0, 1)]
     else:
         perm = dims
-    return b.add(name, "transpose", srcs, out, dict(perm=_text(perm)))
+    return b.add(name, "transpose", srcs, out, dict(perm=shape_text(perm)))
 
 
 def _split(b, name, cfg, srcs, weights):
@@ -406,19 +404,11 @@ def _global_avg_1d(b, name, cfg, srcs, weights):
 
 
 def _contract(b, name, a, a_shape, c, c_shape):
-    """``out[..., t, s] = sum_k a[..., t, k] · c[..., s, k]`` with refsnn operators: both
-    repeated to ``(..., T, S, K)`` (``reshape`` + ``expand``), a ``multiply``, and the sum over
-    ``K`` as a ``linear`` map of weights 1 (the decomposition the PyTorch exporter uses)."""
-    lead, (t, k), s = a_shape[:-2], a_shape[-2:], c_shape[-2]
-    big = lead + (t, s, k)
-    ra = b.add(f"{name}.a", "reshape", [a], lead + (t, 1, k), dict(shape=_text(lead + (t, 1, k))))
-    ea = b.add(f"{name}.a_wide", "expand", [ra], big, dict(shape=_text(big)))
-    rc = b.add(f"{name}.b", "reshape", [c], lead + (1, s, k), dict(shape=_text(lead + (1, s, k))))
-    ec = b.add(f"{name}.b_wide", "expand", [rc], big, dict(shape=_text(big)))
-    prod = b.add(f"{name}.products", "multiply", [ea, ec], big)
-    total = b.add(f"{name}.sum", "linear", [prod], lead + (t, s, 1), {},
-                  dict(weight=np.ones((1, k)), bias=np.zeros(1)))
-    return b.add(name, "reshape", [total], lead + (t, s), dict(shape=_text(lead + (t, s))))
+    """``out[..., t, s] = sum_k a[..., t, k] · c[..., s, k]`` with refsnn operators, as the
+    PyTorch exporter writes ``a @ cᵀ`` (:func:`refsnn.interop.nodes.emit_matmul`)."""
+    def emit(suffix, op, inputs, attrs, params, shape):
+        return b.add(f"{name}.{suffix}" if suffix else name, op, inputs, shape, attrs, params)
+    return emit_matmul(emit, a, c, a_shape[:-2], *a_shape[-2:], c_shape[-2], b_transposed=True)
 
 
 def _heads(b, name, src, shape, kernel, bias):
@@ -427,7 +417,8 @@ def _heads(b, name, src, shape, kernel, bias):
     t = shape[0]
     flat = b.add(f"{name}_dense", "linear", [src], (t, h * k), {},
                  dict(weight=kernel.reshape(d, h * k).T, bias=bias.reshape(h * k)))
-    split = b.add(f"{name}_heads", "reshape", [flat], (t, h, k), dict(shape=_text((t, h, k))))
+    split = b.add(f"{name}_heads", "reshape", [flat], (t, h, k),
+                  dict(shape=shape_text((t, h, k))))
     return b.add(f"{name}_by_head", "transpose", [split], (h, t, k), dict(perm="1,0,2"))
 
 
@@ -465,7 +456,8 @@ def _attention(b, name, cfg, srcs, weights):
     vt = b.add(f"{name}_value_t", "transpose", [vt], (h, v, s), dict(perm="0,2,1"))
     mixed = _contract(b, f"{name}_mix", attn, (h, t, s), vt, (h, v, s))  # (H, T, V)
     mixed = b.add(f"{name}_steps", "transpose", [mixed], (t, h, v), dict(perm="1,0,2"))
-    mixed = b.add(f"{name}_concat", "reshape", [mixed], (t, h * v), dict(shape=_text((t, h * v))))
+    mixed = b.add(f"{name}_concat", "reshape", [mixed], (t, h * v),
+                  dict(shape=shape_text((t, h * v))))
     return b.add(name, "linear", [mixed], (t, ok.shape[-1]), {},
                  dict(weight=ok.reshape(h * v, -1).T, bias=ob))
 
