@@ -30,14 +30,15 @@ from torch.fx.passes.shape_prop import ShapeProp
 import refsnn.export.torch_structure as structure
 from refsnn.errors import ConversionError, ModelFormatError
 from refsnn.export.torch_common import (Refused, bind, channels_last_hint, describe, pair, to_numpy,
-                                        trace)
+                                        trace, unary)
 from refsnn.interop.nodes import shape_text
 from refsnn.model.format import save_model
 from refsnn.model.graph import INPUT, Graph, make_graph
 
 
 class _Exporter:
-    """Walks the traced graph and collects refsnn node dicts."""
+    """Walks the traced graph and collects refsnn node dicts: one method per torch.fx node kind
+    (``node.op``), as :class:`torch.fx.Interpreter` dispatches."""
 
     def __init__(self, gm):
         self.gm = gm
@@ -47,6 +48,48 @@ class _Exporter:
         self.consts: dict[FxNode, torch.Tensor] = {}  # get_attr parameters and buffers
         self.pieces: dict[FxNode, tuple] = {}  # chunk/split node -> (source, slices)
         self.origin: dict[str, FxNode] = {}  # refsnn node name -> the fx node it came from
+        self.result: str | None = None  # refsnn name of the output
+
+    # the node kinds ---------------------------------------------------------------------------
+    def placeholder(self, node):
+        self.names[node] = INPUT
+
+    def get_attr(self, node):
+        self.consts[node] = operator.attrgetter(node.target)(self.gm).detach()
+
+    def call_module(self, node):
+        handler = MODULES.get(type(self.modules[node.target]))
+        if handler is None:
+            raise Refused("no refsnn operator for this module class")
+        self.names[node] = handler(self, node, self.modules[node.target])
+
+    def call_function(self, node):
+        self._call(node, "function", lambda: FUNCTIONS.get(node.target) or NAMED_FUNCTIONS.get(
+            f"{getattr(node.target, '__module__', '')}.{getattr(node.target, '__qualname__', '')}"))
+
+    def call_method(self, node):
+        self._call(node, "tensor method", lambda: METHODS.get(node.target))
+
+    def _call(self, node, what, find_handler):
+        if node.target in (torch.chunk, torch.split, "chunk", "split"):
+            find_handler()(self, node)  # remembers the pieces: each one taken becomes a slice
+        elif "tensor_meta" not in node.meta:
+            # a size or an int, e.g. x.size(0): only reshapes read it, and they use the traced
+            # shape instead; likewise arithmetic on sizes and shape asserts (torch._assert),
+            # which read no tensor
+            if node.target not in SIZE_FUNCTIONS and node.target not in SIZE_METHODS and \
+                    any(a in self.names for a in node.all_input_nodes):
+                raise Refused("its value is not a tensor")
+        else:
+            handler = find_handler()
+            if handler is None:
+                raise Refused(f"no refsnn operator for this {what}")
+            self.names[node] = handler(self, node)
+
+    def output(self, node):
+        if not isinstance(node.args[0], FxNode):
+            raise Refused("the output must be one tensor")
+        self.result = self.src(node.args[0])
 
     # helpers used by the handlers -----------------------------------------------------------
     def src(self, arg) -> str:
@@ -163,15 +206,6 @@ def _softmax(ex, node, m):
     return ex.emit(node, op, [ex.src(node.args[0])])
 
 
-def _unary(op, **attr_of):
-    """Handler for an element-wise module, function or method: ``attr_of`` maps refsnn attrs to
-    module fields."""
-    def handler(ex, node, m=None):
-        attrs = {k: f(m) for k, f in attr_of.items()}
-        return ex.emit(node, op, [ex.src(node.args[0])], attrs)
-    return handler
-
-
 def _alias(ex, node, m=None):
     return ex.src(node.args[0])  # Dropout in eval mode, Identity, contiguous(): the input
 
@@ -194,22 +228,21 @@ MODULES = {
     nn.Linear: _linear,
     nn.BatchNorm1d: _batchnorm,
     nn.BatchNorm2d: _batchnorm,
-    nn.ReLU: _unary("relu"),
-    nn.LeakyReLU: _unary("leaky_relu", slope=lambda m: float(m.negative_slope)),
-    nn.GELU: _unary("gelu", approximate=lambda m: m.approximate),
-    nn.SiLU: _unary("silu"),
-    nn.Sigmoid: _unary("sigmoid"),
-    nn.Tanh: _unary("tanh"),
-    nn.ReLU6: _unary("hardtanh", min_value=lambda m: 0.0, max_value=lambda m: 6.0),
-    nn.Hardtanh: _unary("hardtanh", min_value=lambda m: float(m.min_val),
+    nn.ReLU: unary("relu"),
+    nn.LeakyReLU: unary("leaky_relu", slope=lambda m: float(m.negative_slope)),
+    nn.GELU: unary("gelu", approximate=lambda m: m.approximate),
+    nn.SiLU: unary("silu"),
+    nn.Sigmoid: unary("sigmoid"),
+    nn.Tanh: unary("tanh"),
+    nn.Hardtanh: unary("hardtanh", min_value=lambda m: float(m.min_val),
                         max_value=lambda m: float(m.max_val)),
     nn.AvgPool2d: _avgpool,
     nn.MaxPool2d: _maxpool,
     nn.AdaptiveAvgPool2d: _adaptive_avgpool,
     nn.Softmax: _softmax,
     nn.LogSoftmax: _softmax,
-    nn.Hardswish: _unary("hardswish"),
-    nn.Hardsigmoid: _unary("hardsigmoid"),
+    nn.Hardswish: unary("hardswish"),
+    nn.Hardsigmoid: unary("hardsigmoid"),
     nn.Flatten: _reshape,
     nn.Identity: _alias,
     nn.Dropout: _alias,
@@ -297,13 +330,13 @@ def _permute(ex, node):
 
 
 FUNCTIONS = {
-    F.relu: _unary("relu"),
-    torch.relu: _unary("relu"),
-    F.silu: _unary("silu"),
-    torch.sigmoid: _unary("sigmoid"),
-    F.sigmoid: _unary("sigmoid"),
-    torch.tanh: _unary("tanh"),
-    F.tanh: _unary("tanh"),
+    F.relu: unary("relu"),
+    torch.relu: unary("relu"),
+    F.silu: unary("silu"),
+    torch.sigmoid: unary("sigmoid"),
+    F.sigmoid: unary("sigmoid"),
+    torch.tanh: unary("tanh"),
+    F.tanh: unary("tanh"),
     F.gelu: _via_module(nn.GELU, lambda input, approximate="none": None),
     F.leaky_relu: _via_module(nn.LeakyReLU, lambda input, negative_slope=0.01, inplace=False:
                               None),
@@ -316,8 +349,8 @@ FUNCTIONS = {
     torch.softmax: _via_module(nn.Softmax, _sig_softmax),
     F.log_softmax: _via_module(nn.LogSoftmax, _sig_softmax),
     torch.log_softmax: _via_module(nn.LogSoftmax, _sig_softmax),
-    F.hardswish: _unary("hardswish"),
-    F.hardsigmoid: _unary("hardsigmoid"),
+    F.hardswish: unary("hardswish"),
+    F.hardsigmoid: unary("hardsigmoid"),
     F.interpolate: _via_module(nn.Upsample, lambda input, size=None, scale_factor=None,
                                mode="nearest", align_corners=None, recompute_scale_factor=None,
                                antialias=False: None),
@@ -337,9 +370,9 @@ FUNCTIONS = {
 NAMED_FUNCTIONS = dict(structure.NAMED_FUNCTIONS)
 
 METHODS = {
-    "relu": _unary("relu"),
-    "sigmoid": _unary("sigmoid"),
-    "tanh": _unary("tanh"),
+    "relu": unary("relu"),
+    "sigmoid": unary("sigmoid"),
+    "tanh": unary("tanh"),
     "flatten": _reshape,
     "view": _reshape,
     "reshape": _reshape,
@@ -395,57 +428,20 @@ def to_graph(module: torch.nn.Module, example_input: torch.Tensor, dtype=np.floa
                               f"{str(cause).strip().splitlines()[0]}"
                               f"{channels_last_hint(tuple(x.shape[1:]))}") from None
     ex = _Exporter(gm)
-    output = None
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     if len(placeholders) != 1:
         raise ConversionError(f"{type(module).__name__}.forward takes {len(placeholders)} inputs;"
                               f" refsnn models have one")
     for node in gm.graph.nodes:
         try:
-            if node.op == "placeholder":
-                ex.names[node] = INPUT
-            elif node.op == "get_attr":
-                ex.consts[node] = operator.attrgetter(node.target)(gm).detach()
-            elif node.op == "call_module":
-                handler = MODULES.get(type(ex.modules[node.target]))
-                if handler is None:
-                    raise Refused("no refsnn operator for this module class")
-                ex.names[node] = handler(ex, node, ex.modules[node.target])
-            elif node.target in (torch.chunk, torch.split, "chunk", "split"):
-                handler = FUNCTIONS.get(node.target) or METHODS.get(node.target)
-                handler(ex, node)
-            elif node.op in ("call_function", "call_method") and "tensor_meta" not in node.meta:
-                # a size or an int, e.g. x.size(0): only reshapes read it, and they use the
-                # traced shape instead; likewise arithmetic on sizes and shape asserts
-                # (torch._assert), which read no tensor
-                if node.target in SIZE_FUNCTIONS or node.target in SIZE_METHODS:
-                    continue
-                if not any(a in ex.names for a in node.all_input_nodes):
-                    continue
-                raise Refused("its value is not a tensor")
-            elif node.op == "call_function":
-                handler = FUNCTIONS.get(node.target) or NAMED_FUNCTIONS.get(
-                    f"{getattr(node.target, '__module__', '')}."
-                    f"{getattr(node.target, '__qualname__', '')}")
-                if handler is None:
-                    raise Refused("no refsnn operator for this function")
-                ex.names[node] = handler(ex, node)
-            elif node.op == "call_method":
-                handler = METHODS.get(node.target)
-                if handler is None:
-                    raise Refused("no refsnn operator for this tensor method")
-                ex.names[node] = handler(ex, node)
-            elif node.op == "output":
-                if not isinstance(node.args[0], FxNode):
-                    raise Refused("the output must be one tensor")
-                output = ex.src(node.args[0])
+            getattr(ex, node.op)(node)
         except Refused as e:
             raise ConversionError(f"{describe(node, ex.modules)} cannot be exported to refsnn: "
                                   f"{e}") from None
-    if output == INPUT:
+    if ex.result == INPUT:
         raise ConversionError(f"{type(module).__name__} returns its input unchanged")
     try:
-        return make_graph(tuple(x.shape[1:]), ex.nodes, output,
+        return make_graph(tuple(x.shape[1:]), ex.nodes, ex.result,
                           file=f"<torch {type(module).__name__}>", dtype=dtype)
     except ModelFormatError as e:  # say it in the user's terms, not the format's paths
         name = e.path.rsplit("/", 1)[-1]

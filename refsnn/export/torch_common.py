@@ -1,6 +1,6 @@
-"""What the PyTorch exporter shares: its tracer, its refusal type, how a handler binds a call's
-arguments, and how refusals name the user's code (module path and class, a function's public
-name, the source line).
+"""What the PyTorch exporter shares: its tracer, its refusal type, the element-wise handler,
+how a handler binds a call's arguments, and how refusals name the user's code (module path and
+class, a function's public name, the source line).
 
 Part of :mod:`refsnn.export.torch` (needs torch).
 """
@@ -58,6 +58,15 @@ def trace(model) -> GraphModule:
 
 class Refused(Exception):
     """A reason an operation cannot be expressed; becomes a ConversionError with its name."""
+
+
+def unary(op: str, **attr_of):
+    """Handler of an element-wise module, function or method: refsnn ``op`` on the first
+    argument, ``attr_of`` mapping refsnn attrs to functions of the module (None if a call)."""
+    def handler(ex, node, m=None):
+        attrs = {k: f(m) for k, f in attr_of.items()}
+        return ex.emit(node, op, [ex.src(node.args[0])], attrs)
+    return handler
 
 
 def bind(signature, node: FxNode) -> dict:

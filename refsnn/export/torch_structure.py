@@ -19,7 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.fx import Node as FxNode
 
-from refsnn.export.torch_common import Refused, bind, to_numpy
+from refsnn.export.torch_common import Refused, bind, to_numpy, unary
 from refsnn.interop.nodes import emit_matmul, shape_text
 
 
@@ -71,9 +71,7 @@ def _stochastic_depth(ex, node):
     return ex.src(node.args[0])
 
 
-def _relu6(ex, node):
-    return ex.emit(node, "hardtanh", [ex.src(node.args[0])],
-                   dict(min_value=0.0, max_value=6.0))
+_relu6 = unary("hardtanh", min_value=lambda m: 0.0, max_value=lambda m: 6.0)
 
 
 def _hardtanh(ex, node):
@@ -252,6 +250,7 @@ def _mul(ex, node):
 
 #: Leaf module class (exact) -> handler ``(exporter, fx_node, module) -> refsnn name``.
 MODULES = {
+    nn.ReLU6: _relu6,
     nn.LayerNorm: _layernorm,
     nn.Upsample: _upsample,
     nn.UpsamplingNearest2d: _upsample,
