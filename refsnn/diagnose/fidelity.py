@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from refsnn.diagnose import Probe, Table, register
+from refsnn.diagnose.registry import Probe, Table, register
 from refsnn.sim.network import represented_output
 
 

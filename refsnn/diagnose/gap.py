@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from refsnn.convert.noise import gap_from_counts, network_levels
-from refsnn.diagnose import Probe, Table, register
+from refsnn.diagnose.registry import Probe, Table, register
 
 
 @register("gap", methods=("noise",),

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from refsnn.diagnose import Probe, Table, register
+from refsnn.diagnose.registry import Probe, Table, register
 from refsnn.sim.network import represented_output
 
 #: Methods whose spikes are rate-coded, so that a spike of an inactive neuron is an error.

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from refsnn.diagnose import Probe, Table, register
+from refsnn.diagnose.registry import Probe, Table, register
 from refsnn.theory.l4 import current_moments, source_spikes
 
 

@@ -27,18 +27,18 @@ import torch.nn.functional as F
 from torch.fx import Node as FxNode
 from torch.fx.passes.shape_prop import ShapeProp
 
+import refsnn.export.torch_structure as structure
 from refsnn.errors import ConversionError, ModelFormatError
-from refsnn.export.torch_common import (_channels_last_input, _np, _pair, _Refused, _trace,
-                                        _what)
-from refsnn.export.torch_structure import (_cat, _dropout, _getitem, _hardtanh, _layer_norm,
-                                           _layernorm, _matmul, _mul, _pad, _relu6, _split,
-                                           _stochastic_depth, _upsample, _zeropad_module)
+from refsnn.export.torch_common import (Refused, bind, channels_last_hint, describe, pair, to_numpy,
+                                        trace, unary)
+from refsnn.interop.nodes import shape_text
 from refsnn.model.format import save_model
 from refsnn.model.graph import INPUT, Graph, make_graph
 
 
 class _Exporter:
-    """Walks the traced graph and collects refsnn node dicts."""
+    """Walks the traced graph and collects refsnn node dicts: one method per torch.fx node kind
+    (``node.op``), as :class:`torch.fx.Interpreter` dispatches."""
 
     def __init__(self, gm):
         self.gm = gm
@@ -48,20 +48,62 @@ class _Exporter:
         self.consts: dict[FxNode, torch.Tensor] = {}  # get_attr parameters and buffers
         self.pieces: dict[FxNode, tuple] = {}  # chunk/split node -> (source, slices)
         self.origin: dict[str, FxNode] = {}  # refsnn node name -> the fx node it came from
+        self.result: str | None = None  # refsnn name of the output
+
+    # the node kinds ---------------------------------------------------------------------------
+    def placeholder(self, node):
+        self.names[node] = INPUT
+
+    def get_attr(self, node):
+        self.consts[node] = operator.attrgetter(node.target)(self.gm).detach()
+
+    def call_module(self, node):
+        handler = MODULES.get(type(self.modules[node.target]))
+        if handler is None:
+            raise Refused("no refsnn operator for this module class")
+        self.names[node] = handler(self, node, self.modules[node.target])
+
+    def call_function(self, node):
+        self._call(node, "function", lambda: FUNCTIONS.get(node.target) or NAMED_FUNCTIONS.get(
+            f"{getattr(node.target, '__module__', '')}.{getattr(node.target, '__qualname__', '')}"))
+
+    def call_method(self, node):
+        self._call(node, "tensor method", lambda: METHODS.get(node.target))
+
+    def _call(self, node, what, find_handler):
+        if node.target in (torch.chunk, torch.split, "chunk", "split"):
+            find_handler()(self, node)  # remembers the pieces: each one taken becomes a slice
+        elif "tensor_meta" not in node.meta:
+            # a size or an int, e.g. x.size(0): only reshapes read it, and they use the traced
+            # shape instead; likewise arithmetic on sizes and shape asserts (torch._assert),
+            # which read no tensor
+            if node.target not in SIZE_FUNCTIONS and node.target not in SIZE_METHODS and \
+                    any(a in self.names for a in node.all_input_nodes):
+                raise Refused("its value is not a tensor")
+        else:
+            handler = find_handler()
+            if handler is None:
+                raise Refused(f"no refsnn operator for this {what}")
+            self.names[node] = handler(self, node)
+
+    def output(self, node):
+        if not isinstance(node.args[0], FxNode):
+            raise Refused("the output must be one tensor")
+        self.result = self.src(node.args[0])
 
     # helpers used by the handlers -----------------------------------------------------------
     def src(self, arg) -> str:
         """The refsnn name of a tensor argument; refuses constants and non-tensors."""
         if isinstance(arg, FxNode) and arg in self.names:
             return self.names[arg]
-        raise _Refused(f"argument {arg!r} is not a tensor computed from the input")
+        raise Refused(f"argument {arg!r} is not a tensor computed from the input")
 
     @staticmethod
     def shape(node: FxNode) -> tuple[int, ...]:
         """Per-sample shape of a traced tensor (the batch axis dropped)."""
         meta = node.meta.get("tensor_meta")
         if meta is None or not hasattr(meta, "shape"):
-            raise _Refused("its value is not a single tensor")
+            raise Refused("its value is not a single tensor")
         return tuple(int(s) for s in meta.shape[1:])
 
     def emit(self, node: FxNode, op: str, inputs, attrs=None, params=None, suffix="") -> str:
@@ -77,12 +119,12 @@ class _Exporter:
 
 def _conv2d(ex, node, m: nn.Conv2d):
     if m.padding_mode != "zeros":
-        raise _Refused(f"padding_mode={m.padding_mode!r} (refsnn pads with zeros)")
-    if _pair(m.dilation) != (1, 1):
-        raise _Refused(f"dilation={m.dilation} (refsnn convolves with dilation 1)")
+        raise Refused(f"padding_mode={m.padding_mode!r} (refsnn pads with zeros)")
+    if pair(m.dilation) != (1, 1):
+        raise Refused(f"dilation={m.dilation} (refsnn convolves with dilation 1)")
     padding, src = m.padding, ex.src(node.args[0])
     if isinstance(padding, str):  # 'valid', or 'same' (stride 1): total k - 1, the extra after
-        k = _pair(m.kernel_size)
+        k = pair(m.kernel_size)
         if padding == "valid":
             padding = (0, 0)
         elif all(i % 2 for i in k):
@@ -92,33 +134,33 @@ def _conv2d(ex, node, m: nn.Conv2d):
             rows, cols = ((k0 - 1) // 2, k0 // 2), ((k1 - 1) // 2, k1 // 2)
             src = ex.emit(node, "pad", [src], dict(rows=rows, cols=cols), suffix=".pad")
             padding = (0, 0)
-    bias = _np(m.bias) if m.bias is not None else np.zeros(m.out_channels)
+    bias = to_numpy(m.bias) if m.bias is not None else np.zeros(m.out_channels)
     return ex.emit(node, "conv2d", [src],
-                   dict(stride=_pair(m.stride), padding=_pair(padding), groups=int(m.groups)),
-                   dict(weight=_np(m.weight), bias=bias))
+                   dict(stride=pair(m.stride), padding=pair(padding), groups=int(m.groups)),
+                   dict(weight=to_numpy(m.weight), bias=bias))
 
 
 def _linear(ex, node, m: nn.Linear):
-    bias = _np(m.bias) if m.bias is not None else np.zeros(m.out_features)
-    return ex.emit(node, "linear", [ex.src(node.args[0])], params=dict(weight=_np(m.weight),
+    bias = to_numpy(m.bias) if m.bias is not None else np.zeros(m.out_features)
+    return ex.emit(node, "linear", [ex.src(node.args[0])], params=dict(weight=to_numpy(m.weight),
                                                                        bias=bias))
 
 
 def _batchnorm(ex, node, m):
     if m.running_mean is None:
-        raise _Refused("BatchNorm without running statistics (track_running_stats=False)")
+        raise Refused("BatchNorm without running statistics (track_running_stats=False)")
     c = m.num_features
-    gamma = _np(m.weight) if m.weight is not None else np.ones(c)
-    beta = _np(m.bias) if m.bias is not None else np.zeros(c)
+    gamma = to_numpy(m.weight) if m.weight is not None else np.ones(c)
+    beta = to_numpy(m.bias) if m.bias is not None else np.zeros(c)
     return ex.emit(node, "batchnorm", [ex.src(node.args[0])], dict(eps=float(m.eps)),
-                   dict(gamma=gamma, beta=beta, mean=_np(m.running_mean),
-                        var=_np(m.running_var)))
+                   dict(gamma=gamma, beta=beta, mean=to_numpy(m.running_mean),
+                        var=to_numpy(m.running_var)))
 
 
 def _window_attrs(m) -> dict:
     """kernel, stride (PyTorch's default: the kernel) and padding of a pooling module."""
     stride = m.stride if m.stride not in (None, ()) else m.kernel_size
-    return dict(kernel=_pair(m.kernel_size), stride=_pair(stride), padding=_pair(m.padding))
+    return dict(kernel=pair(m.kernel_size), stride=pair(stride), padding=pair(m.padding))
 
 
 def _unsupported(m, allowed: dict) -> None:
@@ -126,7 +168,7 @@ def _unsupported(m, allowed: dict) -> None:
     bad = [f"{k}={getattr(m, k)!r}" for k, v in allowed.items() if getattr(m, k) != v]
     if bad:
         wanted = ", ".join(f"{k}={v!r}" for k, v in allowed.items())
-        raise _Refused(f"{', '.join(bad)} is not supported (refsnn pools with {wanted})")
+        raise Refused(f"{', '.join(bad)} is not supported (refsnn pools with {wanted})")
 
 
 def _avgpool(ex, node, m: nn.AvgPool2d):
@@ -136,9 +178,9 @@ def _avgpool(ex, node, m: nn.AvgPool2d):
 
 def _maxpool(ex, node, m: nn.MaxPool2d):
     _unsupported(m, dict(return_indices=False))
-    if _pair(m.dilation) != (1, 1):
-        raise _Refused(f"dilation={m.dilation!r} is not supported (refsnn pools with "
-                       f"dilation=1)")
+    if pair(m.dilation) != (1, 1):
+        raise Refused(f"dilation={m.dilation!r} is not supported (refsnn pools with "
+                      f"dilation=1)")
     return ex.emit(node, "maxpool2d", [ex.src(node.args[0])],
                    dict(_window_attrs(m), ceil_mode=int(bool(m.ceil_mode))))
 
@@ -149,7 +191,7 @@ def _adaptive_avgpool(ex, node, m: nn.AdaptiveAvgPool2d):
     oh, ow = (size, size) if isinstance(size, int) else size
     oh, ow = oh or h, ow or w
     if h % oh or w % ow:
-        raise _Refused(f"output size {(oh, ow)} does not divide the input size {(h, w)}")
+        raise Refused(f"output size {(oh, ow)} does not divide the input size {(h, w)}")
     # equal windows, so it is average pooling with kernel = stride = input / output
     k = (h // oh, w // ow)
     return ex.emit(node, "avgpool2d", [ex.src(node.args[0])], dict(kernel=k, stride=k))
@@ -159,17 +201,9 @@ def _softmax(ex, node, m):
     op = "log_softmax" if isinstance(m, nn.LogSoftmax) else "softmax"
     rank = len(ex.shape(node.args[0])) + 1
     if m.dim is None or m.dim % rank != rank - 1:
-        raise _Refused(f"{op} over dim={m.dim} (refsnn's {op} is over the last axis, "
-                       f"dim=-1)")
+        raise Refused(f"{op} over dim={m.dim} (refsnn's {op} is over the last axis, "
+                      f"dim=-1)")
     return ex.emit(node, op, [ex.src(node.args[0])])
-
-
-def _unary(op, **attr_of):
-    """Handler for an element-wise module: ``attr_of`` maps refsnn attrs to module fields."""
-    def handler(ex, node, m):
-        attrs = {k: f(m) for k, f in attr_of.items()}
-        return ex.emit(node, op, [ex.src(node.args[0])], attrs)
-    return handler
 
 
 def _alias(ex, node, m=None):
@@ -182,11 +216,11 @@ def _reshape(ex, node, m=None):
     batch_in = src.meta["tensor_meta"].shape[0]
     meta = node.meta["tensor_meta"]
     if meta.shape[0] != batch_in:
-        raise _Refused("it merges or moves the batch axis (axis 0)")
+        raise Refused("it merges or moves the batch axis (axis 0)")
     out = ex.shape(node)
     if len(out) == 1:
         return ex.emit(node, "flatten", [ex.src(src)])
-    return ex.emit(node, "reshape", [ex.src(src)], dict(shape=",".join(str(s) for s in out)))
+    return ex.emit(node, "reshape", [ex.src(src)], dict(shape=shape_text(out)))
 
 
 MODULES = {
@@ -194,32 +228,27 @@ MODULES = {
     nn.Linear: _linear,
     nn.BatchNorm1d: _batchnorm,
     nn.BatchNorm2d: _batchnorm,
-    nn.LayerNorm: _layernorm,
-    nn.ReLU: _unary("relu"),
-    nn.LeakyReLU: _unary("leaky_relu", slope=lambda m: float(m.negative_slope)),
-    nn.GELU: _unary("gelu", approximate=lambda m: m.approximate),
-    nn.SiLU: _unary("silu"),
-    nn.Sigmoid: _unary("sigmoid"),
-    nn.Tanh: _unary("tanh"),
-    nn.ReLU6: _unary("hardtanh", min_value=lambda m: 0.0, max_value=lambda m: 6.0),
-    nn.Hardtanh: _unary("hardtanh", min_value=lambda m: float(m.min_val),
+    nn.ReLU: unary("relu"),
+    nn.LeakyReLU: unary("leaky_relu", slope=lambda m: float(m.negative_slope)),
+    nn.GELU: unary("gelu", approximate=lambda m: m.approximate),
+    nn.SiLU: unary("silu"),
+    nn.Sigmoid: unary("sigmoid"),
+    nn.Tanh: unary("tanh"),
+    nn.Hardtanh: unary("hardtanh", min_value=lambda m: float(m.min_val),
                         max_value=lambda m: float(m.max_val)),
     nn.AvgPool2d: _avgpool,
     nn.MaxPool2d: _maxpool,
     nn.AdaptiveAvgPool2d: _adaptive_avgpool,
     nn.Softmax: _softmax,
     nn.LogSoftmax: _softmax,
-    nn.Hardswish: _unary("hardswish"),
-    nn.Hardsigmoid: _unary("hardsigmoid"),
-    nn.Upsample: _upsample,
-    nn.UpsamplingNearest2d: _upsample,
-    nn.ZeroPad2d: _zeropad_module,
-    nn.ConstantPad2d: _zeropad_module,
+    nn.Hardswish: unary("hardswish"),
+    nn.Hardsigmoid: unary("hardsigmoid"),
     nn.Flatten: _reshape,
     nn.Identity: _alias,
     nn.Dropout: _alias,
     nn.Dropout2d: _alias,
     nn.AlphaDropout: _alias,
+    **structure.MODULES,
 }
 """Leaf module class (exact) -> handler ``(exporter, fx_node, module) -> refsnn name``."""
 
@@ -242,59 +271,22 @@ def _via_module(cls, signature):
             # inplace and softmax's warning-only _stacklevel change no value
             value = kwargs.pop(key)
             if value != sig.parameters[key].default and key not in ("inplace", "_stacklevel"):
-                raise _Refused(f"argument {key}={bound.arguments[key]!r}")
+                raise Refused(f"argument {key}={bound.arguments[key]!r}")
         return MODULES[cls](ex, node, cls(**kwargs))
     return handler
 
 
-def _sig_avg_pool2d(input, kernel_size, stride=None, padding=0, ceil_mode=False,
-                    count_include_pad=True, divisor_override=None):
-    pass
-
-
-def _sig_max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
-                    return_indices=False):
-    pass
-
-
-def _sig_adaptive(input, output_size):
-    pass
-
-
-def _sig_leaky(input, negative_slope=0.01, inplace=False):
-    pass
-
-
-def _sig_gelu(input, approximate="none"):
-    pass
-
-
 def _sig_softmax(input, dim=None, _stacklevel=3, dtype=None):
-    pass
-
-
-def _sig_log_softmax(input, dim=None, _stacklevel=3, dtype=None):
-    pass
-
-
-def _sig_interpolate(input, size=None, scale_factor=None, mode="nearest", align_corners=None,
-                     recompute_scale_factor=None, antialias=False):
-    pass
-
-
-def _fn_unary(op):
-    def handler(ex, node):
-        return ex.emit(node, op, [ex.src(node.args[0])])
-    return handler
+    pass  # the signature of F.softmax and F.log_softmax (and their torch. and method forms)
 
 
 def _add(ex, node):
     if node.kwargs.get("alpha", 1) != 1:
-        raise _Refused("add with alpha != 1")
+        raise Refused("add with alpha != 1")
     args = node.args[:2]
     for x in args:
         if not (isinstance(x, FxNode) and x in ex.names):
-            raise _Refused(f"adds the constant {x!r} (refsnn adds tensors only)")
+            raise Refused(f"adds the constant {x!r} (refsnn adds tensors only)")
     return ex.emit(node, "add", [ex.src(x) for x in args])
 
 
@@ -305,22 +297,20 @@ def _dims(node, rank, dims):
 
 
 def _mean(ex, node):
-    bound = inspect.signature(lambda input, dim=None, keepdim=False, dtype=None: None).bind(
-        *node.args, **node.kwargs)
-    bound.apply_defaults()
+    a = bind(lambda input, dim=None, keepdim=False, dtype=None: None, node)
     shape = ex.shape(node.args[0])
     rank = len(shape) + 1
-    if bound.arguments["dim"] is None:
-        raise _Refused("a mean over every axis including the batch")
-    dims = [d - 1 for d in _dims(node, rank, bound.arguments["dim"])]
+    if a["dim"] is None:
+        raise Refused("a mean over every axis including the batch")
+    dims = [d - 1 for d in _dims(node, rank, a["dim"])]
     r = len(shape)
     axes = {(r - 1,): "last", (0,): "channel", tuple(range(1, r)): "spatial"}
     axis = axes.get(tuple(dims))
     if axis is None or -1 in dims:
-        raise _Refused(f"a mean over per-sample axes {dims} (refsnn: the last, the channels "
-                       f"(0) or all axes after the channels)")
+        raise Refused(f"a mean over per-sample axes {dims} (refsnn: the last, the channels "
+                      f"(0) or all axes after the channels)")
     return ex.emit(node, "mean", [ex.src(node.args[0])],
-                   dict(axis=axis, keepdims=int(bool(bound.arguments["keepdim"]))))
+                   dict(axis=axis, keepdims=int(bool(a["keepdim"]))))
 
 
 def _permute(ex, node):
@@ -334,82 +324,66 @@ def _permute(ex, node):
         dims = dims[0] if len(dims) == 1 and not isinstance(dims[0], int) else dims
         perm = [d % rank for d in dims]
     if perm[0] != 0:
-        raise _Refused("it moves the batch axis (axis 0)")
+        raise Refused("it moves the batch axis (axis 0)")
     return ex.emit(node, "transpose", [ex.src(node.args[0])],
-                   dict(perm=",".join(str(p - 1) for p in perm[1:])))
+                   dict(perm=shape_text(p - 1 for p in perm[1:])))
 
 
 FUNCTIONS = {
-    F.relu: _fn_unary("relu"),
-    torch.relu: _fn_unary("relu"),
-    F.silu: _fn_unary("silu"),
-    torch.sigmoid: _fn_unary("sigmoid"),
-    F.sigmoid: _fn_unary("sigmoid"),
-    torch.tanh: _fn_unary("tanh"),
-    F.tanh: _fn_unary("tanh"),
-    F.gelu: _via_module(nn.GELU, _sig_gelu),
-    F.leaky_relu: _via_module(nn.LeakyReLU, _sig_leaky),
-    F.avg_pool2d: _via_module(nn.AvgPool2d, _sig_avg_pool2d),
-    F.max_pool2d: _via_module(nn.MaxPool2d, _sig_max_pool2d),
-    F.adaptive_avg_pool2d: _via_module(nn.AdaptiveAvgPool2d, _sig_adaptive),
+    F.relu: unary("relu"),
+    torch.relu: unary("relu"),
+    F.silu: unary("silu"),
+    torch.sigmoid: unary("sigmoid"),
+    F.sigmoid: unary("sigmoid"),
+    torch.tanh: unary("tanh"),
+    F.tanh: unary("tanh"),
+    F.gelu: _via_module(nn.GELU, lambda input, approximate="none": None),
+    F.leaky_relu: _via_module(nn.LeakyReLU, lambda input, negative_slope=0.01, inplace=False:
+                              None),
+    F.avg_pool2d: _via_module(nn.AvgPool2d, lambda input, kernel_size, stride=None, padding=0,
+                              ceil_mode=False, count_include_pad=True, divisor_override=None: None),
+    F.max_pool2d: _via_module(nn.MaxPool2d, lambda input, kernel_size, stride=None, padding=0,
+                              dilation=1, ceil_mode=False, return_indices=False: None),
+    F.adaptive_avg_pool2d: _via_module(nn.AdaptiveAvgPool2d, lambda input, output_size: None),
     F.softmax: _via_module(nn.Softmax, _sig_softmax),
     torch.softmax: _via_module(nn.Softmax, _sig_softmax),
-    F.log_softmax: _via_module(nn.LogSoftmax, _sig_log_softmax),
-    torch.log_softmax: _via_module(nn.LogSoftmax, _sig_log_softmax),
-    F.hardswish: _fn_unary("hardswish"),
-    F.hardsigmoid: _fn_unary("hardsigmoid"),
-    F.relu6: _relu6,
-    F.hardtanh: _hardtanh,
-    F.interpolate: _via_module(nn.Upsample, _sig_interpolate),
-    F.pad: _pad,
-    F.layer_norm: _layer_norm,
-    F.dropout: _dropout,
-    F.dropout2d: _dropout,
-    F.alpha_dropout: _dropout,
-    torch.cat: _cat,
-    torch.matmul: _matmul,
-    operator.matmul: _matmul,
-    torch.chunk: _split,
-    torch.split: _split,
-    operator.getitem: _getitem,
-    torch.concat: _cat,
-    torch.concatenate: _cat,
-    torch.flatten: lambda ex, node: _reshape(ex, node),
-    torch.reshape: lambda ex, node: _reshape(ex, node),
+    F.log_softmax: _via_module(nn.LogSoftmax, _sig_softmax),
+    torch.log_softmax: _via_module(nn.LogSoftmax, _sig_softmax),
+    F.hardswish: unary("hardswish"),
+    F.hardsigmoid: unary("hardsigmoid"),
+    F.interpolate: _via_module(nn.Upsample, lambda input, size=None, scale_factor=None,
+                               mode="nearest", align_corners=None, recompute_scale_factor=None,
+                               antialias=False: None),
+    torch.flatten: _reshape,
+    torch.reshape: _reshape,
     operator.add: _add,
     operator.iadd: _add,
     torch.add: _add,
-    operator.mul: _mul,
-    torch.mul: _mul,
     torch.mean: _mean,
     torch.permute: _permute,
     torch.transpose: _permute,
+    **structure.FUNCTIONS,
 }
 """Function -> handler ``(exporter, fx_node) -> refsnn name``."""
 
 #: Functions of other packages, by ``module.qualname`` (so the package is not imported).
-NAMED_FUNCTIONS = {
-    "torchvision.ops.stochastic_depth.stochastic_depth": _stochastic_depth,
-}
+NAMED_FUNCTIONS = dict(structure.NAMED_FUNCTIONS)
 
 METHODS = {
-    "relu": _fn_unary("relu"),
-    "sigmoid": _fn_unary("sigmoid"),
-    "tanh": _fn_unary("tanh"),
-    "flatten": lambda ex, node: _reshape(ex, node),
-    "view": lambda ex, node: _reshape(ex, node),
-    "reshape": lambda ex, node: _reshape(ex, node),
-    "contiguous": lambda ex, node: _alias(ex, node),
-    "chunk": _split,
-    "matmul": _matmul,
-    "split": _split,
-    "log_softmax": _via_module(nn.LogSoftmax, _sig_log_softmax),
+    "relu": unary("relu"),
+    "sigmoid": unary("sigmoid"),
+    "tanh": unary("tanh"),
+    "flatten": _reshape,
+    "view": _reshape,
+    "reshape": _reshape,
+    "contiguous": _alias,
+    "log_softmax": _via_module(nn.LogSoftmax, _sig_softmax),
     "softmax": _via_module(nn.Softmax, _sig_softmax),
     "add": _add,
-    "mul": _mul,
     "mean": _mean,
     "permute": _permute,
     "transpose": _permute,
+    **structure.METHODS,
 }
 """Tensor method name -> handler ``(exporter, fx_node) -> refsnn name``."""
 
@@ -438,7 +412,7 @@ def to_graph(module: torch.nn.Module, example_input: torch.Tensor, dtype=np.floa
     """
     model = copy.deepcopy(module).to(torch.float64).eval()
     try:
-        gm = _trace(model)
+        gm = trace(model)
     except Exception as e:  # data-dependent control flow and the like
         raise ConversionError(f"torch.fx cannot trace {type(module).__name__}: "
                               f"{str(e).splitlines()[0]}") from None
@@ -452,64 +426,27 @@ def to_graph(module: torch.nn.Module, example_input: torch.Tensor, dtype=np.floa
         raise ConversionError(f"{type(module).__name__} cannot run on inputs of shape "
                               f"{tuple(x.shape[1:])} (per sample): "
                               f"{str(cause).strip().splitlines()[0]}"
-                              f"{_channels_last_input(tuple(x.shape[1:]))}") from None
+                              f"{channels_last_hint(tuple(x.shape[1:]))}") from None
     ex = _Exporter(gm)
-    output = None
     placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
     if len(placeholders) != 1:
         raise ConversionError(f"{type(module).__name__}.forward takes {len(placeholders)} inputs;"
                               f" refsnn models have one")
     for node in gm.graph.nodes:
         try:
-            if node.op == "placeholder":
-                ex.names[node] = INPUT
-            elif node.op == "get_attr":
-                ex.consts[node] = operator.attrgetter(node.target)(gm).detach()
-            elif node.op == "call_module":
-                handler = MODULES.get(type(ex.modules[node.target]))
-                if handler is None:
-                    raise _Refused("no refsnn operator for this module class")
-                ex.names[node] = handler(ex, node, ex.modules[node.target])
-            elif node.target in (torch.chunk, torch.split, "chunk", "split"):
-                handler = FUNCTIONS.get(node.target) or METHODS.get(node.target)
-                handler(ex, node)
-            elif node.op in ("call_function", "call_method") and "tensor_meta" not in node.meta:
-                # a size or an int, e.g. x.size(0): only reshapes read it, and they use the
-                # traced shape instead; likewise arithmetic on sizes and shape asserts
-                # (torch._assert), which read no tensor
-                if node.target in SIZE_FUNCTIONS or node.target in SIZE_METHODS:
-                    continue
-                if not any(a in ex.names for a in node.all_input_nodes):
-                    continue
-                raise _Refused("its value is not a tensor")
-            elif node.op == "call_function":
-                handler = FUNCTIONS.get(node.target) or NAMED_FUNCTIONS.get(
-                    f"{getattr(node.target, '__module__', '')}."
-                    f"{getattr(node.target, '__qualname__', '')}")
-                if handler is None:
-                    raise _Refused("no refsnn operator for this function")
-                ex.names[node] = handler(ex, node)
-            elif node.op == "call_method":
-                handler = METHODS.get(node.target)
-                if handler is None:
-                    raise _Refused("no refsnn operator for this tensor method")
-                ex.names[node] = handler(ex, node)
-            elif node.op == "output":
-                if not isinstance(node.args[0], FxNode):
-                    raise _Refused("the output must be one tensor")
-                output = ex.src(node.args[0])
-        except _Refused as e:
-            raise ConversionError(f"{_what(node, ex.modules)} cannot be exported to refsnn: "
+            getattr(ex, node.op)(node)
+        except Refused as e:
+            raise ConversionError(f"{describe(node, ex.modules)} cannot be exported to refsnn: "
                                   f"{e}") from None
-    if output == INPUT:
+    if ex.result == INPUT:
         raise ConversionError(f"{type(module).__name__} returns its input unchanged")
     try:
-        return make_graph(tuple(x.shape[1:]), ex.nodes, output,
+        return make_graph(tuple(x.shape[1:]), ex.nodes, ex.result,
                           file=f"<torch {type(module).__name__}>", dtype=dtype)
     except ModelFormatError as e:  # say it in the user's terms, not the format's paths
         name = e.path.rsplit("/", 1)[-1]
         node = ex.origin.get(name)
-        what = _what(node, ex.modules) if node is not None else f"node '{name}'"
+        what = describe(node, ex.modules) if node is not None else f"node '{name}'"
         raise ConversionError(f"{what} cannot be exported to refsnn: {e.field}: expected "
                               f"{e.expected}, found {e.found}") from None
 

@@ -1,11 +1,13 @@
-"""What the PyTorch exporter shares: its tracer, its refusal type and how refusals name the
-user's code (module path and class, a function's public name, the source line).
+"""What the PyTorch exporter shares: its tracer, its refusal type, the element-wise handler,
+how a handler binds a call's arguments, and how refusals name the user's code (module path and
+class, a function's public name, the source line).
 
 Part of :mod:`refsnn.export.torch` (needs torch).
 """
 
 from __future__ import annotations
 
+import inspect
 import operator
 
 import numpy as np
@@ -14,11 +16,13 @@ import torch.nn.functional as F
 from torch.fx import GraphModule, Node as FxNode, Tracer
 
 
-def _np(t) -> np.ndarray:
+def to_numpy(t) -> np.ndarray:
+    """A float64 NumPy copy of the tensor ``t`` (any shape)."""
     return t.detach().to(torch.float64).cpu().numpy().copy()
 
 
-def _pair(v):
+def pair(v) -> tuple[int, ...]:
+    """``(v, v)`` for an int, else ``v`` as a tuple of ints (kernel sizes, strides, ...)."""
     return (int(v), int(v)) if isinstance(v, int) else tuple(int(i) for i in v)
 
 
@@ -45,14 +49,32 @@ class _ScopedTracer(Tracer):
         return node
 
 
-def _trace(model) -> GraphModule:
+def trace(model) -> GraphModule:
+    """``model`` traced by torch.fx, each node tagged with the user's module and source line."""
     tracer = _ScopedTracer()
     graph = tracer.trace(model)
     return GraphModule(tracer.root, graph, type(model).__name__)
 
 
-class _Refused(Exception):
+class Refused(Exception):
     """A reason an operation cannot be expressed; becomes a ConversionError with its name."""
+
+
+def unary(op: str, **attr_of):
+    """Handler of an element-wise module, function or method: refsnn ``op`` on the first
+    argument, ``attr_of`` mapping refsnn attrs to functions of the module (None if a call)."""
+    def handler(ex, node, m=None):
+        attrs = {k: f(m) for k, f in attr_of.items()}
+        return ex.emit(node, op, [ex.src(node.args[0])], attrs)
+    return handler
+
+
+def bind(signature, node: FxNode) -> dict:
+    """``{parameter: value}`` of ``node``'s call bound to the Python function ``signature``
+    (defaults filled in)."""
+    bound = inspect.signature(signature).bind(*node.args, **node.kwargs)
+    bound.apply_defaults()
+    return bound.arguments
 
 
 def _public_name(fn) -> str:
@@ -86,7 +108,7 @@ def _where(node: FxNode) -> str:
     return where
 
 
-def _what(node: FxNode, modules) -> str:
+def describe(node: FxNode, modules) -> str:
     """How a refusal names a traced node: the user's module path and class, or the function or
     method with the module it was called in and the source line."""
     if node.op == "call_module":
@@ -101,7 +123,8 @@ def _what(node: FxNode, modules) -> str:
     return f"node '{node.name}' ({node.op} {node.target}){inside}"
 
 
-def _channels_last_input(shape) -> str:
+def channels_last_hint(shape) -> str:
+    """A hint for a per-sample ``shape`` that looks channels-last, or ''."""
     if len(shape) == 3 and shape[2] in (1, 3, 4) and shape[0] not in (1, 3, 4):
         c, h, w = shape[2], shape[0], shape[1]
         return (f"; the shape looks channels-last (H, W, C): PyTorch and refsnn take "

@@ -33,7 +33,7 @@ import h5py
 import numpy as np
 
 from refsnn.errors import ModelFormatError
-from refsnn.interop.keras_layers import LAYERS, _Builder, _Refused
+from refsnn.interop.keras_layers import LAYERS, Builder, Refused
 from refsnn.io import H5_ERRORS, open_h5, read_dataset, unreadable
 from refsnn.model.graph import INPUT, Graph, make_graph
 
@@ -124,7 +124,7 @@ def build_graph(config: dict, weights: dict, file: str, dtype=np.float64) -> Gra
         malformed config.
     """
     layers, output = _layers(config, file)
-    b = _Builder()
+    b = Builder()
     names: dict[str, str] = {}  # Keras layer name -> refsnn name of its output
     input_shape = None
     for cls, name, cfg, srcs, unread in layers:
@@ -157,12 +157,12 @@ def build_graph(config: dict, weights: dict, file: str, dtype=np.float64) -> Gra
         try:
             missing = [s for s in srcs if s not in names]
             if missing or not srcs:
-                raise _Refused(f"inputs {srcs} (layers not read before it)")
+                raise Refused(f"inputs {srcs} (layers not read before it)")
             out = reader(b, name, cfg, [names[s] for s in srcs],
                          [np.asarray(w, dtype=np.float64) for w in weights.get(name, [])])
             outs = out if isinstance(out, list) else [out]  # a layer of several outputs
             names.update({_tensor(name, 0, i): o for i, o in enumerate(outs)})
-        except _Refused as e:
+        except Refused as e:
             raise ModelFormatError(file, path, "config", f"settings refsnn can express "
                                    f"(layer '{name}', class {cls})", str(e)) from None
         except (KeyError, IndexError, ValueError) as e:

@@ -2,7 +2,7 @@
 (the :data:`LAYERS` table), each adding the refsnn nodes that compute the layer in refsnn's
 layout (images channels-first; see :mod:`refsnn.interop.keras` for the conventions).
 
-A reader raises :class:`_Refused` with the unsupported setting; the file reader adds the file,
+A reader raises :class:`Refused` with the unsupported setting; the file reader adds the file,
 the layer and its class to the message.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from refsnn.interop.nodes import emit_matmul, shape_text
 from refsnn.model.ops import pool_size
 
 #: Keras activation name -> (refsnn op, attrs); ``linear`` adds no node.
@@ -29,11 +30,11 @@ ACTIVATIONS = {
 }
 
 
-class _Refused(Exception):
+class Refused(Exception):
     """Why a layer cannot be read; the reader adds file, layer and class."""
 
 
-class _Builder:
+class Builder:
     """Collects refsnn node dicts; tracks each Keras tensor's refsnn name and shape."""
 
     def __init__(self):
@@ -49,13 +50,13 @@ class _Builder:
     def activation(self, layer, src, act) -> str:
         act = act if isinstance(act, str) else (act or {}).get("config", {}).get("name", act)
         if act not in ACTIVATIONS:
-            raise _Refused(f"activation {act!r} (supported: {', '.join(ACTIVATIONS)})")
+            raise Refused(f"activation {act!r} (supported: {', '.join(ACTIVATIONS)})")
         spec = ACTIVATIONS[act]
         if spec is None:
             return src
         if spec[0] == "softmax" and len(self.shapes[src]) == 3:
-            raise _Refused("softmax over the channels of an image (refsnn's softmax is over the "
-                           "last axis of its channels-first layout)")
+            raise Refused("softmax over the channels of an image (refsnn's softmax is over the "
+                          "last axis of its channels-first layout)")
         return self.add(f"{layer}_{act}", spec[0], [src], self.shapes[src], spec[1])
 
 
@@ -82,10 +83,10 @@ def _padding(cfg, shape, kernel, stride):
         return ((0, 0), (0, 0))
     for n, k, s in zip(shape[:2], kernel, stride):
         if k - 1 < (n - 1) % s:
-            raise _Refused(f"padding 'same' with kernel {k} and stride {s} on size {n} (Keras' "
-                           f"backends place these windows differently: TensorFlow and JAX "
-                           f"from the first row, torch one row later); padding 'valid' gives "
-                           f"TensorFlow's windows")
+            raise Refused(f"padding 'same' with kernel {k} and stride {s} on size {n} (Keras' "
+                          f"backends place these windows differently: TensorFlow and JAX "
+                          f"from the first row, torch one row later); padding 'valid' gives "
+                          f"TensorFlow's windows")
     return (_same_padding(shape[0], kernel[0], stride[0]),
             _same_padding(shape[1], kernel[1], stride[1]))
 
@@ -103,17 +104,27 @@ def _symmetric(b, name, src, pads, shape):
     return src, (top, left), b.shapes[src]
 
 
+def _check_channels_last(cfg, allowed=(None, "channels_last")) -> None:
+    if cfg.get("data_format", "channels_last") not in allowed:
+        raise Refused(f"data_format {cfg.get('data_format')!r} (channels_last only)")
+
+
 def _image(shape):
     if len(shape) != 3:
-        raise _Refused(f"an input of Keras shape {shape}; expected an image (H, W, C)")
+        raise Refused(f"an input of Keras shape {shape}; expected an image (H, W, C)")
     return shape
 
 
-def _check_conv_cfg(cfg):
-    if cfg.get("data_format", "channels_last") != "channels_last":
-        raise _Refused(f"data_format {cfg.get('data_format')!r} (channels_last only)")
+def _conv_input(b, name, cfg, srcs):
+    """A Conv2D or DepthwiseConv2D layer's settings, checked: ``(source, kernel, stride,
+    (ph, pw), Keras shape)``, lopsided 'same' padding added as a ``pad`` node first."""
+    _check_channels_last(cfg, ("channels_last",))
     if _pair(cfg.get("dilation_rate", 1)) != (1, 1):
-        raise _Refused(f"dilation_rate {cfg.get('dilation_rate')}")
+        raise Refused(f"dilation_rate {cfg.get('dilation_rate')}")
+    shape = _image(b.shapes[srcs[0]])
+    kernel, stride = _pair(cfg["kernel_size"]), _pair(cfg.get("strides", 1))
+    src, pad, shape = _symmetric(b, name, srcs[0], _padding(cfg, shape, kernel, stride), shape)
+    return src, kernel, stride, pad, shape
 
 
 def _conv_out(shape, kernel, stride, pad, channels):
@@ -123,30 +134,22 @@ def _conv_out(shape, kernel, stride, pad, channels):
 
 
 def _conv2d(b, name, cfg, srcs, weights):
-    _check_conv_cfg(cfg)
-    shape = _image(b.shapes[srcs[0]])
-    kernel, stride = _pair(cfg["kernel_size"]), _pair(cfg.get("strides", 1))
-    src, pad, shape = _symmetric(b, name, srcs[0], _padding(cfg, shape, kernel, stride), shape)
-    srcs = [src]
+    src, kernel, stride, pad, shape = _conv_input(b, name, cfg, srcs)
     k = weights[0]  # (kh, kw, cin / groups, cout)
     bias = weights[1] if cfg.get("use_bias", True) else np.zeros(k.shape[3])
-    out = b.add(name, "conv2d", srcs, _conv_out(shape, kernel, stride, pad, k.shape[3]),
+    out = b.add(name, "conv2d", [src], _conv_out(shape, kernel, stride, pad, k.shape[3]),
                 dict(stride=stride, padding=pad, groups=int(cfg.get("groups", 1))),
                 dict(weight=k.transpose(3, 2, 0, 1), bias=bias))
     return b.activation(name, out, cfg.get("activation", "linear"))
 
 
 def _depthwise(b, name, cfg, srcs, weights):
-    _check_conv_cfg(cfg)
-    shape = _image(b.shapes[srcs[0]])
-    kernel, stride = _pair(cfg["kernel_size"]), _pair(cfg.get("strides", 1))
-    src, pad, shape = _symmetric(b, name, srcs[0], _padding(cfg, shape, kernel, stride), shape)
-    srcs = [src]
+    src, kernel, stride, pad, shape = _conv_input(b, name, cfg, srcs)
     k = weights[0]  # (kh, kw, cin, multiplier); output channel c * multiplier + j
     kh, kw, cin, mult = k.shape
     weight = k.transpose(2, 3, 0, 1).reshape(cin * mult, 1, kh, kw)
     bias = weights[1] if cfg.get("use_bias", True) else np.zeros(cin * mult)
-    out = b.add(name, "conv2d", srcs, _conv_out(shape, kernel, stride, pad, cin * mult),
+    out = b.add(name, "conv2d", [src], _conv_out(shape, kernel, stride, pad, cin * mult),
                 dict(stride=stride, padding=pad, groups=cin), dict(weight=weight, bias=bias))
     return b.activation(name, out, cfg.get("activation", "linear"))
 
@@ -169,14 +172,14 @@ def _channel_axis(cfg, shape, key="axis"):
     axis = cfg.get(key, -1)
     axis = axis[0] if isinstance(axis, list) and len(axis) == 1 else axis
     if not isinstance(axis, int) or axis % (len(shape) + 1) != len(shape):
-        raise _Refused(f"{key} {cfg.get(key)!r} (the last axis only)")
+        raise Refused(f"{key} {cfg.get(key)!r} (the last axis only)")
 
 
 def _batchnorm(b, name, cfg, srcs, weights):
     shape = b.shapes[srcs[0]]
     _channel_axis(cfg, shape)
     if len(shape) == 2:
-        raise _Refused("BatchNormalization of a sequence (T, D)")
+        raise Refused("BatchNormalization of a sequence (T, D)")
     c = shape[-1]
     w = list(weights)
     gamma = w.pop(0) if cfg.get("scale", True) else np.ones(c)
@@ -190,7 +193,7 @@ def _layernorm(b, name, cfg, srcs, weights):
     shape = b.shapes[srcs[0]]
     _channel_axis(cfg, shape)
     if cfg.get("rms_scaling", False):
-        raise _Refused("rms_scaling=True")
+        raise Refused("rms_scaling=True")
     d = shape[-1]
     w = list(weights)
     gamma = w.pop(0) if cfg.get("scale", True) else np.ones(d)
@@ -213,7 +216,7 @@ def _relu(b, name, cfg, srcs, weights):
     slope, thr = cfg.get("negative_slope", 0.0), cfg.get("threshold", 0.0)
     top = cfg.get("max_value")
     if thr not in (0, 0.0) or (slope not in (0, 0.0) and top is not None):
-        raise _Refused(f"ReLU with threshold={thr}, negative_slope={slope}, max_value={top}")
+        raise Refused(f"ReLU with threshold={thr}, negative_slope={slope}, max_value={top}")
     shape = b.shapes[srcs[0]]
     if top is not None:
         return b.add(name, "hardtanh", srcs, shape, dict(min_value=0.0, max_value=float(top)))
@@ -229,15 +232,14 @@ def _leaky(b, name, cfg, srcs, weights):
 
 def _pool(op):
     def handler(b, name, cfg, srcs, weights):
-        if cfg.get("data_format", "channels_last") not in (None, "channels_last"):
-            raise _Refused(f"data_format {cfg.get('data_format')!r} (channels_last only)")
+        _check_channels_last(cfg)
         shape = _image(b.shapes[srcs[0]])
         kernel = _pair(cfg.get("pool_size", 2))
         stride = _pair(cfg.get("strides") or kernel)
         pads = _padding(cfg, shape, kernel, stride)
         if op == "avgpool2d" and pads != ((0, 0), (0, 0)):
-            raise _Refused("AveragePooling2D with padding 'same' that pads (Keras leaves the "
-                           "padding out of the divisor, refsnn counts it as zeros)")
+            raise Refused("AveragePooling2D with padding 'same' that pads (Keras leaves the "
+                          "padding out of the divisor, refsnn counts it as zeros)")
         pad = (pads[0][0], pads[1][0])
         attrs = dict(kernel=kernel, stride=stride, padding=pad)
         out_shape = _conv_out(shape, kernel, stride, pad, shape[2])
@@ -248,15 +250,14 @@ def _pool(op):
             out_shape = tuple(pool_size(n, k, s, p, 1) for n, k, s, p in
                               zip(shape[:2], kernel, stride, pad)) + (shape[2],)
             if out_shape[:2] != (-(-shape[0] // stride[0]), -(-shape[1] // stride[1])):
-                raise _Refused(f"padding 'same' of pool size {kernel}, strides {stride} on "
-                               f"{shape[:2]}")
+                raise Refused(f"padding 'same' of pool size {kernel}, strides {stride} on "
+                              f"{shape[:2]}")
         return b.add(name, op, srcs, out_shape, attrs)
     return handler
 
 
 def _global_avg(b, name, cfg, srcs, weights):
-    if cfg.get("data_format", "channels_last") not in (None, "channels_last"):
-        raise _Refused(f"data_format {cfg.get('data_format')!r} (channels_last only)")
+    _check_channels_last(cfg)
     shape = _image(b.shapes[srcs[0]])
     keep = bool(cfg.get("keepdims", False))
     return b.add(name, "mean", srcs, (1, 1, shape[2]) if keep else (shape[2],),
@@ -264,8 +265,7 @@ def _global_avg(b, name, cfg, srcs, weights):
 
 
 def _global_max(b, name, cfg, srcs, weights):
-    if cfg.get("data_format", "channels_last") not in (None, "channels_last"):
-        raise _Refused(f"data_format {cfg.get('data_format')!r} (channels_last only)")
+    _check_channels_last(cfg)
     h, w, c = _image(b.shapes[srcs[0]])
     pooled = b.add(name if cfg.get("keepdims", False) else f"{name}_pool", "maxpool2d", srcs,
                    (1, 1, c), dict(kernel=(h, w), stride=(h, w)))
@@ -275,8 +275,7 @@ def _global_max(b, name, cfg, srcs, weights):
 
 
 def _zero_padding(b, name, cfg, srcs, weights):
-    if cfg.get("data_format", "channels_last") not in (None, "channels_last"):
-        raise _Refused(f"data_format {cfg.get('data_format')!r} (channels_last only)")
+    _check_channels_last(cfg)
     h, w, c = _image(b.shapes[srcs[0]])
     pad = cfg.get("padding", 1)
     if isinstance(pad, int):
@@ -303,8 +302,8 @@ def _softmax_layer(b, name, cfg, srcs, weights):
     shape = b.shapes[srcs[0]]
     axis = cfg.get("axis", -1)
     if axis not in (-1, len(shape)) or len(shape) == 3:
-        raise _Refused(f"Softmax over axis {axis} of Keras shape {shape} (refsnn's softmax is "
-                       f"over the last axis of a vector or sequence)")
+        raise Refused(f"Softmax over axis {axis} of Keras shape {shape} (refsnn's softmax is "
+                      f"over the last axis of a vector or sequence)")
     return b.add(name, "softmax", srcs, shape)
 
 
@@ -312,7 +311,7 @@ def _concatenate(b, name, cfg, srcs, weights):
     shape = b.shapes[srcs[0]]
     axis = cfg.get("axis", -1) % (len(shape) + 1)
     if axis == 0:
-        raise _Refused("Concatenate along the batch axis")
+        raise Refused("Concatenate along the batch axis")
     axis -= 1
     # Keras (H, W, C) is refsnn (C, H, W): Keras axis 2 (channels) is refsnn axis 0
     ours = (axis + 1) % 3 if len(shape) == 3 else axis
@@ -329,9 +328,6 @@ def _flatten(b, name, cfg, srcs, weights):
     return b.add(name, "flatten", [src], (int(np.prod(shape)),))
 
 
-def _text(shape) -> str:
-    return ",".join(str(int(d)) for d in shape)
-
 
 #: refsnn's axis of each axis of a Keras image (H, W, C), which refsnn holds as (C, H, W)
 _IMAGE_AXES = (1, 2, 0)
@@ -346,12 +342,12 @@ def _reshape(b, name, cfg, srcs, weights):
         target[target.index(-1)] = int(np.prod(shape)) // -int(np.prod(target))
     target = tuple(target)
     if int(np.prod(target)) != int(np.prod(shape)):
-        raise _Refused(f"target_shape {cfg['target_shape']} for Keras shape {shape}")
+        raise Refused(f"target_shape {cfg['target_shape']} for Keras shape {shape}")
     src = srcs[0]
     if len(shape) == 3:
         src = b.add(f"{name}_hwc", "transpose", [src], shape, dict(perm="1,2,0"))
     last = name if len(target) != 3 else f"{name}_flat"
-    src = b.add(last, "reshape", [src], target, dict(shape=_text(target)))
+    src = b.add(last, "reshape", [src], target, dict(shape=shape_text(target)))
     if len(target) == 3:
         src = b.add(name, "transpose", [src], target, dict(perm="2,0,1"))
     return src
@@ -362,13 +358,13 @@ def _permute(b, name, cfg, srcs, weights):
     shape = b.shapes[srcs[0]]
     dims = [int(d) - 1 for d in cfg["dims"]]
     if sorted(dims) != list(range(len(shape))):
-        raise _Refused(f"dims {cfg['dims']} for Keras shape {shape}")
+        raise Refused(f"dims {cfg['dims']} for Keras shape {shape}")
     out = tuple(shape[d] for d in dims)
     if len(shape) == 3:  # refsnn's output axis (C, H, W) <- Keras' output axis (2, 0, 1)
         perm = [_IMAGE_AXES[dims[j]] for j in (2, 0, 1)]
     else:
         perm = dims
-    return b.add(name, "transpose", srcs, out, dict(perm=_text(perm)))
+    return b.add(name, "transpose", srcs, out, dict(perm=shape_text(perm)))
 
 
 def _split(b, name, cfg, srcs, weights):
@@ -376,18 +372,18 @@ def _split(b, name, cfg, srcs, weights):
     shape = b.shapes[srcs[0]]
     axis = int(cfg.get("axis", 0)) % (len(shape) + 1)
     if axis == 0:
-        raise _Refused("Split along the batch axis")
+        raise Refused("Split along the batch axis")
     axis -= 1
     size = shape[axis]
     parts = cfg.get("indices_or_sections")
     if isinstance(parts, int):
         if parts < 1 or size % parts:
-            raise _Refused(f"indices_or_sections {parts} for an axis of size {size}")
+            raise Refused(f"indices_or_sections {parts} for an axis of size {size}")
         cuts = [size // parts * i for i in range(parts + 1)]
     else:
         cuts = [0, *(int(i) for i in parts), size]
         if cuts != sorted(cuts) or len(set(cuts)) != len(cuts) or cuts[-1] != size:
-            raise _Refused(f"indices_or_sections {parts} for an axis of size {size}")
+            raise Refused(f"indices_or_sections {parts} for an axis of size {size}")
     ours = _IMAGE_AXES[axis] if len(shape) == 3 else axis
     outs = []
     for i, (start, stop) in enumerate(zip(cuts, cuts[1:])):
@@ -398,30 +394,21 @@ def _split(b, name, cfg, srcs, weights):
 
 
 def _global_avg_1d(b, name, cfg, srcs, weights):
-    if cfg.get("data_format", "channels_last") not in (None, "channels_last"):
-        raise _Refused(f"data_format {cfg.get('data_format')!r} (channels_last only)")
+    _check_channels_last(cfg)
     shape = b.shapes[srcs[0]]
     if len(shape) != 2:
-        raise _Refused(f"an input of Keras shape {shape}; expected a sequence (T, D)")
+        raise Refused(f"an input of Keras shape {shape}; expected a sequence (T, D)")
     keep = bool(cfg.get("keepdims", False))
     return b.add(name, "mean", srcs, (1, shape[1]) if keep else (shape[1],),
                  dict(axis="channel", keepdims=int(keep)))  # refsnn's axis 0: the steps
 
 
 def _contract(b, name, a, a_shape, c, c_shape):
-    """``out[..., t, s] = sum_k a[..., t, k] · c[..., s, k]`` with refsnn operators: both
-    repeated to ``(..., T, S, K)`` (``reshape`` + ``expand``), a ``multiply``, and the sum over
-    ``K`` as a ``linear`` map of weights 1 (the decomposition the PyTorch exporter uses)."""
-    lead, (t, k), s = a_shape[:-2], a_shape[-2:], c_shape[-2]
-    big = lead + (t, s, k)
-    ra = b.add(f"{name}.a", "reshape", [a], lead + (t, 1, k), dict(shape=_text(lead + (t, 1, k))))
-    ea = b.add(f"{name}.a_wide", "expand", [ra], big, dict(shape=_text(big)))
-    rc = b.add(f"{name}.b", "reshape", [c], lead + (1, s, k), dict(shape=_text(lead + (1, s, k))))
-    ec = b.add(f"{name}.b_wide", "expand", [rc], big, dict(shape=_text(big)))
-    prod = b.add(f"{name}.products", "multiply", [ea, ec], big)
-    total = b.add(f"{name}.sum", "linear", [prod], lead + (t, s, 1), {},
-                  dict(weight=np.ones((1, k)), bias=np.zeros(1)))
-    return b.add(name, "reshape", [total], lead + (t, s), dict(shape=_text(lead + (t, s))))
+    """``out[..., t, s] = sum_k a[..., t, k] · c[..., s, k]`` with refsnn operators, as the
+    PyTorch exporter writes ``a @ cᵀ`` (:func:`refsnn.interop.nodes.emit_matmul`)."""
+    def emit(suffix, op, inputs, attrs, params, shape):
+        return b.add(f"{name}.{suffix}" if suffix else name, op, inputs, shape, attrs, params)
+    return emit_matmul(emit, a, c, a_shape[:-2], *a_shape[-2:], c_shape[-2], b_transposed=True)
 
 
 def _heads(b, name, src, shape, kernel, bias):
@@ -430,7 +417,8 @@ def _heads(b, name, src, shape, kernel, bias):
     t = shape[0]
     flat = b.add(f"{name}_dense", "linear", [src], (t, h * k), {},
                  dict(weight=kernel.reshape(d, h * k).T, bias=bias.reshape(h * k)))
-    split = b.add(f"{name}_heads", "reshape", [flat], (t, h, k), dict(shape=_text((t, h, k))))
+    split = b.add(f"{name}_heads", "reshape", [flat], (t, h, k),
+                  dict(shape=shape_text((t, h, k))))
     return b.add(f"{name}_by_head", "transpose", [split], (h, t, k), dict(perm="1,0,2"))
 
 
@@ -439,21 +427,21 @@ def _attention(b, name, cfg, srcs, weights):
     per head, ``softmax((q / sqrt(key_dim)) · kᵀ) · v``, then the output projection."""
     shapes = [b.shapes[s] for s in srcs]
     if len(srcs) not in (2, 3) or any(len(sh) != 2 for sh in shapes):
-        raise _Refused(f"inputs of Keras shapes {shapes} (query and value, and optionally key, "
-                       f"each a sequence (T, D))")
+        raise Refused(f"inputs of Keras shapes {shapes} (query and value, and optionally key, "
+                      f"each a sequence (T, D))")
     if cfg.get("attention_axes") not in (None, [1], 1):
-        raise _Refused(f"attention_axes {cfg.get('attention_axes')} (over the steps only)")
+        raise Refused(f"attention_axes {cfg.get('attention_axes')} (over the steps only)")
     w = list(weights)
     if not cfg.get("use_bias", True) and len(w) == 4:  # zero biases after each kernel
         w = [a for i, kern in enumerate(w)
              for a in (kern, np.zeros(kern.shape[-1:] if i == 3 else kern.shape[1:]))]
     if len(w) != 8:
-        raise _Refused(f"{len(weights)} weights (query, key, value and output kernels and "
-                       f"biases)")
+        raise Refused(f"{len(weights)} weights (query, key, value and output kernels and "
+                      f"biases)")
     qk, qb, kk, kb, vk, vb, ok, ob = w
     out_shape = cfg.get("output_shape")
     if out_shape not in (None, ok.shape[-1], [ok.shape[-1]]):
-        raise _Refused(f"output_shape {out_shape} (one output axis)")
+        raise Refused(f"output_shape {out_shape} (one output axis)")
     query, value = srcs[:2]
     key = srcs[2] if len(srcs) == 3 else value
     (t, _), (s, _) = shapes[0], shapes[1]
@@ -468,7 +456,8 @@ def _attention(b, name, cfg, srcs, weights):
     vt = b.add(f"{name}_value_t", "transpose", [vt], (h, v, s), dict(perm="0,2,1"))
     mixed = _contract(b, f"{name}_mix", attn, (h, t, s), vt, (h, v, s))  # (H, T, V)
     mixed = b.add(f"{name}_steps", "transpose", [mixed], (t, h, v), dict(perm="1,0,2"))
-    mixed = b.add(f"{name}_concat", "reshape", [mixed], (t, h * v), dict(shape=_text((t, h * v))))
+    mixed = b.add(f"{name}_concat", "reshape", [mixed], (t, h * v),
+                  dict(shape=shape_text((t, h * v))))
     return b.add(name, "linear", [mixed], (t, ok.shape[-1]), {},
                  dict(weight=ok.reshape(h * v, -1).T, bias=ob))
 
@@ -482,11 +471,11 @@ def _multiply(b, name, cfg, srcs, weights):
     (squeeze-and-excitation's ``(1, 1, C)`` gate) is repeated along them (``expand``)."""
     shapes = [b.shapes[s] for s in srcs]
     if len(srcs) < 2 or len({len(s) for s in shapes}) != 1:
-        raise _Refused(f"Multiply of {len(srcs)} inputs of Keras shapes {shapes} (two or more "
-                       f"of one rank)")
+        raise Refused(f"Multiply of {len(srcs)} inputs of Keras shapes {shapes} (two or more "
+                      f"of one rank)")
     full = tuple(max(d) for d in zip(*shapes))
     if any(a not in (1, f) for s in shapes for a, f in zip(s, full)):
-        raise _Refused(f"Multiply of Keras shapes {shapes} (each axis equal or 1)")
+        raise Refused(f"Multiply of Keras shapes {shapes} (each axis equal or 1)")
     ours = (full[2],) + full[:2] if len(full) == 3 else full  # refsnn's (C, H, W)
     wide = []
     for i, (src, shape) in enumerate(zip(srcs, shapes)):

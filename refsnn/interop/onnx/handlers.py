@@ -12,6 +12,7 @@ import math
 import numpy as np
 from onnx import helper
 
+from refsnn.interop.nodes import shape_text
 from refsnn.interop.onnx.reader import BATCH, Refused, attrs_of
 from refsnn.interop.onnx.structure import STRUCTURE, broadcast_product, tensor_matmul
 
@@ -330,7 +331,7 @@ def _reshaped(r, node, src, shape, new):
     elif len(new) == 1:
         r.emit(node, "flatten", [src])
     else:
-        r.emit(node, "reshape", [src], dict(shape=",".join(str(d) for d in new)))
+        r.emit(node, "reshape", [src], dict(shape=shape_text(new)))
 
 
 def _flatten(r, node):
@@ -416,7 +417,7 @@ def _transpose(r, node):
     if per == list(range(len(shape))):
         r.tensors[node.output[0]] = (src, shape)
         return
-    r.emit(node, "transpose", [src], dict(perm=",".join(str(p) for p in per)))
+    r.emit(node, "transpose", [src], dict(perm=shape_text(per)))
 
 
 def mean_axis(axes, rank):

@@ -67,10 +67,14 @@ def _close(c, target):
     return c is not None and abs(c - target) <= _F32 * abs(target)
 
 
-def _product_tail(v: _View, start, x):
-    """From value ``start``, the Mul nodes that multiply it by ``x`` and by 0.5 (in any
-    order): ``(covered nodes, output value)`` or None."""
-    need_x, need_half, covered, u = True, True, [], start
+def _gelu_tail(v: _View, start, x):
+    """From value ``start`` (the Erf's or Tanh's output), the Add of 1 and then the Mul nodes
+    that multiply by ``x`` and by 0.5 (in any order): ``(covered nodes, output value)`` or
+    None."""
+    p = v.sole(start, "Add")
+    if p is None or v.scalar(v.other(p, start)) != 1.0:
+        return None
+    need_x, need_half, covered, u = True, True, [p], p.output[0]
     while need_x or need_half:
         m = v.sole(u, "Mul")
         if m is None:
@@ -109,14 +113,10 @@ def _gelu_erf(v: _View, e):
     c = v.scalar(d.input[1])
     if not (_close(c, math.sqrt(2.0)) if d.op_type == "Div" else _close(c, math.sqrt(0.5))):
         return None
-    p = v.sole(e.output[0], "Add")
-    if p is None or v.scalar(v.other(p, e.output[0])) != 1.0:
-        return None
-    tail = _product_tail(v, p.output[0], x)
+    tail = _gelu_tail(v, e.output[0], x)
     if tail is None:
         return None
-    covered, out = tail
-    return [d, e, p] + covered, out, x, "gelu", dict(approximate="none")
+    return [d, e] + tail[0], tail[1], x, "gelu", dict(approximate="none")
 
 
 def _cube_of(v: _View, value):
@@ -155,13 +155,10 @@ def _gelu_tanh(v: _View, t):
                 continue
             cube = _cube_of(v, cube_val)
             if cube is not None and cube[0] == x and v.sole(cube_val) is k:
-                p = v.sole(t.output[0], "Add")
-                if p is None or v.scalar(v.other(p, t.output[0])) != 1.0:
-                    return None
-                tail = _product_tail(v, p.output[0], x)
+                tail = _gelu_tail(v, t.output[0], x)
                 if tail is None:
                     return None
-                nodes = cube[1] + [k, s, inner, t, p] + tail[0]
+                nodes = cube[1] + [k, s, inner, t] + tail[0]
                 return nodes, tail[1], x, "gelu", dict(approximate="tanh")
     return None
 

@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from refsnn.interop.nodes import emit_matmul, shape_text
 from refsnn.interop.onnx.reader import BATCH, Refused, attrs_of
 
 #: An ONNX ``ends`` at least this large means "to the end of the axis" (exporters write
 #: INT64_MAX or INT32_MAX for an open slice).
 OPEN_END = 2 ** 31 - 1
 
-
-def _text(shape) -> str:
-    return ",".join(str(int(d)) for d in shape)
 
 
 def _ints(r, node, index, what, required=True):
@@ -152,7 +150,7 @@ def _expand(r, node):
     if tuple(out) == tuple(shape):
         r.alias(node, node.input[0])
     else:
-        r.emit(node, "expand", [src], dict(shape=_text(out)))
+        r.emit(node, "expand", [src], dict(shape=shape_text(out)))
 
 
 def broadcast_product(r, node, a: str, b: str) -> None:
@@ -167,7 +165,7 @@ def broadcast_product(r, node, a: str, b: str) -> None:
     inputs = []
     for k, (src, shape) in enumerate(((sa, ha), (sb, hb))):
         if tuple(shape) != out:
-            src = r.emit(node, "expand", [src], dict(shape=_text(out)),
+            src = r.emit(node, "expand", [src], dict(shape=shape_text(out)),
                          output=f"{node.output[0]}#expand{k}", suffix=f".expand{k}")
         inputs.append(src)
     r.emit(node, "multiply", inputs)
@@ -175,32 +173,18 @@ def broadcast_product(r, node, a: str, b: str) -> None:
 
 def tensor_matmul(r, node, a: str, b: str) -> None:
     """``MatMul`` of two tensors, per sample ``(..., T, D) @ (..., D, S)``, written as the
-    PyTorch route writes ``a @ b``: both broadcast to ``(..., T, S, D)`` (``reshape`` +
-    ``expand``; ``b`` transposed first), a ``multiply``, a sum over ``D`` (a ``linear`` map of
-    ones) and a ``reshape`` to ``(..., T, S)``."""
+    PyTorch route writes ``a @ b`` (:func:`refsnn.interop.nodes.emit_matmul`)."""
     (sa, ha), (sb, hb) = r.tensor(a), r.tensor(b)
     if len(ha) < 2 or len(ha) != len(hb) or ha[:-2] != hb[:-2] or ha[-1] != hb[-2]:
         raise Refused("inputs", "per-sample shapes (..., T, D) and (..., D, S) (refsnn "
                       "multiplies tensors of equal rank without broadcasting the leading axes)",
                       f"{ha} and {hb}")
-    lead, (t, d), s = tuple(ha[:-2]), ha[-2:], hb[-1]
-    big = lead + (t, s, d)
-    swap = list(range(len(hb)))
-    swap[-1], swap[-2] = swap[-2], swap[-1]
     key = node.output[0]
 
-    def step(op, src, suffix, attrs=None, params=None):
-        return r.emit(node, op, [src] if isinstance(src, str) else src, attrs, params,
-                      output=f"{key}#{suffix}", suffix=f".{suffix}")
-
-    ea = step("expand", step("reshape", sa, "a", dict(shape=_text(lead + (t, 1, d)))),
-              "a_wide", dict(shape=_text(big)))
-    tb = step("transpose", sb, "b_t", dict(perm=_text(swap)))
-    eb = step("expand", step("reshape", tb, "b", dict(shape=_text(lead + (1, s, d)))),
-              "b_wide", dict(shape=_text(big)))
-    prod = step("multiply", [ea, eb], "products")
-    total = step("linear", prod, "sum", params=dict(weight=np.ones((1, d)), bias=np.zeros(1)))
-    r.emit(node, "reshape", [total], dict(shape=_text(lead + (t, s))))
+    def emit(suffix, op, inputs, attrs, params, shape):
+        return r.emit(node, op, inputs, attrs, params, output=suffix and f"{key}#{suffix}",
+                      suffix=suffix and f".{suffix}")
+    emit_matmul(emit, sa, sb, tuple(ha[:-2]), *ha[-2:], hb[-1])
 
 
 # --- Pad ------------------------------------------------------------------------------------------
