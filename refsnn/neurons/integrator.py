@@ -1,4 +1,4 @@
-"""NIR's integrator (``nir.I``), discretised by forward Euler.
+"""NIR's integrator (``nir.I``), discretised by forward Euler: op ``integrator`` (no spikes).
 
 NIR states ``dv/dt = R·I`` and no spikes: the node's output is ``v``. One step per neuron
 (``g = fl(dt·r)``)::
@@ -13,6 +13,9 @@ from __future__ import annotations
 import numpy as np
 
 from refsnn.jit import parallel, prange
+from refsnn.model.ops import OpSpec
+from refsnn.neurons.base import Kind, NirSpec, register
+from refsnn.neurons.nir_base import NirState, flat, full, same
 
 
 def integrator_step_numpy(v, current, gain):
@@ -35,3 +38,16 @@ def integrator_step_numba(v, current, gain):
     out = np.empty_like(v)
     _integrator_kernel(v, current, gain, out)
     return out
+
+
+class Integrator(NirState):
+    KERNELS = {"numpy": {"step": integrator_step_numpy}, "numba": {"step": integrator_step_numba}}
+
+    def constants_of(self, node, dt):
+        return {"gain": dt * flat(node, "r")}
+
+
+register(Kind("integrator", Integrator,
+              spec=OpSpec("integrator", 1, params=("r",), param_shapes=full("r"),
+                          out_shape=same),
+              nir=NirSpec("I", timed=True)))
