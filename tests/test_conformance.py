@@ -180,7 +180,11 @@ def test_inert_without_the_option():
 #: Names no golden case is required to contain, each with the reason. Empty: every op, signGD
 #: target, encoding, decoder and method is covered today. An entry here must name something
 #: that exists and is really not covered (checked below), so the list cannot go stale.
-NOT_COVERED: dict[str, str] = {}
+NOT_COVERED: dict[str, str] = {
+    # the one step registry also holds the ops of imported NIR graphs, which no conversion
+    # emits; tests/test_nir.py, test_nir_neurons.py and test_nir_compare.py cover them
+    f"op:{op}": "a NIR graph's op (refsnn.nir.reader)"
+    for op in ("nir_if", "lif", "li", "integrator", "threshold", "hadamard", "sumpool2d")}
 
 
 def _golden_features():

@@ -114,15 +114,13 @@ class TraceSpec:
 
     Attributes
     ----------
-    field : str
-        The :class:`refsnn.oracle.trace.Layer` field (and dataset) the value goes to:
-        ``"current"`` or ``"target"``.
+    field : {"current", "target"}
+        The :class:`refsnn.oracle.trace.Layer` field (and dataset) the value goes to.
     value : callable
-        ``value(state, xs, out) -> ndarray (B, *shape)``, called after each step with the
-        node's state, its inputs and its value (default :func:`current`, the input).
+        ``value(state, xs, out) -> (B, *shape)`` after each step (default: the input).
     params : callable
-        ``params(op) -> {name: value}``: the layer's parameters by name, scalars (written as
-        attributes) or per-neuron arrays (written as ``param_<name>`` datasets).
+        ``params(op) -> {name: value}``: the layer's parameters by name, scalars (attributes)
+        or per-neuron arrays (``param_<name>`` datasets).
     checks : mapping
         ``name -> (ok(value) -> bool, expected)``: how a trace reader checks each parameter.
     """
@@ -135,23 +133,20 @@ class TraceSpec:
 
 @dataclass(frozen=True)
 class NirSpec:
-    """How a kind maps to a NIR node (the NIR reader and writer read this).
+    """How a kind maps to a NIR node class ``nir.<node>`` (the NIR reader and writer).
 
     Attributes
     ----------
     node : str
-        The NIR node class (``nir.<node>``) it is read from and written to.
     reads : bool
-        The NIR reader reads ``node`` into this kind (False: the kind is only written as one).
+        The NIR reader reads ``node`` into this kind (False: it is only written as one).
     params : mapping
-        refsnn parameter -> NIR field, in the schema's order; read values are broadcast to the
-        node's shape.
+        refsnn parameter -> NIR field (default the schema's names), broadcast when read.
     timed : bool
         The discrete update uses the time step ``dt``.
     export : callable or None
-        ``export(node, shape) -> (fields, unit)``: the NIR node's constructor arguments and
-        the per-element value one NIR spike stands for (None where the NIR value is the
-        node's value); None: not exported.
+        ``export(node, shape) -> (fields, unit)``: the NIR node's arguments and the value one
+        NIR spike stands for (None: the NIR value is the node's); None: not exported.
     refuse : callable
         ``refuse(node) -> str or None``: why this node cannot be exported exactly.
     """
@@ -173,31 +168,24 @@ class Kind:
     op : str
         The name in a node's ``op`` attribute.
     step : type of StepOp
-        The simulator's step for a node of this op (its class attributes say whether it is a
-        neuron and the sign of its spikes).
+        Its simulator step (whose class attributes say whether it is a neuron, spike sign).
     spec : OpSpec or None
-        The schema; None for an op of :data:`refsnn.model.ops.OPS`.
-    forward : callable or None
-        ``forward(node, *xs)``: the ANN meaning (the limit T -> infinity) of an op that
-        :mod:`refsnn.ann` does not know.
-    limit : callable or None
-        The node's value inside a converted network's ANN limit where it differs from
-        ``forward`` (signGD: the target of its inputs plus ``x_init``).
+        Its schema; None for an op of :data:`refsnn.model.ops.OPS`.
+    forward, limit : callable or None
+        ``forward(node, *xs)``: its ANN meaning (T -> infinity) where :mod:`refsnn.ann` has
+        none; ``limit``: its value in a converted network's ANN limit where that differs.
     represents : callable or None
-        Rate-coded neurons: ``represents(node, counts, steps)``, the activation ``counts``
-        (B, *shape) spikes over ``steps`` steps stand for.
+        ``represents(node, counts, steps)``: the activation ``counts`` (B, *shape) spikes
+        over ``steps`` steps stand for (rate-coded neurons).
     trace : TraceSpec or None
-        What a trace records beyond spikes and potentials.
     hypotheses : mapping
         ``compare``'s departures: name -> ``(test(ref_layer, other_spikes, rtol) ->
         (explained, detail), benign)``, tried in order.
     legacy : str or None
-        A trace layer without a ``kind`` that has this attribute is of this kind (traces
-        written before ``kind`` existed).
+        A trace layer without ``kind`` that has this attribute (an older trace) is this kind.
     nir : NirSpec or None
-        The NIR node it reads from and writes to.
     nir_refusal : str or None
-        Why the NIR writer refuses it (when ``nir`` is None).
+        Why the NIR writer refuses it.
     """
 
     op: str

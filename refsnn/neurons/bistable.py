@@ -28,7 +28,7 @@ from refsnn.model.ops import AttrSpec, OpSpec
 from refsnn.neurons.base import (Kind, StepOp, TraceSpec, channel_param, threshold_shape,
                                  per_neuron, positive, register)
 from refsnn.neurons.if_ import clip_forward
-from refsnn.neurons.replay import count_ratio, delay, first_mismatch
+from refsnn.neurons.replay import count_ratio, delay, first_mismatch, guarded
 
 
 def integrate_numpy(u, current):
@@ -227,8 +227,6 @@ def _replay(ref, **variant):
 
 def _exact(**variant):
     def test(ref, other, rtol):
-        if not _replayable(ref):
-            return False, ""
         spikes, _ = _replay(ref, **variant)
         return bool(np.array_equal(spikes, other)), f"replay with {variant} reproduces it"
     return test
@@ -238,8 +236,6 @@ def _phase(ref, other, rtol):
     """Cycles shifted by ``d`` steps, ``0 < |d| <= 2 P``, smallest ``|d|`` first, late (d > 0)
     before early: with an input that is the same every step, a layer one stage late and one
     whose first cycle is an (empty) fire cycle emit the same spikes."""
-    if not _replayable(ref):
-        return False, ""
     period = int(ref.params["period"])
     shifts = sorted((d for d in range(-2 * period, 2 * period + 1) if d),
                     key=lambda d: (abs(d), -d))
@@ -252,8 +248,6 @@ def _phase(ref, other, rtol):
 
 
 def _rounding(ref, other, rtol):
-    if not _replayable(ref):
-        return False, ""
     _, pre = _replay(ref)
     theta = np.broadcast_to(np.asarray(ref.threshold).reshape((-1,) + (1,) * (pre.ndim - 3)),
                             pre.shape[2:])
@@ -264,7 +258,7 @@ def _rounding(ref, other, rtol):
 
 
 def _threshold(ref, other, rtol):
-    if not _replayable(ref) or not other.any():
+    if not other.any():
         return False, ""
     return count_ratio(ref, other, rtol, lambda k: _replay(ref, scale=k)[0])
 
@@ -288,9 +282,9 @@ register(Kind(
     trace=TraceSpec(params=lambda op: {"period": int(op.period), "stage": int(op.stage)},
                     checks={"period": (_is_count, "an integer >= 1"),
                             "stage": (_is_count, "an integer >= 1")}),
-    hypotheses={"delay": (delay, False), "phase": (_phase, False),
-                "comparison": (_exact(strict=True), False),
-                "reset": (_exact(reset="zero"), False), "rounding": (_rounding, True),
-                "threshold": (_threshold, False)},
+    hypotheses={"delay": (delay, False), **guarded(_replayable, {
+        "phase": (_phase, False), "comparison": (_exact(strict=True), False),
+        "reset": (_exact(reset="zero"), False), "rounding": (_rounding, True),
+        "threshold": (_threshold, False)})},
     nir_refusal="a BSNN bistable neuron (integrate/fire cycles) has no NIR equivalent; "
                 "convert with --method if --reset zero"))

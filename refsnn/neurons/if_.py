@@ -21,7 +21,7 @@ from refsnn.jit import parallel, prange
 from refsnn.model.ops import AttrSpec, OpSpec
 from refsnn.neurons.base import (Kind, NirSpec, StepOp, TraceSpec, channel_param,
                                  threshold_shape, per_neuron, positive, register)
-from refsnn.neurons.replay import count_ratio, delay
+from refsnn.neurons.replay import count_ratio, delay, first_mismatch, guarded
 
 RESETS = ("subtract", "zero")
 
@@ -178,8 +178,6 @@ def _own_reset(ref) -> str:
 
 
 def _strict(ref, other, rtol):
-    if not _replayable(ref):
-        return False, ""
     variant = {"strict": True}
     spikes, _ = replay(ref.current, ref.threshold, ref.v_init, reset=_own_reset(ref), **variant)
     return bool(np.array_equal(spikes, other)), f"replay with {variant} reproduces it"
@@ -187,23 +185,16 @@ def _strict(ref, other, rtol):
 
 def _other_reset(ref, other, rtol):
     """The reset the reference does not use: to zero for subtraction, and back."""
-    if not _replayable(ref):
-        return False, ""
     variant = "subtract" if ref.reset == "zero" else "zero"
     spikes, _ = replay(ref.current, ref.threshold, ref.v_init, reset=variant)
     return bool(np.array_equal(spikes, other)), f"replay with reset {variant!r} reproduces it"
 
 
 def _rounding(ref, other, rtol):
-    if not _replayable(ref):
-        return False, ""
     _, pre = replay(ref.current, ref.threshold, ref.v_init, reset=_own_reset(ref))
     theta = np.broadcast_to(np.asarray(ref.threshold).reshape((-1,) + (1,) * (pre.ndim - 3)),
                             pre.shape[2:])
-    diff = ref.spikes != other
-    first = np.where(diff.any(0), diff.argmax(0), -1)  # (B, ...): first mismatching step
-    b_idx = np.nonzero(first >= 0)
-    t_idx = first[b_idx]
+    t_idx, b_idx = first_mismatch(ref.spikes, other)
     margins = np.abs(pre[(t_idx,) + b_idx] - theta[b_idx[1:]])
     limit = rtol * theta[b_idx[1:]]
     worst = float(margins.max())
@@ -211,7 +202,7 @@ def _rounding(ref, other, rtol):
 
 
 def _threshold(ref, other, rtol):
-    if not _replayable(ref) or not other.any():
+    if not other.any():
         return False, ""
     return count_ratio(ref, other, rtol, lambda k: replay(
         ref.current, ref.threshold, ref.v_init, scale=k, reset=_own_reset(ref))[0])
@@ -256,7 +247,7 @@ def _show_factor(lo, hi, bits: int = 40) -> str:
 
 
 def _channel_threshold(ref, other, rtol):
-    if not _replayable(ref) or ref.spikes.ndim < 3:
+    if ref.spikes.ndim < 3:
         return False, ""
     differ = [c for c in range(ref.spikes.shape[2])
               if not np.array_equal(ref.spikes[:, :, c], other[:, :, c])]
@@ -281,14 +272,13 @@ def _channel_threshold(ref, other, rtol):
 
 #: ``compare``'s hypotheses for IF layers (``docs/semantics.md``, "Comparing traces"):
 #: name -> (test, benign), tried in order.
-HYPOTHESES = {
-    "delay": (delay, False),
+HYPOTHESES = {"delay": (delay, False), **guarded(_replayable, {
     "comparison": (_strict, False),
     "reset": (_other_reset, False),
     "rounding": (_rounding, True),
     "threshold": (_threshold, False),
     "channel threshold": (_channel_threshold, False),
-}
+})}
 
 
 # ------------------------------------------------------------------------------ NIR export

@@ -29,7 +29,7 @@ from scipy.special import erf, expit
 from refsnn.jit import parallel, prange
 from refsnn.model.ops import AttrSpec, OpSpec, ShapeRuleError
 from refsnn.neurons.base import Kind, StepOp, TraceSpec, positive_number, register
-from refsnn.neurons.replay import delay, first_mismatch
+from refsnn.neurons.replay import delay, first_mismatch, guarded
 
 
 @dataclass(frozen=True)
@@ -275,16 +275,12 @@ _OTHER_TIE = {"inclusive": "strict", "strict": "inclusive"}
 
 
 def _tie(ref, other, rtol):
-    if not _replayable(ref):
-        return False, ""
     tie = _OTHER_TIE[str(ref.params["tie"])]
     spikes, _ = _replay(ref, tie=tie)
     return bool(np.array_equal(spikes, other)), f"replay with the {tie} tie rule reproduces it"
 
 
 def _rounding(ref, other, rtol):
-    if not _replayable(ref):
-        return False, ""
     _, v = _replay(ref)
     t, idx = first_mismatch(ref.spikes, other)
     at = (t,) + idx
@@ -295,8 +291,6 @@ def _rounding(ref, other, rtol):
 
 
 def _schedule(ref, other, rtol):
-    if not _replayable(ref):
-        return False, ""
     for offset in (1, -1, 2, -2):
         spikes, _ = _replay(ref, offset=offset)
         if np.array_equal(spikes, other):
@@ -324,6 +318,7 @@ register(Kind(
                      "gamma": (positive_number, "a positive finite number"),
                      "tie": (lambda v: isinstance(v, str) and v in _OTHER_TIE,
                              "'inclusive' or 'strict'")}),
-    hypotheses={"delay": (delay, False), "comparison": (_tie, False),
-                "rounding": (_rounding, True), "schedule": (_schedule, False)},
+    hypotheses={"delay": (delay, False), **guarded(_replayable, {
+        "comparison": (_tie, False), "rounding": (_rounding, True),
+        "schedule": (_schedule, False)})},
     nir_refusal="a signGD neuron has no NIR equivalent; convert with --method if --reset zero"))
