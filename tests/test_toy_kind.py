@@ -72,12 +72,6 @@ class ToyNeurons(StepOp):
         out = self.kernels["step"](v, np.ascontiguousarray(x.reshape(v.shape)), self.theta)
         return out.reshape(x.shape)
 
-    def potential(self, v):
-        return v.reshape((v.shape[0],) + self.shape)
-
-    def saturated(self, v):
-        return None
-
 
 def replay(layer, strict=False):
     """The layer replayed on its recorded current through the reference step."""

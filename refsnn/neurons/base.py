@@ -34,7 +34,7 @@ class StepOp:
 
     A stateless node overrides :meth:`step` only; a stateful one also :meth:`init` and sets
     :attr:`stateless` to False. A neuron kind sets :attr:`is_neuron`, :attr:`spike_sign`,
-    :attr:`KERNELS` and defines ``potential(state)`` and ``saturated(state)``.
+    :attr:`KERNELS` and, unless the defaults fit, :meth:`potential` and :meth:`saturated`.
     """
 
     is_neuron = False
@@ -69,6 +69,16 @@ class StepOp:
 
     def step(self, state, *xs):
         raise NotImplementedError
+
+    def potential(self, state):
+        """A neuron node's potentials after the step, (B, *shape): by default the state, a
+        (B, N) array."""
+        return state.reshape((state.shape[0],) + self.shape)
+
+    def saturated(self, state):
+        """Neurons that can no longer follow their input, (B, *shape) bool; None for a kind
+        that cannot saturate silently (IF and bistable neurons clip at theta by design)."""
+        return None
 
 
 def per_neuron(per_channel, shape: tuple) -> np.ndarray:

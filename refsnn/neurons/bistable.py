@@ -154,10 +154,6 @@ class BistableNeurons(StepOp):
         u = state["u"]
         return u.reshape((u.shape[0],) + self.shape)
 
-    def saturated(self, state):
-        """Like IF neurons, bistable neurons clip at theta per step by design."""
-        return None
-
 
 def _represents(node, counts, steps):
     # a bistable neuron's spikes come in packets of at most `period` per fire cycle

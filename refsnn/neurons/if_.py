@@ -115,13 +115,6 @@ class IFNeurons(StepOp):
             out = block(u, currents, self.theta, self.reset_zero)
         return out.reshape(x.shape)
 
-    def potential(self, u):
-        return u.reshape((u.shape[0],) + self.shape)
-
-    def saturated(self, u):
-        """IF neurons cannot saturate silently: clipping at theta is part of the method."""
-        return None
-
 
 def clip_forward(node, x):
     """ANN meaning of an ``if`` (or bistable) node: ``clip(x, 0, threshold)`` per channel."""

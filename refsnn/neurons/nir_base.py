@@ -1,15 +1,12 @@
-"""What NIR's kinds share (``nir_if``, ``lif``, ``li``, ``integrator``; ``docs/semantics.md``,
-"NIR graphs"): full-shape parameters, the forward Euler step with constants derived once per
-layer from ``schedule["dt"]``, and ``compare``'s replay with departures.
-
-Every parameter has the node's full per-sample shape (the NIR reader broadcasts NIR's scalars
-and per-channel arrays); the time step ``dt`` is not a graph property but the network's
-``schedule["dt"]``. Nothing here imports ``nir``.
+"""What NIR's kinds share (``docs/semantics.md``, "NIR graphs"): parameters of the node's
+full per-sample shape (the NIR reader broadcasts NIR's scalars and per-channel arrays), the
+forward Euler step with constants derived once per layer from ``schedule["dt"]`` (``dt`` is
+not a graph property), and ``compare``'s replay. Nothing here imports ``nir``.
 
 A NIR node has one meaning; a framework that runs the graph may implement another.
-``refsnn compare`` replays the reference's recorded input current of the first diverging
-layer through variants of the node's update (:func:`replay_nir`) and names the smallest set
-of departures that reproduces the other trace's spikes exactly:
+``refsnn compare`` replays the reference's recorded input current through variants of the
+node's update (:func:`replay_nir`) and names the smallest set of departures that reproduces
+the other trace's spikes exactly:
 
 ``delay``        the other's spikes are the reference's one step later (a delay per layer)
 ``comparison``   fires on ``v ≥ v_threshold`` instead of ``v > v_threshold`` (another tie rule)
@@ -84,12 +81,6 @@ class NirState(StepOp):
         out = self.kernels["step"](v, np.ascontiguousarray(x.reshape(v.shape)),
                                    *self.constants.values())
         return out.reshape(x.shape)
-
-    def potential(self, v):
-        return v.reshape((v.shape[0],) + self.shape)
-
-    def saturated(self, v):
-        return None
 
 
 def finite(v) -> bool:

@@ -55,9 +55,6 @@ class Threshold(StepOp):
         last = state["last"]
         return last.reshape((last.shape[0],) + self.shape)
 
-    def saturated(self, state):
-        return None
-
 
 register(Kind("threshold", Threshold,
               spec=OpSpec("threshold", 1, params=("threshold",),

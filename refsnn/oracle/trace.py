@@ -80,9 +80,10 @@ def record_trace(sim, x, steps: int, seed: int = 0, attrs=None, sample_ids=None)
     layers, the target of signGD layers).
 
     That is captured by wrapping each neuron op's ``step`` for this run only (it reads the
-    op's arguments and state, so the recording cannot change what is simulated). ``sample_ids`` (default
-    ``0..B-1``) are the samples' ids for the Poisson streams, as in :meth:`Simulator.run`: a
-    trace recorded in batches with their ids equals the whole one (:func:`join_traces`).
+    op's arguments and state, so the recording cannot change what is simulated).
+    ``sample_ids`` (default ``0..B-1``) are the samples' ids for the Poisson streams, as in
+    :meth:`Simulator.run`: a trace recorded in batches with their ids equals the whole one
+    (:func:`join_traces`).
     """
     neurons = [op for op in sim.ops if op.is_neuron]
     names = [op.node.name for op in neurons]
