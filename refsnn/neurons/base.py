@@ -107,6 +107,16 @@ def positive(*names, expected: str = "positive values"):
     return out
 
 
+def with_out(kernel):
+    """The Numba twin of a NumPy step, from a ``kernel(first, *args, out)`` that writes the
+    events into ``out`` shaped like ``first``: ``twin(first, *args) -> out``."""
+    def twin(first, *args):
+        out = np.empty_like(first)
+        kernel(first, *args, out)
+        return out
+    return twin
+
+
 def current(state, xs, out):
     """A :attr:`TraceSpec.value`: the layer's input of the step, (B, *shape)."""
     return xs[0]

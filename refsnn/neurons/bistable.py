@@ -25,8 +25,8 @@ import numpy as np
 
 from refsnn.jit import parallel, prange
 from refsnn.model.ops import AttrSpec, OpSpec
-from refsnn.neurons.base import (Kind, StepOp, TraceSpec, channel_param, threshold_shape,
-                                 per_neuron, positive, register)
+from refsnn.neurons.base import (Kind, StepOp, TraceSpec, channel_param, per_neuron,
+                                 positive, register, threshold_shape, with_out)
 from refsnn.neurons.if_ import clip_forward
 from refsnn.neurons.replay import count_ratio, delay, first_mismatch, guarded
 
@@ -75,11 +75,8 @@ def integrate_numba(u, current):
     return np.zeros_like(u)
 
 
-def fire_numba(u, theta):
-    """Numba twin of :func:`fire_numpy`; bit-identical."""
-    out = np.empty_like(u)
-    _fire_kernel(u, theta, out)
-    return out
+#: Numba twin of :func:`fire_numpy` (refsnn's rule, without departures); bit-identical.
+fire_numba = with_out(_fire_kernel)
 
 
 def cycle_state(t: int, period: int, stage: int) -> str:

@@ -19,8 +19,8 @@ import numpy as np
 
 from refsnn.jit import parallel, prange
 from refsnn.model.ops import AttrSpec, OpSpec
-from refsnn.neurons.base import (Kind, NirSpec, StepOp, TraceSpec, channel_param,
-                                 threshold_shape, per_neuron, positive, register)
+from refsnn.neurons.base import (Kind, NirSpec, StepOp, TraceSpec, channel_param, per_neuron,
+                                 positive, register, threshold_shape)
 from refsnn.neurons.replay import count_ratio, delay, first_mismatch, guarded
 
 RESETS = ("subtract", "zero")
@@ -263,8 +263,11 @@ def _channel_threshold(ref, other, rtol):
                   f"({shown}{more})")
 
 
-#: ``compare``'s hypotheses for IF layers (``docs/semantics.md``, "Comparing traces"):
-#: name -> (test, benign), tried in order.
+#: ``compare``'s hypotheses for IF layers (``docs/semantics.md``, "Comparing traces"), tried
+#: in order: the spikes one step late (``delay``); replays with ``v > theta`` (``comparison``),
+#: with the other reset (``reset``); every first mismatch within ``rtol * theta`` of the
+#: threshold (``rounding``, benign); the threshold times the count ratio reproducing every
+#: count within one (``threshold``), or one factor per channel (``channel threshold``).
 HYPOTHESES = {"delay": (delay, False), **guarded(_replayable, {
     "comparison": (_strict, False),
     "reset": (_other_reset, False),

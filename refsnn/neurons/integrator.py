@@ -10,11 +10,9 @@ Arrays are flattened per sample: ``v``, ``current`` have shape (B, N); ``gain`` 
 
 from __future__ import annotations
 
-import numpy as np
-
 from refsnn.jit import parallel, prange
 from refsnn.model.ops import OpSpec
-from refsnn.neurons.base import Kind, NirSpec, register
+from refsnn.neurons.base import Kind, NirSpec, register, with_out
 from refsnn.neurons.nir_base import NirState, flat, full, same
 
 
@@ -33,11 +31,8 @@ def _integrator_kernel(v, current, gain, out):
             out[b, i] = x
 
 
-def integrator_step_numba(v, current, gain):
-    """Numba twin of :func:`integrator_step_numpy`; bit-identical."""
-    out = np.empty_like(v)
-    _integrator_kernel(v, current, gain, out)
-    return out
+#: Numba twin of :func:`integrator_step_numpy`; bit-identical.
+integrator_step_numba = with_out(_integrator_kernel)
 
 
 class Integrator(NirState):

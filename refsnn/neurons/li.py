@@ -10,11 +10,9 @@ Arrays are flattened per sample: ``v``, ``current`` have shape (B, N); the param
 
 from __future__ import annotations
 
-import numpy as np
-
 from refsnn.jit import parallel, prange
 from refsnn.model.ops import OpSpec
-from refsnn.neurons.base import Kind, NirSpec, positive, register
+from refsnn.neurons.base import Kind, NirSpec, positive, register, with_out
 from refsnn.neurons.nir_base import NirState, flat, full
 
 
@@ -34,11 +32,8 @@ def _li_kernel(v, current, decay, r, v_leak, out):
             out[b, i] = x
 
 
-def li_step_numba(v, current, decay, r, v_leak):
-    """Numba twin of :func:`li_step_numpy`; bit-identical."""
-    out = np.empty_like(v)
-    _li_kernel(v, current, decay, r, v_leak, out)
-    return out
+#: Numba twin of :func:`li_step_numpy`; bit-identical.
+li_step_numba = with_out(_li_kernel)
 
 
 class Li(NirState):

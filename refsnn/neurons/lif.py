@@ -21,7 +21,7 @@ from refsnn.jit import parallel, prange
 from refsnn.model.ops import OpSpec
 from refsnn.neurons import nir_base
 from refsnn.neurons.base import (Kind, NirSpec, TraceSpec, positive, positive_number,
-                                 register)
+                                 register, with_out)
 from refsnn.neurons.nir_base import NirState, flat, full, param
 
 
@@ -47,11 +47,8 @@ def _lif_kernel(v, current, decay, r, v_leak, v_threshold, v_reset, out):
             v[b, i] = x
 
 
-def lif_step_numba(v, current, decay, r, v_leak, v_threshold, v_reset):
-    """Numba twin of :func:`lif_step_numpy`; bit-identical."""
-    out = np.empty_like(v)
-    _lif_kernel(v, current, decay, r, v_leak, v_threshold, v_reset, out)
-    return out
+#: Numba twin of :func:`lif_step_numpy`; bit-identical.
+lif_step_numba = with_out(_lif_kernel)
 
 
 KERNELS = {"numpy": {"step": lif_step_numpy}, "numba": {"step": lif_step_numba}}

@@ -21,7 +21,7 @@ import numpy as np
 from refsnn.jit import parallel, prange
 from refsnn.model.ops import OpSpec
 from refsnn.neurons import nir_base
-from refsnn.neurons.base import Kind, NirSpec, TraceSpec, register
+from refsnn.neurons.base import Kind, NirSpec, TraceSpec, register, with_out
 from refsnn.neurons.nir_base import NirState, flat, full, param, same
 
 
@@ -46,11 +46,8 @@ def _nir_if_kernel(v, current, gain, v_threshold, v_reset, out):
             v[b, i] = x
 
 
-def nir_if_step_numba(v, current, gain, v_threshold, v_reset):
-    """Numba twin of :func:`nir_if_step_numpy`; bit-identical."""
-    out = np.empty_like(v)
-    _nir_if_kernel(v, current, gain, v_threshold, v_reset, out)
-    return out
+#: Numba twin of :func:`nir_if_step_numpy`; bit-identical.
+nir_if_step_numba = with_out(_nir_if_kernel)
 
 
 KERNELS = {"numpy": {"step": nir_if_step_numpy}, "numba": {"step": nir_if_step_numba}}

@@ -10,7 +10,7 @@ import numpy as np
 
 from refsnn.jit import parallel, prange
 from refsnn.model.ops import OpSpec
-from refsnn.neurons.base import Kind, NirSpec, StepOp, register
+from refsnn.neurons.base import Kind, NirSpec, StepOp, register, with_out
 from refsnn.neurons.nir_base import flat, full, same
 
 
@@ -26,11 +26,8 @@ def _threshold_kernel(current, threshold, out):
             out[b, i] = 1.0 if current[b, i] > threshold[i] else 0.0
 
 
-def threshold_step_numba(current, threshold):
-    """Numba twin of :func:`threshold_step_numpy`; bit-identical."""
-    out = np.empty_like(current)
-    _threshold_kernel(current, threshold, out)
-    return out
+#: Numba twin of :func:`threshold_step_numpy`; bit-identical.
+threshold_step_numba = with_out(_threshold_kernel)
 
 
 class Threshold(StepOp):

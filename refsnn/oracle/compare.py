@@ -4,25 +4,11 @@ Rules (``docs/semantics.md``, section "Comparing traces"). Layers are compared i
 reference's order; mismatches in layers after the first diverging one are reported as
 ``downstream`` (their inputs already differ). The first diverging layer is classified by the
 first hypothesis, tried in order, that explains the other trace's spikes of that layer. The
-hypotheses are the layer's kind's (``Kind.hypotheses`` in :mod:`refsnn.neurons.base`, picked
-by the layer's ``kind`` attribute): they replay the reference's recorded input (current or
-target) through the kind's reference step with departures, so they need a reference trace
-written by refsnn. E.g. for IF layers (:mod:`refsnn.neurons.if_`):
-
-``delay``       the other's spikes are the reference's one step later (``O[t] = R[t-1]``).
-``comparison``  replaying with ``v > theta`` instead of ``v >= theta`` reproduces them exactly.
-``reset``       replaying with the other reset (to zero instead of by subtraction, or by
-                subtraction for a reference that resets to zero) reproduces them exactly.
-``rounding``    every neuron's first mismatching step has the reference's pre-reset potential
-                within ``rtol * theta`` of the threshold (a tie; benign, the margin is shown).
-``threshold``   replaying with the threshold times ``k`` (``k`` = reference spikes / other
-                spikes) reproduces every neuron's spike count within one.
-``channel threshold``
-                replaying with one factor ``k_c`` per channel (axis 1; found by bisection so
-                that channel ``c``'s spike total is the other's) reproduces every neuron's
-                count within one, and the factors differ (e.g. another tool's threshold for a
-                channel that was silent on the calibration data).
-``unexplained`` none of the above.
+hypotheses are the layer's kind's (``Kind.hypotheses``, :mod:`refsnn.neurons.base`, picked by
+the layer's ``kind`` attribute; e.g. ``delay``, ``comparison``, ``reset``, ``rounding``,
+``threshold`` for IF layers, :data:`refsnn.neurons.if_.HYPOTHESES`): they replay the
+reference's recorded input (current or target) through the kind's reference step with
+departures, so they need a reference trace written by refsnn. ``unexplained``: none of them.
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ What each kind records (``current`` or ``target``) and its parameters are its
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import h5py
@@ -88,13 +89,9 @@ def record_trace(sim, x, steps: int, seed: int = 0, attrs=None, sample_ids=None)
     neurons = [op for op in sim.ops if op.is_neuron]
     names = [op.node.name for op in neurons]
     lists = {}
-    wrapped = _wrap_recorders(neurons, lambda name, field_: lists.setdefault(name, []))
-    try:
+    with _recorders(neurons, lambda name, field_: lists.setdefault(name, [])) as wrapped:
         run = sim.run(x, [steps], seed=seed, sample_ids=sample_ids, rasters=names,
                       potentials=names)
-    finally:
-        for op in neurons:
-            op.__dict__.pop("step", None)
     layers = {}
     for op in neurons:
         name = op.node.name
@@ -179,15 +176,16 @@ def _layer_attrs(h, layer: Layer) -> None:
             h.attrs[key] = value
 
 
-def _wrap_recorders(neurons, sink) -> dict:
+@contextmanager
+def _recorders(neurons, sink):
     """Wrap each neuron op's ``step`` (for one run) to record what ``refsnn compare`` replays:
     its kind's ``TraceSpec.value`` (the input current of IF and bistable layers, the target of
     signGD layers).
 
     ``sink(name, field)`` gives the list-like the layer's values are appended to, one per
-    step. Returns layer name -> (field, sink) for the layers wrapped. The wrapping only reads
-    the op's arguments and state, so it cannot change what is simulated; the caller removes
-    it (``op.__dict__.pop("step")``) after the run.
+    step. Yields layer name -> (field, sink) for the layers wrapped. The wrapping only reads
+    the op's arguments and state, so it cannot change what is simulated; it is removed on
+    leaving the context.
     """
     wrapped = {}
     for op in neurons:
@@ -197,7 +195,11 @@ def _wrap_recorders(neurons, sink) -> dict:
         into = sink(op.node.name, spec.field)
         op.step = _recording(op.step, spec, into)
         wrapped[op.node.name] = (spec.field, into)
-    return wrapped
+    try:
+        yield wrapped
+    finally:
+        for op in neurons:
+            op.__dict__.pop("step", None)
 
 
 def _layer_meta(op, recorded: bool) -> dict:
@@ -258,14 +260,10 @@ def stream_trace(path, sim, x, steps: int, seed: int = 0, attrs=None) -> list[st
             shape = (batch,) + shapes[op.node.name]
             spikes[op.node.name] = create_steps(h, "spikes", steps, shape, bool)
             potentials[op.node.name] = create_steps(h, "potentials", steps, shape, sim.dtype)
-        wrapped = _wrap_recorders(
-            neurons, lambda name, field_: _StepWriter(groups[name], field_, steps))
-        try:
+        with _recorders(neurons, lambda name, field_: _StepWriter(groups[name], field_,
+                                                                   steps)) as wrapped:
             sim.run(x, [steps], seed=seed, rasters=names, potentials=names,
                     recorder=H5Recorder(spikes, potentials))
-        finally:
-            for op in neurons:
-                op.__dict__.pop("step", None)
         for op in neurons:
             _layer_attrs(groups[op.node.name],
                          Layer(None, **_layer_meta(op, op.node.name in wrapped)))
@@ -273,7 +271,7 @@ def stream_trace(path, sim, x, steps: int, seed: int = 0, attrs=None) -> list[st
 
 
 class _StepWriter:
-    """A list-like sink for :func:`_wrap_recorders`: ``append`` writes step ``k`` of
+    """A list-like sink for :func:`_recorders`: ``append`` writes step ``k`` of
     ``/layers/<name>/<field>`` (current or target), made at the first step, when the value's
     shape and dtype are known."""
 

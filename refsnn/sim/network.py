@@ -27,7 +27,7 @@ from refsnn.io import (H5_ERRORS, atomic_h5, attr_str, check_header, open_h5, re
                        unreadable)
 from refsnn.model.format import read_graph, write_graph
 from refsnn.model.graph import Graph, check_param
-from refsnn.neurons.base import KINDS, NEURON_FORWARD, NEURON_OPS, SNN_OPS, is_neuron, lookup
+from refsnn.neurons.base import KINDS, NEURON_FORWARD, NEURON_OPS, SNN_OPS, is_neuron  # noqa: F401
 from refsnn.sim import steps  # noqa: F401  (registers the synapse ops: SNN_OPS is complete)
 
 FORMAT = "refsnn-snn"
@@ -36,8 +36,6 @@ ENCODINGS = ("analog", "poisson", "exact", "gd")
 DECODERS = ("mean", "estimate", "packet")
 METHODS = ("if", "signgd", "bsnn", "noise", "nir")  # noise: QCFS + residual-error noise, IF neurons;
 # nir: a NIR graph imported by refsnn.nir.reader (schedule: {"dt": time step})
-__all__ = ["NEURON_FORWARD", "NEURON_OPS", "SNN_OPS", "SpikingNetwork", "load_snn", "save_snn",
-           "ann_limit", "represented_output"]
 
 
 def represented_output(net: "SpikingNetwork", name: str, counts: np.ndarray, steps: int):
@@ -47,8 +45,8 @@ def represented_output(net: "SpikingNetwork", name: str, counts: np.ndarray, ste
     ----------
     net : SpikingNetwork
     name : str
-        A neuron node of ``net`` whose spikes carry its threshold (a kind with
-        ``Kind.represents``: ``if``, ``bistable``).
+        A neuron node of ``net`` whose kind says what its spikes stand for
+        (``Kind.represents``: ``if``, ``bistable``).
     counts : int ndarray, shape (B, *node_shape)
         Spikes per neuron over steps ``1..steps``.
     steps : int
@@ -56,8 +54,7 @@ def represented_output(net: "SpikingNetwork", name: str, counts: np.ndarray, ste
     Returns
     -------
     ndarray, shape (B, *node_shape)
-        ``count · theta / steps`` (the rate times the spike's value; per packet for bistable
-        neurons).
+        ``count · theta / steps`` (the rate times the spike's value) for IF neurons.
     """
     node = net.graph.node(name)
     kind = KINDS.get(node.op)
