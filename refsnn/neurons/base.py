@@ -269,19 +269,18 @@ class View(Mapping):
     def __init__(self, pick: Callable, base: Mapping | None = None):
         self.pick, self.base = pick, base or {}
 
-    def _own(self) -> dict:
-        return {op: v for op, k in KINDS.items() if (v := self.pick(k)) is not None}
+    def _all(self) -> dict:
+        own = {op: v for op, k in KINDS.items() if (v := self.pick(k)) is not None}
+        return {**self.base, **own}
 
     def __getitem__(self, op):
-        found = KINDS.get(op)
-        value = None if found is None else self.pick(found)
-        return self.base[op] if value is None else value
+        return self._all()[op]
 
     def __iter__(self) -> Iterator[str]:
-        return iter({**self.base, **self._own()})
+        return iter(self._all())
 
     def __len__(self) -> int:
-        return len({**self.base, **self._own()})
+        return len(self._all())
 
 
 #: op -> step class of every registered kind (the simulator's table).
