@@ -44,6 +44,7 @@ def full(*names):
 
 
 def same(attrs, in_shapes, params):
+    """Shape rule: the output has the input's shape."""
     return in_shapes[0]
 
 
