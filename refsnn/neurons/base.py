@@ -117,11 +117,6 @@ def with_out(kernel):
     return twin
 
 
-def current(state, xs, out):
-    """A :attr:`TraceSpec.value`: the layer's input of the step, (B, *shape)."""
-    return xs[0]
-
-
 def positive_number(v) -> bool:
     """A :attr:`TraceSpec.checks` test: a positive finite real number (not a bool)."""
     return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) \
@@ -146,7 +141,7 @@ class TraceSpec:
     """
 
     field: str = "current"
-    value: Callable = current
+    value: Callable = lambda state, xs, out: xs[0]  # the layer's input
     params: Callable = lambda op: {}
     checks: Mapping[str, tuple] = dataclasses.field(default_factory=dict)
 
@@ -254,12 +249,6 @@ def lookup(op: str) -> Kind:
     if found is None:
         raise KeyError(f"unknown kind '{op}'; registered: {', '.join(KINDS)}")
     return found
-
-
-def is_neuron(op: str) -> bool:
-    """Whether nodes of op ``op`` hold neurons (False for an unregistered op)."""
-    found = KINDS.get(op)
-    return found is not None and found.is_neuron
 
 
 class View(Mapping):

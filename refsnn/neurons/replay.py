@@ -1,12 +1,7 @@
-"""What the neuron kinds' replays for ``refsnn compare`` share (``docs/semantics.md``,
-"Comparing traces").
-
-``compare`` classifies the first diverging layer by replaying the reference's recorded
-inputs of that layer through the kind's reference step with departures and naming the first
-hypothesis that reproduces the other trace's spikes. A hypothesis is ``test(ref_layer,
-other_spikes, rtol) -> (explained, detail)``; ``ref_layer`` is a
-:class:`refsnn.oracle.trace.Layer` (spikes, current or target, threshold, params, ...), and
-``other_spikes`` a bool array (T, B, *shape).
+"""What the neuron kinds' hypotheses for ``refsnn compare`` share (``docs/semantics.md``,
+"Comparing traces"). A hypothesis is ``test(ref_layer, other_spikes, rtol) -> (explained,
+detail)``; ``ref_layer`` is a :class:`refsnn.oracle.trace.Layer`, ``other_spikes`` bool
+(T, B, *shape).
 """
 
 from __future__ import annotations

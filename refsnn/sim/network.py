@@ -27,7 +27,7 @@ from refsnn.io import (H5_ERRORS, atomic_h5, attr_str, check_header, open_h5, re
                        unreadable)
 from refsnn.model.format import read_graph, write_graph
 from refsnn.model.graph import Graph, check_param
-from refsnn.neurons.base import KINDS, NEURON_FORWARD, NEURON_OPS, SNN_OPS, is_neuron  # noqa: F401
+from refsnn.neurons.base import KINDS, NEURON_FORWARD, NEURON_OPS, SNN_OPS  # noqa: F401
 from refsnn.sim import steps  # noqa: F401  (registers the synapse ops: SNN_OPS is complete)
 
 FORMAT = "refsnn-snn"
@@ -102,7 +102,7 @@ class SpikingNetwork:
 
     def neuron_nodes(self) -> list[str]:
         """Names of the nodes that hold neurons, in graph order."""
-        return [n.name for n in self.graph.nodes if is_neuron(n.op)]
+        return [n.name for n in self.graph.nodes if n.op in NEURON_OPS]
 
 
 def save_snn(net: SpikingNetwork, path) -> None:
