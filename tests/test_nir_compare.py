@@ -1,4 +1,4 @@
-"""refsnn compare on NIR layers (refsnn/oracle/nir_kinds.py): bugs injected into the
+"""refsnn compare on NIR layers (refsnn/neurons/nir_base.py): bugs injected into the
 simulation of a NIR graph are named by what they change. Skipped without the nir extra."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import pytest
 
 from refsnn.oracle.compare import compare
 from refsnn.oracle.trace import Trace, read_trace, record_trace, write_trace
-from refsnn.sim import nir_steps
+from refsnn.neurons import nir_if
 from refsnn.sim.simulator import Simulator
 
 nir = pytest.importorskip("nir")
@@ -81,7 +81,7 @@ def test_injected_if_bugs_are_named(monkeypatch, bug, dyadic, kind, words):
     graph = _graph("IF", dyadic=dyadic)
     ref = _trace(graph)
     assert ref.layers["n1"].spikes.any()
-    monkeypatch.setitem(nir_steps.KERNELS["numpy"], "nir_if", _buggy_if(**bug))
+    monkeypatch.setitem(nir_if.KERNELS["numpy"], "step", _buggy_if(**bug))
     other = _trace(graph)
     f = _first(ref, other)
     assert f.kind == kind and words in f.detail
@@ -106,9 +106,9 @@ def test_bound_alone_and_combined_are_named(monkeypatch, bug, kind, words):
     graph = _drifting(_graph("IF"))
     ref = _trace(graph)
     assert ref.layers["n2"].spikes.any() and ref.layers["n2"].potentials.min() < -0.8
-    buggy, right = _buggy_if(**bug), nir_steps.KERNELS["numpy"]["nir_if"]
+    buggy, right = _buggy_if(**bug), nir_if.KERNELS["numpy"]["step"]
     # the bug in the second layer (5 neurons) only, whose input current changes sign
-    monkeypatch.setitem(nir_steps.KERNELS["numpy"], "nir_if",
+    monkeypatch.setitem(nir_if.KERNELS["numpy"], "step",
                         lambda v, *a: (buggy if v.shape[1] == 5 else right)(v, *a))
     f = _first(ref, _trace(graph))
     assert f.name == "n2" and f.kind == kind and words in f.detail, f
@@ -153,7 +153,7 @@ def test_if_layers_that_reset_to_zero_are_replayed_with_their_own_reset(bug, kin
     """refsnn IF layers with --reset zero (the NIR-exportable ones): the comparison and
     threshold replays keep the layer's reset, the reset hypothesis tries the other one."""
     from refsnn.convert import convert_if
-    from refsnn.oracle.compare import replay
+    from refsnn.neurons.if_ import replay
 
     rng = np.random.default_rng(3)
     from conftest import small_mlp

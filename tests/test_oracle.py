@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 
@@ -11,8 +10,8 @@ import pytest
 
 from refsnn.convert import convert_if
 from refsnn.model import make_graph
-from refsnn.neurons.if_ import if_step_numpy
-from refsnn.oracle.compare import compare, replay
+from refsnn.neurons.if_ import IFNeurons, if_step_numpy, replay
+from refsnn.oracle.compare import compare
 from refsnn.oracle.trace import read_trace, record_trace, write_trace
 from refsnn.sim.simulator import Simulator
 
@@ -89,7 +88,8 @@ def _trace(bug=None, steps=40):
     sim = Simulator(_net(), "numpy")
     if bug is not None:  # only the IF step is replaced: everything else is refsnn's own
         for op in sim.ops:
-            op.backend = dataclasses.replace(op.backend, if_step=bug)
+            if isinstance(op, IFNeurons):
+                op.kernels = {**op.kernels, "step": bug}
     return record_trace(sim, X, steps)
 
 

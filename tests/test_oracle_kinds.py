@@ -1,6 +1,6 @@
 """refsnn compare on bistable (BSNN) and signGD layers: injected bugs are caught and named.
 
-Each bug is injected into a copy of refsnn's own neuron step (a backend kernel replaced, or
+Each bug is injected into a copy of refsnn's own neuron step (a kernel of its kind replaced, or
 the op's ``step`` wrapped); everything else is refsnn's. The reference is refsnn's own trace,
 which carries what compare replays (bistable: input current, period, stage; signGD: target,
 eta0, gamma, tie rule).
@@ -8,17 +8,14 @@ eta0, gamma, tie rule).
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 
 from refsnn.convert import convert_bsnn, convert_signgd
 from refsnn.model import make_graph
-from refsnn.neurons.bistable import cycle_state, fire_numpy
-from refsnn.neurons.signgd import signgd_fire_numpy
+from refsnn.neurons.bistable import cycle_state, fire_numpy, replay_bistable
+from refsnn.neurons.signgd import replay_signgd, signgd_fire_numpy
 from refsnn.oracle.compare import compare
-from refsnn.oracle.kinds import replay_bistable, replay_signgd
 from refsnn.oracle.trace import read_trace, record_trace, write_trace
 from refsnn.sim.simulator import Simulator
 
@@ -113,16 +110,16 @@ def _sgd_schedule(v, target, eta, inclusive, scale):
 BSNN_BUGS = {
     "delay": ({}, _delayed_step),
     "phase": ({}, _bistable_early),
-    "comparison": ({"bistable_fire": _fire_gt}, None),
-    "reset": ({"bistable_fire": _fire_reset_zero}, None),
-    "rounding": ({"bistable_integrate": _integrate_f32}, None),
-    "threshold": ({"bistable_fire": lambda u, theta: fire_numpy(u, 1.25 * theta)}, None),
+    "comparison": ({"fire": _fire_gt}, None),
+    "reset": ({"fire": _fire_reset_zero}, None),
+    "rounding": ({"integrate": _integrate_f32}, None),
+    "threshold": ({"fire": lambda u, theta: fire_numpy(u, 1.25 * theta)}, None),
 }
 SIGNGD_BUGS = {
     "delay": ({}, _delayed_step),
-    "comparison": ({"signgd_fire": _sgd_tie}, None),
-    "rounding": ({"signgd_fire": _sgd_f32}, None),
-    "schedule": ({"signgd_fire": _sgd_schedule}, None),
+    "comparison": ({"fire": _sgd_tie}, None),
+    "rounding": ({"fire": _sgd_f32}, None),
+    "schedule": ({"fire": _sgd_schedule}, None),
 }
 NETS = {"bsnn": (_bsnn, BSNN_BUGS, 64), "signgd": (_signgd, SIGNGD_BUGS, 40)}
 
@@ -133,7 +130,8 @@ def _trace(method, bug=None):
     if bug is not None:
         kernels, wrap = bugs[bug]
         for op in sim.ops:
-            op.backend = dataclasses.replace(op.backend, **kernels)
+            if op.is_neuron:
+                op.kernels = {**op.kernels, **kernels}
             if wrap is not None and op.is_neuron:
                 op.step = wrap(op)
     return record_trace(sim, X, steps)

@@ -271,10 +271,12 @@ def test_if_nodes_run_a_block_in_one_call(monkeypatch):
             return kernel(*args)
         return call
 
-    backend = dataclasses.replace(sim.backend, if_block=spy("if_block", sim.backend.if_block),
+    backend = dataclasses.replace(sim.backend,
                                   count_block=spy("count_block", sim.backend.count_block))
     for op in sim.ops:
         op.backend = backend
+        if "block" in op.kernels:  # the IF kind's block kernel
+            op.kernels = {**op.kernels, "block": spy("if_block", op.kernels["block"])}
     sim.backend = backend
     neurons = net.neuron_nodes()
     run = sim.run(x, 12, potentials=neurons[:1])
@@ -319,7 +321,7 @@ def _budget_is_ample(simulator, per_sample_step):
 
 
 def test_stackable_ops_are_stateless():
-    from refsnn.sim.steps import STEP_OPS
+    from refsnn.neurons.base import STEP_OPS
 
     for op, cls in STEP_OPS.items():
         assert not cls.stackable or (cls.stateless and not cls.is_neuron), op

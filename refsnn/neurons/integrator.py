@@ -1,4 +1,4 @@
-"""NIR's integrator (``nir.I``), discretised by forward Euler.
+"""NIR's integrator (``nir.I``), discretised by forward Euler: op ``integrator`` (no spikes).
 
 NIR states ``dv/dt = R·I`` and no spikes: the node's output is ``v``. One step per neuron
 (``g = fl(dt·r)``)::
@@ -10,9 +10,10 @@ Arrays are flattened per sample: ``v``, ``current`` have shape (B, N); ``gain`` 
 
 from __future__ import annotations
 
-import numpy as np
-
 from refsnn.jit import parallel, prange
+from refsnn.model.ops import OpSpec
+from refsnn.neurons.base import Kind, NirSpec, register, with_out
+from refsnn.neurons.nir_base import NirState, flat, full, same
 
 
 def integrator_step_numpy(v, current, gain):
@@ -30,8 +31,18 @@ def _integrator_kernel(v, current, gain, out):
             out[b, i] = x
 
 
-def integrator_step_numba(v, current, gain):
-    """Numba twin of :func:`integrator_step_numpy`; bit-identical."""
-    out = np.empty_like(v)
-    _integrator_kernel(v, current, gain, out)
-    return out
+#: Numba twin of :func:`integrator_step_numpy`; bit-identical.
+integrator_step_numba = with_out(_integrator_kernel)
+
+
+class Integrator(NirState):
+    KERNELS = {"numpy": {"step": integrator_step_numpy}, "numba": {"step": integrator_step_numba}}
+
+    def constants_of(self, node, dt):
+        return {"gain": dt * flat(node, "r")}
+
+
+register(Kind("integrator", Integrator,
+              spec=OpSpec("integrator", 1, params=("r",), param_shapes=full("r"),
+                          out_shape=same),
+              nir=NirSpec("I", timed=True)))

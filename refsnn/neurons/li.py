@@ -1,4 +1,4 @@
-"""NIR's leaky integrator (``nir.LI``), discretised by forward Euler.
+"""NIR's leaky integrator (``nir.LI``), discretised by forward Euler: op ``li`` (no spikes).
 
 NIR states ``τ·dv/dt = (v_leak − v) + R·I`` and no spikes: the node's output is ``v``. One
 step per neuron (``d = fl(dt / τ)``, every operation rounded once, no fused multiply-add)::
@@ -10,9 +10,10 @@ Arrays are flattened per sample: ``v``, ``current`` have shape (B, N); the param
 
 from __future__ import annotations
 
-import numpy as np
-
 from refsnn.jit import parallel, prange
+from refsnn.model.ops import OpSpec
+from refsnn.neurons.base import Kind, NirSpec, positive, register, with_out
+from refsnn.neurons.nir_base import NirState, flat, full
 
 
 def li_step_numpy(v, current, decay, r, v_leak):
@@ -31,8 +32,19 @@ def _li_kernel(v, current, decay, r, v_leak, out):
             out[b, i] = x
 
 
-def li_step_numba(v, current, decay, r, v_leak):
-    """Numba twin of :func:`li_step_numpy`; bit-identical."""
-    out = np.empty_like(v)
-    _li_kernel(v, current, decay, r, v_leak, out)
-    return out
+#: Numba twin of :func:`li_step_numpy`; bit-identical.
+li_step_numba = with_out(_li_kernel)
+
+
+class Li(NirState):
+    KERNELS = {"numpy": {"step": li_step_numpy}, "numba": {"step": li_step_numba}}
+
+    def constants_of(self, node, dt):
+        return {"decay": dt / flat(node, "tau"), "r": flat(node, "r"),
+                "v_leak": flat(node, "v_leak")}
+
+
+register(Kind("li", Li, spec=OpSpec("li", 1, params=("tau", "r", "v_leak"),
+                                    param_shapes=full("tau", "r", "v_leak"),
+                                    out_shape=positive("tau")),
+              nir=NirSpec("LI", timed=True)))

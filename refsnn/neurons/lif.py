@@ -1,4 +1,4 @@
-"""NIR's leaky integrate-and-fire neuron (``nir.LIF``), discretised by forward Euler.
+"""NIR's leaky integrate-and-fire neuron (``nir.LIF``), discretised by forward Euler: op ``lif``.
 
 NIR states ``τ·dv/dt = (v_leak − v) + R·I``, a spike ``z = 1`` when ``v > v_threshold`` and
 then ``v ← v_reset``. With the time step ``dt`` chosen at import, one step per neuron, in this
@@ -9,8 +9,8 @@ order (every operation rounded once, no fused multiply-add):
 3. reset:  ``v <- v_reset`` if ``z``
 4. emit:   the event value is ``z``
 
-Arrays are flattened per sample: ``v``, ``current`` and the events have shape (B, N); the
-parameters shape (N,).
+Kernels take arrays flattened per sample: ``v``, ``current`` and the events have shape (B, N);
+the parameters shape (N,).
 """
 
 from __future__ import annotations
@@ -18,23 +18,28 @@ from __future__ import annotations
 import numpy as np
 
 from refsnn.jit import parallel, prange
+from refsnn.model.ops import OpSpec
+from refsnn.neurons import nir_base
+from refsnn.neurons.base import (Kind, NirSpec, TraceSpec, positive, positive_number,
+                                 register, with_out)
+from refsnn.neurons.nir_base import NirState, flat, full, param
 
 
-def lif_step_numpy(v, current, decay, r, v_leak, threshold, v_reset):
+def lif_step_numpy(v, current, decay, r, v_leak, v_threshold, v_reset):
     """Reference step; updates ``v`` in place and returns the events (0 or 1), shape (B, N)."""
     v += decay * ((v_leak - v) + r * current)
-    fired = v > threshold
+    fired = v > v_threshold
     np.copyto(v, np.broadcast_to(v_reset, v.shape), where=fired)
     return fired.astype(v.dtype)
 
 
-@parallel(work=lambda v, current, decay, r, v_leak, threshold, v_reset, out: v.size)
-def _lif_kernel(v, current, decay, r, v_leak, threshold, v_reset, out):
+@parallel(work=lambda v, current, decay, r, v_leak, v_threshold, v_reset, out: v.size)
+def _lif_kernel(v, current, decay, r, v_leak, v_threshold, v_reset, out):
     for b in prange(v.shape[0]):
         for i in range(v.shape[1]):
             x = v[b, i]
             x = x + decay[i] * ((v_leak[i] - x) + r[i] * current[b, i])
-            if x > threshold[i]:
+            if x > v_threshold[i]:
                 out[b, i] = 1.0
                 x = v_reset[i]
             else:
@@ -42,8 +47,60 @@ def _lif_kernel(v, current, decay, r, v_leak, threshold, v_reset, out):
             v[b, i] = x
 
 
-def lif_step_numba(v, current, decay, r, v_leak, threshold, v_reset):
-    """Numba twin of :func:`lif_step_numpy`; bit-identical."""
-    out = np.empty_like(v)
-    _lif_kernel(v, current, decay, r, v_leak, threshold, v_reset, out)
-    return out
+#: Numba twin of :func:`lif_step_numpy`; bit-identical.
+lif_step_numba = with_out(_lif_kernel)
+
+
+KERNELS = {"numpy": {"step": lif_step_numpy}, "numba": {"step": lif_step_numba}}
+
+
+class Lif(NirState):
+    is_neuron, spike_sign = True, 1
+    KERNELS = KERNELS
+
+    def constants_of(self, node, dt):
+        return {"decay": dt / flat(node, "tau"), "r": flat(node, "r"),
+                "v_leak": flat(node, "v_leak"), "v_threshold": flat(node, "v_threshold"),
+                "v_reset": flat(node, "v_reset")}
+
+
+#: Other discretisations of the leak ``compare`` tries: ``exp`` is
+#: ``v ← β·v + (1 − β)·(v_leak + r·I)`` with ``β = e^{−dt/τ}``; ``exp-dt1`` is
+#: ``v ← β·v + (1 − β)·v_leak + r·I`` with ``β = e^{−1/τ}`` (τ read in steps, the input not
+#: scaled).
+LEAKS = ("exp", "exp-dt1")
+
+
+def charge(layer, v, current, one, leak):
+    """The replay's charge step ``v <- v + d·((v_leak − v) + r·I)``; departures: ``r = 1``
+    (``one``), a leak of :data:`LEAKS`."""
+    shape, dt = current.shape[1:], current.dtype
+    r = np.ones(shape, dt) if one else param(layer, "r", shape).astype(dt)
+    v_leak = param(layer, "v_leak", shape).astype(dt)
+    if leak is None:
+        decay = param(layer, "decay", shape).astype(dt)
+        return v + decay * ((v_leak - v) + r * current)
+    tau = param(layer, "tau", shape)
+    step = np.float64(layer.params["dt"]) if leak == "exp" else 1.0
+    beta = np.exp(-step / tau).astype(dt)
+    drive = r * current if leak == "exp-dt1" else (1 - beta) * r * current
+    return beta * v + (1 - beta) * v_leak + drive
+
+
+def _params(op):
+    return {**op.constants, "tau": np.asarray(op.node.params["tau"]).reshape(-1),
+            "dt": float(op.dt)}
+
+
+_FINITE = (nir_base.finite, "finite real numbers")
+
+register(Kind(
+    "lif", Lif,
+    spec=OpSpec("lif", 1, params=("tau", "r", "v_leak", "v_threshold", "v_reset"),
+                param_shapes=full("tau", "r", "v_leak", "v_threshold", "v_reset"),
+                out_shape=positive("tau")),
+    trace=TraceSpec(params=_params,
+                    checks={**{k: _FINITE for k in ("decay", "r", "v_leak", "v_threshold",
+                                                    "v_reset", "tau")},
+                            "dt": (positive_number, "a positive finite number")}),
+    hypotheses=nir_base.hypotheses(charge, LEAKS), nir=NirSpec("LIF", timed=True)))

@@ -6,6 +6,10 @@ reset to ``v_reset``, no synaptic delay, a node's inputs summed in edge order) i
 shape mismatches and NaN/inf parameters are refused with a
 :class:`~refsnn.errors.ModelFormatError` naming the file, the node and the field.
 
+Neuron and state nodes (``IF``, ``LIF``, ``LI``, ``I``, ``Threshold``, ``Scale``) are read into the
+kinds that declare them (``Kind.nir`` in :mod:`refsnn.neurons.base`, the Norse way: a map
+``{NIR class: kind}``); the synapse nodes below have readers of their own.
+
 ``nir`` is imported lazily (the ``nir`` extra).
 """
 
@@ -17,10 +21,9 @@ import numpy as np
 
 from refsnn.errors import ModelFormatError, OptionError
 from refsnn.model.graph import INPUT, make_graph
+from refsnn.neurons.base import KINDS
 
-#: NIR nodes whose discrete update uses ``dt``.
-_TIMED = ("IF", "LIF", "LI", "I")
-#: NIR nodes refsnn refuses, with the reason.
+#: NIR nodes refsnn refuses (unless a kind reads them), with the reason.
 _REFUSED = {
     "Delay": "a Delay (refsnn has no synaptic delay in its step schedule)",
     "CubaLIF": "a CubaLIF (current-based synapse state is not implemented)",
@@ -62,10 +65,19 @@ def _param(node, field, shape, err, name, dtype):
     return np.ascontiguousarray(full, dtype=dtype)
 
 
-def _neuron(op, fields):
+def kinds_by_node() -> dict:
+    """NIR node class name -> the registered kind that reads it."""
+    return {k.nir.node: k for k in KINDS.values() if k.nir is not None and k.nir.reads}
+
+
+def _kind_reader(kind):
+    """The converter of a NIR node read into ``kind``: its parameters (``NirSpec.params``,
+    default the schema's names) broadcast to the node's shape."""
+    fields = kind.nir.params or {p: p for p in kind.spec.params}
+
     def convert(name, node, shape, err, dtype):
-        return dict(op=op, params={f: _param(node, n, shape, err, name, dtype)
-                                   for f, n in fields})
+        return dict(op=kind.op, params={p: _param(node, f, shape, err, name, dtype)
+                                        for p, f in fields.items()})
     return convert
 
 
@@ -133,20 +145,9 @@ def _flatten(name, node, shape, err, dtype):
     return dict(op="flatten")
 
 
-def _scale(name, node, shape, err, dtype):
-    return dict(op="hadamard", params={"factor": _param(node, "scale", shape, err, name, dtype)})
-
-
-#: NIR node class name -> converter ``(name, node, in_shape, err, dtype) -> refsnn node dict``.
+#: NIR node class name -> converter ``(name, node, in_shape, err, dtype) -> refsnn node dict``,
+#: for the synapse nodes; the kinds' nodes are added by :func:`converters`.
 CONVERTERS = {
-    "IF": _neuron("nir_if", [("r", "r"), ("v_threshold", "v_threshold"),
-                             ("v_reset", "v_reset")]),
-    "LIF": _neuron("lif", [("tau", "tau"), ("r", "r"), ("v_leak", "v_leak"),
-                           ("v_threshold", "v_threshold"), ("v_reset", "v_reset")]),
-    "LI": _neuron("li", [("tau", "tau"), ("r", "r"), ("v_leak", "v_leak")]),
-    "I": _neuron("integrator", [("r", "r")]),
-    "Threshold": _neuron("threshold", [("threshold", "threshold")]),
-    "Scale": _scale,
     "Affine": _affine,
     "Linear": lambda *a: _affine(*a, bias=False),
     "Conv2d": _conv,
@@ -155,6 +156,11 @@ CONVERTERS = {
     "Flatten": _flatten,
     "Identity": lambda name, node, shape, err, dtype: dict(op="identity"),
 }
+
+
+def converters() -> dict:
+    """:data:`CONVERTERS` and a converter per kind that reads a NIR node."""
+    return {**CONVERTERS, **{n: _kind_reader(k) for n, k in kinds_by_node().items()}}
 
 
 def _topological(graph, preds, err):
@@ -204,6 +210,7 @@ def from_nir(graph, dt=None, dtype=np.float64, file: str = "<memory>"):
     from refsnn.sim.network import SNN_OPS, SpikingNetwork
 
     err = _Err(file)
+    convert = converters()
     kinds = {name: type(node).__name__ for name, node in graph.nodes.items()}
     preds = {name: [] for name in graph.nodes}
     for edge in graph.edges:
@@ -220,10 +227,10 @@ def from_nir(graph, dt=None, dtype=np.float64, file: str = "<memory>"):
         raise err("", "nodes", "exactly one Input and one Output node",
                   f"{len(inputs)} Input, {len(outputs)} Output")
     for name, kind in kinds.items():
-        if kind in _REFUSED:
+        if kind in _REFUSED and kind not in convert:
             raise err(name, "type", "a node refsnn simulates", _REFUSED[kind])
-        if kind not in CONVERTERS and kind not in ("Input", "Output"):
-            raise err(name, "type", f"one of {sorted(CONVERTERS)}", kind)
+        if kind not in convert and kind not in ("Input", "Output"):
+            raise err(name, "type", f"one of {sorted(convert)}", kind)
     order = _topological(graph, preds, err)
     dt = _time_step(graph, dt, kinds, file)
     given = (graph.nodes[inputs[0]].input_type or {}).get("input")
@@ -254,7 +261,7 @@ def from_nir(graph, dt=None, dtype=np.float64, file: str = "<memory>"):
             if want is not None and tuple(np.asarray(want).tolist()) != in_shapes[0]:
                 raise err(name, "output_type", str(in_shapes[0]), str(np.asarray(want).tolist()))
             continue
-        d = CONVERTERS[kind](name, graph.nodes[name], in_shapes[0], err, dtype)
+        d = convert[kind](name, graph.nodes[name], in_shapes[0], err, dtype)
         d.update(name=name, inputs=srcs)
         dicts.append(d)
         g = make_graph(shape, _ancestors(dicts, name), name, file=file, dtype=dtype,
@@ -290,7 +297,8 @@ def _time_step(graph, dt, kinds, file) -> float:
     if dt is None and "dt" in meta:
         dt = float(np.asarray(meta["dt"]))
     if dt is None:
-        timed = [n for n, k in kinds.items() if k in _TIMED]
+        by_node = kinds_by_node()
+        timed = [n for n, k in kinds.items() if k in by_node and by_node[k].nir.timed]
         if timed:
             raise OptionError(f"{file}: node '{timed[0]}' ({kinds[timed[0]]}) needs a time "
                               "step: the graph's metadata has no 'dt'; give --dt")

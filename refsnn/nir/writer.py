@@ -2,12 +2,14 @@
 
 ``docs/semantics.md`` ("NIR export") states and proves what is written; in short:
 
-- An ``if`` node becomes a NIR ``IF`` with ``r = 1``, ``v_reset = 0`` and
-  ``v_threshold = θ⁻``, the largest float below ``θ`` in the network's dtype: for every float
-  ``v``, ``v > θ⁻ ⇔ v ≥ θ``, so NIR's strict rule fires exactly when refsnn's inclusive one does.
-  Only ``--reset zero`` and ``--v-init zero`` are expressible (NIR resets to a value and starts
-  at 0); anything else is refused at the node.
-- A refsnn spike carries ``θ``; a NIR spike is 1. Where the spike goes straight (or through a
+- A neuron node is written as its kind says (``Kind.nir.export``, :mod:`refsnn.neurons.base`),
+  or refused with its kind's reason. An ``if`` node becomes a NIR ``IF`` with ``r = 1``,
+  ``v_reset = 0`` and ``v_threshold = θ⁻``, the largest float below ``θ`` in the network's
+  dtype: for every float ``v``, ``v > θ⁻ ⇔ v ≥ θ``, so NIR's strict rule fires exactly when
+  refsnn's inclusive one does. Only ``--reset zero`` and ``--v-init zero`` are expressible (NIR
+  resets to a value and starts at 0); anything else is refused at the node.
+- A refsnn spike carries ``θ`` (the kind's ``unit``); a NIR spike is 1. Where the spike goes
+  straight (or through a
   ``flatten``) into a ``linear`` or ``conv2d``, ``θ`` is folded into that layer's weights:
   refsnn adds ``fl(θ·w)`` per event, the NIR layer ``fl(1·fl(w·θ)) = fl(θ·w)``, the same
   events in the same order, so every sum is the same. Anywhere else (pooling, a residual
@@ -29,18 +31,24 @@ import numpy as np
 from refsnn.errors import ConversionError, OptionError
 from refsnn.io import atomic_path
 from refsnn.model.graph import INPUT
+from refsnn.neurons.base import KINDS
 
-#: Ops refsnn writes to NIR (others are refused at the node).
-EXPORTED_OPS = ("if", "linear", "conv2d", "avgpool2d", "flatten", "add")
+#: Synapse ops refsnn writes to NIR; the kinds with ``nir.export`` are written too, and every
+#: other op is refused at the node.
+EXPORTED_OPS = ("linear", "conv2d", "avgpool2d", "flatten", "add")
 
-#: Why an op cannot be exported and what would make the network exportable.
+#: Why a synapse op cannot be exported and what would make the network exportable (a kind's
+#: reason is its ``nir_refusal``).
 _REFUSED = {
     "maxpool2d": "max pooling of spike trains has no NIR equivalent; use average pooling",
-    "bistable": "a BSNN bistable neuron (integrate/fire cycles) has no NIR equivalent; "
-                "convert with --method if --reset zero",
-    "sgd": "a signGD neuron has no NIR equivalent; convert with --method if --reset zero",
     "batchnorm": "an unfolded batchnorm is not exported; fold it into the layer before it",
 }
+
+
+def _exporter(op):
+    """The kind ``op`` if it is written to NIR, else None."""
+    kind = KINDS.get(op)
+    return kind if kind is not None and kind.nir is not None and kind.nir.export else None
 
 
 def _refuse(node, why: str) -> ConversionError:
@@ -52,15 +60,14 @@ def check_exportable(net) -> None:
     exactly, naming it and saying what would make the network exportable."""
     g = net.graph
     for node in g.nodes:
-        if node.op not in EXPORTED_OPS:
-            raise _refuse(node.name, _REFUSED.get(
-                node.op, f"op '{node.op}' has no NIR equivalent that refsnn exports"))
-        if node.op == "if" and node.attrs["reset"] != "zero":
-            raise _refuse(node.name, "reset by subtraction (NIR's IF resets to v_reset); "
-                          "convert with --reset zero")
-        if node.op == "if" and node.attrs["v_init"] != "zero":
-            raise _refuse(node.name, "initial potential θ/2 (a NIR neuron starts at 0); "
-                          "convert with --v-init zero")
+        kind = _exporter(node.op)
+        if node.op not in EXPORTED_OPS and kind is None:
+            known = KINDS.get(node.op)
+            raise _refuse(node.name, _REFUSED.get(node.op) or (known and known.nir_refusal)
+                          or f"op '{node.op}' has no NIR equivalent that refsnn exports")
+        why = kind.nir.refuse(node) if kind is not None else None
+        if why:
+            raise _refuse(node.name, why)
         if node.op == "linear" and len(g.shapes[node.inputs[0]]) != 1:
             raise _refuse(node.name, "a linear map over the last axis of a rank-"
                           f"{len(g.shapes[node.inputs[0]])} input (NIR's Affine takes vectors)")
@@ -92,14 +99,14 @@ class _Builder:
 
     def theta(self, name):
         """Per-element spike value of node ``name`` if its NIR value is unit spikes standing
-        for it (an ``if`` node, or a flatten whose θ is folded downstream), else None."""
+        for it (an ``if`` node: its kind's ``unit``, or a flatten whose θ is folded
+        downstream), else None."""
         if name == INPUT:
             return None
         node = self.g.node(name)
-        if node.op == "if":
-            t = np.asarray(node.params["threshold"])
-            return np.broadcast_to(t.reshape((-1,) + (1,) * (len(self.g.shapes[name]) - 1)),
-                                   self.g.shapes[name])
+        kind = _exporter(node.op)
+        if kind is not None:
+            return kind.nir.export(node, self.g.shapes[name])[1]
         if node.op == "flatten" and self.folds_flatten(node):
             return self.theta(node.inputs[0]).reshape(-1)
         return None
@@ -151,13 +158,12 @@ class _Builder:
     def nir_node(self, node):
         import nir
 
-        p, a, shape = node.params, node.attrs, self.g.shapes[node.name]
+        p, a = node.params, node.attrs
         theta = self.theta(node.inputs[0])
-        if node.op == "if":
-            t = self.theta(node.name)
-            below = np.nextafter(t, np.array(-np.inf, t.dtype))
-            return nir.IF(r=np.ones(shape, t.dtype), v_threshold=np.array(below),
-                          v_reset=np.zeros(shape, t.dtype))
+        kind = _exporter(node.op)
+        if kind is not None:
+            fields, _ = kind.nir.export(node, self.g.shapes[node.name])
+            return getattr(nir, kind.nir.node)(**fields)
         if node.op == "linear":
             w = np.asarray(p["weight"])
             # fl(theta * w): the product refsnn forms for each spike event

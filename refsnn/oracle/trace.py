@@ -16,15 +16,19 @@ Layout (``docs/format.md``, section "Trace files")::
       attrs: threshold (C,), reset ("subtract" | "zero"), v_init ("zero" | "half"), optional
     /layers/<name>/target   (T, B, *shape): a signGD layer's target f(x_hat) / scale of each
                             step, optional (refsnn writes it so compare can replay the layer)
-      attrs: kind ("if" | "bistable" | "sgd" | "nir_if" | "lif" | "threshold"), and per
-             kind: period, stage (bistable); eta0, gamma, tie (sgd); optional
-    /layers/<name>/param_<key>  a NIR layer's per-neuron constants, flattened (nir_if: gain,
-                            v_threshold, v_reset; lif: decay, r, v_leak, v_threshold,
-                            v_reset, tau; and the attribute dt), optional
+      attrs: kind (the layer's neuron op, one of the registered neuron kinds), and the kind's
+             named parameters (its ``TraceSpec.params``, e.g. period, stage of a bistable
+             layer; eta0, gamma, tie of an sgd layer), optional
+    /layers/<name>/param_<key>  a kind's per-neuron parameters, flattened (e.g. a NIR layer's
+                            constants), optional
+
+What each kind records (``current`` or ``target``) and its parameters are its
+:class:`~refsnn.neurons.base.TraceSpec`, in the kind registry.
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import h5py
@@ -33,6 +37,7 @@ import numpy as np
 from refsnn.errors import ModelFormatError
 from refsnn.checksum import ATTR
 from refsnn.io import H5_ERRORS, atomic_h5, open_h5, read_dataset, unreadable
+from refsnn.neurons.base import KINDS, lookup
 
 FORMAT = "refsnn-trace"
 FORMAT_VERSION = 2  # 2: with checksums (refsnn.checksum); version 1 files still load
@@ -48,9 +53,9 @@ class Layer:
     threshold: np.ndarray | None = None  # (C,), per channel (axis 1 of the layer's shape)
     reset: str | None = None
     v_init: str | None = None
-    kind: str | None = None             # the neuron op: "if", "bistable" or "sgd"
+    kind: str | None = None             # the neuron op (a registered neuron kind)
     target: np.ndarray | None = None    # signGD: f(x_hat) / scale at each step, (T, B, *shape)
-    params: dict = field(default_factory=dict)  # bistable: period, stage; sgd: eta0, gamma, tie
+    params: dict = field(default_factory=dict)  # the kind's TraceSpec.params, by name
 
 
 @dataclass
@@ -71,24 +76,22 @@ RECORDED_ENCODINGS = ("poisson",)
 
 def record_trace(sim, x, steps: int, seed: int = 0, attrs=None, sample_ids=None) -> Trace:
     """Simulate ``x`` with ``sim`` (a :class:`~refsnn.sim.simulator.Simulator`) for ``steps``
-    steps and record every neuron layer's spikes and potentials, the input current of every
-    IF and bistable layer and the target of every signGD layer.
+    steps and record every neuron layer's spikes and potentials and what its kind's
+    :class:`~refsnn.neurons.base.TraceSpec` records (the input current of IF and bistable
+    layers, the target of signGD layers).
 
-    The current is captured by wrapping each IF op's ``step`` for this run only (it is the
-    op's argument, so the recording cannot change what is simulated). ``sample_ids`` (default
-    ``0..B-1``) are the samples' ids for the Poisson streams, as in :meth:`Simulator.run`: a
-    trace recorded in batches with their ids equals the whole one (:func:`join_traces`).
+    That is captured by wrapping each neuron op's ``step`` for this run only (it reads the
+    op's arguments and state, so the recording cannot change what is simulated).
+    ``sample_ids`` (default ``0..B-1``) are the samples' ids for the Poisson streams, as in
+    :meth:`Simulator.run`: a trace recorded in batches with their ids equals the whole one
+    (:func:`join_traces`).
     """
     neurons = [op for op in sim.ops if op.is_neuron]
     names = [op.node.name for op in neurons]
     lists = {}
-    wrapped = _wrap_recorders(neurons, lambda name, field_: lists.setdefault(name, []))
-    try:
+    with _recorders(neurons, lambda name, field_: lists.setdefault(name, [])) as wrapped:
         run = sim.run(x, [steps], seed=seed, sample_ids=sample_ids, rasters=names,
                       potentials=names)
-    finally:
-        for op in neurons:
-            op.__dict__.pop("step", None)
     layers = {}
     for op in neurons:
         name = op.node.name
@@ -138,40 +141,13 @@ def encoded_input(net, x, steps: int, seed: int = 0, sample_ids=None) -> np.ndar
     return np.stack([np.array(encoder.step(t), copy=True) for t in range(1, steps + 1)])
 
 
-def _recording(step, into: list):
-    def wrapped(state, x):
-        into.append(np.array(x, copy=True))
-        return step(state, x)
-    return wrapped
-
-
-def _recording_target(op, step, into: list):
-    """Wrap a signGD op's step to record the target it computed, (B, *shape) per step."""
+def _recording(step, spec, into):
+    """``step`` that also appends a copy of ``spec.value(state, xs, out)`` to ``into``."""
     def wrapped(state, *xs):
         out = step(state, *xs)
-        into.append(np.array(state["target"], copy=True).reshape(out.shape))
+        into.append(np.array(spec.value(state, xs, out), copy=True))
         return out
     return wrapped
-
-
-#: Neuron op -> (wrap(op, step, into) recording what compare replays, the Layer field it
-#: goes to, params(op) -> the layer's scalar parameters, written as attributes).
-_RECORDERS = {
-    "if": (lambda op, step, into: _recording(step, into), "current", lambda op: {}),
-    "bistable": (lambda op, step, into: _recording(step, into), "current",
-                 lambda op: {"period": int(op.period), "stage": int(op.stage)}),
-    "sgd": (_recording_target, "target",
-            lambda op: {"eta0": float(op.eta0), "gamma": float(op.gamma),
-                        "tie": str(op.node.attrs["tie"])}),
-    # NIR neurons: per-neuron constants, flattened (refsnn.oracle.nir_kinds replays them)
-    "nir_if": (lambda op, step, into: _recording(step, into), "current",
-               lambda op: dict(zip(("gain", "v_threshold", "v_reset"), op.args))),
-    "lif": (lambda op, step, into: _recording(step, into), "current",
-            lambda op: {**dict(zip(("decay", "r", "v_leak", "v_threshold", "v_reset"),
-                                   op.args)),
-                        "tau": np.asarray(op.node.params["tau"]).reshape(-1),
-                        "dt": float(op.dt)}),
-}
 
 
 def _write_head(f, steps: int, names, attrs, inputs, encoded=None):
@@ -200,34 +176,40 @@ def _layer_attrs(h, layer: Layer) -> None:
             h.attrs[key] = value
 
 
-def _wrap_recorders(neurons, sink) -> dict:
+@contextmanager
+def _recorders(neurons, sink):
     """Wrap each neuron op's ``step`` (for one run) to record what ``refsnn compare`` replays:
-    the input current of IF and bistable layers, the target of signGD layers.
+    its kind's ``TraceSpec.value`` (the input current of IF and bistable layers, the target of
+    signGD layers).
 
     ``sink(name, field)`` gives the list-like the layer's values are appended to, one per
-    step. Returns layer name -> (field, sink) for the layers wrapped. The wrapping only reads
-    the op's arguments and state, so it cannot change what is simulated; the caller removes
-    it (``op.__dict__.pop("step")``) after the run.
+    step. Yields layer name -> (field, sink) for the layers wrapped. The wrapping only reads
+    the op's arguments and state, so it cannot change what is simulated; it is removed on
+    leaving the context.
     """
     wrapped = {}
     for op in neurons:
-        n = op.node
-        if n.op not in _RECORDERS:
+        spec = lookup(op.node.op).trace
+        if spec is None:
             continue
-        wrap, field_, _ = _RECORDERS[n.op]
-        into = sink(n.name, field_)
-        op.step = wrap(op, op.step, into)
-        wrapped[n.name] = (field_, into)
-    return wrapped
+        into = sink(op.node.name, spec.field)
+        op.step = _recording(op.step, spec, into)
+        wrapped[op.node.name] = (spec.field, into)
+    try:
+        yield wrapped
+    finally:
+        for op in neurons:
+            op.__dict__.pop("step", None)
 
 
 def _layer_meta(op, recorded: bool) -> dict:
     """A layer's trace attributes (:class:`Layer` keyword arguments) from its neuron op."""
     n = op.node
+    spec = lookup(n.op).trace
     return dict(threshold=np.asarray(n.params["threshold"], np.float64)
                 if recorded and "threshold" in n.params else None,
                 reset=n.attrs.get("reset"), v_init=n.attrs.get("v_init"), kind=n.op,
-                params=_RECORDERS[n.op][2](op) if n.op in _RECORDERS else {})
+                params=spec.params(op) if spec is not None else {})
 
 
 def write_trace(path, trace: Trace) -> None:
@@ -278,14 +260,10 @@ def stream_trace(path, sim, x, steps: int, seed: int = 0, attrs=None) -> list[st
             shape = (batch,) + shapes[op.node.name]
             spikes[op.node.name] = create_steps(h, "spikes", steps, shape, bool)
             potentials[op.node.name] = create_steps(h, "potentials", steps, shape, sim.dtype)
-        wrapped = _wrap_recorders(
-            neurons, lambda name, field_: _StepWriter(groups[name], field_, steps))
-        try:
+        with _recorders(neurons, lambda name, field_: _StepWriter(groups[name], field_,
+                                                                   steps)) as wrapped:
             sim.run(x, [steps], seed=seed, rasters=names, potentials=names,
                     recorder=H5Recorder(spikes, potentials))
-        finally:
-            for op in neurons:
-                op.__dict__.pop("step", None)
         for op in neurons:
             _layer_attrs(groups[op.node.name],
                          Layer(None, **_layer_meta(op, op.node.name in wrapped)))
@@ -293,7 +271,7 @@ def stream_trace(path, sim, x, steps: int, seed: int = 0, attrs=None) -> list[st
 
 
 class _StepWriter:
-    """A list-like sink for :func:`_wrap_recorders`: ``append`` writes step ``k`` of
+    """A list-like sink for :func:`_recorders`: ``append`` writes step ``k`` of
     ``/layers/<name>/<field>`` (current or target), made at the first step, when the value's
     shape and dtype are known."""
 
@@ -309,37 +287,24 @@ class _StepWriter:
         self.k += 1
 
 
-#: Layer attributes read into :attr:`Layer.params`: name -> (check, expected), each check of
-#: the attribute's value.
-_PARAMS = {
-    "period": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
-    "stage": (lambda v: _is_int(v) and v >= 1, "an integer >= 1"),
-    "eta0": (lambda v: _is_real(v) and v > 0, "a positive finite number"),
-    "gamma": (lambda v: _is_real(v) and v > 0, "a positive finite number"),
-    "tie": (lambda v: isinstance(v, str) and v in ("inclusive", "strict"),
-            "'inclusive' or 'strict'"),
-    # NIR layers' constants (refsnn.oracle.nir_kinds): scalars, or per neuron as param_<key>
-    **{key: (lambda v: _is_finite(v), "finite real numbers")
-       for key in ("gain", "v_threshold", "v_reset", "decay", "r", "v_leak", "tau")},
-    "dt": (lambda v: _is_real(v) and v > 0, "a positive finite number"),
-}
-#: Layer string attributes -> their allowed values.
-_CHOICES = {"reset": ("subtract", "zero"), "v_init": ("zero", "half"),
-            "kind": ("if", "bistable", "sgd", "nir_if", "lif", "threshold")}
+def checks() -> dict:
+    """Layer attributes read into :attr:`Layer.params`: name -> (check, expected), every
+    registered kind's (``TraceSpec.checks``), each check of the attribute's value."""
+    out = {}
+    for kind in KINDS.values():
+        if kind.trace is not None:
+            out.update({k: v for k, v in kind.trace.checks.items() if k not in out})
+    return out
+
+
+def choices() -> dict:
+    """Layer string attributes -> their allowed values (``kind``: the neuron kinds)."""
+    return {"reset": ("subtract", "zero"), "v_init": ("zero", "half"),
+            "kind": tuple(op for op, k in KINDS.items() if k.is_neuron)}
 
 
 def _is_int(v) -> bool:
     return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
-
-def _is_real(v) -> bool:
-    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) \
-        and bool(np.isfinite(v))
-
-
-def _is_finite(v) -> bool:
-    a = np.asarray(v)
-    return a.dtype.kind in "fiu" and a.size > 0 and bool(np.all(np.isfinite(a)))
 
 
 def _scalar(v):
@@ -427,7 +392,7 @@ def _read_layer(group, name, file, steps, err) -> Layer:
     arrays = {key: _optional(h, key, file, f"{where}/{key}", spikes.shape, err)
               for key in ("potentials", "current", "target")}
     meta = {}
-    for key, allowed in _CHOICES.items():
+    for key, allowed in choices().items():
         v = _scalar(h.attrs[key]) if key in h.attrs else None
         if v is not None and not (isinstance(v, str) and v in allowed):
             raise err(where, key, f"one of {list(allowed)}", repr(v))
@@ -442,13 +407,13 @@ def _read_layer(group, name, file, steps, err) -> Layer:
                       "channel)", repr(h.attrs["threshold"]))
         theta = theta.astype(np.float64).reshape(-1)
     params = {}
-    for key, (ok, expected) in _PARAMS.items():
+    for key, (ok, expected) in checks().items():
         if key in h.attrs:
             v = _scalar(h.attrs[key])
             if not ok(v):
                 raise err(where, key, expected, repr(v))
             params[key] = v
-        elif f"param_{key}" in h:  # per-neuron constants of a NIR layer
+        elif f"param_{key}" in h:  # per-neuron parameters (a NIR layer's constants)
             v = read_dataset(h, f"param_{key}", file, f"{where}/param_{key}")
             if not isinstance(v, np.ndarray) or not ok(v):
                 raise err(f"{where}/param_{key}", "values", expected, repr(v)[:60])

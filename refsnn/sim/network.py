@@ -27,11 +27,8 @@ from refsnn.io import (H5_ERRORS, atomic_h5, attr_str, check_header, open_h5, re
                        unreadable)
 from refsnn.model.format import read_graph, write_graph
 from refsnn.model.graph import Graph, check_param
-from refsnn.model.ops import OPS, AttrSpec, OpSpec, ShapeRuleError, pool_size
-from refsnn.neurons.bistable import packets_started
-from refsnn.neurons.signgd import TARGETS, target_value
-from refsnn.sim.nir_ops import NIR_NEURON_OPS, NIR_SYNAPSE_OPS
-from refsnn.synapses.window import PADS, spread_forward, window_forward
+from refsnn.neurons.base import KINDS, NEURON_FORWARD, NEURON_OPS, SNN_OPS  # noqa: F401
+from refsnn.sim import steps  # noqa: F401  (registers the synapse ops: SNN_OPS is complete)
 
 FORMAT = "refsnn-snn"
 FORMAT_VERSION = 2  # 2: with checksums (refsnn.checksum); version 1 files still load
@@ -41,135 +38,6 @@ METHODS = ("if", "signgd", "bsnn", "noise", "nir")  # noise: QCFS + residual-err
 # nir: a NIR graph imported by refsnn.nir.reader (schedule: {"dt": time step})
 
 
-def _if_params(attrs, in_shapes):
-    return {"threshold": (in_shapes[0][0],)}
-
-
-def _if_out(attrs, in_shapes, params):
-    if np.any(params["threshold"] <= 0):
-        raise ShapeRuleError("threshold", "positive thresholds", "a value <= 0")
-    return in_shapes[0]
-
-
-def _bistable_out(attrs, in_shapes, params):
-    if "threshold" in params and np.any(params["threshold"] <= 0):
-        raise ShapeRuleError("threshold", "positive thresholds", "a value <= 0")
-    return in_shapes[0]
-
-
-def _sgd_params(attrs, in_shapes):
-    shape = in_shapes[0]
-    return {"scale": shape, "x_init": (len(in_shapes),) + shape}
-
-
-def _sgd_out(attrs, in_shapes, params):
-    target = TARGETS.get(attrs["fn"])
-    if target is None:
-        raise ShapeRuleError("fn", f"one of {sorted(TARGETS)}", repr(attrs["fn"]))
-    if target.n_inputs != len(in_shapes):
-        raise ShapeRuleError("inputs", f"{target.n_inputs} input(s) for {attrs['fn']}",
-                             str(len(in_shapes)))
-    for s in in_shapes[1:]:
-        if s != in_shapes[0]:
-            raise ShapeRuleError("inputs", f"equal shapes {in_shapes[0]}", str(s))
-    if "scale" in params and np.any(params["scale"] <= 0):  # a draft has no params yet
-        raise ShapeRuleError("scale", "positive scales", "a value <= 0")
-    if attrs["min_value"] >= attrs["max_value"]:
-        raise ShapeRuleError("min_value", f"less than max_value={attrs['max_value']}",
-                             str(attrs["min_value"]))
-    return in_shapes[0]
-
-
-def _window_out(attrs, in_shapes, params):
-    if len(in_shapes[0]) != 3:
-        raise ShapeRuleError("input shape", "rank 3 (C, H, W)", str(in_shapes[0]))
-    c, h, w = in_shapes[0]
-    (kh, kw), (sh, sw), (ph, pw) = attrs["kernel"], attrs["stride"], attrs["padding"]
-    oy, ox = attrs["offset"]
-    if oy >= kh or ox >= kw:
-        raise ShapeRuleError("offset", f"inside the kernel {(kh, kw)}", str((oy, ox)))
-    if attrs["pad_mode"] == "edge" and attrs["pad_value"] != 0.0:
-        # an edge window never reads pad_value: refuse one that is set, not ignore it
-        raise ShapeRuleError("pad_value", "0 (unused) with pad_mode 'edge'",
-                             repr(attrs["pad_value"]))
-    ceil = attrs["ceil_mode"]
-    return (c, pool_size(h, kh, sh, ph, ceil), pool_size(w, kw, sw, pw, ceil))
-
-
-#: Operators of converted networks, on top of :data:`refsnn.model.ops.OPS`.
-NEURON_OPS: dict[str, OpSpec] = {
-    "if": OpSpec(
-        "if", 1,
-        attrs={"reset": AttrSpec("str", default="subtract", choices=("subtract", "zero")),
-               "v_init": AttrSpec("str", default="zero", choices=("zero", "half"))},
-        params=("threshold",), param_shapes=_if_params, out_shape=_if_out),
-    # Bistable IF neurons (BSNN): integrate for a cycle of `period` steps, then fire for one;
-    # `stage` is the cycle of the first fire state (pipeline position). role "sync": a
-    # synchronous neuron, a relay that delays a residual shortcut by one cycle.
-    "bistable": OpSpec(
-        "bistable", 1,
-        attrs={"period": AttrSpec("int", minimum=1), "stage": AttrSpec("int", minimum=1),
-               "v_init": AttrSpec("str", default="half", choices=("zero", "half")),
-               "role": AttrSpec("str", default="neuron", choices=("neuron", "sync"))},
-        params=("threshold",), param_shapes=_if_params, out_shape=_bistable_out),
-    "sgd": OpSpec(
-        "sgd", -1,
-        attrs={"fn": AttrSpec("str"),
-               "tie": AttrSpec("str", default="inclusive", choices=("inclusive", "strict")),
-               "slope": AttrSpec("float", default=0.01),
-               "min_value": AttrSpec("float", default=-1.0),
-               "max_value": AttrSpec("float", default=1.0),
-               "eps": AttrSpec("float", default=0.0)},
-        params=("scale", "x_init"), param_shapes=_sgd_params, out_shape=_sgd_out),
-}
-
-#: Synapse operators that only converted networks use.
-SYNAPSE_OPS: dict[str, OpSpec] = {
-    # One kernel position of a pooling window: out[c, y, x] = in[c, y*sh + oy - ph,
-    # x*sw + ox - pw]; outside the input, pad_value ("constant") or the nearest input
-    # position ("edge": the row and column clamped into the input). Max pooling becomes a
-    # tree of two-input max neurons over these.
-    "window": OpSpec(
-        "window", 1,
-        attrs={"kernel": AttrSpec("pair", minimum=1), "stride": AttrSpec("pair", minimum=1),
-               "padding": AttrSpec("pair", default=(0, 0), minimum=0),
-               "offset": AttrSpec("pair", minimum=0),
-               "pad_mode": AttrSpec("str", default="constant", choices=tuple(PADS)),
-               "pad_value": AttrSpec("float", default=0.0),
-               "ceil_mode": AttrSpec("int", default=0, minimum=0)},
-        out_shape=_window_out),
-    # The input's value of `steps` steps earlier (0 during the first `steps` steps). BSNN
-    # puts one on a residual shortcut or concatenation input that comes through a synapse
-    # (where no synchronous neuron can relay it) to shift its packets by whole cycles.
-    "delay": OpSpec("delay", 1, attrs={"steps": AttrSpec("int", minimum=1)}),
-    # A reduction along one axis, broadcast back to the input's shape: the axis "mean", "sum",
-    # or "center" (x minus the mean). Linear, so it carries increments unchanged in meaning.
-    "spread": OpSpec(
-        "spread", 1,
-        attrs={"axis": AttrSpec("str", default="last", choices=("last", "channel")),
-               "reduce": AttrSpec("str", choices=("mean", "sum", "center"))}),
-}
-NEURON_OPS.update(NIR_NEURON_OPS)
-SYNAPSE_OPS.update(NIR_SYNAPSE_OPS)
-SNN_OPS = {**OPS, **NEURON_OPS, **SYNAPSE_OPS}
-
-
-def clip_forward(node, x):
-    """ANN meaning of an ``if`` node: ``clip(x, 0, threshold)`` per channel."""
-    theta = _channel_param(node, "threshold", x.ndim)
-    return np.minimum(np.maximum(x, 0.0), theta)
-
-
-def sgd_forward(node, *xs):
-    """ANN meaning of an ``sgd`` node: its target function."""
-    return target_value(node.attrs["fn"], node.attrs, xs)
-
-
-def _channel_param(node, name: str, ndim: int) -> np.ndarray:
-    """A per-channel parameter shaped to broadcast against (B, *node_shape) arrays."""
-    return node.params[name].reshape((1, -1) + (1,) * (ndim - 2))
-
-
 def represented_output(net: "SpikingNetwork", name: str, counts: np.ndarray, steps: int):
     """The activation a rate-coded neuron node represents after ``steps`` steps.
 
@@ -177,7 +45,8 @@ def represented_output(net: "SpikingNetwork", name: str, counts: np.ndarray, ste
     ----------
     net : SpikingNetwork
     name : str
-        A neuron node of ``net`` whose spikes carry its threshold (``if``).
+        A neuron node of ``net`` whose kind says what its spikes stand for
+        (``Kind.represents``: ``if``, ``bistable``).
     counts : int ndarray, shape (B, *node_shape)
         Spikes per neuron over steps ``1..steps``.
     steps : int
@@ -185,23 +54,13 @@ def represented_output(net: "SpikingNetwork", name: str, counts: np.ndarray, ste
     Returns
     -------
     ndarray, shape (B, *node_shape)
-        ``count · theta / steps`` (the rate times the spike's value).
+        ``count · theta / steps`` (the rate times the spike's value) for IF neurons.
     """
     node = net.graph.node(name)
-    if node.op not in ("if", "bistable"):
+    kind = KINDS.get(node.op)
+    if kind is None or kind.represents is None:
         raise ValueError(f"node '{name}' ({node.op}) is not a rate-coded neuron node")
-    theta = _channel_param(node, "threshold", counts.ndim)
-    if node.op == "if":
-        return counts * theta / steps
-    # a bistable neuron's spikes come in packets of at most `period` per fire cycle
-    packets = packets_started(steps, node.attrs["period"], node.attrs["stage"])
-    return counts * theta / (node.attrs["period"] * packets) if packets else 0.0 * counts
-
-
-#: ANN forward functions of the converted-only operators (the limit T -> infinity of the SNN).
-NEURON_FORWARD = {"if": clip_forward, "bistable": clip_forward, "sgd": sgd_forward,
-                  "window": window_forward, "spread": spread_forward,
-                  "delay": lambda node, x: x}
+    return kind.represents(node, counts, steps)
 
 
 @dataclass(frozen=True)
@@ -330,8 +189,8 @@ def _check_packet_schedule(file: str, schedule: dict, graph: Graph) -> None:
             raise ModelFormatError(file, "/", f"schedule_{key}", f"an integer >= {low}",
                                    repr(value))
         schedule[key] = int(value)
-    for node in graph.nodes:
-        if node.op == "bistable" and node.attrs["period"] != schedule["period"]:
+    for node in graph.nodes:  # every node with a cycle (bistable neurons) runs the schedule's
+        if "period" in node.attrs and node.attrs["period"] != schedule["period"]:
             raise ModelFormatError(file, f"/nodes/{node.name}", "period",
                                    f"schedule_period = {schedule['period']}",
                                    str(node.attrs["period"]))
@@ -340,24 +199,22 @@ def _check_packet_schedule(file: str, schedule: dict, graph: Graph) -> None:
 def ann_limit(net: SpikingNetwork, x: np.ndarray, all_nodes: bool = False):
     """The ANN a converted network approximates, evaluated on ``x`` (the limit T -> infinity).
 
-    IF networks: every ``if`` node acts as ``clip(x, 0, theta)``. signGD networks: the synapses
-    of a converted file carry no constants, so each ``sgd`` node computes ``f`` of its inputs
-    plus its ``x_init`` (the constants of the affine maps) and ``readout_init`` is added to the
-    output; this is the network seen through the ``exact`` encoder.
+    Every converted-only node acts as its kind's ``limit`` or else ``forward``
+    (:mod:`refsnn.neurons.base`): IF networks: every ``if`` node acts as ``clip(x, 0, theta)``.
+    signGD networks: the synapses of a converted file carry no constants, so each ``sgd`` node
+    computes ``f`` of its inputs plus its ``x_init`` (the constants of the affine maps) and
+    ``readout_init``, where the network has one, is added to the output; this is the network
+    seen through the ``exact`` encoder.
 
     With ``all_nodes``, returns ``(output, {node name: value})`` as :func:`refsnn.ann.forward`
     does. For signGD the node values are those of the increments' linear maps, without the
     constants (a neuron's value is its output, which is what its estimate approximates).
     """
-    if net.method != "signgd":
-        return ann.forward(net.graph, x, all_nodes=all_nodes, forward_ops=NEURON_FORWARD)
-
-    def sgd_with_constants(node, *xs):
-        shifted = [xi + c for xi, c in zip(xs, node.params["x_init"])]
-        return target_value(node.attrs["fn"], node.attrs, shifted)
-
+    limits = {op: k.limit for op, k in KINDS.items() if k.limit is not None}
     out = ann.forward(net.graph, x, all_nodes=all_nodes,
-                      forward_ops={**NEURON_FORWARD, "sgd": sgd_with_constants})
+                      forward_ops={**NEURON_FORWARD, **limits})
+    if net.readout_init is None:
+        return out
     if all_nodes:
         return out[0] + net.readout_init, out[1]
     return out + net.readout_init

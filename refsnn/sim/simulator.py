@@ -6,8 +6,9 @@ for ``t = 1 .. T``:
 1. **encode**: the input node takes the encoder's value for step ``t``;
 2. for each node in topological order, **charge / fire / reset**: a synapse node computes its
    value from its inputs' values *of this same step* (no delay between layers); a neuron node
-   adds that value to its membrane potential, fires and resets (see
-   :mod:`refsnn.neurons.if_`);
+   adds that value to its membrane potential, fires and resets (its kind's step, see
+   :mod:`refsnn.neurons`; every op's step class is in the kind registry,
+   :data:`refsnn.neurons.base.STEP_OPS`);
 3. **record**: spike counts of every neuron node, rasters and membrane potentials (after
    reset) of the nodes asked for, and the output's value goes to the network's decoder
    (:mod:`refsnn.sim.decoders`), which gives the readout at each requested ``T``.
@@ -32,14 +33,10 @@ from refsnn.errors import ConversionError, OptionError
 from refsnn.model.graph import INPUT
 from refsnn.sim.decoders import DECODERS
 from refsnn.sim.encoders import ENCODERS
+from refsnn.neurons.base import STEP_OPS
 from refsnn.sim.network import SpikingNetwork
 from refsnn.sim.recorders import MemoryRecorder
-from refsnn.sim.nir_steps import NIR_STEP_OPS
 from refsnn.sim.steps import BACKENDS
-from refsnn.sim.steps import STEP_OPS as _CORE_STEP_OPS
-
-#: Operator -> step function class: refsnn's own and those of imported NIR graphs.
-STEP_OPS = {**_CORE_STEP_OPS, **NIR_STEP_OPS}
 
 
 @dataclass

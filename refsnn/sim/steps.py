@@ -1,9 +1,12 @@
-"""Per-operator step functions: what each node does with its inputs' values of one step.
+"""The synapse ops' step functions: what each non-neuron node does with its inputs' values
+of one step, registered in the kind registry (:mod:`refsnn.neurons.base`) beside the neuron
+kinds of :mod:`refsnn.neurons`.
 
-Every node of a converted graph becomes one :class:`StepOp`: ``init(batch)`` makes its state,
-``step(state, *inputs)`` returns its value for this step (shape ``(B, *shape)``). The kernels
-come from a :class:`Backend`, so the NumPy reference and the Numba simulator share this file
-and differ only in the kernels they call.
+Every node of a converted graph becomes one :class:`~refsnn.neurons.base.StepOp`:
+``init(batch)`` makes its state, ``step(state, *inputs)`` returns its value for this step
+(shape ``(B, *shape)``). The synapse kernels come from a :class:`Backend`, so the NumPy
+reference and the Numba simulator share this file and differ only in the kernels they call; a
+neuron kind picks its own kernels by the backend's name.
 """
 
 from __future__ import annotations
@@ -14,43 +17,37 @@ from typing import Callable
 
 import numpy as np
 
+import refsnn.neurons  # noqa: F401  (registers the neuron kinds)
 from refsnn import ann
-from refsnn.model.graph import Graph, Node
-from refsnn.neurons.bistable import (cycle_state, fire_numba, fire_numpy, integrate_numba,
-                                     integrate_numpy)
-from refsnn.neurons.if_ import if_block_numba, if_step_numba, if_step_numpy
-from refsnn.neurons.signgd import (reach, signgd_fire_numba, signgd_fire_numpy, step_size,
-                                   target_value)
+from refsnn.model.graph import Graph
+from refsnn.model.ops import POOL_ATTRS, AttrSpec, OpSpec, ShapeRuleError, pool_out, pool_size
+from refsnn.neurons.base import Kind, NirSpec, StepOp, lookup, register
+from refsnn.neurons.nir_base import full, same
 from refsnn.sim.counting import count_block_numba, count_spikes_numba, count_spikes_numpy
 from refsnn.synapses.conv import avgpool_numba, avgpool_numpy, conv_numba, conv_numpy
 from refsnn.synapses.linear import linear_numba, linear_numpy
 from refsnn.synapses.maxpool import maxpool_spikes_numba, maxpool_spikes_numpy
 from refsnn.synapses.weights import Weights
-from refsnn.synapses.window import spread_forward, window_forward
+from refsnn.synapses.window import PADS, spread_forward, window_forward
 
 
 @dataclass(frozen=True)
 class Backend:
-    """The kernels one simulator uses; every field has the signature of its NumPy version."""
+    """The synapse kernels one simulator uses; every field has the signature of its NumPy
+    version. ``name`` also picks each neuron kind's kernels (``StepOp.KERNELS``)."""
 
     name: str
     linear: Callable
     conv: Callable
     avgpool: Callable
     maxpool_spikes: Callable
-    if_step: Callable
-    signgd_fire: Callable
-    bistable_integrate: Callable
-    bistable_fire: Callable
     count_spikes: Callable
     #: ``weights(w)``: what a layer passes as the weight of ``linear`` / ``conv`` on every
     #: step. The NumPy reference takes the array itself; the numba kernels take a
     #: :class:`~refsnn.synapses.weights.Weights`, so their layouts are made once per layer.
     weights: Callable
-    #: ``K`` steps of ``if_step`` / ``count_spikes`` in one call (inputs stacked on a leading
-    #: step axis), or None: then a block of steps makes one call per step, as the NumPy
-    #: reference does (and a test replacing ``if_step`` reaches every step).
-    if_block: Callable | None = None
+    #: ``K`` steps of ``count_spikes`` in one call (values stacked on a leading step axis), or
+    #: None: then a block of steps makes one call per step, as the NumPy reference does.
     count_block: Callable | None = None
 
 
@@ -60,47 +57,10 @@ def _as_is(w):
 
 BACKENDS = {
     "numpy": Backend("numpy", linear_numpy, conv_numpy, avgpool_numpy, maxpool_spikes_numpy,
-                     if_step_numpy, signgd_fire_numpy, integrate_numpy, fire_numpy,
                      count_spikes_numpy, _as_is),
     "numba": Backend("numba", linear_numba, conv_numba, avgpool_numba, maxpool_spikes_numba,
-                     if_step_numba, signgd_fire_numba, integrate_numba, fire_numba,
-                     count_spikes_numba, Weights, if_block_numba, count_block_numba),
+                     count_spikes_numba, Weights, count_block_numba),
 }
-
-
-class StepOp:
-    """A stateless node; subclasses override :meth:`step` and, if stateful, :meth:`init`
-    and set :attr:`stateless` to False."""
-
-    is_neuron = False
-    #: The step's value is a function of the inputs' values of that step only (no state), so
-    #: equal inputs give an equal value: the simulator may reuse it (see ``Simulator.run``).
-    stateless = True
-    #: Stateless, and each sample's value computed from that sample's inputs alone, by the same
-    #: arithmetic whatever the batch size: the simulator may then stack several steps' inputs
-    #: along the batch axis and make one call for them (see ``Simulator``'s ``step_block``).
-    stackable = False
-    #: A neuron node that can run a block of steps in one call (:meth:`step_block`).
-    block_steps = False
-
-    def __init__(self, node: Node, graph: Graph, backend: Backend, schedule):
-        self.node = node
-        self.shape = graph.shapes[node.name]
-        self.backend = backend
-
-    def init(self, batch: int):
-        return None
-
-    #: Neuron nodes: a neuron spiked at a step where its value has this sign (1: ``> 0``,
-    #: -1: ``< 0``); see :mod:`refsnn.sim.counting`.
-    spike_sign = 0
-
-    def fired(self, value):
-        """Which neurons of a neuron node spiked, from one step's value: bool, same shape."""
-        return value > 0 if self.spike_sign > 0 else value < 0
-
-    def step(self, state, *xs):
-        raise NotImplementedError
 
 
 class Linear(StepOp):
@@ -165,10 +125,12 @@ class ForwardStep(StepOp):
     backends); being affine, they map time averages (IF) and increments plus constants
     (signGD) correctly."""
 
-    FORWARD = {**ann.FORWARD, "window": window_forward, "spread": spread_forward}
+    def __init__(self, node, graph, backend, schedule):
+        super().__init__(node, graph, backend, schedule)
+        self.forward = ann.FORWARD.get(node.op) or lookup(node.op).forward
 
     def step(self, state, *xs):
-        return self.FORWARD[self.node.op](self.node, *xs)
+        return self.forward(self.node, *xs)
 
 
 class Flatten(StepOp):
@@ -242,154 +204,98 @@ class MaxPoolSpikes(StepOp):
                                            a["stride"], a["padding"])
 
 
-def per_neuron(per_channel: np.ndarray, shape: tuple) -> np.ndarray:
-    """A per-channel parameter, shape (C,), repeated for every neuron of a (C, ...) node: (N,)."""
-    return np.ascontiguousarray(np.repeat(np.asarray(per_channel), int(np.prod(shape[1:]))))
+def sumpool_forward(node, x):
+    """Sum pooling of ``x`` (B, C, H, W), zero padding (NIR's ``SumPool2d``): each output
+    starts at +0 and adds the window's inputs in row-major window order ``(dy, dx)`` (one
+    rounded addition each).
 
-
-class IFNeurons(StepOp):
-    """IF neurons; the state is the membrane potential, shape (B, N)."""
-
-    is_neuron = True
-    stateless = False
-    spike_sign = 1  # a spike carries +theta
-
-    def __init__(self, node, graph, backend, schedule):
-        super().__init__(node, graph, backend, schedule)
-        self.theta = per_neuron(node.params["threshold"], self.shape)
-        self.reset_zero = node.attrs["reset"] == "zero"
-        self.u0 = self.theta / 2 if node.attrs["v_init"] == "half" else np.zeros_like(self.theta)
-
-    def init(self, batch):
-        return np.repeat(self.u0[None, :], batch, axis=0)
-
-    block_steps = True
-
-    def step(self, u, x):
-        out = self.backend.if_step(u, np.ascontiguousarray(x.reshape(u.shape)), self.theta,
-                                   self.reset_zero)
-        return out.reshape(x.shape)
-
-    def step_block(self, u, x):
-        """Steps ``1..K`` of a block in order: ``x`` (K, B, *shape) -> values (K, B, *shape)."""
-        currents = np.ascontiguousarray(x.reshape((x.shape[0],) + u.shape))
-        if self.backend.if_block is None:
-            out = np.stack([self.backend.if_step(u, c, self.theta, self.reset_zero)
-                            for c in currents])
-        else:
-            out = self.backend.if_block(u, currents, self.theta, self.reset_zero)
-        return out.reshape(x.shape)
-
-    def potential(self, u):
-        return u.reshape((u.shape[0],) + self.shape)
-
-    def saturated(self, u):
-        """IF neurons cannot saturate silently: clipping at theta is part of the method."""
-        return None
-
-
-class BistableNeurons(StepOp):
-    """Bistable neurons (see :mod:`refsnn.neurons.bistable`).
-
-    State: ``u`` (B, N), the membrane potentials, and the step counter ``t``; the layer's
-    state (rest, integrate or fire) follows from ``t``, the period and the node's stage.
+    Returns
+    -------
+    ndarray, shape (B, C, H_out, W_out)
     """
+    (kh, kw), (sh, sw), (ph, pw) = (node.attrs["kernel"], node.attrs["stride"],
+                                    node.attrs["padding"])
+    b, c, h, w = x.shape
+    oh, ow = (h + 2 * ph - kh) // sh + 1, (w + 2 * pw - kw) // sw + 1
+    xp = np.zeros((b, c, h + 2 * ph, w + 2 * pw), x.dtype)
+    xp[:, :, ph:ph + h, pw:pw + w] = x
+    out = np.zeros((b, c, oh, ow), x.dtype)
+    for dy in range(kh):
+        for dx in range(kw):
+            out += xp[:, :, dy:dy + sh * (oh - 1) + 1:sh, dx:dx + sw * (ow - 1) + 1:sw]
+    return out
 
-    is_neuron = True
-    stateless = False
-    spike_sign = 1  # a spike carries +theta
 
-    def __init__(self, node, graph, backend, schedule):
-        super().__init__(node, graph, backend, schedule)
-        self.theta = per_neuron(node.params["threshold"], self.shape)
-        self.u0 = self.theta / 2 if node.attrs["v_init"] == "half" else np.zeros_like(self.theta)
-        self.period, self.stage = node.attrs["period"], node.attrs["stage"]
-        self.actions = {"rest": self._rest, "integrate": self._integrate, "fire": self._fire}
+def hadamard_forward(node, x):
+    """``x · factor`` element-wise (one rounded product; NIR's ``Scale``); ``x`` (B, *shape)."""
+    return x * node.params["factor"][None]
 
-    def init(self, batch):
-        return {"u": np.repeat(self.u0[None, :], batch, axis=0), "t": 0}
+
+class SumPool2d(StepOp):
+    stackable = True
 
     def step(self, state, x):
-        state["t"] += 1
-        out = self.actions[cycle_state(state["t"], self.period, self.stage)](state["u"], x)
-        return out.reshape(x.shape)
-
-    def _rest(self, u, x):
-        return np.zeros_like(u)
-
-    def _integrate(self, u, x):
-        return self.backend.bistable_integrate(u, np.ascontiguousarray(x.reshape(u.shape)))
-
-    def _fire(self, u, x):
-        return self.backend.bistable_fire(u, self.theta)
-
-    def potential(self, state):
-        u = state["u"]
-        return u.reshape((u.shape[0],) + self.shape)
-
-    def saturated(self, state):
-        """Like IF neurons, bistable neurons clip at theta per step by design."""
-        return None
+        return sumpool_forward(self.node, x)
 
 
-class SignGDNeurons(StepOp):
-    """signGD neurons (see :mod:`refsnn.neurons.signgd`).
+class Hadamard(StepOp):
+    stackable = True
 
-    State: ``x`` (one input estimate per input, (B, *shape) each), ``v`` (B, N), the step
-    counter ``t`` and the last target (B, N), kept to report saturation.
-    """
-
-    is_neuron = True
-    stateless = False
-    spike_sign = -1  # a spike (s = 1) lowers the estimate: its increment is negative
-
-    def __init__(self, node, graph, backend, schedule):
-        super().__init__(node, graph, backend, schedule)
-        self.fn = node.attrs["fn"]
-        self.inclusive = node.attrs["tie"] == "inclusive"
-        self.scale = np.ascontiguousarray(np.asarray(node.params["scale"]).reshape(-1))
-        self.x_init = np.asarray(node.params["x_init"])
-        self.eta0, self.gamma = schedule["eta0"], schedule["gamma"]
-        self.reach = reach(self.eta0, self.gamma)
-
-    def init(self, batch):
-        n = self.scale.size
-        return {"x": [np.repeat(xi[None], batch, axis=0) for xi in self.x_init],
-                "v": np.zeros((batch, n), self.scale.dtype), "t": 0,
-                "target": np.zeros((batch, n), self.scale.dtype)}
-
-    def step(self, state, *xs):
-        state["t"] += 1
-        for x_hat, increment in zip(state["x"], xs):
-            x_hat += increment
-        target = target_value(self.fn, self.node.attrs, state["x"])
-        target = np.ascontiguousarray((target / self.scale.reshape(self.shape)).reshape(
-            state["v"].shape), dtype=state["v"].dtype)
-        state["target"] = target
-        eta = step_size(self.eta0, self.gamma, state["t"])
-        out = self.backend.signgd_fire(state["v"], target, eta, self.inclusive, self.scale)
-        return out.reshape((out.shape[0],) + self.shape)
-
-    def potential(self, state):
-        return (state["v"] * self.scale).reshape((state["v"].shape[0],) + self.shape)
-
-    def saturated(self, state):
-        """Neurons that can no longer reach their last target, (B, *shape) bool.
-
-        After step ``t`` the estimate can still travel ``sum_{k > t} eta_k =
-        gamma * eta_t / (1 - gamma)``; a neuron further than that from its target (beyond the
-        reach, or stuck because its target moved away while the steps shrank) is saturated.
-        """
-        t = state["t"]
-        left = self.gamma * step_size(self.eta0, self.gamma, t) / (1.0 - self.gamma) if t \
-            else self.reach
-        return (np.abs(state["target"] - state["v"]) > left).reshape((-1,) + self.shape)
+    def step(self, state, x):
+        return hadamard_forward(self.node, x)
 
 
-STEP_OPS: dict[str, type[StepOp]] = {
-    "linear": Linear, "conv2d": Conv2d, "avgpool2d": AvgPool2d, "batchnorm": BatchNorm,
-    "flatten": Flatten, "identity": Identity, "add": Add, "maxpool2d": MaxPoolSpikes,
-    "if": IFNeurons, "bistable": BistableNeurons, "sgd": SignGDNeurons, "delay": Delay,
-    **{op: ForwardStep for op in ("transpose", "mean", "reshape", "scale", "affine", "window",
-                                  "spread", "concat", "expand", "slice", "upsample", "pad")},
-}
+def _window_out(attrs, in_shapes, params):
+    if len(in_shapes[0]) != 3:
+        raise ShapeRuleError("input shape", "rank 3 (C, H, W)", str(in_shapes[0]))
+    c, h, w = in_shapes[0]
+    (kh, kw), (sh, sw), (ph, pw) = attrs["kernel"], attrs["stride"], attrs["padding"]
+    oy, ox = attrs["offset"]
+    if oy >= kh or ox >= kw:
+        raise ShapeRuleError("offset", f"inside the kernel {(kh, kw)}", str((oy, ox)))
+    if attrs["pad_mode"] == "edge" and attrs["pad_value"] != 0.0:
+        # an edge window never reads pad_value: refuse one that is set, not ignore it
+        raise ShapeRuleError("pad_value", "0 (unused) with pad_mode 'edge'",
+                             repr(attrs["pad_value"]))
+    ceil = attrs["ceil_mode"]
+    return (c, pool_size(h, kh, sh, ph, ceil), pool_size(w, kw, sw, pw, ceil))
+
+
+for _kind in [
+    Kind("linear", Linear), Kind("conv2d", Conv2d), Kind("avgpool2d", AvgPool2d),
+    Kind("batchnorm", BatchNorm), Kind("flatten", Flatten), Kind("identity", Identity),
+    Kind("add", Add), Kind("maxpool2d", MaxPoolSpikes),
+    *(Kind(op, ForwardStep) for op in ("transpose", "mean", "reshape", "scale", "affine",
+                                       "concat", "expand", "slice", "upsample", "pad")),
+    # One kernel position of a pooling window: out[c, y, x] = in[c, y*sh + oy - ph,
+    # x*sw + ox - pw]; outside the input, pad_value ("constant") or the nearest input
+    # position ("edge": the row and column clamped into the input). Max pooling becomes a
+    # tree of two-input max neurons over these (signGD).
+    Kind("window", ForwardStep, forward=window_forward, spec=OpSpec(
+        "window", 1,
+        attrs={"kernel": AttrSpec("pair", minimum=1), "stride": AttrSpec("pair", minimum=1),
+               "padding": AttrSpec("pair", default=(0, 0), minimum=0),
+               "offset": AttrSpec("pair", minimum=0),
+               "pad_mode": AttrSpec("str", default="constant", choices=tuple(PADS)),
+               "pad_value": AttrSpec("float", default=0.0),
+               "ceil_mode": AttrSpec("int", default=0, minimum=0)},
+        out_shape=_window_out)),
+    # A reduction along one axis, broadcast back to the input's shape: the axis "mean", "sum",
+    # or "center" (x minus the mean). Linear, so it carries increments unchanged in meaning.
+    Kind("spread", ForwardStep, forward=spread_forward, spec=OpSpec(
+        "spread", 1,
+        attrs={"axis": AttrSpec("str", default="last", choices=("last", "channel")),
+               "reduce": AttrSpec("str", choices=("mean", "sum", "center"))})),
+    # The input's value of `steps` steps earlier (0 during the first `steps` steps). BSNN
+    # puts one on a residual shortcut or concatenation input that comes through a synapse
+    # (where no synchronous neuron can relay it) to shift its packets by whole cycles.
+    Kind("delay", Delay, forward=lambda node, x: x,
+         spec=OpSpec("delay", 1, attrs={"steps": AttrSpec("int", minimum=1)})),
+    # NIR's Scale and SumPool2d (their NIR readers: refsnn.nir.reader)
+    Kind("hadamard", Hadamard, nir=NirSpec("Scale", params={"factor": "scale"}),
+         spec=OpSpec("hadamard", 1, params=("factor",), param_shapes=full("factor"),
+                     out_shape=same)),
+    Kind("sumpool2d", SumPool2d,
+         spec=OpSpec("sumpool2d", 1, attrs=POOL_ATTRS, out_shape=pool_out)),
+]:
+    register(_kind)
