@@ -3,8 +3,9 @@
 A graph is built only through :func:`make_graph`, which checks everything (operator names,
 attributes, parameter shapes and values, connectivity, cycles) and raises
 :class:`~refsnn.errors.ModelFormatError` naming the file, path and field of the first problem.
-The loader (:mod:`refsnn.model.format`) and Python code that builds graphs share that one
-validator, so a graph that exists is a valid graph.
+The loader (:mod:`refsnn.model.format`), Python code that builds graphs and the conversion
+passes (through :class:`Rewrite`, a batch of edits committed at once) share that one validator,
+so a graph that exists is a valid graph.
 """
 
 from __future__ import annotations
@@ -93,6 +94,120 @@ class Graph:
         """Total number of parameter values."""
         return sum(p.size for n in self.nodes for p in n.params.values())
 
+    def edit(self) -> Rewrite:
+        """Start a batch of edits of this graph (:class:`Rewrite`); the graph itself never changes."""
+        return Rewrite(self.input_shape, self.nodes, self.output, self.dtype)
+
+
+def _node(name, op, inputs, attrs=None, params=None) -> Node:
+    """An unvalidated node (a list of inputs becomes a tuple; anything else is left for
+    :func:`make_graph` to refuse)."""
+    inputs = tuple(inputs) if isinstance(inputs, list) else inputs
+    return Node(name, op, inputs, MappingProxyType(dict(attrs or {})),
+                MappingProxyType(dict(params or {})))
+
+
+class Rewrite:
+    """A batch of edits to a graph, validated once when committed: how passes change a graph.
+
+    As with torch.fx's ``Transformer`` or an ONNX graph surgeon, a pass replaces, inserts and
+    removes nodes here, reading the frozen graph it started from (or :meth:`node` for the
+    edited state); nothing is checked while editing. :meth:`commit` hands the edited nodes to
+    :func:`make_graph`, the one validator, so an invalid edit fails there with its error naming
+    the node and field. Names that do not exist raise ``KeyError``, as :meth:`Graph.node` does.
+
+    Attributes
+    ----------
+    input_shape : tuple of int
+        Per-sample input shape.
+    nodes : list of Node
+        The edited nodes, in order; :func:`make_graph` keeps an order that is topological and
+        sorts one that is not (depth first).
+    output : str
+        The output node's name (moved by :meth:`rewire`, :meth:`insert_after`, :meth:`remove`).
+    dtype : numpy dtype
+        The parameters' dtype on :meth:`commit`, unless it is given another.
+    """
+
+    def __init__(self, input_shape: Sequence[int], nodes: Sequence, output: str,
+                 dtype=np.float64):
+        self.input_shape, self.output, self.dtype = tuple(input_shape), output, np.dtype(dtype)
+        self.nodes = [n if isinstance(n, Node) else _node(**n) for n in nodes]
+
+    def _index(self, name: str) -> int:
+        for i, n in enumerate(self.nodes):
+            if n.name == name:
+                return i
+        raise KeyError(name)
+
+    def node(self, name: str) -> Node:
+        """Return the node called ``name`` as edited so far."""
+        return self.nodes[self._index(name)]
+
+    def __contains__(self, name: str) -> bool:
+        return any(n.name == name for n in self.nodes)
+
+    def add(self, name: str, op: str, inputs, attrs=None, params=None,
+            before: str | None = None) -> str:
+        """Add a node, placed right before node ``before`` (default: last); return its name."""
+        self.nodes.insert(len(self.nodes) if before is None else self._index(before),
+                          _node(name, op, inputs, attrs, params))
+        return name
+
+    def replace(self, name: str, op=None, inputs=None, attrs=None, params=None) -> None:
+        """Give node ``name`` another operator, inputs, attributes or parameters (None keeps
+        the current ones; ``attrs`` and ``params`` replace the whole mapping)."""
+        i = self._index(name)
+        old = self.nodes[i]
+        self.nodes[i] = _node(name, op or old.op, old.inputs if inputs is None else inputs,
+                              old.attrs if attrs is None else attrs,
+                              old.params if params is None else params)
+
+    def set_params(self, name: str, **params) -> None:
+        """Replace some parameters of node ``name`` (the others stay)."""
+        self.replace(name, params={**self.node(name).params, **params})
+
+    def rewire(self, old: str, new: str) -> None:
+        """Make every node reading ``old`` (and the output, if it is ``old``) read ``new``."""
+        for i, n in enumerate(self.nodes):
+            if old in n.inputs:
+                inputs = [new if s == old else s for s in n.inputs]
+                self.nodes[i] = _node(n.name, n.op, inputs, n.attrs, n.params)
+        self.output = new if self.output == old else self.output
+
+    def insert_after(self, name: str, new: str, op: str, attrs=None, params=None) -> None:
+        """Add node ``new`` reading ``name``, placed right after it; whatever read ``name``
+        (the output included) reads ``new`` instead."""
+        self.rewire(name, new)
+        self.nodes.insert(self._index(name) + 1, _node(new, op, [name], attrs, params))
+
+    def insert_before(self, name: str, new: str, op: str, attrs=None, params=None,
+                      index: int = 0) -> None:
+        """Add node ``new`` between node ``name`` and its input number ``index``, placed right
+        before it."""
+        inputs = list(self.node(name).inputs)
+        self.add(new, op, [inputs[index]], attrs, params, before=name)
+        inputs[index] = new
+        self.replace(name, inputs=inputs)
+
+    def remove(self, name: str) -> None:
+        """Remove node ``name``, which must have one input; whatever read it (the output
+        included) reads that input instead."""
+        node = self.node(name)
+        if len(node.inputs) != 1:
+            raise ValueError(f"cannot remove node '{name}': it has {len(node.inputs)} inputs, "
+                             f"so which one its readers should read is not defined")
+        del self.nodes[self._index(name)]
+        self.rewire(name, node.inputs[0])
+
+    def commit(self, dtype=None, ops=None, file: str = MEMORY) -> Graph:
+        """Validate the edited graph with :func:`make_graph` (once) and return it.
+
+        ``dtype`` defaults to :attr:`dtype`; ``ops`` and ``file`` are :func:`make_graph`'s.
+        """
+        return make_graph(self.input_shape, self.nodes, self.output, file=file,
+                          dtype=self.dtype if dtype is None else dtype, ops=ops)
+
 
 def _err(file, path, field, expected, found):
     return ModelFormatError(file, path, field, expected, found)
@@ -163,9 +278,11 @@ def make_graph(
     ----------
     input_shape : sequence of int
         Per-sample input shape.
-    nodes : sequence of dict
+    nodes : sequence of dict or Node
         Each with keys ``name``, ``op``, ``inputs`` (list of str), ``attrs`` (dict, optional),
-        ``params`` (dict of arrays, optional). Any order; the graph is sorted topologically.
+        ``params`` (dict of arrays, optional), or a :class:`Node` (e.g. of another graph).
+        Any order; the graph is sorted topologically (depth first, keeping an order that is
+        topological already).
     output : str
         The output node's name.
     file : str
@@ -187,6 +304,7 @@ def make_graph(
 
     raw_by_name: dict[str, dict] = {}
     for i, raw in enumerate(nodes):
+        raw = dict(vars(raw)) if isinstance(raw, Node) else raw
         name = raw.get("name")
         path = f"/nodes/{name}" if name else f"/nodes[{i}]"
         unknown = set(raw) - {"name", "op", "inputs", "attrs", "params"}
@@ -304,9 +422,7 @@ def _make_node(raw, inputs, in_shapes, file, path, dtype, shapes, ops) -> Node:
 
 
 def graph_to_dicts(graph: Graph) -> list[dict]:
-    """Return the nodes of ``graph`` in the form :func:`make_graph` takes."""
-    return [
-        {"name": n.name, "op": n.op, "inputs": list(n.inputs), "attrs": dict(n.attrs),
-         "params": dict(n.params)}
-        for n in graph.nodes
-    ]
+    """Return the nodes of ``graph`` as the dicts :func:`make_graph` takes, to edit by hand
+    (passes use :meth:`Graph.edit`)."""
+    return [dict(vars(n), inputs=list(n.inputs), attrs=dict(n.attrs), params=dict(n.params))
+            for n in graph.nodes]
