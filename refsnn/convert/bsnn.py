@@ -132,8 +132,7 @@ def assign_stages(edit: Rewrite | list[dict], sync: bool,
             target = max(stages[i] for i in inputs)
             inputs = [_relay(edit, i, target - stages[i], period, stages, node.name)
                       if 0 < stages[i] < target else i for i in inputs]
-        stage = max(stages[i] for i in inputs) + (node.op == "bistable")
-        stages[node.name] = stage
+        stages[node.name] = stage = max(stages[i] for i in inputs) + (node.op == "bistable")
         attrs = {**node.attrs, "stage": stage} if node.op == "bistable" else None
         edit.replace(node.name, inputs=inputs, attrs=attrs)
     return edit.nodes, stages

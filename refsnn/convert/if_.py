@@ -12,7 +12,7 @@ from refsnn.convert.bnfold import fold_batchnorm
 from refsnn.convert.l4 import ADJUSTMENTS, apply_shifts, check_adjust
 from refsnn.convert.threshold import balance
 from refsnn.errors import ConversionError
-from refsnn.model.graph import INPUT, Graph, Rewrite
+from refsnn.model.graph import INPUT, Graph
 from refsnn.sim.network import SNN_OPS, SpikingNetwork
 
 #: Operators the IF method converts: ReLU and clipped ReLU (hardtanh with min_value 0, e.g.
@@ -132,8 +132,7 @@ def _check_clip(node) -> None:
 
 
 def relu_to_neurons(graph: Graph, calibration, percentile: float, per_channel: bool,
-                    method: str, neuron_op: str,
-                    neuron_attrs: dict) -> tuple[Graph, np.ndarray, Rewrite]:
+                    method: str, neuron_op: str, neuron_attrs: dict):
     """The part every rate-coded method shares: check, fold BN, balance thresholds.
 
     Every ReLU becomes a ``neuron_op`` node with ``neuron_attrs`` and a per-layer (or
@@ -207,7 +206,13 @@ def pool_before_batchnorm(graph: Graph) -> Graph:
         edit.replace(bn.name, inputs=[pool.name])
     if all(a.inputs == b.inputs for a, b in zip(edit.nodes, graph.nodes)):
         return graph
-    edit.nodes = _waves(edit.nodes)
+    # in waves (those reading only the input, then those reading only those, ...; list order
+    # within a wave): the order this pass has always given, so converted files stay the same
+    done, pending, edit.nodes = {INPUT}, edit.nodes, []
+    while pending:
+        edit.nodes += [n for n in pending if all(i in done for i in n.inputs)]
+        done.update(n.name for n in edit.nodes)
+        pending = [n for n in pending if n.name not in done]
     return edit.commit()
 
 
@@ -234,19 +239,6 @@ def pool_absorbs_pad(graph: Graph) -> Graph:
         edit.remove(pad.name)
         edit.replace(pool.name, attrs={**pool.attrs, "padding": (top, left)})
     return graph if len(edit.nodes) == len(graph.nodes) else edit.commit()
-
-
-def _waves(nodes: list) -> list:
-    """``nodes`` in waves: first those reading only the input, then those reading only those,
-    and so on (in list order within a wave). The order :func:`pool_before_batchnorm` has
-    always given its graphs, kept so that converted files stay the same byte for byte."""
-    done, out, pending = {INPUT}, [], list(nodes)
-    while pending:
-        ready = [n for n in pending if all(i in done for i in n.inputs)]
-        out += ready
-        done.update(n.name for n in ready)
-        pending = [n for n in pending if n.name not in done]
-    return out
 
 
 def _neuron_channels(graph: Graph, name: str, ops) -> bool:

@@ -36,10 +36,10 @@ from refsnn.errors import OptionError
 from refsnn.model.graph import INPUT, Graph
 from refsnn.theory.l4 import current_moments, limit_rates, source_spikes
 
-#: The running maximum of a driftless walk of ``T`` steps with unit per-step sd is about
-#: ``sqrt(2 T / π)``; divided by ``T`` (a rate) this is the factor below.
 def excess_factor(steps: int) -> float:
-    """``sqrt(2 / (π T_ref))``: the represented output of a driftless unit-sd neuron at T_ref."""
+    """``sqrt(2 / (π T_ref))``: the represented output of a driftless unit-sd neuron at T_ref
+    (the running maximum of a driftless walk of ``T`` steps with unit per-step sd is about
+    ``sqrt(2 T / π)``; divided by ``T``, a rate, this is the factor)."""
     return math.sqrt(2.0 / (math.pi * steps))
 
 
@@ -81,15 +81,13 @@ def apply_shifts(graph: Graph, shifts: dict[str, np.ndarray], ops) -> Graph:
     inserted before the neurons, named ``<neuron node>_l4``.
     """
     edit = graph.edit()
-    for node in graph.nodes:
-        if node.name not in shifts:
-            continue
-        shift, src = shifts[node.name], node.inputs[0]
+    for name, shift in shifts.items():
+        src = graph.node(name).inputs[0]
         if (src != INPUT and graph.node(src).op in ("linear", "conv2d")
                 and len(graph.consumers(src)) == 1):
             edit.set_params(src, bias=graph.node(src).params["bias"] - shift)
         else:
-            edit.insert_before(node.name, f"{node.name}_l4", "affine", {"axis": "channel"},
+            edit.insert_before(name, f"{name}_l4", "affine", {"axis": "channel"},
                                {"weight": np.ones_like(shift), "bias": -shift})
     return edit.commit(ops=ops)
 

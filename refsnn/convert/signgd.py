@@ -38,23 +38,10 @@ AFFINE = ("linear", "conv2d", "batchnorm", "avgpool2d", "flatten", "add", "ident
           "transpose", "mean", "scale", "affine", "reshape", "concat", "expand", "slice",
           "upsample", "pad")
 
-#: ANN operator -> (signGD target, attributes it passes on).
-ACTIVATIONS = {
-    "relu": ("relu", ()),
-    "leaky_relu": ("leaky_relu", ("slope",)),
-    "silu": ("silu", ()),
-    "sigmoid": ("sigmoid", ()),
-    "tanh": ("tanh", ()),
-    "hardtanh": ("hardtanh", ("min_value", "max_value")),
-    "abs": ("abs", ()),
-    "square": ("square", ()),
-    "exp": ("exp", ()),
-    "multiply": ("multiply", ()),
-    "hardsigmoid": ("hardsigmoid", ()),
-    "hardswish": ("hardswish", ()),
-}
-#: Every operator that becomes neurons.
-NONLINEAR = (*ACTIVATIONS, "gelu", "maxpool2d", "layernorm", "softmax", "log_softmax")
+#: ANN operator -> the attributes it passes on to its signGD target (the function of its name).
+ACTIVATIONS = {"relu": (), "leaky_relu": ("slope",), "silu": (), "sigmoid": (), "tanh": (),
+               "hardtanh": ("min_value", "max_value"), "abs": (), "square": (), "exp": (),
+               "multiply": (), "hardsigmoid": (), "hardswish": ()}
 ENCODINGS = ("exact", "gd")
 SCALES = ("element", "channel", "layer")
 #: Operators of the draft graph, whose ``sgd`` nodes have no parameters yet.
@@ -133,7 +120,7 @@ def convert_signgd(
     if compat:
         check_compat_ops(graph)
     for node in graph.nodes:
-        if node.op not in AFFINE and node.op not in NONLINEAR:
+        if node.op not in AFFINE and node.op not in NEURONS:
             raise ConversionError(
                 f"node '{node.name}': op '{node.op}' cannot be converted with --method signgd "
                 f"(it is neither affine nor a supported nonlinearity)")
@@ -157,13 +144,11 @@ def convert_signgd(
     readout_init = np.asarray(zero[folded.output][0], dtype=dtype)
     snn_graph = edit.commit(dtype=dtype, ops=SNN_OPS)
     options = {"eta0": float(eta0), "gamma": float(gamma), "scale": scale,
-               "scale_floor": float(scale_floor),
-               "compat": int(compat), "dtype": np.dtype(dtype).name,
-               "calibration_samples": int(x.shape[0])}
+               "scale_floor": float(scale_floor), "compat": int(compat),
+               "dtype": np.dtype(dtype).name, "calibration_samples": int(x.shape[0])}
+    schedule = MappingProxyType({"eta0": float(eta0), "gamma": float(gamma)})
     return SpikingNetwork(snn_graph, "signgd", encoding, MappingProxyType(options),
-                          decoder="estimate",
-                          schedule=MappingProxyType({"eta0": float(eta0), "gamma": float(gamma)}),
-                          readout_init=readout_init)
+                          decoder="estimate", schedule=schedule, readout_init=readout_init)
 
 
 def _neuron(name, inputs, fn, compat, **attrs):
@@ -173,11 +158,8 @@ def _neuron(name, inputs, fn, compat, **attrs):
 
 
 def _rewrite(graph: Graph, compat: bool) -> Rewrite:
-    """Nonlinear nodes -> ``sgd`` nodes (placeholder params); max pooling -> window + max tree.
-
-    Each nonlinear node becomes the nodes :data:`NEURONS` gives: the last takes its place
-    (and name, so its readers need no rewiring), the others go right before it.
-    """
+    """Nonlinear nodes -> ``sgd`` nodes (placeholder params); max pooling -> window + max tree:
+    the nodes :data:`NEURONS` gives, the last in the node's place (and name), the others before."""
     edit = graph.edit()
     for node in graph.nodes:
         if node.op in NEURONS:
@@ -189,11 +171,10 @@ def _rewrite(graph: Graph, compat: bool) -> Rewrite:
 
 
 def _activation(node: Node, compat: bool, graph: Graph) -> list[dict]:
-    fn, keep = ACTIVATIONS[node.op]
-    passed = {k: node.attrs[k] for k in keep}
-    if compat and fn == "leaky_relu":
+    passed = {k: node.attrs[k] for k in ACTIVATIONS[node.op]}
+    if compat and node.op == "leaky_relu":
         passed["slope"] = 0.1
-    return [_neuron(node.name, node.inputs, fn, compat, **passed)]
+    return [_neuron(node.name, node.inputs, node.op, compat, **passed)]
 
 
 def _gelu(node: Node, compat: bool, graph: Graph) -> list[dict]:
@@ -212,28 +193,22 @@ def _batchnorm(node: Node, compat: bool, graph: Graph) -> list[dict]:
              "params": {"weight": scale, "bias": p["beta"] - p["mean"] * scale}}]
 
 
-def _max_pool(node: Node, compat: bool, graph: Graph) -> list[dict]:
-    if compat:
-        return compat_max_pool(node, lambda *args: _neuron(*args, compat=True))
-    return _max_tree(node, compat)
-
-
-def _max_tree(d: Node, compat: bool) -> list[dict]:
+def _max_tree(d: Node, compat: bool, graph: Graph) -> list[dict]:
     """Max pooling as a balanced tree of two-input max neurons over the window positions.
 
     The last node keeps the pooling node's name, so consumers need no rewiring. A padded
     position repeats the nearest input position, which lies in the same window (``edge``
     windows, :mod:`refsnn.synapses.window`): every max neuron, including one whose inputs are
     all padded positions of some window, tracks the max of activations of that window, so
-    no pad value ever reaches a target, a calibration statistic or a scale. ``compat`` keeps
-    a constant pad value, ``-1e6``.
+    no pad value ever reaches a target, a calibration statistic or a scale. ceil_mode's
+    overhang past the input's end is padding too (edge: the last input row or column, which
+    the window holds, since its window starts inside the input). ``compat`` builds the
+    reference code's max pooling instead (:func:`~refsnn.convert.signgd_compat.compat_max_pool`).
     """
+    if compat:
+        return compat_max_pool(d, lambda *args: _neuron(*args, compat=True))
     a = d.attrs
     kh, kw = a["kernel"]
-    # ceil_mode's overhang past the input's end is padding too (edge: the last input row or
-    # column, which the window holds, since its window starts inside the input)
-    pad = ({"pad_value": -1e6 if any(a["padding"]) or a["ceil_mode"] else 0.0} if compat
-           else {"pad_mode": "edge"})
     nodes, level = [], []
     for oy in range(kh):
         for ox in range(kw):
@@ -241,7 +216,7 @@ def _max_tree(d: Node, compat: bool) -> list[dict]:
                           "inputs": d.inputs,
                           "attrs": {"kernel": a["kernel"], "stride": a["stride"],
                                     "padding": a["padding"], "offset": (oy, ox),
-                                    "ceil_mode": a["ceil_mode"], **pad},
+                                    "ceil_mode": a["ceil_mode"], "pad_mode": "edge"},
                           "params": {}})
             level.append(nodes[-1]["name"])
     depth = 0
@@ -250,7 +225,7 @@ def _max_tree(d: Node, compat: bool) -> list[dict]:
         for i in range(0, len(level) - 1, 2):
             last = len(level) == 2
             name = d.name if last else f"{d.name}.max{depth}_{i // 2}"
-            nodes.append(_neuron(name, [level[i], level[i + 1]], "max", compat))
+            nodes.append(_neuron(name, [level[i], level[i + 1]], "max", False))
             nxt.append(name)
         if len(level) % 2:
             nxt.append(level[-1])
@@ -335,5 +310,5 @@ def _remove_constants(edit: Rewrite, node: Node) -> None:
 #: Nonlinear operator -> ``f(node, compat, graph)``: the nodes that replace it, the last
 #: named as the node.
 NEURONS = {**{op: _activation for op in ACTIVATIONS}, "gelu": _gelu, "batchnorm": _batchnorm,
-           "maxpool2d": _max_pool, "layernorm": _layernorm, "softmax": _softmax,
+           "maxpool2d": _max_tree, "layernorm": _layernorm, "softmax": _softmax,
            "log_softmax": _log_softmax}

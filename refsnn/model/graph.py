@@ -3,9 +3,8 @@
 A graph is built only through :func:`make_graph`, which checks everything (operator names,
 attributes, parameter shapes and values, connectivity, cycles) and raises
 :class:`~refsnn.errors.ModelFormatError` naming the file, path and field of the first problem.
-The loader (:mod:`refsnn.model.format`), Python code that builds graphs and the conversion
-passes (through :class:`Rewrite`, a batch of edits committed at once) share that one validator,
-so a graph that exists is a valid graph.
+The loader (:mod:`refsnn.model.format`), code that builds graphs and the passes that edit them
+(:class:`Rewrite`) share that one validator, so a graph that exists is a valid graph.
 """
 
 from __future__ import annotations
@@ -50,8 +49,29 @@ class Node:
     params: Mapping[str, np.ndarray]
 
 
+class _Nodes:
+    """Look-ups by name in ``self.nodes``, shared by :class:`Graph` and :class:`Rewrite`."""
+
+    def _index(self, name: str) -> int:
+        for i, n in enumerate(self.nodes):
+            if n.name == name:
+                return i
+        raise KeyError(name)
+
+    def node(self, name: str) -> Node:
+        """Return the node called ``name`` (KeyError if there is none)."""
+        return self.nodes[self._index(name)]
+
+    def consumers(self, name: str) -> list[Node]:
+        """Return the nodes that read ``name``, in order."""
+        return [n for n in self.nodes if name in n.inputs]
+
+    def __contains__(self, name: str) -> bool:
+        return any(n.name == name for n in self.nodes)
+
+
 @dataclass(frozen=True)
-class Graph:
+class Graph(_Nodes):
     """A validated, immutable feed-forward DAG.
 
     Attributes
@@ -71,17 +91,6 @@ class Graph:
     output: str
     shapes: Mapping[str, Shape]
 
-    def node(self, name: str) -> Node:
-        """Return the node called ``name``."""
-        for n in self.nodes:
-            if n.name == name:
-                return n
-        raise KeyError(name)
-
-    def consumers(self, name: str) -> list[Node]:
-        """Return the nodes that read ``name``, in graph order."""
-        return [n for n in self.nodes if name in n.inputs]
-
     @property
     def dtype(self) -> np.dtype:
         """dtype of the parameters (all share one; float64 for a graph without any)."""
@@ -95,34 +104,28 @@ class Graph:
         return sum(p.size for n in self.nodes for p in n.params.values())
 
     def edit(self) -> Rewrite:
-        """Start a batch of edits of this graph (:class:`Rewrite`); the graph itself never changes."""
+        """Start a batch of edits (:class:`Rewrite`); the graph itself never changes."""
         return Rewrite(self.input_shape, self.nodes, self.output, self.dtype)
 
 
 def _node(name, op, inputs, attrs=None, params=None) -> Node:
-    """An unvalidated node (a list of inputs becomes a tuple; anything else is left for
-    :func:`make_graph` to refuse)."""
+    """An unvalidated node (inputs other than a list are left for make_graph to refuse)."""
     inputs = tuple(inputs) if isinstance(inputs, list) else inputs
     return Node(name, op, inputs, MappingProxyType(dict(attrs or {})),
                 MappingProxyType(dict(params or {})))
 
 
-class Rewrite:
-    """A batch of edits to a graph, validated once when committed: how passes change a graph.
-
-    As with torch.fx's ``Transformer`` or an ONNX graph surgeon, a pass replaces, inserts and
-    removes nodes here, reading the frozen graph it started from (or :meth:`node` for the
-    edited state); nothing is checked while editing. :meth:`commit` hands the edited nodes to
-    :func:`make_graph`, the one validator, so an invalid edit fails there with its error naming
-    the node and field. Names that do not exist raise ``KeyError``, as :meth:`Graph.node` does.
+class Rewrite(_Nodes):
+    """A batch of edits to a graph, validated once: how passes change a graph, as torch.fx's
+    ``Transformer`` or an ONNX graph surgeon do. Edits are not checked; :meth:`commit` hands
+    the edited nodes to :func:`make_graph`, the one validator, so an invalid edit fails there
+    with its error naming the node and field.
 
     Attributes
     ----------
     input_shape : tuple of int
-        Per-sample input shape.
     nodes : list of Node
-        The edited nodes, in order; :func:`make_graph` keeps an order that is topological and
-        sorts one that is not (depth first).
+        In order; :func:`make_graph` keeps an order that is topological and sorts one that is not.
     output : str
         The output node's name (moved by :meth:`rewire`, :meth:`insert_after`, :meth:`remove`).
     dtype : numpy dtype
@@ -134,31 +137,14 @@ class Rewrite:
         self.input_shape, self.output, self.dtype = tuple(input_shape), output, np.dtype(dtype)
         self.nodes = [n if isinstance(n, Node) else _node(**n) for n in nodes]
 
-    def _index(self, name: str) -> int:
-        for i, n in enumerate(self.nodes):
-            if n.name == name:
-                return i
-        raise KeyError(name)
-
-    def node(self, name: str) -> Node:
-        """Return the node called ``name`` as edited so far."""
-        return self.nodes[self._index(name)]
-
-    def __contains__(self, name: str) -> bool:
-        return any(n.name == name for n in self.nodes)
-
-    def add(self, name: str, op: str, inputs, attrs=None, params=None,
-            before: str | None = None) -> str:
-        """Add a node, placed right before node ``before`` (default: last); return its name."""
+    def add(self, name: str, op: str, inputs, attrs=None, params=None, before=None) -> None:
+        """Add a node, placed right before node ``before`` (default: last)."""
         self.nodes.insert(len(self.nodes) if before is None else self._index(before),
                           _node(name, op, inputs, attrs, params))
-        return name
 
     def replace(self, name: str, op=None, inputs=None, attrs=None, params=None) -> None:
-        """Give node ``name`` another operator, inputs, attributes or parameters (None keeps
-        the current ones; ``attrs`` and ``params`` replace the whole mapping)."""
-        i = self._index(name)
-        old = self.nodes[i]
+        """Give node ``name`` another op, inputs, attributes or parameters (None: keep them)."""
+        i, old = self._index(name), self.node(name)
         self.nodes[i] = _node(name, op or old.op, old.inputs if inputs is None else inputs,
                               old.attrs if attrs is None else attrs,
                               old.params if params is None else params)
@@ -169,48 +155,34 @@ class Rewrite:
 
     def rewire(self, old: str, new: str) -> None:
         """Make every node reading ``old`` (and the output, if it is ``old``) read ``new``."""
-        for i, n in enumerate(self.nodes):
-            if old in n.inputs:
-                inputs = [new if s == old else s for s in n.inputs]
-                self.nodes[i] = _node(n.name, n.op, inputs, n.attrs, n.params)
+        for n in self.consumers(old):
+            self.replace(n.name, inputs=[new if s == old else s for s in n.inputs])
         self.output = new if self.output == old else self.output
 
     def insert_after(self, name: str, new: str, op: str, attrs=None, params=None) -> None:
-        """Add node ``new`` reading ``name``, placed right after it; whatever read ``name``
-        (the output included) reads ``new`` instead."""
+        """Add node ``new`` reading ``name`` right after it; what read ``name`` reads ``new``."""
         self.rewire(name, new)
         self.nodes.insert(self._index(name) + 1, _node(new, op, [name], attrs, params))
 
-    def insert_before(self, name: str, new: str, op: str, attrs=None, params=None,
-                      index: int = 0) -> None:
-        """Add node ``new`` between node ``name`` and its input number ``index``, placed right
-        before it."""
-        inputs = list(self.node(name).inputs)
-        self.add(new, op, [inputs[index]], attrs, params, before=name)
-        inputs[index] = new
-        self.replace(name, inputs=inputs)
+    def insert_before(self, name: str, new: str, op: str, attrs=None, params=None) -> None:
+        """Add node ``new`` right before node ``name``, between it and its (first) input."""
+        self.add(new, op, list(self.node(name).inputs[:1]), attrs, params, before=name)
+        self.replace(name, inputs=[new, *self.node(name).inputs[1:]])
 
     def remove(self, name: str) -> None:
-        """Remove node ``name``, which must have one input; whatever read it (the output
-        included) reads that input instead."""
-        node = self.node(name)
-        if len(node.inputs) != 1:
-            raise ValueError(f"cannot remove node '{name}': it has {len(node.inputs)} inputs, "
-                             f"so which one its readers should read is not defined")
-        del self.nodes[self._index(name)]
-        self.rewire(name, node.inputs[0])
+        """Remove node ``name`` (one input); what read it reads that input instead."""
+        n = len(self.node(name).inputs)
+        if n != 1:
+            raise ValueError(f"cannot remove node '{name}': it has {n} inputs, not 1")
+        self.rewire(name, self.nodes.pop(self._index(name)).inputs[0])
 
     def commit(self, dtype=None, ops=None, file: str = MEMORY) -> Graph:
-        """Validate the edited graph with :func:`make_graph` (once) and return it.
-
-        ``dtype`` defaults to :attr:`dtype`; ``ops`` and ``file`` are :func:`make_graph`'s.
-        """
+        """Validate the edits with :func:`make_graph` (once) and return the new graph."""
         return make_graph(self.input_shape, self.nodes, self.output, file=file,
                           dtype=self.dtype if dtype is None else dtype, ops=ops)
 
 
-def _err(file, path, field, expected, found):
-    return ModelFormatError(file, path, field, expected, found)
+_err = ModelFormatError
 
 
 def normalize_attr(value, spec: AttrSpec, file: str, path: str, name: str):
@@ -264,14 +236,8 @@ def _pattern_str(pattern) -> str:
     return "(" + ", ".join("*" if p is None else str(p) for p in pattern) + ("," if len(pattern) == 1 else "") + ")"
 
 
-def make_graph(
-    input_shape: Sequence[int],
-    nodes: Sequence[dict],
-    output: str,
-    file: str = MEMORY,
-    dtype=np.float64,
-    ops=None,
-) -> Graph:
+def make_graph(input_shape: Sequence[int], nodes: Sequence[dict | Node], output: str,
+               file: str = MEMORY, dtype=np.float64, ops=None) -> Graph:
     """Validate a network description and return it as a frozen :class:`Graph`.
 
     Parameters
@@ -280,9 +246,8 @@ def make_graph(
         Per-sample input shape.
     nodes : sequence of dict or Node
         Each with keys ``name``, ``op``, ``inputs`` (list of str), ``attrs`` (dict, optional),
-        ``params`` (dict of arrays, optional), or a :class:`Node` (e.g. of another graph).
-        Any order; the graph is sorted topologically (depth first, keeping an order that is
-        topological already).
+        ``params`` (dict of arrays, optional), or a :class:`Node`. Any order; the graph is
+        sorted topologically (depth first: an order that is topological already stays).
     output : str
         The output node's name.
     file : str
@@ -419,10 +384,3 @@ def _make_node(raw, inputs, in_shapes, file, path, dtype, shapes, ops) -> Node:
     except ShapeRuleError as e:
         raise _err(file, path, e.field, e.expected, e.found) from None
     return Node(raw["name"], op, inputs, MappingProxyType(attrs), MappingProxyType(params))
-
-
-def graph_to_dicts(graph: Graph) -> list[dict]:
-    """Return the nodes of ``graph`` as the dicts :func:`make_graph` takes, to edit by hand
-    (passes use :meth:`Graph.edit`)."""
-    return [dict(vars(n), inputs=list(n.inputs), attrs=dict(n.attrs), params=dict(n.params))
-            for n in graph.nodes]
