@@ -100,6 +100,13 @@ def inputs():
     return np.random.default_rng(1).uniform(0, 1, (5, 2, 6, 6))
 
 
+def graph_to_dicts(graph):
+    """The nodes of ``graph`` as the dicts ``make_graph`` takes, for tests that edit them by
+    hand (refsnn's passes edit graphs with ``Graph.edit()``)."""
+    return [dict(vars(n), inputs=list(n.inputs), attrs=dict(n.attrs), params=dict(n.params))
+            for n in graph.nodes]
+
+
 def assert_same_h5(a, b):
     """Two HDF5 files hold the same groups and datasets (names, order of listing, dtypes,
     shapes, values) and the same attributes everywhere; storage layout (chunked or not) may

@@ -11,10 +11,10 @@ from refsnn.convert.bnfold import fold_batchnorm
 from refsnn.convert.threshold import balance
 from refsnn.errors import ConversionError, DataFormatError, ModelFormatError, OptionError
 from refsnn.model import make_graph
-from refsnn.model.graph import graph_to_dicts
 from refsnn.sim.network import load_snn, save_snn
 from refsnn.sim.simulator import Simulator
 
+from conftest import graph_to_dicts
 
 
 def test_fold_batchnorm_keeps_the_function(cnn, inputs):

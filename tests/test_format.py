@@ -8,9 +8,8 @@ import pytest
 
 from refsnn.errors import ModelFormatError
 from refsnn.model import load_model, make_graph, save_model
-from refsnn.model.graph import graph_to_dicts
 
-from conftest import MODELS, small_cnn
+from conftest import MODELS, graph_to_dicts, small_cnn
 
 
 @pytest.fixture

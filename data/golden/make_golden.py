@@ -263,9 +263,11 @@ def cnn_signgd_maxpool(seed):
 def mlp_gelu(seed):
     """The MLP with GELU, for the compat conversion (GELU as x * sigmoid(1.702 x))."""
     g = mlp(seed)
-    from refsnn.model.graph import graph_to_dicts
-    dicts = [dict(d, op="gelu") if d["op"] == "relu" else d for d in graph_to_dicts(g)]
-    return make_graph(g.input_shape, dicts, g.output)
+    edit = g.edit()
+    for node in g.nodes:
+        if node.op == "relu":
+            edit.replace(node.name, "gelu")
+    return edit.commit()
 
 
 #: case -> (graph factory, method, conversion options)

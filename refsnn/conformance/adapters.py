@@ -48,11 +48,9 @@ def as_float32(net):
     """``net`` with float32 parameters (and readout_init): refsnn then simulates in float32."""
     from dataclasses import replace
 
-    from refsnn.model.graph import graph_to_dicts, make_graph
     from refsnn.sim.network import SNN_OPS
 
-    g = net.graph
-    graph = make_graph(g.input_shape, graph_to_dicts(g), g.output, dtype=np.float32, ops=SNN_OPS)
+    graph = net.graph.edit().commit(dtype=np.float32, ops=SNN_OPS)
     init = None if net.readout_init is None else np.asarray(net.readout_init, np.float32)
     return replace(net, graph=graph, readout_init=init)
 

@@ -33,7 +33,7 @@ import numpy as np
 from refsnn.checks import check_choice
 from refsnn.convert.if_ import argmax_readout, relu_to_neurons
 from refsnn.errors import ConversionError, OptionError
-from refsnn.model.graph import INPUT, Graph, make_graph
+from refsnn.model.graph import INPUT, Graph, Node, Rewrite
 from refsnn.sim.network import SNN_OPS, SpikingNetwork
 
 ENCODINGS = ("analog", "poisson")
@@ -87,11 +87,11 @@ def convert_bsnn(
     check_choice("--encoding", encoding, ENCODINGS)
     check_choice("--dtype", np.dtype(dtype).name, ("float64", "float32"))
     graph, readout_before = argmax_readout(graph)
-    folded, _, dicts = relu_to_neurons(graph, calibration, percentile, per_channel, "bsnn",
-                                       "bistable", {"period": int(period), "v_init": v_init,
-                                                    "role": "neuron"})
-    dicts, stages = assign_stages(dicts, sync, int(period))
-    snn_graph = make_graph(graph.input_shape, dicts, folded.output, dtype=dtype, ops=SNN_OPS)
+    folded, _, edit = relu_to_neurons(graph, calibration, percentile, per_channel, "bsnn",
+                                      "bistable", {"period": int(period), "v_init": v_init,
+                                                   "role": "neuron"})
+    _, stages = assign_stages(edit, sync, int(period))
+    snn_graph = edit.commit(dtype=dtype, ops=SNN_OPS)
     options = {"percentile": float(percentile), "per_channel": int(per_channel),
                "period": int(period), "v_init": v_init, "sync": int(sync),
                "dtype": np.dtype(dtype).name,
@@ -101,15 +101,16 @@ def convert_bsnn(
                           decoder="packet", schedule=MappingProxyType(schedule))
 
 
-def assign_stages(dicts: list[dict], sync: bool,
-                  period: int) -> tuple[list[dict], dict[str, int]]:
+def assign_stages(edit: Rewrite | list[dict], sync: bool,
+                  period: int) -> tuple[list[Node], dict[str, int]]:
     """Give every bistable node its stage and synchronise the inputs of every ``add`` and
     ``concat``.
 
     Parameters
     ----------
-    dicts : list of dict
-        Converted nodes in topological order; bistable nodes lack ``stage``.
+    edit : Rewrite or list of dict
+        Converted nodes in topological order (edited in place, if a Rewrite); bistable
+        nodes lack ``stage``.
     sync : bool
         Synchronise where the inputs of an ``add`` or ``concat`` differ in stage:
         synchronous neurons on a neuron layer, a ``delay`` node on anything else.
@@ -118,69 +119,44 @@ def assign_stages(dicts: list[dict], sync: bool,
 
     Returns
     -------
-    dicts : list of dict
+    nodes : list of Node
         The nodes with stages set and synchronous neurons inserted (in topological order).
     stages : dict of str to int
         Every node's stage, ``"input"`` included.
     """
-    by_name = {d["name"]: d for d in dicts}
+    edit = edit if isinstance(edit, Rewrite) else Rewrite((), edit, None)
     stages = {INPUT: 0}
-    out = []
-    for d in dicts:
-        if d["op"] in ("add", "concat") and sync:
-            target = max(stages[i] for i in d["inputs"])
-            inputs = []
-            for i in d["inputs"]:
-                if 0 < stages[i] < target:
-                    relay = _sync_chain if by_name[i]["op"] == "bistable" else _delay
-                    i = relay(i, target - stages[i], period, by_name, stages, out)
-                inputs.append(i)
-            d = {**d, "inputs": inputs}
-        in_stage = max(stages[i] for i in d["inputs"])
-        if d["op"] == "bistable":
-            d = {**d, "attrs": {**d["attrs"], "stage": in_stage + 1}}
-            stages[d["name"]] = in_stage + 1
-        else:
-            stages[d["name"]] = in_stage
-        out.append(d)
-    return out, stages
+    for node in list(edit.nodes):
+        inputs = node.inputs
+        if node.op in ("add", "concat") and sync:
+            target = max(stages[i] for i in inputs)
+            inputs = [_relay(edit, i, target - stages[i], period, stages, node.name)
+                      if 0 < stages[i] < target else i for i in inputs]
+        stages[node.name] = stage = max(stages[i] for i in inputs) + (node.op == "bistable")
+        attrs = {**node.attrs, "stage": stage} if node.op == "bistable" else None
+        edit.replace(node.name, inputs=inputs, attrs=attrs)
+    return edit.nodes, stages
 
 
-def _unused_name(name: str, by_name, expected: dict) -> None:
-    """Refuse to reuse ``name`` unless it is the relay node ``expected`` describes."""
-    existing = by_name.get(name)
-    if existing is not None and any(existing.get(k) != v for k, v in expected.items()):
-        raise ConversionError(f"cannot name a relay node '{name}' (BSNN shortcut): the model "
-                              f"already has a node of that name")
-
-
-def _delay(src: str, missing: int, period: int, by_name, stages, out) -> str:
-    """Append (or reuse) a ``delay`` node of ``missing * period`` steps on ``src``."""
-    name = f"{src}_delay{missing}"
-    _unused_name(name, by_name, {"op": "delay", "inputs": [src]})
-    if name not in by_name:
-        out.append({"name": name, "op": "delay", "inputs": [src],
-                    "attrs": {"steps": missing * period}})
-        by_name[name] = out[-1]
-        stages[name] = stages[src] + missing
-    return name
-
-
-def _sync_chain(src: str, missing: int, period: int, by_name, stages, out) -> str:
-    """Append ``missing`` synchronous neurons relaying ``src`` (a bistable layer: a synchronous
-    neuron relays spikes, multiples of the threshold, exactly); return the last one's name."""
-    node = by_name[src]
-    name = src
-    for k in range(1, missing + 1):
-        sync_name = f"{src}_sync{k}"
+def _relay(edit: Rewrite, src: str, missing: int, period: int, stages, before: str) -> str:
+    """Add (or reuse) the relay of ``src`` by ``missing`` cycles before node ``before``: a
+    ``delay`` node of ``missing * period`` steps, or, for a bistable layer, ``missing``
+    synchronous neurons (a synchronous neuron relays spikes, multiples of the threshold,
+    exactly). Return the relay's last node's name."""
+    node, name = edit.node(src), src
+    if node.op != "bistable":
+        steps = [(f"{src}_delay{missing}", "delay", {"steps": missing * period}, None, missing)]
+    else:
+        steps = [(f"{src}_sync{k}", "bistable", {**node.attrs, "v_init": "half", "role": "sync"},
+                  {"threshold": node.params["threshold"]}, 1) for k in range(1, missing + 1)]
+    for new, op, attrs, params, cycles in steps:
         # another shortcut of the same layer may have built this relay already: share it
-        _unused_name(sync_name, by_name, {"op": "bistable", "inputs": [name]})
-        if sync_name not in by_name:
-            out.append({"name": sync_name, "op": "bistable", "inputs": [name],
-                        "attrs": {**node["attrs"], "stage": stages[name] + 1, "v_init": "half",
-                                  "role": "sync"},
-                        "params": {"threshold": node["params"]["threshold"]}})
-            by_name[sync_name] = out[-1]
-            stages[sync_name] = stages[name] + 1
-        name = sync_name
+        if new in edit and (edit.node(new).op, edit.node(new).inputs) != (op, (name,)):
+            raise ConversionError(f"cannot name a relay node '{new}' (BSNN shortcut): the "
+                                  f"model already has a node of that name")
+        if new not in edit:
+            stages[new] = stages[name] + cycles
+            attrs = {**attrs, "stage": stages[new]} if op == "bistable" else attrs
+            edit.add(new, op, [name], attrs, params, before=before)
+        name = new
     return name

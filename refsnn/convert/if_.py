@@ -12,7 +12,7 @@ from refsnn.convert.bnfold import fold_batchnorm
 from refsnn.convert.l4 import ADJUSTMENTS, apply_shifts, check_adjust
 from refsnn.convert.threshold import balance
 from refsnn.errors import ConversionError
-from refsnn.model.graph import INPUT, Graph, graph_to_dicts, make_graph
+from refsnn.model.graph import INPUT, Graph
 from refsnn.sim.network import SNN_OPS, SpikingNetwork
 
 #: Operators the IF method converts: ReLU and clipped ReLU (hardtanh with min_value 0, e.g.
@@ -86,16 +86,14 @@ def convert_if(
     check_choice("--dtype", np.dtype(dtype).name, ("float64", "float32"))
     adjust_steps = check_adjust(adjust, adjust_steps, encoding)
     graph, readout_before = argmax_readout(graph)
-    folded, out, dicts = relu_to_neurons(graph, calibration, percentile, per_channel, "if",
-                                         "if", {"reset": reset, "v_init": v_init})
+    folded, out, edit = relu_to_neurons(graph, calibration, percentile, per_channel, "if",
+                                        "if", {"reset": reset, "v_init": v_init})
     x = check_batch(calibration, graph.input_shape, what="calibration data")
-    output = folded.output
-    if readout == "count" and folded.node(output).op != "relu":
+    if readout == "count" and folded.node(folded.output).op != "relu":
         theta = balance(np.maximum(out, 0.0), percentile, per_channel)
-        dicts.append({"name": READOUT_NODE, "op": "if", "inputs": [output],
-                      "attrs": {"reset": reset, "v_init": v_init}, "params": {"threshold": theta}})
-        output = READOUT_NODE
-    snn_graph = make_graph(graph.input_shape, dicts, output, dtype=dtype, ops=SNN_OPS)
+        edit.insert_after(folded.output, READOUT_NODE, "if", {"reset": reset, "v_init": v_init},
+                          {"threshold": theta})
+    snn_graph = edit.commit(dtype=dtype, ops=SNN_OPS)
     adjusted = {}
     if adjust != "none":
         shifts = ADJUSTMENTS[adjust](SpikingNetwork(snn_graph, "if", encoding), x, adjust_steps)
@@ -120,9 +118,9 @@ def argmax_readout(graph: Graph) -> tuple[Graph, dict]:
     out = graph.node(graph.output)
     if out.op not in ARGMAX_PRESERVING or out.inputs[0] == INPUT:
         return graph, {}
-    dicts = [d for d in graph_to_dicts(graph) if d["name"] != out.name]
-    trimmed = make_graph(graph.input_shape, dicts, out.inputs[0], dtype=graph.dtype)
-    return trimmed, {"readout_before": out.name}
+    edit = graph.edit()
+    edit.remove(out.name)
+    return edit.commit(), {"readout_before": out.name}
 
 
 def _check_clip(node) -> None:
@@ -146,8 +144,8 @@ def relu_to_neurons(graph: Graph, calibration, percentile: float, per_channel: b
         The graph with batchnorms folded.
     out : ndarray, shape (B, *output_shape)
         The folded graph's output on the calibration data.
-    dicts : list of dict
-        The converted nodes, as :func:`refsnn.model.graph.graph_to_dicts` gives them.
+    edit : Rewrite
+        ``folded`` with its ReLUs made neuron nodes, not yet committed.
 
     Raises
     ------
@@ -170,17 +168,17 @@ def relu_to_neurons(graph: Graph, calibration, percentile: float, per_channel: b
                         "scales are positive)")
     x = check_batch(calibration, graph.input_shape, what="calibration data")
     out, acts = ann.forward(folded, x, all_nodes=True)
-    dicts = graph_to_dicts(folded)
-    for d in dicts:
-        if d["op"] in NEURON_SOURCES:
-            theta = balance(acts[d["name"]], percentile, per_channel)
-            if d["op"] == "hardtanh":
+    edit = folded.edit()
+    for node in folded.nodes:
+        if node.op in NEURON_SOURCES:
+            theta = balance(acts[node.name], percentile, per_channel)
+            if node.op == "hardtanh":
                 # clip(clip(x, 0, m), 0, theta) = clip(x, 0, theta) for theta <= m: a neuron
                 # with theta <= m represents the clipped ReLU exactly as it does a ReLU. The
                 # percentile of activations <= m is <= m already; a silent layer's 1.0 is not.
-                theta = np.minimum(theta, d["attrs"]["max_value"]).astype(theta.dtype)
-            d.update(op=neuron_op, attrs=dict(neuron_attrs), params={"threshold": theta})
-    return folded, out, dicts
+                theta = np.minimum(theta, node.attrs["max_value"]).astype(theta.dtype)
+            edit.replace(node.name, neuron_op, attrs=neuron_attrs, params={"threshold": theta})
+    return folded, out, edit
 
 
 def pool_before_batchnorm(graph: Graph) -> Graph:
@@ -192,30 +190,30 @@ def pool_before_batchnorm(graph: Graph) -> Graph:
     (or clipped ReLU), feeds only the max pooling, and all its scales are positive; any other
     max pooling is left for :func:`check_maxpool_reads` to refuse.
     """
-    dicts = graph_to_dicts(graph)
-    by_name = {d["name"]: d for d in dicts}
-    changed, output = False, graph.output
-    for d in dicts:
-        if d["op"] != "maxpool2d" or d["inputs"][0] == INPUT:
+    edit = graph.edit()
+    for pool in graph.nodes:
+        bn = graph.node(pool.inputs[0]) if pool.inputs[0] != INPUT else None
+        if (pool.op != "maxpool2d" or bn is None or bn.op != "batchnorm"
+                or bn.inputs[0] == INPUT or bn.name == graph.output):
             continue
-        bn = by_name[d["inputs"][0]]
-        if bn["op"] != "batchnorm" or bn["inputs"][0] == INPUT or bn["name"] == graph.output:
-            continue
-        p = bn["params"]
-        scale = p["gamma"] / np.sqrt(p["var"] + bn["attrs"]["eps"])
-        if (by_name[bn["inputs"][0]]["op"] not in NEURON_SOURCES or np.any(scale <= 0)
-                or len(graph.consumers(bn["name"])) != 1):
+        scale = bn.params["gamma"] / np.sqrt(bn.params["var"] + bn.attrs["eps"])
+        if (graph.node(bn.inputs[0]).op not in NEURON_SOURCES or np.any(scale <= 0)
+                or len(graph.consumers(bn.name)) != 1):
             continue
         # relu -> pool -> bn, and whatever read the pool reads the batchnorm
-        pool_name, bn_name = d["name"], bn["name"]
-        for other in dicts:
-            other["inputs"] = [bn_name if i == pool_name else i for i in other["inputs"]]
-        d["inputs"], bn["inputs"] = list(bn["inputs"]), [pool_name]
-        output = bn_name if output == pool_name else output
-        changed = True
-    if not changed:
+        edit.rewire(pool.name, bn.name)
+        edit.replace(pool.name, inputs=bn.inputs)
+        edit.replace(bn.name, inputs=[pool.name])
+    if all(a.inputs == b.inputs for a, b in zip(edit.nodes, graph.nodes)):
         return graph
-    return make_graph(graph.input_shape, _topological(dicts), output, dtype=graph.dtype)
+    # in waves (those reading only the input, then those reading only those, ...; list order
+    # within a wave): the order this pass has always given, so converted files stay the same
+    done, pending, edit.nodes = {INPUT}, edit.nodes, []
+    while pending:
+        edit.nodes += [n for n in pending if all(i in done for i in n.inputs)]
+        done.update(n.name for n in edit.nodes)
+        pending = [n for n in pending if n.name not in done]
+    return edit.commit()
 
 
 def pool_absorbs_pad(graph: Graph) -> Graph:
@@ -226,39 +224,21 @@ def pool_absorbs_pad(graph: Graph) -> Graph:
     so a symmetric ``pad`` that only a ``maxpool2d`` (without padding of its own) reads folds
     into the pooling's ``-inf`` padding, exactly.
     """
-    dicts = graph_to_dicts(graph)
-    by_name = {d["name"]: d for d in dicts}
-    drop = set()
-    for d in dicts:
-        if d["op"] != "maxpool2d" or d["inputs"][0] == INPUT or any(d["attrs"]["padding"]):
+    edit = graph.edit()
+    for pool in graph.nodes:
+        pad = graph.node(pool.inputs[0]) if pool.inputs[0] != INPUT else None
+        if (pool.op != "maxpool2d" or pad is None or any(pool.attrs["padding"])
+                or pad.op != "pad" or pad.inputs[0] == INPUT or pad.name == graph.output):
             continue
-        pad = by_name[d["inputs"][0]]
-        if pad["op"] != "pad" or pad["inputs"][0] == INPUT or pad["name"] == graph.output:
-            continue
-        (top, bottom), (left, right) = pad["attrs"]["rows"], pad["attrs"]["cols"]
-        kh, kw = d["attrs"]["kernel"]
+        (top, bottom), (left, right) = pad.attrs["rows"], pad.attrs["cols"]
+        kh, kw = pool.attrs["kernel"]
         if (top != bottom or left != right or 2 * top > kh or 2 * left > kw
-                or by_name[pad["inputs"][0]]["op"] not in NEURON_SOURCES
-                or len(graph.consumers(pad["name"])) != 1):
+                or graph.node(pad.inputs[0]).op not in NEURON_SOURCES
+                or len(graph.consumers(pad.name)) != 1):
             continue
-        d["inputs"] = list(pad["inputs"])
-        d["attrs"] = {**d["attrs"], "padding": (top, left)}
-        drop.add(pad["name"])
-    if not drop:
-        return graph
-    return make_graph(graph.input_shape, [d for d in dicts if d["name"] not in drop],
-                      graph.output, dtype=graph.dtype)
-
-
-def _topological(dicts: list[dict]) -> list[dict]:
-    done, out, pending = {INPUT}, [], list(dicts)
-    while pending:
-        ready = [d for d in pending if all(i in done for i in d["inputs"])]
-        for d in ready:
-            out.append(d)
-            done.add(d["name"])
-        pending = [d for d in pending if d["name"] not in done]
-    return out
+        edit.remove(pad.name)
+        edit.replace(pool.name, attrs={**pool.attrs, "padding": (top, left)})
+    return graph if len(edit.nodes) == len(graph.nodes) else edit.commit()
 
 
 def _neuron_channels(graph: Graph, name: str, ops) -> bool:

@@ -33,13 +33,13 @@ import numpy as np
 
 from refsnn.checks import check_choice
 from refsnn.errors import OptionError
-from refsnn.model.graph import Graph, graph_to_dicts, make_graph
+from refsnn.model.graph import INPUT, Graph
 from refsnn.theory.l4 import current_moments, limit_rates, source_spikes
 
-#: The running maximum of a driftless walk of ``T`` steps with unit per-step sd is about
-#: ``sqrt(2 T / π)``; divided by ``T`` (a rate) this is the factor below.
 def excess_factor(steps: int) -> float:
-    """``sqrt(2 / (π T_ref))``: the represented output of a driftless unit-sd neuron at T_ref."""
+    """``sqrt(2 / (π T_ref))``: the represented output of a driftless unit-sd neuron at T_ref
+    (the running maximum of a driftless walk of ``T`` steps with unit per-step sd is about
+    ``sqrt(2 T / π)``; divided by ``T``, a rate, this is the factor)."""
     return math.sqrt(2.0 / (math.pi * steps))
 
 
@@ -80,24 +80,16 @@ def apply_shifts(graph: Graph, shifts: dict[str, np.ndarray], ops) -> Graph:
     read by the neuron node only; otherwise an ``affine`` node (weight 1, bias ``-shift``) is
     inserted before the neurons, named ``<neuron node>_l4``.
     """
-    dicts = graph_to_dicts(graph)
-    by_name = {d["name"]: d for d in dicts}
-    out = []
-    for d in dicts:
-        name = d["name"]
-        if name in shifts:
-            src = by_name[d["inputs"][0]] if d["inputs"][0] in by_name else None
-            if (src is not None and src["op"] in ("linear", "conv2d")
-                    and len(graph.consumers(src["name"])) == 1):
-                src["params"] = {**src["params"], "bias": src["params"]["bias"] - shifts[name]}
-            else:
-                out.append({"name": f"{name}_l4", "op": "affine", "inputs": [d["inputs"][0]],
-                            "attrs": {"axis": "channel"},
-                            "params": {"weight": np.ones_like(shifts[name]),
-                                       "bias": -shifts[name]}})
-                d["inputs"] = [f"{name}_l4"]
-        out.append(d)
-    return make_graph(graph.input_shape, out, graph.output, dtype=graph.dtype, ops=ops)
+    edit = graph.edit()
+    for name, shift in shifts.items():
+        src = graph.node(name).inputs[0]
+        if (src != INPUT and graph.node(src).op in ("linear", "conv2d")
+                and len(graph.consumers(src)) == 1):
+            edit.set_params(src, bias=graph.node(src).params["bias"] - shift)
+        else:
+            edit.insert_before(name, f"{name}_l4", "affine", {"axis": "channel"},
+                               {"weight": np.ones_like(shift), "bias": -shift})
+    return edit.commit(ops=ops)
 
 
 #: ``--adjust`` value -> ``f(net, calibration, steps) -> {neuron node: per-channel shift}``.

@@ -33,7 +33,7 @@ from refsnn.checks import check_batch, check_choice
 from refsnn.convert.bnfold import fold_batchnorm
 from refsnn.convert.if_ import check_maxpool_reads
 from refsnn.errors import ConversionError, OptionError
-from refsnn.model.graph import Graph, graph_to_dicts, make_graph
+from refsnn.model.graph import Graph
 from refsnn.sim.network import NEURON_FORWARD, SNN_OPS, SpikingNetwork, represented_output
 from refsnn.sim.record import concat_runs
 from refsnn.sim.simulator import Run, Simulator
@@ -83,15 +83,14 @@ def convert_noise(graph: Graph, calibration=None, encoding: str = "analog",
         check_batch(calibration, graph.input_shape, what="calibration data")
     folded = fold_batchnorm(graph)
     check_maxpool_reads(folded, "qcfs")
-    dicts = graph_to_dicts(folded)
-    levels = {}
-    for d in dicts:
-        if d["op"] == "qcfs":
-            levels[d["name"]] = int(d["attrs"]["levels"])
-            d.update(op="if", attrs={"reset": "subtract", "v_init": "half"},
-                     params={"threshold": np.full(folded.shapes[d["name"]][0],
-                                                  float(d["params"]["clip"][0]))})
-    snn_graph = make_graph(graph.input_shape, dicts, folded.output, dtype=dtype, ops=SNN_OPS)
+    edit, levels = folded.edit(), {}
+    for node in folded.nodes:
+        if node.op == "qcfs":
+            levels[node.name] = int(node.attrs["levels"])
+            edit.replace(node.name, "if", attrs={"reset": "subtract", "v_init": "half"},
+                         params={"threshold": np.full(folded.shapes[node.name][0],
+                                                      float(node.params["clip"][0]))})
+    snn_graph = edit.commit(dtype=dtype, ops=SNN_OPS)
     options = {"levels": json.dumps(levels), "reset": "subtract", "v_init": "half",
                "readout": "potential", "dtype": np.dtype(dtype).name}
     return SpikingNetwork(snn_graph, METHOD, encoding, MappingProxyType(options))

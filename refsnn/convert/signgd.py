@@ -30,7 +30,7 @@ from refsnn.checks import check_batch, check_choice
 from refsnn.convert.bnfold import fold_batchnorm
 from refsnn.convert.signgd_compat import check_compat_ops, compat_max_pool
 from refsnn.errors import ConversionError, OptionError
-from refsnn.model.graph import Graph, graph_to_dicts, make_graph
+from refsnn.model.graph import Graph, Node, Rewrite
 from refsnn.sim.network import NEURON_FORWARD, NEURON_OPS, SNN_OPS, SpikingNetwork
 
 #: Operators that stay synapses: affine maps, applied per step to increments.
@@ -38,23 +38,10 @@ AFFINE = ("linear", "conv2d", "batchnorm", "avgpool2d", "flatten", "add", "ident
           "transpose", "mean", "scale", "affine", "reshape", "concat", "expand", "slice",
           "upsample", "pad")
 
-#: ANN operator -> (signGD target, attributes it passes on).
-ACTIVATIONS = {
-    "relu": ("relu", ()),
-    "leaky_relu": ("leaky_relu", ("slope",)),
-    "silu": ("silu", ()),
-    "sigmoid": ("sigmoid", ()),
-    "tanh": ("tanh", ()),
-    "hardtanh": ("hardtanh", ("min_value", "max_value")),
-    "abs": ("abs", ()),
-    "square": ("square", ()),
-    "exp": ("exp", ()),
-    "multiply": ("multiply", ()),
-    "hardsigmoid": ("hardsigmoid", ()),
-    "hardswish": ("hardswish", ()),
-}
-#: Every operator that becomes neurons.
-NONLINEAR = (*ACTIVATIONS, "gelu", "maxpool2d", "layernorm", "softmax", "log_softmax")
+#: ANN operator -> the attributes it passes on to its signGD target (the function of its name).
+ACTIVATIONS = {"relu": (), "leaky_relu": ("slope",), "silu": (), "sigmoid": (), "tanh": (),
+               "hardtanh": ("min_value", "max_value"), "abs": (), "square": (), "exp": (),
+               "multiply": (), "hardsigmoid": (), "hardswish": ()}
 ENCODINGS = ("exact", "gd")
 SCALES = ("element", "channel", "layer")
 #: Operators of the draft graph, whose ``sgd`` nodes have no parameters yet.
@@ -133,38 +120,35 @@ def convert_signgd(
     if compat:
         check_compat_ops(graph)
     for node in graph.nodes:
-        if node.op not in AFFINE and node.op not in NONLINEAR:
+        if node.op not in AFFINE and node.op not in NEURONS:
             raise ConversionError(
                 f"node '{node.name}': op '{node.op}' cannot be converted with --method signgd "
                 f"(it is neither affine nor a supported nonlinearity)")
 
     folded = fold_batchnorm(graph)
-    dicts = _rewrite(folded, compat)
     x = check_batch(calibration, graph.input_shape, what="calibration data")
     # A first graph with placeholder scales and initial states gives the activations...
-    draft = make_graph(graph.input_shape, dicts, folded.output, ops=_DRAFT_OPS)
+    draft = _rewrite(folded, compat).commit(dtype=np.float64, ops=_DRAFT_OPS)
     _, acts = ann.forward(draft, x, all_nodes=True, forward_ops=NEURON_FORWARD)
     # ... and, with every neuron silent and a zero input, the constants c of the affine maps.
     silent = {"sgd": lambda node, *xs: np.zeros_like(xs[0])}
     _, zero = ann.forward(draft, np.zeros((1,) + graph.input_shape), all_nodes=True,
                           forward_ops={**NEURON_FORWARD, **silent})
-    for d in dicts:
-        if d["op"] == "sgd":
-            d["params"] = {
-                "scale": _scale(acts[d["name"]], scale, compat, d["attrs"]["fn"], scale_floor),
-                "x_init": np.stack([zero[i][0] for i in d["inputs"]]),
-            }
-        _remove_constants(d)
+    edit = draft.edit()
+    for node in draft.nodes:
+        if node.op == "sgd":
+            edit.set_params(node.name, scale=_scale(acts[node.name], scale, compat,
+                                                    node.attrs["fn"], scale_floor),
+                            x_init=np.stack([zero[i][0] for i in node.inputs]))
+        _remove_constants(edit, node)
     readout_init = np.asarray(zero[folded.output][0], dtype=dtype)
-    snn_graph = make_graph(graph.input_shape, dicts, folded.output, dtype=dtype, ops=SNN_OPS)
+    snn_graph = edit.commit(dtype=dtype, ops=SNN_OPS)
     options = {"eta0": float(eta0), "gamma": float(gamma), "scale": scale,
-               "scale_floor": float(scale_floor),
-               "compat": int(compat), "dtype": np.dtype(dtype).name,
-               "calibration_samples": int(x.shape[0])}
+               "scale_floor": float(scale_floor), "compat": int(compat),
+               "dtype": np.dtype(dtype).name, "calibration_samples": int(x.shape[0])}
+    schedule = MappingProxyType({"eta0": float(eta0), "gamma": float(gamma)})
     return SpikingNetwork(snn_graph, "signgd", encoding, MappingProxyType(options),
-                          decoder="estimate",
-                          schedule=MappingProxyType({"eta0": float(eta0), "gamma": float(gamma)}),
-                          readout_init=readout_init)
+                          decoder="estimate", schedule=schedule, readout_init=readout_init)
 
 
 def _neuron(name, inputs, fn, compat, **attrs):
@@ -173,68 +157,66 @@ def _neuron(name, inputs, fn, compat, **attrs):
             "attrs": {"fn": fn, "tie": tie, **attrs}, "params": {}}
 
 
-def _rewrite(graph: Graph, compat: bool) -> list[dict]:
-    """Nonlinear nodes -> ``sgd`` nodes (placeholder params); max pooling -> window + max tree."""
-    out = []
-    for d in graph_to_dicts(graph):
-        op, attrs = d["op"], d["attrs"]
-        if op in ACTIVATIONS:
-            fn, keep = ACTIVATIONS[op]
-            passed = {k: attrs[k] for k in keep}
-            if compat and fn == "leaky_relu":
-                passed["slope"] = 0.1
-            out.append(_neuron(d["name"], d["inputs"], fn, compat, **passed))
-        elif op == "gelu":
-            fn = "gelu_sigmoid" if compat else (
-                "gelu_tanh" if attrs.get("approximate") == "tanh" else "gelu")
-            out.append(_neuron(d["name"], d["inputs"], fn, compat))
-        elif op == "batchnorm":
-            # one that could not be folded: an affine map, whose constant part moves into
-            # x_init like every bias (and is then exactly 0 in the synapse, in any dtype)
-            p = d["params"]
-            scale = p["gamma"] / np.sqrt(p["var"] + attrs["eps"])
-            out.append({"name": d["name"], "op": "affine", "inputs": d["inputs"],
-                        "attrs": {"axis": "channel"},
-                        "params": {"weight": scale, "bias": p["beta"] - p["mean"] * scale}})
-        elif op == "maxpool2d" and compat:
-            out.extend(compat_max_pool(d, lambda *args: _neuron(*args, compat=True)))
-        elif op == "maxpool2d":
-            out.extend(_max_tree(d, compat))
-        elif op == "layernorm":
-            out.extend(_layernorm(d, compat))
-        elif op == "softmax":
-            out.extend(_softmax(d, compat))
-        elif op == "log_softmax":
-            out.extend(_log_softmax(d, compat, graph.shapes[d["name"]][-1]))
-        else:
-            out.append(d)
-    return out
+def _rewrite(graph: Graph, compat: bool) -> Rewrite:
+    """Nonlinear nodes -> ``sgd`` nodes (placeholder params); max pooling -> window + max tree:
+    the nodes :data:`NEURONS` gives, the last in the node's place (and name), the others before."""
+    edit = graph.edit()
+    for node in graph.nodes:
+        if node.op in NEURONS:
+            *before, last = NEURONS[node.op](node, compat, graph)
+            for new in before:
+                edit.add(**new, before=node.name)
+            edit.replace(**last)
+    return edit
 
 
-def _max_tree(d: dict, compat: bool) -> list[dict]:
+def _activation(node: Node, compat: bool, graph: Graph) -> list[dict]:
+    passed = {k: node.attrs[k] for k in ACTIVATIONS[node.op]}
+    if compat and node.op == "leaky_relu":
+        passed["slope"] = 0.1
+    return [_neuron(node.name, node.inputs, node.op, compat, **passed)]
+
+
+def _gelu(node: Node, compat: bool, graph: Graph) -> list[dict]:
+    fn = "gelu_sigmoid" if compat else (
+        "gelu_tanh" if node.attrs.get("approximate") == "tanh" else "gelu")
+    return [_neuron(node.name, node.inputs, fn, compat)]
+
+
+def _batchnorm(node: Node, compat: bool, graph: Graph) -> list[dict]:
+    """One that could not be folded: an affine map, whose constant part moves into x_init
+    like every bias (and is then exactly 0 in the synapse, in any dtype)."""
+    p = node.params
+    scale = p["gamma"] / np.sqrt(p["var"] + node.attrs["eps"])
+    return [{"name": node.name, "op": "affine", "inputs": node.inputs,
+             "attrs": {"axis": "channel"},
+             "params": {"weight": scale, "bias": p["beta"] - p["mean"] * scale}}]
+
+
+def _max_tree(d: Node, compat: bool, graph: Graph) -> list[dict]:
     """Max pooling as a balanced tree of two-input max neurons over the window positions.
 
     The last node keeps the pooling node's name, so consumers need no rewiring. A padded
     position repeats the nearest input position, which lies in the same window (``edge``
     windows, :mod:`refsnn.synapses.window`): every max neuron, including one whose inputs are
     all padded positions of some window, tracks the max of activations of that window, so
-    no pad value ever reaches a target, a calibration statistic or a scale. ``compat`` keeps
-    a constant pad value, ``-1e6``.
+    no pad value ever reaches a target, a calibration statistic or a scale. ceil_mode's
+    overhang past the input's end is padding too (edge: the last input row or column, which
+    the window holds, since its window starts inside the input). ``compat`` builds the
+    reference code's max pooling instead (:func:`~refsnn.convert.signgd_compat.compat_max_pool`).
     """
-    a = d["attrs"]
+    if compat:
+        return compat_max_pool(d, lambda *args: _neuron(*args, compat=True))
+    a = d.attrs
     kh, kw = a["kernel"]
-    # ceil_mode's overhang past the input's end is padding too (edge: the last input row or
-    # column, which the window holds, since its window starts inside the input)
-    pad = ({"pad_value": -1e6 if any(a["padding"]) or a["ceil_mode"] else 0.0} if compat
-           else {"pad_mode": "edge"})
     nodes, level = [], []
     for oy in range(kh):
         for ox in range(kw):
-            nodes.append({"name": f"{d['name']}.window{oy}{ox}", "op": "window",
-                          "inputs": d["inputs"],
+            nodes.append({"name": f"{d.name}.window{oy}{ox}", "op": "window",
+                          "inputs": d.inputs,
                           "attrs": {"kernel": a["kernel"], "stride": a["stride"],
                                     "padding": a["padding"], "offset": (oy, ox),
-                                    "ceil_mode": a["ceil_mode"], **pad},
+                                    "ceil_mode": a["ceil_mode"], "pad_mode": "edge"},
                           "params": {}})
             level.append(nodes[-1]["name"])
     depth = 0
@@ -242,14 +224,14 @@ def _max_tree(d: dict, compat: bool) -> list[dict]:
         nxt = []
         for i in range(0, len(level) - 1, 2):
             last = len(level) == 2
-            name = d["name"] if last else f"{d['name']}.max{depth}_{i // 2}"
-            nodes.append(_neuron(name, [level[i], level[i + 1]], "max", compat))
+            name = d.name if last else f"{d.name}.max{depth}_{i // 2}"
+            nodes.append(_neuron(name, [level[i], level[i + 1]], "max", False))
             nxt.append(name)
         if len(level) % 2:
             nxt.append(level[-1])
         level, depth = nxt, depth + 1
-    if level[0] != d["name"]:  # a 1x1 window: the pooling is the window itself
-        nodes[-1]["name"] = d["name"]
+    if level[0] != d.name:  # a 1x1 window: the pooling is the window itself
+        nodes[-1]["name"] = d.name
     return nodes
 
 
@@ -258,38 +240,38 @@ def _spread(name, source, axis, reduce):
             "attrs": {"axis": axis, "reduce": reduce}, "params": {}}
 
 
-def _layernorm(d: dict, compat: bool) -> list[dict]:
+def _layernorm(d: Node, compat: bool, graph: Graph) -> list[dict]:
     """LayerNorm as neurons: u = x - mean(x) (synapse), q = u**2 (square neuron),
     m = mean(q) (synapse), r = u / sqrt(m + eps) (two-input neuron), y = weight * r + bias."""
-    n, axis, eps = d["name"], d["attrs"]["axis"], d["attrs"]["eps"]
+    n, axis, eps = d.name, d.attrs["axis"], d.attrs["eps"]
     return [
-        _spread(f"{n}.center", d["inputs"][0], axis, "center"),
+        _spread(f"{n}.center", d.inputs[0], axis, "center"),
         _neuron(f"{n}.square", [f"{n}.center"], "square", compat),
         _spread(f"{n}.var", f"{n}.square", axis, "mean"),
         _neuron(f"{n}.norm", [f"{n}.center", f"{n}.var"], "normalize", compat, eps=eps),
         {"name": n, "op": "affine", "inputs": [f"{n}.norm"], "attrs": {"axis": axis},
-         "params": dict(d["params"])},
+         "params": d.params},
     ]
 
 
-def _softmax(d: dict, compat: bool) -> list[dict]:
+def _softmax(d: Node, compat: bool, graph: Graph) -> list[dict]:
     """softmax as neurons: e = exp(x) (neuron), s = sum(e) (synapse), y = e / s (neuron).
 
     The exp neuron's scale (max of exp(x) on the calibration data) keeps its target within
     reach however large the logits; y's divisor counts as at least 1e-12."""
-    n = d["name"]
+    n = d.name
     return [
-        _neuron(f"{n}.exp", d["inputs"], "exp", compat),
+        _neuron(f"{n}.exp", d.inputs, "exp", compat),
         _spread(f"{n}.sum", f"{n}.exp", "last", "sum"),
         _neuron(n, [f"{n}.exp", f"{n}.sum"], "divide", compat, eps=1e-12),
     ]
 
 
-def _log_softmax(d: dict, compat: bool, width: int) -> list[dict]:
+def _log_softmax(d: Node, compat: bool, graph: Graph) -> list[dict]:
     """log_softmax as neurons: e = exp(x) (neuron), s = sum(e) (synapse), l = log(s) (neuron),
     y = x - l (synapses: a scale by -1 and an add). The log's argument counts as at least
     1e-12."""
-    n, src = d["name"], d["inputs"][0]
+    n, src, width = d.name, d.inputs[0], graph.shapes[d.name][-1]
     return [
         _neuron(f"{n}.exp", [src], "exp", compat),
         _spread(f"{n}.sum", f"{n}.exp", "last", "sum"),
@@ -317,9 +299,16 @@ def _scale(act: np.ndarray, granularity: str, compat: bool, fn: str,
     return np.broadcast_to(m, act.shape)[0].copy()
 
 
-def _remove_constants(d: dict) -> None:
+def _remove_constants(edit: Rewrite, node: Node) -> None:
     """Zero a synapse's constant part; it lives in ``x_init`` / ``readout_init`` now."""
-    if d["op"] in ("linear", "conv2d", "affine"):
-        d["params"] = {**d["params"], "bias": np.zeros_like(d["params"]["bias"])}
-    elif d["op"] == "window" and d["attrs"].get("pad_mode", "constant") == "constant":
-        d["attrs"] = {**d["attrs"], "pad_value": 0.0}
+    if node.op in ("linear", "conv2d", "affine"):
+        edit.set_params(node.name, bias=np.zeros_like(node.params["bias"]))
+    elif node.op == "window" and node.attrs["pad_mode"] == "constant":
+        edit.replace(node.name, attrs={**node.attrs, "pad_value": 0.0})
+
+
+#: Nonlinear operator -> ``f(node, compat, graph)``: the nodes that replace it, the last
+#: named as the node.
+NEURONS = {**{op: _activation for op in ACTIVATIONS}, "gelu": _gelu, "batchnorm": _batchnorm,
+           "maxpool2d": _max_tree, "layernorm": _layernorm, "softmax": _softmax,
+           "log_softmax": _log_softmax}

@@ -70,12 +70,12 @@ def _chain(prefix: str, windows: list[dict], last: str, neuron: Callable) -> lis
     return nodes
 
 
-def compat_max_pool(d: dict, neuron: Callable) -> list[dict]:
-    """The reference code's max pooling for the ``maxpool2d`` node dict ``d``.
+def compat_max_pool(node, neuron: Callable) -> list[dict]:
+    """The reference code's max pooling for the ``maxpool2d`` node ``node``.
 
     Parameters
     ----------
-    d : dict
+    node : Node
         The pooling node (``attrs``: ``kernel``, ``stride``, ``padding`` pairs).
     neuron : callable
         ``neuron(name, inputs, fn)`` -> an ``sgd`` node dict with the compat tie rule.
@@ -83,16 +83,16 @@ def compat_max_pool(d: dict, neuron: Callable) -> list[dict]:
     Returns
     -------
     list of dict
-        Window synapses and max neurons; the last keeps ``d``'s name, so consumers need no
+        Window synapses and max neurons; the last keeps ``node``'s name, so consumers need no
         rewiring. Row stage output: (C, Ho, W + 2*pw); final output: (C, Ho, Wo).
     """
-    n, a = d["name"], d["attrs"]
+    n, a = node.name, node.attrs
     if a.get("ceil_mode"):
         raise ConversionError(f"node '{n}': maxpool2d with ceil_mode=True cannot be converted "
                               f"with --compat: the reference code pools with floor sizes only; "
                               f"convert without --compat")
     (kh, kw), (sh, sw), (ph, pw) = a["kernel"], a["stride"], a["padding"]
-    rows = [_window(f"{n}.rows{r}", d["inputs"][0], (kh, 1), (sh, 1), (ph, pw), (r, 0),
+    rows = [_window(f"{n}.rows{r}", node.inputs[0], (kh, 1), (sh, 1), (ph, pw), (r, 0),
                     PAD_VALUE) for r in range(kh)]
     row_out = f"{n}.row{kh - 1}" if kh > 1 else f"{n}.rows0"
     nodes = _chain(f"{n}.row", rows, row_out, neuron)

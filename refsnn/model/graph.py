@@ -3,8 +3,8 @@
 A graph is built only through :func:`make_graph`, which checks everything (operator names,
 attributes, parameter shapes and values, connectivity, cycles) and raises
 :class:`~refsnn.errors.ModelFormatError` naming the file, path and field of the first problem.
-The loader (:mod:`refsnn.model.format`) and Python code that builds graphs share that one
-validator, so a graph that exists is a valid graph.
+The loader (:mod:`refsnn.model.format`), code that builds graphs and the passes that edit them
+(:class:`Rewrite`) share that one validator, so a graph that exists is a valid graph.
 """
 
 from __future__ import annotations
@@ -49,8 +49,29 @@ class Node:
     params: Mapping[str, np.ndarray]
 
 
+class _Nodes:
+    """Look-ups by name in ``self.nodes``, shared by :class:`Graph` and :class:`Rewrite`."""
+
+    def _index(self, name: str) -> int:
+        for i, n in enumerate(self.nodes):
+            if n.name == name:
+                return i
+        raise KeyError(name)
+
+    def node(self, name: str) -> Node:
+        """Return the node called ``name`` (KeyError if there is none)."""
+        return self.nodes[self._index(name)]
+
+    def consumers(self, name: str) -> list[Node]:
+        """Return the nodes that read ``name``, in order."""
+        return [n for n in self.nodes if name in n.inputs]
+
+    def __contains__(self, name: str) -> bool:
+        return any(n.name == name for n in self.nodes)
+
+
 @dataclass(frozen=True)
-class Graph:
+class Graph(_Nodes):
     """A validated, immutable feed-forward DAG.
 
     Attributes
@@ -70,17 +91,6 @@ class Graph:
     output: str
     shapes: Mapping[str, Shape]
 
-    def node(self, name: str) -> Node:
-        """Return the node called ``name``."""
-        for n in self.nodes:
-            if n.name == name:
-                return n
-        raise KeyError(name)
-
-    def consumers(self, name: str) -> list[Node]:
-        """Return the nodes that read ``name``, in graph order."""
-        return [n for n in self.nodes if name in n.inputs]
-
     @property
     def dtype(self) -> np.dtype:
         """dtype of the parameters (all share one; float64 for a graph without any)."""
@@ -93,9 +103,86 @@ class Graph:
         """Total number of parameter values."""
         return sum(p.size for n in self.nodes for p in n.params.values())
 
+    def edit(self) -> Rewrite:
+        """Start a batch of edits (:class:`Rewrite`); the graph itself never changes."""
+        return Rewrite(self.input_shape, self.nodes, self.output, self.dtype)
 
-def _err(file, path, field, expected, found):
-    return ModelFormatError(file, path, field, expected, found)
+
+def _node(name, op, inputs, attrs=None, params=None) -> Node:
+    """An unvalidated node (inputs other than a list are left for make_graph to refuse)."""
+    inputs = tuple(inputs) if isinstance(inputs, list) else inputs
+    return Node(name, op, inputs, MappingProxyType(dict(attrs or {})),
+                MappingProxyType(dict(params or {})))
+
+
+class Rewrite(_Nodes):
+    """A batch of edits to a graph, validated once: how passes change a graph, as torch.fx's
+    ``Transformer`` or an ONNX graph surgeon do. Edits are not checked; :meth:`commit` hands
+    the edited nodes to :func:`make_graph`, the one validator, so an invalid edit fails there
+    with its error naming the node and field.
+
+    Attributes
+    ----------
+    input_shape : tuple of int
+    nodes : list of Node
+        In order; :func:`make_graph` keeps an order that is topological and sorts one that is not.
+    output : str
+        The output node's name (moved by :meth:`rewire`, :meth:`insert_after`, :meth:`remove`).
+    dtype : numpy dtype
+        The parameters' dtype on :meth:`commit`, unless it is given another.
+    """
+
+    def __init__(self, input_shape: Sequence[int], nodes: Sequence, output: str,
+                 dtype=np.float64):
+        self.input_shape, self.output, self.dtype = tuple(input_shape), output, np.dtype(dtype)
+        self.nodes = [n if isinstance(n, Node) else _node(**n) for n in nodes]
+
+    def add(self, name: str, op: str, inputs, attrs=None, params=None, before=None) -> None:
+        """Add a node, placed right before node ``before`` (default: last)."""
+        self.nodes.insert(len(self.nodes) if before is None else self._index(before),
+                          _node(name, op, inputs, attrs, params))
+
+    def replace(self, name: str, op=None, inputs=None, attrs=None, params=None) -> None:
+        """Give node ``name`` another op, inputs, attributes or parameters (None: keep them)."""
+        i, old = self._index(name), self.node(name)
+        self.nodes[i] = _node(name, op or old.op, old.inputs if inputs is None else inputs,
+                              old.attrs if attrs is None else attrs,
+                              old.params if params is None else params)
+
+    def set_params(self, name: str, **params) -> None:
+        """Replace some parameters of node ``name`` (the others stay)."""
+        self.replace(name, params={**self.node(name).params, **params})
+
+    def rewire(self, old: str, new: str) -> None:
+        """Make every node reading ``old`` (and the output, if it is ``old``) read ``new``."""
+        for n in self.consumers(old):
+            self.replace(n.name, inputs=[new if s == old else s for s in n.inputs])
+        self.output = new if self.output == old else self.output
+
+    def insert_after(self, name: str, new: str, op: str, attrs=None, params=None) -> None:
+        """Add node ``new`` reading ``name`` right after it; what read ``name`` reads ``new``."""
+        self.rewire(name, new)
+        self.nodes.insert(self._index(name) + 1, _node(new, op, [name], attrs, params))
+
+    def insert_before(self, name: str, new: str, op: str, attrs=None, params=None) -> None:
+        """Add node ``new`` right before node ``name``, between it and its (first) input."""
+        self.add(new, op, list(self.node(name).inputs[:1]), attrs, params, before=name)
+        self.replace(name, inputs=[new, *self.node(name).inputs[1:]])
+
+    def remove(self, name: str) -> None:
+        """Remove node ``name`` (one input); what read it reads that input instead."""
+        n = len(self.node(name).inputs)
+        if n != 1:
+            raise ValueError(f"cannot remove node '{name}': it has {n} inputs, not 1")
+        self.rewire(name, self.nodes.pop(self._index(name)).inputs[0])
+
+    def commit(self, dtype=None, ops=None, file: str = MEMORY) -> Graph:
+        """Validate the edits with :func:`make_graph` (once) and return the new graph."""
+        return make_graph(self.input_shape, self.nodes, self.output, file=file,
+                          dtype=self.dtype if dtype is None else dtype, ops=ops)
+
+
+_err = ModelFormatError
 
 
 def normalize_attr(value, spec: AttrSpec, file: str, path: str, name: str):
@@ -149,23 +236,18 @@ def _pattern_str(pattern) -> str:
     return "(" + ", ".join("*" if p is None else str(p) for p in pattern) + ("," if len(pattern) == 1 else "") + ")"
 
 
-def make_graph(
-    input_shape: Sequence[int],
-    nodes: Sequence[dict],
-    output: str,
-    file: str = MEMORY,
-    dtype=np.float64,
-    ops=None,
-) -> Graph:
+def make_graph(input_shape: Sequence[int], nodes: Sequence[dict | Node], output: str,
+               file: str = MEMORY, dtype=np.float64, ops=None) -> Graph:
     """Validate a network description and return it as a frozen :class:`Graph`.
 
     Parameters
     ----------
     input_shape : sequence of int
         Per-sample input shape.
-    nodes : sequence of dict
+    nodes : sequence of dict or Node
         Each with keys ``name``, ``op``, ``inputs`` (list of str), ``attrs`` (dict, optional),
-        ``params`` (dict of arrays, optional). Any order; the graph is sorted topologically.
+        ``params`` (dict of arrays, optional), or a :class:`Node`. Any order; the graph is
+        sorted topologically (depth first: an order that is topological already stays).
     output : str
         The output node's name.
     file : str
@@ -187,6 +269,7 @@ def make_graph(
 
     raw_by_name: dict[str, dict] = {}
     for i, raw in enumerate(nodes):
+        raw = dict(vars(raw)) if isinstance(raw, Node) else raw
         name = raw.get("name")
         path = f"/nodes/{name}" if name else f"/nodes[{i}]"
         unknown = set(raw) - {"name", "op", "inputs", "attrs", "params"}
@@ -301,12 +384,3 @@ def _make_node(raw, inputs, in_shapes, file, path, dtype, shapes, ops) -> Node:
     except ShapeRuleError as e:
         raise _err(file, path, e.field, e.expected, e.found) from None
     return Node(raw["name"], op, inputs, MappingProxyType(attrs), MappingProxyType(params))
-
-
-def graph_to_dicts(graph: Graph) -> list[dict]:
-    """Return the nodes of ``graph`` in the form :func:`make_graph` takes."""
-    return [
-        {"name": n.name, "op": n.op, "inputs": list(n.inputs), "attrs": dict(n.attrs),
-         "params": dict(n.params)}
-        for n in graph.nodes
-    ]
