@@ -9,7 +9,7 @@ import re
 import numpy as np
 import pytest
 
-from refsnn.convert import convert_if
+from refsnn.conversion import convert_if
 from refsnn.model import make_graph
 from refsnn.neurons.if_ import if_step_numpy
 from refsnn.oracle.compare import compare, replay

@@ -13,7 +13,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from refsnn.convert import convert_bsnn, convert_signgd
+from refsnn.conversion import convert_bsnn, convert_signgd
 from refsnn.model import make_graph
 from refsnn.neurons.bistable import cycle_state, fire_numpy
 from refsnn.neurons.signgd import signgd_fire_numpy

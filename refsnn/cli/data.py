@@ -172,11 +172,9 @@ def cmd_data(args) -> int:
     return 0
 
 
-def print_data_file(path) -> int:
-    """``refsnn inspect`` of a data file: classes, splits, encodings and provenance."""
-    from refsnn.data import describe
-
-    info = describe(path)
+def print_data_file(info: dict) -> int:
+    """``refsnn inspect`` of a data file: classes, splits, encodings and provenance (``info``:
+    :func:`refsnn.data.describe` of it)."""
     names = info["class_names"]
     print(f"data file: {info['classes']} classes"
           + (f" ({', '.join(names)})" if names else ""))

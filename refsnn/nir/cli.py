@@ -1,6 +1,5 @@
-"""The ``refsnn export-nir`` command and the loading of ``.nir`` files for ``inspect``,
-``evaluate`` and ``trace`` (``diagnose`` refuses them: a NIR graph has no ANN); parsers in
-refsnn/cli/main.py."""
+"""The ``refsnn export-nir`` command (parser in refsnn/cli/main.py) and the install line of
+the ``nir`` extra (``.nir`` files are read by :func:`refsnn.interop.load.load`)."""
 
 from __future__ import annotations
 
@@ -14,15 +13,6 @@ def require_nir():
     except ImportError:
         raise OptionError("NIR files need the nir package: pip install 'refsnn[nir]'") from None
     return nir
-
-
-def load_nir_file(path, dt=None):
-    """The network that simulates the NIR graph in ``path`` (see
-    :func:`refsnn.nir.reader.load_nir`)."""
-    require_nir()
-    from refsnn.nir.reader import load_nir
-
-    return load_nir(path, dt=dt)
 
 
 def cmd_export_nir(args) -> int:

@@ -30,6 +30,7 @@ from refsnn.model.graph import Graph, check_param
 from refsnn.model.ops import OPS, AttrSpec, OpSpec, ShapeRuleError, pool_size
 from refsnn.neurons.bistable import packets_started
 from refsnn.neurons.signgd import TARGETS, target_value
+from refsnn.options import ALL as CONVERSIONS
 from refsnn.sim.nir_ops import NIR_NEURON_OPS, NIR_SYNAPSE_OPS
 from refsnn.synapses.window import PADS, spread_forward, window_forward
 
@@ -37,7 +38,7 @@ FORMAT = "refsnn-snn"
 FORMAT_VERSION = 2  # 2: with checksums (refsnn.checksum); version 1 files still load
 ENCODINGS = ("analog", "poisson", "exact", "gd")
 DECODERS = ("mean", "estimate", "packet")
-METHODS = ("if", "signgd", "bsnn", "noise", "nir")  # noise: QCFS + residual-error noise, IF neurons;
+METHODS = (*CONVERSIONS, "nir")  # noise: QCFS + residual-error noise, IF neurons;
 # nir: a NIR graph imported by refsnn.nir.reader (schedule: {"dt": time step})
 
 

@@ -6,21 +6,21 @@ import json
 
 import numpy as np
 
+from refsnn.cli.network import network
 from refsnn.errors import OptionError
 
 
 def cmd_trace(args) -> int:
     """Simulate a batch and write every neuron layer's trace (``refsnn-trace``)."""
     from refsnn import __version__
-    from refsnn.cli.main import _network
-    from refsnn.data import load_split
+    from refsnn.data import load_data
     from refsnn.oracle.trace import record_trace, stream_trace, write_trace
     from refsnn.sim.simulator import Simulator
 
-    _, net = _network(args)
+    _, net = network(args)
     if args.seed is not None and net.encoding != "poisson":
         raise OptionError("--seed applies to --encoding poisson only")
-    x, _ = load_split(args.data, args.split, net.graph.input_shape, args.limit)
+    x, _ = load_data(args.data, args.split, net.graph.input_shape, args.limit)
     attrs = {"producer": f"refsnn {__version__}", "model": str(args.model),
              "data": str(args.data), "split": args.split, "samples": int(x.shape[0]),
              "method": net.method, "encoding": net.encoding, "backend": args.backend}
