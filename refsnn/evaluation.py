@@ -6,8 +6,6 @@ cluster, checkpoints, streamed recordings) followed by :func:`score` (the accura
 
 from __future__ import annotations
 
-import sys
-import warnings
 from dataclasses import dataclass
 from typing import Callable
 
@@ -89,47 +87,25 @@ def evaluate(net: SpikingNetwork, x, y, steps, ann_graph: Graph | None = None, *
     >>> result.accuracy[128] >= result.ann_accuracy - 0.05
     True
     """
-    ann_out, limit = ann_outputs(net, x, ann_graph)
-    run = simulate(net, x, steps, **batches)
-    sin = sin_counts(net, limit, run.counts) if net.method in RATE_CODED else None
-    return score(run, y, ann_out, sin)
-
-
-def ann_outputs(net: SpikingNetwork, x, ann_graph: Graph | None = None):
-    """The ANN outputs a conversion is scored against, and the ANN limit of every node.
-
-    Returns
-    -------
-    ann_out : ndarray, shape (N, *output_shape), or None
-        ``ann_graph``'s output on ``x`` (its logits if the readout stops before an output
-        softmax), else ``net``'s ANN limit; None for an imported NIR graph without ANN.
-    limit : dict of str to ndarray, or None
-        :func:`refsnn.sim.network.ann_limit` of every node (what :func:`sin_counts` reads).
-    """
     if net.method == "nir" and ann_graph is None:
-        return None, None  # an imported NIR graph has no ANN: its scores are NaN
-    ann_out, limit = ann_limit(net, x, all_nodes=True)
+        ann_out = limit = None  # an imported NIR graph has no ANN: its scores are NaN
+    else:
+        ann_out, limit = ann_limit(net, x, all_nodes=True)
     if ann_graph is not None:
         ann_out = ann.forward(ann_graph, x, all_nodes=True)[1]
         # a rate-coded readout that stops before an output softmax reads its input, the logits
         before = net.options.get("readout_before")
         out = ann_graph.output
         ann_out = ann_out[ann_graph.node(out).inputs[0] if before == out else out]
-    return ann_out, limit
+    run = simulate(net, x, steps, **batches)
+    sin = sin_counts(net, limit, run.counts) if net.method in RATE_CODED else None
+    return score(run, y, ann_out, sin)
 
 
 def score(run: Run, y, ann_out=None, sin=None) -> Evaluation:
-    """Score a run's readouts (per step count) and the ANN outputs against the labels ``y``.
-
-    Parameters
-    ----------
-    run : Run
-        Readouts ``run.readout[t]`` of shape (N, *output_shape).
-    y : int ndarray, shape (N,)
-    ann_out : ndarray, shape (N, *output_shape), optional
-        Without it (a NIR graph), the ANN accuracy and the errors are NaN.
-    sin : dict of str to int, optional
-        Kept in the evaluation as it is.
+    """Score a run's readouts ``run.readout[t]``, shape (N, *output_shape), and the ANN outputs
+    ``ann_out`` of the same shape (None: NaN scores) against the labels ``y``, shape (N,); keep
+    ``sin`` as it is.
 
     Returns
     -------
@@ -189,12 +165,7 @@ def simulate(net: SpikingNetwork, x, steps, batch_size: int = 64, seed: int = 0,
         if client is not None or recorders is not None:
             raise OptionError("a checkpoint (--resume) keeps batches in memory-recorded runs: "
                               "not with a Dask client or streamed recorders")
-        done_runs, done = checkpoint.completed()
-        if checkpoint.damaged is not None:
-            warnings.warn(f"--resume: {checkpoint.damaged}; simulating it again")
-        if done:
-            print(f"resuming after {done} of {x.shape[0]} samples (kept in "
-                  f"{checkpoint.folder})", file=sys.stderr)
+        done_runs, done = checkpoint.resume(x.shape[0])
         if progress is not None and done:
             progress(done, x.shape[0])
     bounds = [(start, min(start + batch_size, x.shape[0]))

@@ -21,6 +21,8 @@ import hashlib
 import json
 import re
 import shutil
+import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -129,6 +131,23 @@ class Checkpoint:
                                   "run without --resume")
             runs.append(run)
             done = stop
+        return runs, done
+
+    def resume(self, total: int):
+        """:meth:`completed`, saying on stderr where the run resumes (and warning of a damaged
+        batch, simulated again).
+
+        Returns
+        -------
+        runs : list of Run or Trace
+        done : int
+        """
+        runs, done = self.completed()
+        if self.damaged is not None:
+            warnings.warn(f"--resume: {self.damaged}; simulating it again")
+        if done:
+            print(f"resuming after {done} of {total} samples (kept in {self.folder})",
+                  file=sys.stderr)
         return runs, done
 
     def save(self, start: int, stop: int, run) -> None:

@@ -19,7 +19,8 @@ import numpy as np
 
 from refsnn import __version__
 from refsnn.cli.progress import ProgressBar
-from refsnn.cli.network import convert_with_flags, network
+from refsnn.cli.network import STREAM_ABOVE, convert_with_flags, network
+from refsnn.cli.oracle import cmd_compare, cmd_trace
 from refsnn.errors import OptionError, RefsnnError
 from refsnn.options import ALL as METHOD_NAMES, OPTIONS
 
@@ -163,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stream", action="store_true",
                    help="write each step to the file as it is simulated (memory does not grow "
                         "with T; automatic above 1 GiB of recordings); same file contents")
-    p.set_defaults(func=_lazy("refsnn.cli.oracle", "cmd_trace"))
+    p.set_defaults(func=cmd_trace)
 
     p = sub.add_parser("compare", help="compare two traces layer by layer; exit 1 on a real "
                                        "divergence")
@@ -174,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "within rtol * |target| of the target) is a rounding tie "
                         "(default 1e-5)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    p.set_defaults(func=_lazy("refsnn.cli.oracle", "cmd_compare"))
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("export-torch", help="export a PyTorch module to a refsnn model file "
                                             "(needs torch)")
@@ -200,20 +201,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("network", help="network file written by 'refsnn convert' (--method if "
                                    "--reset zero)")
     p.add_argument("-o", "--output", required=True, help="NIR file to write (HDF5)")
-    p.set_defaults(func=_lazy("refsnn.nir.cli", "cmd_export_nir"))
+    p.set_defaults(func=cmd_export_nir)
 
     from refsnn.cli.data import add_parser as add_data_parser, add_plot_parser
     add_data_parser(sub)
     add_plot_parser(sub)
     return parser
-
-
-def _lazy(module: str, name: str):
-    """A command implemented in another module, imported only when it runs."""
-    def run(args):
-        import importlib
-        return getattr(importlib.import_module(module), name)(args)
-    return run
 
 
 def cmd_inspect(args) -> int:
@@ -388,11 +381,6 @@ def saturation_warning(name: str, count: int, net) -> str:
     return " ".join(text)
 
 
-#: ``evaluate -o`` streams the recordings to the file without ``--stream`` when they would
-#: take more than this in memory.
-STREAM_ABOVE = 1 << 30
-
-
 def _recorded_bytes(net, samples: int, args) -> int:
     shapes, item = net.graph.shapes, np.dtype(net.graph.dtype).itemsize
     size = lambda names: sum(int(np.prod(shapes.get(n, ()))) for n in set(names))
@@ -472,6 +460,23 @@ def cmd_import_onnx(args) -> int:
     graph = import_onnx(args.model, args.output)
     print(f"wrote {args.output}: {len(graph.nodes)} nodes, {graph.n_params()} parameters, "
           f"input {graph.input_shape}")
+    return 0
+
+
+def cmd_export_nir(args) -> int:
+    from refsnn.interop.load import file_kind
+    from refsnn.nir import require_nir
+    from refsnn.nir.writer import export_nir
+    from refsnn.sim.network import FORMAT, load_snn
+
+    require_nir()
+    if file_kind(args.network) != FORMAT:
+        raise OptionError(f"{args.network} is not a converted network: convert it first "
+                          "(refsnn convert MODEL --calibration DATA --reset zero -o NET.h5)")
+    net = load_snn(args.network)
+    export_nir(net, args.output)
+    print(f"wrote {args.output}: {len(net.neuron_nodes())} IF layers as NIR IF nodes, "
+          f"dt = 1, encoding {net.encoding}, readout = mean of the Output's value")
     return 0
 
 

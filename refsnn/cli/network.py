@@ -1,11 +1,14 @@
-"""The network a command runs: a converted file as it is, or a model converted with the
-command line's conversion flags (``evaluate``, ``diagnose``, ``trace``, ``convert``)."""
+"""What the simulating commands share: the network a command runs (a converted file as it is,
+or a model converted with the conversion flags) and when recordings are streamed."""
 
 from __future__ import annotations
 
 from refsnn.errors import OptionError
 from refsnn.options import NO_CALIBRATION, OPTIONS, check_calibration, resolve
 
+#: ``evaluate -o`` and ``trace`` stream their recordings to the file without ``--stream`` when
+#: they would take more than this in memory.
+STREAM_ABOVE = 1 << 30
 #: The calibration flags and their argparse ``dest``.
 CALIBRATION_FLAGS = (("--calibration", "calibration"), ("--calibration-split",
                      "calibration_split"), ("--calibration-limit", "calibration_limit"))

@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 
-from refsnn.cli.network import network
+from refsnn.cli.network import STREAM_ABOVE, network
 from refsnn.errors import OptionError
 
 
@@ -63,10 +63,7 @@ def _batched_trace(args, sim, x, attrs):
     if args.resume:
         from refsnn.resume import checkpoint_for
         checkpoint = checkpoint_for(args, "trace")
-        parts, done = checkpoint.completed()
-        if done:
-            print(f"resuming after {done} of {x.shape[0]} samples (kept in "
-                  f"{checkpoint.folder})", file=sys.stderr)
+        parts, done = checkpoint.resume(x.shape[0])
         meta = {"fingerprint", "start", "stop"}
         for p in parts:
             p.attrs = {k: v for k, v in p.attrs.items() if k not in meta}
@@ -79,11 +76,6 @@ def _batched_trace(args, sim, x, attrs):
         parts.append(part)
     return join_traces(parts, {"dtype": np.dtype(sim.dtype).name, "seed": int(args.seed or 0),
                                **attrs})
-
-
-#: ``refsnn trace`` streams to the file without ``--stream`` when its recordings (spikes,
-#: potentials and currents of every layer over the whole run) would take more than this.
-STREAM_ABOVE = 1 << 30
 
 
 def recorded_bytes(sim, batch: int, steps: int) -> int:

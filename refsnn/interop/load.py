@@ -6,66 +6,47 @@ NIR files need the optional ``onnx`` and ``nir`` packages, imported only when on
 
 from __future__ import annotations
 
+import importlib
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from refsnn.errors import ModelFormatError, OptionError
-from refsnn.interop.keras import load_keras_archive, load_keras_h5
 from refsnn.io import H5_ERRORS, open_h5, unreadable
-from refsnn.model.format import load_refsnn_h5
+from refsnn.nir import require_nir
 
 
-def _onnx(path, dtype, dt):
-    from refsnn.interop.onnx import load_onnx  # imports onnx lazily, with a one-line error
-    return load_onnx(path, dtype=dtype)
+def _reader(module: str, name: str, *options: str):
+    """A reader ``(path, dtype, dt)`` that imports ``module`` when it runs (an optional package
+    only when its file kind is read) and passes ``name`` the ``options`` it takes."""
+    def read(path, dtype, dt):
+        given = {"dtype": dtype, "dt": dt}
+        return getattr(importlib.import_module(module), name)(
+            path, **{k: given[k] for k in options})
+    return read
 
 
 def _nir(path, dtype, dt):
-    from refsnn.nir.cli import require_nir
     require_nir()  # the install line, before the reader imports nir
     from refsnn.nir.reader import load_nir
     return load_nir(path, dt=dt, dtype=dtype)
-
-
-def _network(path, dtype, dt):
-    from refsnn.sim.network import load_snn
-    return load_snn(path, dtype=dtype)
-
-
-def _data(path, dtype, dt):
-    from refsnn.data import open_data
-    return open_data(path)
-
-
-def _run(path, dtype, dt):
-    from refsnn.sim.record import read_run
-    return read_run(path)
-
-
-def _trace(path, dtype, dt):
-    from refsnn.oracle.trace import read_trace
-    return read_trace(path)
-
-
-def _model(read):
-    return lambda path, dtype, dt: read(path, dtype=dtype)
 
 
 #: File kind (:func:`file_kind`) -> (what it is, reader ``(path, dtype, dt)``). A kind not
 #: listed (a damaged or foreign file) goes to the refsnn model reader, whose errors say what is
 #: wrong. ``dtype`` applies to models and networks, ``dt`` to NIR graphs only.
 READERS = {
-    "refsnn-model": ("a model", _model(load_refsnn_h5)),
-    "keras-h5": ("a model", _model(load_keras_h5)),
-    "keras-archive": ("a model", _model(load_keras_archive)),
-    "onnx": ("a model", _onnx),
+    "refsnn-model": ("a model", _reader("refsnn.model.format", "load_refsnn_h5", "dtype")),
+    "keras-h5": ("a model", _reader("refsnn.interop.keras", "load_keras_h5", "dtype")),
+    "keras-archive": ("a model", _reader("refsnn.interop.keras", "load_keras_archive",
+                                         "dtype")),
+    "onnx": ("a model", _reader("refsnn.interop.onnx", "load_onnx", "dtype")),
     "nir": ("a NIR graph", _nir),
-    "refsnn-snn": ("a converted network", _network),
-    "refsnn-data": ("a data file", _data),
-    "refsnn-run": ("a run file", _run),
-    "refsnn-trace": ("a trace", _trace),
+    "refsnn-snn": ("a converted network", _reader("refsnn.sim.network", "load_snn", "dtype")),
+    "refsnn-data": ("a data file", _reader("refsnn.data", "open_data")),
+    "refsnn-run": ("a run file", _reader("refsnn.sim.record", "read_run")),
+    "refsnn-trace": ("a trace", _reader("refsnn.oracle.trace", "read_trace")),
 }
 
 
@@ -100,27 +81,20 @@ def load(path, dtype=np.float64, dt: float | None = None, accept=None):
     dt : float, optional
         A NIR graph's forward Euler time step (default: the graph's metadata ``dt``).
     accept : sequence of str, optional
-        What the caller can use (e.g. ``("a model",)``, as :data:`READERS` names it); another
+        What the caller can use, as :data:`READERS` names it (e.g. ``("a model",)``); another
         kind of file is refused. Default: every kind.
 
     Returns
     -------
-    Graph
-        For a model: refsnn ``.h5``, Keras ``.h5`` or ``.keras``, ``.onnx``.
-    SpikingNetwork
-        For a converted network (``refsnn convert``) or a NIR graph.
-    DataFile
-        For a data file (:class:`refsnn.data.DataFile`).
-    (Run, dict)
-        For a run file (``refsnn evaluate -o``): the run and its settings.
-    Trace
-        For a trace (``refsnn trace``).
+    Graph, SpikingNetwork, DataFile, (Run, dict) or Trace
+        A model (refsnn ``.h5``, Keras ``.h5`` or ``.keras``, ``.onnx``) as a Graph; a
+        converted network or a NIR graph as a SpikingNetwork; a data file as a
+        :class:`refsnn.data.DataFile`; a run file as its run and settings; a trace.
 
     Raises
     ------
     ModelFormatError
-        For a foreign or damaged file, or a kind not in ``accept``, naming the file, path and
-        field.
+        For a foreign or damaged file or a kind not in ``accept``, in one line naming the file.
     OptionError
         ``dt`` for a file that is not a NIR graph.
 
