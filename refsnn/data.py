@@ -325,14 +325,8 @@ def save(path, splits: dict, classes, *, scale=None, mean=None, std=None,
 
 @dataclass(frozen=True)
 class DataFile:
-    """A data file as :func:`refsnn.load` reads it: its description, its splits on demand.
-
-    Attributes
-    ----------
-    path : str
-    info : dict
-        :func:`describe` of the file (classes, splits, encodings, provenance).
-    """
+    """A data file as :func:`refsnn.load` reads it: its ``path`` and ``info``
+    (:func:`describe`, which validates it); :meth:`split` loads a split."""
 
     path: str
     info: dict
@@ -340,11 +334,6 @@ class DataFile:
     def split(self, name: str, sample_shape=None, limit: int | None = None):
         """``x, y`` of the split ``name`` (:func:`load_data`)."""
         return load_data(self.path, name, sample_shape, limit)
-
-
-def open_data(path) -> DataFile:
-    """The data file ``path``, validated (:func:`describe`)."""
-    return DataFile(str(path), describe(path))
 
 
 def describe(path) -> dict:

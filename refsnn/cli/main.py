@@ -276,8 +276,6 @@ def cmd_evaluate(args) -> int:
         raise OptionError("--resume works with an in-memory local run: not with --stream, "
                           "--workers or --dask")
     graph, net = network(args)
-    if args.seed is not None and net.encoding != "poisson":
-        raise OptionError("--seed applies to --encoding poisson only")
     if args.threads is not None:
         if args.threads > numba.config.NUMBA_NUM_THREADS:
             raise OptionError(f"--threads: at most {numba.config.NUMBA_NUM_THREADS} on this "
@@ -396,8 +394,6 @@ def cmd_diagnose(args) -> int:
     if net.method == "nir":
         raise OptionError(f"{args.model}: diagnose compares a conversion with its ANN, and a "
                           "NIR graph has none; use evaluate or trace (then compare)")
-    if args.seed is not None and net.encoding != "poisson":
-        raise OptionError("--seed applies to --encoding poisson only")
     names = applicable(net)
     if args.only is not None:
         for name in args.only:

@@ -44,17 +44,22 @@ RUNNABLE = ("a model", "a converted network", "a NIR graph")
 
 def network(args):
     """``(graph, net)``: the model ``args.model`` (``graph``, a Graph) converted with the flags,
-    or ``(None, net)`` for a converted network or NIR graph (refused with conversion flags)."""
+    or ``(None, net)`` for a converted network or NIR graph (refused with conversion flags);
+    ``--seed`` is refused unless ``net`` has Poisson input."""
     from refsnn.interop.load import load
     from refsnn.model.graph import Graph
 
-    loaded = load(args.model, dt=args.dt, accept=RUNNABLE)
-    if isinstance(loaded, Graph):
-        return loaded, convert_with_flags(loaded, args, args.calibration or args.data)
-    given = [o.flag for o in OPTIONS if getattr(args, o.key) is not None]
-    given += [flag for flag, key in (("--method", "method"), *CALIBRATION_FLAGS)
-              if getattr(args, key) is not None]
-    if given:
-        raise OptionError(f"{args.model} is already converted; {', '.join(given)} would be "
-                          f"ignored: drop them or pass the source model")
-    return None, loaded
+    graph = load(args.model, dt=args.dt, accept=RUNNABLE)
+    if isinstance(graph, Graph):
+        net = convert_with_flags(graph, args, args.calibration or args.data)
+    else:
+        given = [o.flag for o in OPTIONS if getattr(args, o.key) is not None]
+        given += [flag for flag, key in (("--method", "method"), *CALIBRATION_FLAGS)
+                  if getattr(args, key) is not None]
+        if given:
+            raise OptionError(f"{args.model} is already converted; {', '.join(given)} would "
+                              f"be ignored: drop them or pass the source model")
+        graph, net = None, graph
+    if args.seed is not None and net.encoding != "poisson":
+        raise OptionError("--seed applies to --encoding poisson only")
+    return graph, net

@@ -18,8 +18,6 @@ def cmd_trace(args) -> int:
     from refsnn.sim.simulator import Simulator
 
     _, net = network(args)
-    if args.seed is not None and net.encoding != "poisson":
-        raise OptionError("--seed applies to --encoding poisson only")
     x, _ = load_data(args.data, args.split, net.graph.input_shape, args.limit)
     attrs = {"producer": f"refsnn {__version__}", "model": str(args.model),
              "data": str(args.data), "split": args.split, "samples": int(x.shape[0]),
@@ -53,8 +51,6 @@ def cmd_trace(args) -> int:
 def _batched_trace(args, sim, x, attrs):
     """The trace of ``x`` recorded in batches of ``--batch-size`` samples (each with its
     sample ids, so the same trace as in one batch), kept in a checkpoint with ``--resume``."""
-    import sys
-
     from refsnn.oracle.trace import join_traces, record_trace
 
     size = args.batch_size or 1

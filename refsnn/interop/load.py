@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from refsnn.data import DataFile, describe
 from refsnn.errors import ModelFormatError, OptionError
 from refsnn.io import H5_ERRORS, open_h5, unreadable
 from refsnn.nir import require_nir
@@ -44,7 +45,7 @@ READERS = {
     "onnx": ("a model", _reader("refsnn.interop.onnx", "load_onnx", "dtype")),
     "nir": ("a NIR graph", _nir),
     "refsnn-snn": ("a converted network", _reader("refsnn.sim.network", "load_snn", "dtype")),
-    "refsnn-data": ("a data file", _reader("refsnn.data", "open_data")),
+    "refsnn-data": ("a data file", lambda path, dtype, dt: DataFile(str(path), describe(path))),
     "refsnn-run": ("a run file", _reader("refsnn.sim.record", "read_run")),
     "refsnn-trace": ("a trace", _reader("refsnn.oracle.trace", "read_trace")),
 }
