@@ -112,8 +112,8 @@ def load(path, dtype=np.float64, dt: float | None = None, accept=None):
         raise OptionError(f"--dt applies to NIR graphs only; {path} is not one")
     what, read = READERS.get(kind, READERS["refsnn-model"])
     if accept is not None and what not in accept:
-        raise ModelFormatError(str(path), "/", "format", " or ".join(accept), f"{what} "
-                               "(refsnn.load reads every kind)")
+        raise ModelFormatError(str(path), "/", "format", " or ".join(
+            [", ".join(accept[:-1])] * (len(accept) > 1) + [accept[-1]]), what)
     return read(path, dtype, dt)
 
 
