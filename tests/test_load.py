@@ -109,3 +109,13 @@ def test_foreign_files_keep_the_one_line_errors(tmp_path, written):
         refsnn.load_model(written / "run.h5")
     with pytest.raises(OptionError, match="--dt applies to NIR graphs only"):
         refsnn.load(MODELS / "mlp.h5", dt=0.5)
+
+
+def test_commands_refuse_other_kinds_in_one_line(capsys, written):
+    assert main(["evaluate", str(written / "trace.h5"), "--data", str(DATA)]) == 1
+    assert capsys.readouterr().err == (
+        f"refsnn: error: {written / 'trace.h5'}: /: format: expected a model, a converted "
+        "network or a NIR graph, found a trace\n")
+    assert main(["convert", str(written / "net.h5"), "--calibration", str(DATA),
+                 "-o", str(written / "again.h5")]) == 1
+    assert capsys.readouterr().err.endswith("expected a model, found a converted network\n")
