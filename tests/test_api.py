@@ -58,11 +58,11 @@ def test_flat_names_are_functions_of_their_own_name():
     assert refsnn.evaluate is evaluate_module.evaluate and callable(refsnn.evaluate)
     assert "method" in inspect.signature(refsnn.convert).parameters
     assert "ann_graph" in inspect.signature(refsnn.evaluate).parameters
-    for name in refsnn._FLAT:
-        assert getattr(refsnn, name) is getattr(importlib.import_module(refsnn._FLAT[name]),
-                                                name)
-        if callable(getattr(refsnn, name)):
-            assert getattr(refsnn, name).__name__ == name
+    for name in set(refsnn.__all__) - {"__version__", "METHODS"}:
+        value = getattr(refsnn, name)  # defined under its own name in its own module
+        assert value.__name__ == name
+        assert getattr(importlib.import_module(value.__module__), name) is value
+    assert refsnn.METHODS is convert_module.METHODS
     assert not hasattr(importlib.import_module("refsnn.model"), "load_model")
 
 
