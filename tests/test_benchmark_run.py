@@ -12,8 +12,12 @@ from conftest import ROOT
 
 @pytest.fixture
 def bench(monkeypatch):
+    import numba
+
+    threads = numba.get_num_threads()
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
-    return importlib.import_module("run")
+    yield importlib.import_module("run")
+    numba.set_num_threads(threads)  # the run sets its own: the next tests get the default
 
 
 def test_import_parses_nothing(bench):
