@@ -15,6 +15,7 @@ from refsnn import ann
 from refsnn.diagnose.sin import RATE_CODED, sin_counts
 from refsnn.errors import OptionError
 from refsnn.model.graph import Graph
+from refsnn.resume import run_batches
 from refsnn.sim.network import SpikingNetwork, ann_limit
 from refsnn.sim.record import concat_runs
 from refsnn.sim.simulator import Run, Simulator
@@ -160,29 +161,17 @@ def simulate(net: SpikingNetwork, x, steps, batch_size: int = 64, seed: int = 0,
     Run
         All batches joined.
     """
-    done_runs, done = [], 0
-    if checkpoint is not None:
-        if client is not None or recorders is not None:
-            raise OptionError("a checkpoint (--resume) keeps batches in memory-recorded runs: "
-                              "not with a Dask client or streamed recorders")
-        done_runs, done = checkpoint.resume(x.shape[0])
-        if progress is not None and done:
-            progress(done, x.shape[0])
-    bounds = [(start, min(start + batch_size, x.shape[0]))
-              for start in range(done, x.shape[0], batch_size)]
+    if checkpoint is not None and (client is not None or recorders is not None):
+        raise OptionError("a checkpoint (--resume) keeps batches in memory-recorded runs: not "
+                          "with a Dask client or streamed recorders")
     if client is not None:
         from refsnn.scaleout import map_batches
 
+        bounds = [(a, min(a + batch_size, x.shape[0])) for a in range(0, x.shape[0], batch_size)]
         return concat_runs(map_batches(client, net, backend, x, bounds, steps, seed, rasters,
                                        potentials, threads, progress, recorders))
     sim = Simulator(net, backend)
-    runs = []
-    for start, stop in bounds:
-        runs.append(sim.run(x[start:stop], steps, seed=seed, sample_ids=np.arange(start, stop),
-                            rasters=rasters, potentials=potentials,
-                            recorder=None if recorders is None else recorders(start, stop)))
-        if checkpoint is not None:
-            checkpoint.save(start, stop, runs[-1])
-        if progress is not None:
-            progress(stop, x.shape[0])
-    return concat_runs(done_runs + runs)
+    return concat_runs(run_batches(x.shape[0], batch_size, lambda a, b: sim.run(
+        x[a:b], steps, seed=seed, sample_ids=np.arange(a, b), rasters=rasters,
+        potentials=potentials, recorder=None if recorders is None else recorders(a, b)),
+        checkpoint, progress))

@@ -163,6 +163,29 @@ class Checkpoint:
             shutil.rmtree(self.folder)
 
 
+def run_batches(total: int, size: int, run, checkpoint=None, progress=None) -> list:
+    """``run(start, stop)`` of each batch of ``size`` samples of ``0..total``, in order, after
+    the batches ``checkpoint`` holds (each new one kept in it); ``progress(done, total)`` after
+    each batch.
+
+    Returns
+    -------
+    list
+        Every batch's result, the kept ones first, in sample order.
+    """
+    parts, done = ([], 0) if checkpoint is None else checkpoint.resume(total)
+    if progress is not None and done:
+        progress(done, total)
+    for start in range(done, total, size):
+        stop = min(start + size, total)
+        parts.append(run(start, stop))
+        if checkpoint is not None:
+            checkpoint.save(start, stop, parts[-1])
+        if progress is not None:
+            progress(stop, total)
+    return parts
+
+
 #: ``evaluate`` / ``trace`` options that do not change the results: not in the fingerprint.
 NOT_IN_FINGERPRINT = ("func", "output", "resume", "threads", "batch_size", "backend", "json",
                       "workers", "dask", "stream", "command")

@@ -52,24 +52,14 @@ def _batched_trace(args, sim, x, attrs):
     """The trace of ``x`` recorded in batches of ``--batch-size`` samples (each with its
     sample ids, so the same trace as in one batch), kept in a checkpoint with ``--resume``."""
     from refsnn.oracle.trace import join_traces, record_trace
+    from refsnn.resume import checkpoint_for, run_batches
 
-    size = args.batch_size or 1
-    checkpoint = None
-    parts, done = [], 0
-    if args.resume:
-        from refsnn.resume import checkpoint_for
-        checkpoint = checkpoint_for(args, "trace")
-        parts, done = checkpoint.resume(x.shape[0])
-        meta = {"fingerprint", "start", "stop"}
-        for p in parts:
-            p.attrs = {k: v for k, v in p.attrs.items() if k not in meta}
-    for start in range(done, x.shape[0], size):
-        stop = min(start + size, x.shape[0])
-        part = record_trace(sim, x[start:stop], args.steps, seed=args.seed or 0, attrs=attrs,
-                            sample_ids=np.arange(start, stop))
-        if checkpoint is not None:
-            checkpoint.save(start, stop, part)
-        parts.append(part)
+    checkpoint = checkpoint_for(args, "trace") if args.resume else None
+    parts = run_batches(x.shape[0], args.batch_size or 1, lambda a, b: record_trace(
+        sim, x[a:b], args.steps, seed=args.seed or 0, attrs=attrs, sample_ids=np.arange(a, b)),
+        checkpoint)
+    for p in parts:  # the kept batches' checkpoint attributes
+        p.attrs = {k: v for k, v in p.attrs.items() if k not in ("fingerprint", "start", "stop")}
     return join_traces(parts, {"dtype": np.dtype(sim.dtype).name, "seed": int(args.seed or 0),
                                **attrs})
 
