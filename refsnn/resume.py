@@ -133,23 +133,6 @@ class Checkpoint:
             done = stop
         return runs, done
 
-    def resume(self, total: int):
-        """:meth:`completed`, saying on stderr where the run resumes (and warning of a damaged
-        batch, simulated again).
-
-        Returns
-        -------
-        runs : list of Run or Trace
-        done : int
-        """
-        runs, done = self.completed()
-        if self.damaged is not None:
-            warnings.warn(f"--resume: {self.damaged}; simulating it again")
-        if done:
-            print(f"resuming after {done} of {total} samples (kept in {self.folder})",
-                  file=sys.stderr)
-        return runs, done
-
     def save(self, start: int, stop: int, run) -> None:
         """Keep the run (or trace) of samples ``start:stop`` (atomically, with checksums)."""
         self.folder.mkdir(exist_ok=True)
@@ -165,17 +148,22 @@ class Checkpoint:
 
 def run_batches(total: int, size: int, run, checkpoint=None, progress=None) -> list:
     """``run(start, stop)`` of each batch of ``size`` samples of ``0..total``, in order, after
-    the batches ``checkpoint`` holds (each new one kept in it); ``progress(done, total)`` after
-    each batch.
+    the batches ``checkpoint`` holds (saying so on stderr; each new one kept in it);
+    ``progress(done, total)`` after each batch.
 
     Returns
     -------
     list
         Every batch's result, the kept ones first, in sample order.
     """
-    parts, done = ([], 0) if checkpoint is None else checkpoint.resume(total)
-    if progress is not None and done:
-        progress(done, total)
+    parts, done = ([], 0) if checkpoint is None else checkpoint.completed()
+    if checkpoint is not None and checkpoint.damaged is not None:
+        warnings.warn(f"--resume: {checkpoint.damaged}; simulating it again")
+    if done:
+        print(f"resuming after {done} of {total} samples (kept in {checkpoint.folder})",
+              file=sys.stderr)
+        if progress is not None:
+            progress(done, total)
     for start in range(done, total, size):
         stop = min(start + size, total)
         parts.append(run(start, stop))
