@@ -40,7 +40,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from refsnn import ann  # noqa: E402
-from refsnn.convert import convert  # noqa: E402
+from refsnn.conversion import convert  # noqa: E402
 from refsnn.errors import RefsnnError  # noqa: E402
 from refsnn.sim.simulator import Simulator  # noqa: E402
 

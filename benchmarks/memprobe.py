@@ -62,7 +62,7 @@ def main(spec_path):
     import numpy as np
 
     import contenders as ct
-    from refsnn.model.format import load_model
+    from refsnn.model.format import load_refsnn_h5
     from refsnn.sim.network import load_snn
 
     c = ct.Contender(**spec["contender"])
@@ -72,7 +72,7 @@ def main(spec_path):
         torch.set_num_threads(spec["threads"])
     numba.set_num_threads(spec["threads"])
     net = load_snn(spec["net"], dtype=np.dtype(c.precision))
-    graph = load_model(spec["graph"])
+    graph = load_refsnn_h5(spec["graph"])
     x = np.load(spec["x"])
     run = ct.build(c, net, graph, torch)
     run(x, 1)

@@ -34,16 +34,16 @@ class Case:
 
 
 def _exported(model: str):
-    from refsnn.convert import convert_if
-    from refsnn.data import load_split
-    from refsnn.interop.load import load_graph
+    from refsnn.conversion import convert_if
+    from refsnn.data import load_data
+    from refsnn.interop.load import load_model
     from refsnn.nir.writer import to_nir
 
     data = ROOT / "data" / "digits.h5"
-    xc = load_split(data, "train", limit=200)[0]
-    net = convert_if(load_graph(ROOT / "data" / "models" / f"{model}.h5"), xc, reset="zero",
+    xc = load_data(data, "train", limit=200)[0]
+    net = convert_if(load_model(ROOT / "data" / "models" / f"{model}.h5"), xc, reset="zero",
                      dtype=np.float32)
-    return to_nir(net), load_split(data, "test", limit=4)[0].astype(np.float32)
+    return to_nir(net), load_data(data, "test", limit=4)[0].astype(np.float32)
 
 
 def _hand_made(cell2, cell1=None, seed=0):

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 
-def _parse(argv=None):
+def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true",
                    help="a reduced run (T=32, the small VGG, fewer samples): a few minutes")
@@ -56,14 +56,21 @@ def _parse(argv=None):
     return p.parse_args(argv)
 
 
-ARGS = _parse()
-# Thread counts are fixed before NumPy / Numba / PyTorch load. OMP_NUM_THREADS sizes the
-# OpenMP pools (Numba's omp threading layer, PyTorch's intra-op pool); OPENBLAS_* is left
-# alone, so NumPy's BLAS keeps its own default (one thread per core).
-os.environ["NUMBA_NUM_THREADS"] = str(ARGS.threads)
-os.environ["OMP_NUM_THREADS"] = str(ARGS.threads)
-if ARGS.omp_wait_policy != "default":
-    os.environ["OMP_WAIT_POLICY"] = ARGS.omp_wait_policy.upper()
+def thread_env(args) -> None:
+    """Fix the thread counts; they take effect only before NumPy / Numba / PyTorch load.
+
+    OMP_NUM_THREADS sizes the OpenMP pools (Numba's omp threading layer, PyTorch's intra-op
+    pool); OPENBLAS_* is left alone, so NumPy's BLAS keeps its own default (one thread per
+    core).
+    """
+    os.environ["NUMBA_NUM_THREADS"] = str(args.threads)
+    os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    if args.omp_wait_policy != "default":
+        os.environ["OMP_WAIT_POLICY"] = args.omp_wait_policy.upper()
+
+
+if __name__ == "__main__":
+    thread_env(parse_args())  # run as a script: before the imports below
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # benchmark the working tree's refsnn
@@ -93,37 +100,50 @@ import peers  # noqa: E402
 from memprobe import reset_peak, status_mb  # noqa: E402
 import workloads as wl  # noqa: E402
 
+#: Set by :func:`configure` (``main`` calls it): the arguments, the notes for the report,
+#: the imported ``torch`` (or None), SpikingJelly's version (or None) and the slow-row limit.
+ARGS = None
 NOTES = []
 torch = None
-if ARGS.no_torch:
-    NOTES.append("torch peers (dense torch, SpikingJelly, ANN) skipped (--no-torch)")
-else:
-    try:
-        import torch  # noqa: E402
-        torch.set_num_threads(ARGS.threads)
-    except ImportError:
-        torch = None
-        NOTES.append("torch is not installed: torch peers (dense torch, SpikingJelly, ANN) "
-                     "skipped")
 SJ_VERSION = None
-if torch is not None and not ARGS.no_spikingjelly:
-    try:
-        import spikingjelly  # noqa: E402
-        SJ_VERSION = getattr(spikingjelly, "__version__", None) or "installed"
-        try:
-            from importlib.metadata import version
-            SJ_VERSION = version("spikingjelly")
-        except Exception:  # noqa: BLE001 - the version is only printed
-            pass
-    except ImportError:
-        NOTES.append("spikingjelly is not installed: its peer skipped")
-elif ARGS.no_spikingjelly:
-    NOTES.append("SpikingJelly peer skipped (--no-spikingjelly)")
+SKIP_S = None
 
-# Skip an optional row (1 thread, SpikingJelly float64) when one of its passes would take
-# longer than this (estimated from its warm-up): it keeps --quick at a few minutes.
-SKIP_S = ARGS.skip_slow if ARGS.skip_slow is not None else (3.0 if ARGS.quick else 30.0)
-# ... or when its memory would grow beyond this share of the memory available.
+
+def configure(args) -> None:
+    """Set the module's run settings from the parsed arguments (torch imported if used)."""
+    global ARGS, torch, SJ_VERSION, SKIP_S
+    ARGS, torch, SJ_VERSION = args, None, None
+    NOTES.clear()
+    if args.no_torch:
+        NOTES.append("torch peers (dense torch, SpikingJelly, ANN) skipped (--no-torch)")
+    else:
+        try:
+            import torch
+            torch.set_num_threads(args.threads)
+        except ImportError:
+            torch = None
+            NOTES.append("torch is not installed: torch peers (dense torch, SpikingJelly, ANN) "
+                         "skipped")
+    if torch is not None and not args.no_spikingjelly:
+        try:
+            import spikingjelly
+            SJ_VERSION = getattr(spikingjelly, "__version__", None) or "installed"
+            try:
+                from importlib.metadata import version
+                SJ_VERSION = version("spikingjelly")
+            except Exception:  # noqa: BLE001 - the version is only printed
+                pass
+        except ImportError:
+            NOTES.append("spikingjelly is not installed: its peer skipped")
+    elif args.no_spikingjelly:
+        NOTES.append("SpikingJelly peer skipped (--no-spikingjelly)")
+    # Skip an optional row (1 thread, SpikingJelly float64) when one of its passes would take
+    # longer than this (estimated from its warm-up): it keeps --quick at a few minutes.
+    SKIP_S = args.skip_slow if args.skip_slow is not None else (3.0 if args.quick else 30.0)
+
+
+# An optional row is also skipped when its memory would grow beyond this share of what is
+# available.
 MEMORY_SHARE = 0.5
 
 
@@ -656,8 +676,8 @@ def report(header, limits, results, rate_rows, first_runs, breakdowns, notes):
               f"- **CPU**: {header['cpu']}, {header['cores']} logical cores usable",
               f"- **threads**: refsnn numba {ARGS.threads} (layer `{header['layer']}`) and 1; "
               f"torch {torch.get_num_threads() if torch else '-'} intra-op; NumPy BLAS "
-              f"{header['blas']}; NUMBA_NUM_THREADS={os.environ['NUMBA_NUM_THREADS']}, "
-              f"OMP_NUM_THREADS={os.environ['OMP_NUM_THREADS']}, "
+              f"{header['blas']}; NUMBA_NUM_THREADS={os.environ.get('NUMBA_NUM_THREADS', '(unset)')}, "
+              f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', '(unset)')}, "
               f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}, "
               f"GOMP_SPINCOUNT={os.environ.get('GOMP_SPINCOUNT', '(unset)')} (refsnn sets 1000 "
               f"unless a policy or count is given)",
@@ -846,7 +866,10 @@ def _csv(text):
     return [w.strip() for w in text.split(",") if w.strip()]
 
 
-def main():
+def main(argv=None) -> int:
+    """Run the benchmark with the command-line arguments ``argv`` (default: ``sys.argv``)."""
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    configure(parse_args(argv))
     t_start = time.perf_counter()
     load0 = os.getloadavg()[0]
     quick = ARGS.quick
@@ -932,7 +955,7 @@ def main():
     LIMITS.update(best_limits(limits_start, machine_limits(repeats)))
     finish_limits(results)
     header = {
-        "command": "python " + " ".join(shlex.quote(a) for a in sys.argv),
+        "command": "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *argv]),
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "versions": versions(), "cpu": cpu_model(),
         "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
@@ -949,7 +972,8 @@ def main():
     out.write_text(text + "\n")
     print(text)
     log(f"wrote {out} ({header['elapsed']:.0f} s)")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

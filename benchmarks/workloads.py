@@ -33,10 +33,10 @@ from pathlib import Path
 import numpy as np
 
 from refsnn import ann
-from refsnn.convert.if_ import convert_if
-from refsnn.convert.signgd import convert_signgd
-from refsnn.data import load_split
-from refsnn.model.format import load_model
+from refsnn.conversion.if_ import convert_if
+from refsnn.conversion.signgd import convert_signgd
+from refsnn.data import load_data
+from refsnn.model.format import load_refsnn_h5
 from refsnn.model.graph import INPUT, Graph, make_graph
 from refsnn.sim.network import NEURON_OPS, SpikingNetwork
 
@@ -92,9 +92,9 @@ def convert(work: Workload, method: str, dtype="float64") -> SpikingNetwork:
 
 def digits(name: str, n_single: int) -> Workload:
     """A shipped digits model (calibration = train split, inputs = test split)."""
-    graph = load_model(MODELS / f"{name}.h5")
-    x_train, _ = load_split(DATA, "train", graph.input_shape)
-    x_test, _ = load_split(DATA, "test", graph.input_shape)
+    graph = load_refsnn_h5(MODELS / f"{name}.h5")
+    x_train, _ = load_data(DATA, "train", graph.input_shape)
+    x_test, _ = load_data(DATA, "test", graph.input_shape)
     return Workload(f"digits-{name}", f"shipped `{name}.h5`, digits test images 1x8x8", graph,
                     x_train, x_test, n_single, oracle=True)
 

@@ -25,7 +25,7 @@ Models (kept small so that simulating them for 256 steps stays cheap):
   trainable clip, :mod:`refsnn.extras.torch_qcfs`), for ``--method noise``; ``qcfs`` trains
   with ``σ = 0``, ``nq`` with the NQ noise: after each epoch refsnn converts the current
   weights (``--method noise``), simulates ``T_n = 4`` steps on the validation images and
-  :func:`refsnn.convert.noise.measure_gap` gives each layer's ``σ`` for the next epoch
+  :func:`refsnn.conversion.noise.measure_gap` gives each layer's ``σ`` for the next epoch
   (as ``data/train_noise.py`` does for the digits models). The last epoch is kept.
 
 Data: the 60,000 training images; the last 1,000 of them (fixed) are the validation images of
@@ -58,11 +58,11 @@ except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(HERE.parent))
 import train_models as tm  # noqa: E402  (export helpers, the torch-vs-refsnn check)
 from refsnn.ann import forward  # noqa: E402
-from refsnn.convert.noise import convert_noise, measure_gap  # noqa: E402
-from refsnn.data import load_split  # noqa: E402
+from refsnn.conversion.noise import convert_noise, measure_gap  # noqa: E402
+from refsnn.data import load_data  # noqa: E402
 from refsnn.export.torch import to_graph  # noqa: E402
 from refsnn.extras.torch_qcfs import QCFS  # noqa: E402
-from refsnn.model import load_model, make_graph, save_model  # noqa: E402
+from refsnn.model import load_refsnn_h5, make_graph, save_model  # noqa: E402
 
 DATA = HERE / "mnist.h5"
 OUT = HERE / "models"
@@ -250,10 +250,10 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(args.threads)
-    x_all, y_all = load_split(args.data, "train")
+    x_all, y_all = load_data(args.data, "train")
     x_train, y_train = x_all[:-VALIDATION], y_all[:-VALIDATION]
     x_val = x_all[-VALIDATION:]
-    x_test, y_test = load_split(args.data, "test")
+    x_test, y_test = load_data(args.data, "test")
     args.out.mkdir(parents=True, exist_ok=True)
     acc_path = args.out / "mnist_accuracy.json"
     results = json.loads(acc_path.read_text()) if acc_path.exists() else {}
@@ -266,7 +266,7 @@ def main(argv=None) -> int:
         path = args.out / f"mnist_{name}.h5"
         save_model(export(name, model), path)
         os.chmod(path, 0o644)
-        graph = load_model(path)  # check what was written, not what is in memory
+        graph = load_refsnn_h5(path)  # check what was written, not what is in memory
         tm.check(f"mnist_{name}", graph, model, x_test, y_test)
         results[f"mnist_{name}"] = {
             "test_accuracy": float(np.mean(forward(graph, x_test).argmax(1) == y_test)),

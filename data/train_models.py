@@ -14,7 +14,7 @@ Training is seeded (``torch.manual_seed(0)``, ``np.random.seed(0)``), determinis
 (``torch.use_deterministic_algorithms(True)``), CPU-only on 2 threads, in float32, with Adam
 (lr 1e-3), batch 64, cross-entropy loss and no augmentation or weight decay. The trained
 weights are exported in float64 through :func:`refsnn.model.save_model`. Every exported file is
-then read back with :func:`refsnn.model.load_model` and checked: refsnn's NumPy reference
+then read back with :func:`refsnn.model.load_refsnn_h5` and checked: refsnn's NumPy reference
 :func:`refsnn.ann.forward` must match the torch model, run in eval mode in float64, to 1e-8 on
 the whole test set, with the same predicted class for every image. Any mismatch stops the
 script with a non-zero exit status.
@@ -43,7 +43,7 @@ try:
 except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(HERE.parent))
 from refsnn.ann import forward  # noqa: E402
-from refsnn.model import load_model, make_graph, save_model  # noqa: E402
+from refsnn.model import load_refsnn_h5, make_graph, save_model  # noqa: E402
 
 DATA = HERE / "digits.h5"
 OUT = HERE / "models"
@@ -660,7 +660,7 @@ def main(argv=None) -> int:
         path = args.out / f"{name}.h5"
         save_model(export(name, model), path)
         os.chmod(path, 0o644)
-        graph = load_model(path)  # check what was written, not what is in memory
+        graph = load_refsnn_h5(path)  # check what was written, not what is in memory
         check(name, graph, model, x_test, y_test)
         logits = forward(graph, x_test)
         results[name] = {

@@ -14,7 +14,7 @@ QCFS activation (``L = 4`` levels, trainable clip ``λ`` starting at 8.0), train
 same seed: ``<name>_qcfs`` with ``σ = 0`` throughout, and ``<name>_nq`` with the NQ noise. After
 every epoch, on a held-out validation part of the training split, the torch model's current
 weights are exported to a refsnn graph, converted with ``--method noise`` and simulated by
-refsnn for ``T_n = 4`` steps; :func:`refsnn.convert.noise.measure_gap` (the one definition of
+refsnn for ``T_n = 4`` steps; :func:`refsnn.conversion.noise.measure_gap` (the one definition of
 the gap, also behind ``refsnn diagnose --only gap``) gives each layer's ``σ_l``, the spread of
 ``h(x) − count·λ/T_n``. The NQ run trains its next epoch with those ``σ_l`` (the first epoch
 with ``σ = 0``); both runs keep the checkpoint with the best SNN accuracy at ``T = 4`` on the
@@ -49,9 +49,9 @@ except ImportError:  # run from a checkout without `pip install -e .`
     sys.path.insert(0, str(HERE.parent))
 import train_models as tm  # noqa: E402  (data loading, export helpers, determinism, checks)
 from refsnn.ann import forward  # noqa: E402
-from refsnn.convert.noise import convert_noise, measure_gap  # noqa: E402
+from refsnn.conversion.noise import convert_noise, measure_gap  # noqa: E402
 from refsnn.extras.torch_qcfs import QCFS  # noqa: E402
-from refsnn.model import load_model, make_graph, save_model  # noqa: E402
+from refsnn.model import load_refsnn_h5, make_graph, save_model  # noqa: E402
 from refsnn.sim.simulator import Simulator  # noqa: E402
 
 LEVELS = 4
@@ -238,8 +238,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     tm.set_determinism()
-    x_train, y_train = tm.load_split(args.data, "train")
-    x_test, y_test = tm.load_split(args.data, "test")
+    x_train, y_train = tm.load_data(args.data, "train")
+    x_test, y_test = tm.load_data(args.data, "test")
     train_set, val_set = split_validation(x_train, y_train)
     args.out.mkdir(parents=True, exist_ok=True)
     hist_path = args.out / "noise_history.json"
@@ -256,7 +256,7 @@ def main(argv=None) -> int:
             path = args.out / f"{key}.h5"
             save_model(export(name, model), path)
             os.chmod(path, 0o644)
-            graph = load_model(path)  # check what was written, not what is in memory
+            graph = load_refsnn_h5(path)  # check what was written, not what is in memory
             tm.check(key, graph, model, x_test, y_test)
             kept = max(h["epoch"] for h in history if h.get("kept"))
             results[key] = {

@@ -37,9 +37,9 @@ from spikingjelly.activation_based import ann2snn, functional, neuron
 from torch import nn
 
 from refsnn import ann
-from refsnn.convert import convert_if
-from refsnn.data import load_split
-from refsnn.model import INPUT, load_model
+from refsnn.conversion import convert_if
+from refsnn.data import load_data
+from refsnn.model import INPUT, load_refsnn_h5
 from refsnn.oracle.compare import compare
 from refsnn.oracle.trace import Layer, Trace, record_trace
 from refsnn.sim.simulator import Simulator
@@ -247,7 +247,7 @@ def _fmt_theta(v) -> str:
 
 def compare_model(model: str, x_cal, x_test, y_test, steps: int, compare_limit: int = 32):
     """Print the side-by-side tables of one shipped model."""
-    graph = load_model(ROOT / "data" / "models" / f"{model}.h5")
+    graph = load_refsnn_h5(ROOT / "data" / "models" / f"{model}.h5")
     torch_out = ann_module(graph)(torch.from_numpy(x_test)).detach().numpy()
     gap = float(np.abs(torch_out - ann.forward(graph, x_test)).max())
     ann_acc = float(np.mean(np.argmax(torch_out, 1) == y_test))
@@ -301,8 +301,8 @@ def main(argv=None):
     p.add_argument("--limit", type=int, default=None, help="first N test images")
     p.add_argument("--steps", type=int, default=max(STEPS))
     args = p.parse_args(argv)
-    x_cal, _ = load_split(args.data, "train")
-    x_test, y_test = load_split(args.data, "test", limit=args.limit)
+    x_cal, _ = load_data(args.data, "train")
+    x_test, y_test = load_data(args.data, "test", limit=args.limit)
     import spikingjelly
     from importlib.metadata import version
     print(f"SpikingJelly {version('spikingjelly')}, torch {torch.__version__}; calibration: "

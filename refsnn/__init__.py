@@ -10,28 +10,29 @@ The flat API, in the order of one evaluation::
     run = refsnn.Simulator(net).run(x[:32], steps=[32, 128])       # run.readout[128]: (32, 10)
     result = refsnn.evaluate(net, x, y, steps=[32, 128], ann_graph=graph)
 
-Names are imported on first use, so ``import refsnn`` stays cheap. Each is also where it always
-was (:func:`refsnn.model.load_model`, :func:`refsnn.data.load_split`,
-:func:`refsnn.convert.convert`, :class:`refsnn.sim.simulator.Simulator`,
-:func:`refsnn.evaluate.evaluate`). The core depends on NumPy, Numba, SciPy and h5py only.
+``refsnn.load(path)`` reads any file kind (model, network, NIR graph, data, run, trace). Each
+flat name is the function or class of that name in the module :data:`_FLAT` gives (e.g.
+``refsnn.convert is refsnn.conversion.convert``), imported on first use so that ``import
+refsnn`` stays cheap. The core depends on NumPy, Numba, SciPy and h5py only.
 """
 
 import importlib
 
 __version__ = "0.1.0"
 
-#: Flat name -> (module, attribute); ``None`` as attribute: the (callable) module itself.
+#: Flat name -> the module that defines it under that name.
 _FLAT = {
-    "load_model": ("refsnn.interop.load", "load_graph"),
-    "save_model": ("refsnn.model.format", "save_model"),
-    "load_data": ("refsnn.data", "load_split"),
-    "load_network": ("refsnn.sim.network", "load_snn"),
-    "save_network": ("refsnn.sim.network", "save_snn"),
-    "convert": ("refsnn.convert", None),
-    "METHODS": ("refsnn.convert", "METHODS"),
-    "Simulator": ("refsnn.sim.simulator", "Simulator"),
-    "evaluate": ("refsnn.evaluate", None),
-    "forward": ("refsnn.ann", "forward"),
+    "load": "refsnn.interop.load",
+    "load_model": "refsnn.interop.load",
+    "save_model": "refsnn.model.format",
+    "load_data": "refsnn.data",
+    "load_snn": "refsnn.sim.network",
+    "save_snn": "refsnn.sim.network",
+    "convert": "refsnn.conversion",
+    "METHODS": "refsnn.conversion",
+    "Simulator": "refsnn.sim.simulator",
+    "evaluate": "refsnn.evaluation",
+    "forward": "refsnn.ann",
 }
 
 __all__ = ["__version__", *_FLAT]
@@ -40,10 +41,7 @@ __all__ = ["__version__", *_FLAT]
 def __getattr__(name):
     if name not in _FLAT:
         raise AttributeError(f"module 'refsnn' has no attribute {name!r}")
-    module, attribute = _FLAT[name]
-    value = importlib.import_module(module)
-    if attribute is not None:
-        value = getattr(value, attribute)
+    value = getattr(importlib.import_module(_FLAT[name]), name)
     globals()[name] = value
     return value
 

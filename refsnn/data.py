@@ -19,6 +19,7 @@ exact and written once here, so every reader gets the same float64 values.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 import h5py
 import numpy as np
@@ -100,7 +101,7 @@ def decode(raw: np.ndarray, encoding: dict) -> np.ndarray:
     return x
 
 
-def load_split(path, split: str, sample_shape=None, limit: int | None = None):
+def load_data(path, split: str, sample_shape=None, limit: int | None = None):
     """Load ``x`` and ``y`` of one split.
 
     Parameters
@@ -134,7 +135,7 @@ def load_split(path, split: str, sample_shape=None, limit: int | None = None):
 
 
 def _read_split(f, file: str, split: str, sample_shape, limit):
-    """:func:`load_split` on the open file ``f`` (validated inside the ``with`` block, so
+    """:func:`load_data` on the open file ``f`` (validated inside the ``with`` block, so
     that the checksums are verified after it)."""
     check_header(f, file, FORMAT, FORMAT_VERSION)
     classes = _classes(f, file)
@@ -322,6 +323,19 @@ def save(path, splits: dict, classes, *, scale=None, mean=None, std=None,
             g.create_dataset("y", data=y, compression="gzip", compression_opts=9)
 
 
+@dataclass(frozen=True)
+class DataFile:
+    """A data file as :func:`refsnn.load` reads it: its ``path`` and ``info``
+    (:func:`describe`, which validates it); :meth:`split` loads a split."""
+
+    path: str
+    info: dict
+
+    def split(self, name: str, sample_shape=None, limit: int | None = None):
+        """``x, y`` of the split ``name`` (:func:`load_data`)."""
+        return load_data(self.path, name, sample_shape, limit)
+
+
 def describe(path) -> dict:
     """What ``refsnn inspect`` shows of a data file: classes, splits, encodings, provenance.
 
@@ -350,7 +364,7 @@ def describe(path) -> dict:
         split_names = [k for k in f if hasattr(f[k], "keys")]
     for name in split_names:
         # labels fully checked; x's header and encoding only (x may be hundreds of MB)
-        x, y = load_split(path, name, limit=1)
+        x, y = load_data(path, name, limit=1)
         with open_h5(path, "data file") as f:
             dx, labels = f[name]["x"], f[name]["y"][()]
             enc = _encoding(dx, file, f"/{name}/x")

@@ -1,15 +1,14 @@
 """The conversion options: one table, one validation, shared by the command line and the API.
 
-Each option is a keyword of one or more converters in :data:`refsnn.convert.METHODS`; its
-default is the converter's own (read from its signature, so there is no second copy to drift).
+Each option is a keyword of one or more converters in :data:`refsnn.conversion.METHODS`; its
+default is the converter's own (:func:`refsnn.conversion.defaults`).
 An option given to a method that does not take it is refused, never ignored, whether it came
-as a command-line flag or as a keyword of :func:`refsnn.convert.convert`. The values themselves
+as a command-line flag or as a keyword of :func:`refsnn.conversion.convert`. The values themselves
 are checked by the converters, so both paths share that check too.
 """
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -39,6 +38,7 @@ class Option:
     cli: dict = field(default_factory=dict)
 
 
+#: The conversion methods: the one list of their names.
 ALL = ("if", "signgd", "bsnn", "noise")
 #: Methods whose thresholds come from the model: calibration data is refused, not ignored.
 NO_CALIBRATION = ("noise",)
@@ -92,26 +92,13 @@ OPTIONS = (
 BY_KEY = {o.key: o for o in OPTIONS}
 
 
-def defaults(method: str) -> dict:
-    """The options ``method`` takes, with its converter's defaults.
-
-    Returns
-    -------
-    dict of str to object
-    """
-    from refsnn.convert import METHODS
-
-    params = inspect.signature(METHODS[method]).parameters
-    return {o.key: params[o.key].default for o in OPTIONS if method in o.methods}
-
-
 def resolve(method: str, given: dict, flags: bool = False) -> dict:
     """Check ``given`` options against ``method``; return the converter's keywords.
 
     Parameters
     ----------
     method : str
-        A key of :data:`refsnn.convert.METHODS`.
+        A key of :data:`refsnn.conversion.METHODS`.
     given : dict of str to object
         Option keyword -> value; ``None`` means not given.
     flags : bool

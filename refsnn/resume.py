@@ -21,6 +21,8 @@ import hashlib
 import json
 import re
 import shutil
+import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -142,6 +144,34 @@ class Checkpoint:
         """Delete the checkpoint (once the output is complete)."""
         with contextlib.suppress(FileNotFoundError):
             shutil.rmtree(self.folder)
+
+
+def run_batches(total: int, size: int, run, checkpoint=None, progress=None) -> list:
+    """``run(start, stop)`` of each batch of ``size`` samples of ``0..total``, in order, after
+    the batches ``checkpoint`` holds (saying so on stderr; each new one kept in it);
+    ``progress(done, total)`` after each batch.
+
+    Returns
+    -------
+    list
+        Every batch's result, the kept ones first, in sample order.
+    """
+    parts, done = ([], 0) if checkpoint is None else checkpoint.completed()
+    if checkpoint is not None and checkpoint.damaged is not None:
+        warnings.warn(f"--resume: {checkpoint.damaged}; simulating it again")
+    if done:
+        print(f"resuming after {done} of {total} samples (kept in {checkpoint.folder})",
+              file=sys.stderr)
+        if progress is not None:
+            progress(done, total)
+    for start in range(done, total, size):
+        stop = min(start + size, total)
+        parts.append(run(start, stop))
+        if checkpoint is not None:
+            checkpoint.save(start, stop, parts[-1])
+        if progress is not None:
+            progress(stop, total)
+    return parts
 
 
 #: ``evaluate`` / ``trace`` options that do not change the results: not in the fingerprint.

@@ -14,6 +14,7 @@ batch order by the same :func:`refsnn.sim.record.concat_runs`, so every array is
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import uuid
 from typing import Callable, Iterator
 
@@ -98,7 +99,7 @@ def _versions():
 def run_batch(net, backend: str, x, steps, seed: int, ids, rasters, potentials,
               threads: int | None = None):
     """One batch, on a worker: exactly what the single-process loop of
-    :func:`refsnn.evaluate.evaluate` does for it.
+    :func:`refsnn.evaluation.simulate` does for it.
 
     Returns
     -------
@@ -116,7 +117,7 @@ def run_batch(net, backend: str, x, steps, seed: int, ids, rasters, potentials,
 def map_batches(client, net, backend: str, x: np.ndarray, bounds, steps, seed: int,
                 rasters=(), potentials=(), threads: int | None = None,
                 progress: Callable[[int, int], None] | None = None,
-                consume: Callable | None = None) -> list:
+                recorders: Callable | None = None) -> list:
     """Run each batch ``x[start:stop]`` of ``bounds`` as one task on ``client``'s cluster.
 
     Parameters
@@ -129,9 +130,10 @@ def map_batches(client, net, backend: str, x: np.ndarray, bounds, steps, seed: i
         The batches' ``(start, stop)``, in order.
     progress : callable, optional
         Called as ``progress(done_samples, N)`` as batches finish (in any order).
-    consume : callable, optional
-        ``consume(i, run)`` is called with batch ``i``'s run as it arrives and returns what to
-        keep of it (e.g. the run without its rasters, once they are written to a file).
+    recorders : callable, optional
+        ``recorders(start, stop)`` gives the recorder of batch ``start:stop``: each batch's
+        recordings are handed to it as the batch arrives (:func:`replay`), and its run is kept
+        without them.
 
     Returns
     -------
@@ -155,14 +157,40 @@ def map_batches(client, net, backend: str, x: np.ndarray, bounds, steps, seed: i
         for future in distributed.as_completed(futures):
             i = index[future.key]
             runs[i] = future.result()  # a worker's exception is raised here, as it was
-            if consume is not None:
-                runs[i] = consume(i, runs[i])
+            if recorders is not None:
+                runs[i] = replay(runs[i], recorders(*bounds[i]), rasters, potentials)
             done += bounds[i][1] - bounds[i][0]
             if progress is not None:
                 progress(done, x.shape[0])
         return runs
     finally:
         client.cancel(futures + parts + [net_f])
+
+
+def replay(run, recorder, rasters, potentials):
+    """Hand a finished batch's recordings to ``recorder`` step by step, as the simulator
+    would have, and return the run without them (so the batches' recordings are not all held
+    at once).
+
+    Returns
+    -------
+    Run
+    """
+    names_r, names_u = list(dict.fromkeys(rasters)), list(dict.fromkeys(potentials))
+    if not names_r and not names_u:
+        return run
+    t_max = run.steps[-1]
+    batch = (run.rasters[names_r[0]] if names_r else run.potentials[names_u[0]]).shape[1]
+    dtype = run.potentials[names_u[0]].dtype if names_u else np.float64
+    recorder.start(t_max, batch, {n: run.rasters[n].shape[2:] for n in names_r},
+                   {n: run.potentials[n].shape[2:] for n in names_u}, dtype)
+    for t in range(1, t_max + 1):
+        for n in names_r:
+            recorder.spikes(t, n, run.rasters[n][t - 1])
+        for n in names_u:
+            recorder.potential(t, n, run.potentials[n][t - 1])
+    r, u = recorder.finish()
+    return dataclasses.replace(run, rasters=r, potentials=u)
 
 
 def _check_locally(net, backend, steps, seed, recorded) -> None:

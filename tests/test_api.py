@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import doctest
+import importlib
 import inspect
 import subprocess
 import sys
@@ -13,7 +14,8 @@ import pytest
 import refsnn
 from refsnn.cli.main import main
 from refsnn.errors import OptionError
-from refsnn.options import ALL, BY_KEY, OPTIONS, defaults, resolve
+from refsnn.conversion import defaults
+from refsnn.options import ALL, BY_KEY, OPTIONS, resolve
 
 from conftest import DATA, MODELS, ROOT
 
@@ -35,30 +37,37 @@ def test_import_refsnn_is_cheap():
 
 
 def test_flat_names_are_the_module_level_ones():
-    from refsnn.data import load_split
-    from refsnn.interop.load import load_graph
+    from refsnn.data import load_data
+    from refsnn.interop.load import load_model
     from refsnn.sim.simulator import Simulator
 
-    assert refsnn.load_model is load_graph
-    assert refsnn.load_data is load_split
+    assert refsnn.load_model is load_model
+    assert refsnn.load_data is load_data
     assert refsnn.Simulator is Simulator
     assert set(refsnn.__all__) <= set(dir(refsnn))
     with pytest.raises(AttributeError, match="no attribute 'nonsense'"):
         refsnn.nonsense
 
 
-def test_callable_modules_stay_modules():
-    import refsnn.convert as convert_module
-    import refsnn.evaluate as evaluate_module
+def test_flat_names_are_functions_of_their_own_name():
+    # convert and evaluate are plain functions; their modules stay modules
+    import refsnn.conversion as convert_module
+    import refsnn.evaluation as evaluate_module
 
-    assert refsnn.convert is convert_module and callable(refsnn.convert)
-    assert refsnn.evaluate is evaluate_module and callable(refsnn.evaluate)
+    assert refsnn.convert is convert_module.convert and callable(refsnn.convert)
+    assert refsnn.evaluate is evaluate_module.evaluate and callable(refsnn.evaluate)
     assert "method" in inspect.signature(refsnn.convert).parameters
     assert "ann_graph" in inspect.signature(refsnn.evaluate).parameters
+    for name in set(refsnn.__all__) - {"__version__", "METHODS"}:
+        value = getattr(refsnn, name)  # defined under its own name in its own module
+        assert value.__name__ == name
+        assert getattr(importlib.import_module(value.__module__), name) is value
+    assert refsnn.METHODS is convert_module.METHODS
+    assert not hasattr(importlib.import_module("refsnn.model"), "load_model")
 
 
 def test_convert_equals_the_method_converter(mlp):
-    from refsnn.convert import convert_if
+    from refsnn.conversion import convert_if
     from refsnn.sim.network import ann_limit
 
     graph, xc, x, _ = mlp
@@ -113,7 +122,7 @@ def test_convert_passes_values_to_the_converters_checks(mlp):
 def test_option_table_matches_the_converters():
     # every option is a keyword of exactly the converters that list it, and every converter
     # keyword (but graph and calibration) is in the table: no option can be silently ignored
-    from refsnn.convert import METHODS
+    from refsnn.conversion import METHODS
 
     for method, converter in METHODS.items():
         params = set(inspect.signature(converter).parameters) - {"graph", "calibration"}
@@ -142,10 +151,9 @@ def test_every_option_has_its_flag():
         assert BY_KEY[option.key] is option
 
 
-@pytest.mark.parametrize("name", ["refsnn.convert", "refsnn.evaluate"])
+@pytest.mark.parametrize("name", ["refsnn.conversion", "refsnn.evaluation",
+                                  "refsnn.interop.load"])
 def test_doctests(name, monkeypatch):
-    import importlib
-
     monkeypatch.chdir(ROOT)  # the examples read the shipped files by relative path
     module = importlib.import_module(name)
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)

@@ -19,12 +19,12 @@ from hypothesis import strategies as st
 
 from conftest import DATA, MODELS, THREADS, needs_jit, small_cnn, small_mlp
 from refsnn.cli.main import main
-from refsnn.convert import convert_bsnn, convert_if
-from refsnn.convert.bsnn import assign_stages
-from refsnn.data import load_split
+from refsnn.conversion import convert_bsnn, convert_if
+from refsnn.conversion.bsnn import assign_stages
+from refsnn.data import load_data
 from refsnn.errors import ConversionError, ModelFormatError, OptionError
-from refsnn.evaluate import evaluate
-from refsnn.model import load_model, make_graph
+from refsnn.evaluation import evaluate
+from refsnn.model import load_refsnn_h5, make_graph
 from refsnn.neurons.bistable import (cycle_state, fire_numba, fire_numpy, integrate_numba,
                                      integrate_numpy, packets_completed, packets_started)
 from refsnn.sim.network import SNN_OPS, SpikingNetwork, load_snn, save_snn
@@ -296,8 +296,8 @@ def test_conversion_structure_and_round_trip(tmp_path):
     stages = {n.name: n.attrs["stage"] for n in net.graph.nodes if n.op == "bistable"}
     assert stages == {"relu": 1, "relu2": 2}
     # the shipped ResNet's main path has one: one synchronous neuron on the shortcut
-    resnet = load_model(MODELS / "resnet.h5")
-    xr, _ = load_split(DATA, "train", resnet.input_shape, 20)
+    resnet = load_refsnn_h5(MODELS / "resnet.h5")
+    xr, _ = load_data(DATA, "train", resnet.input_shape, 20)
     synced = convert_bsnn(resnet, xr)
     stages = {n.name: n.attrs["stage"] for n in synced.graph.nodes if n.op == "bistable"}
     assert stages == {"relu1": 1, "block_relu1": 2, "relu1_sync1": 2, "block_relu2": 3}
@@ -387,9 +387,9 @@ def test_delay_relay_numba_equals_numpy_and_round_trips(dtype, tmp_path):
 @pytest.mark.parametrize("model", ["cnn", "resnet"])
 def test_bsnn_emits_fewer_spikes_of_inactivated_neurons_than_if(model):
     """Same thresholds and the same initial potential theta/2; 60 test images, T = 64."""
-    graph = load_model(MODELS / f"{model}.h5")
-    xc, _ = load_split(DATA, "train", graph.input_shape)
-    x, y = load_split(DATA, "test", graph.input_shape, 60)
+    graph = load_refsnn_h5(MODELS / f"{model}.h5")
+    xc, _ = load_data(DATA, "train", graph.input_shape)
+    x, y = load_data(DATA, "test", graph.input_shape, 60)
     if_sin = evaluate(convert_if(graph, xc, v_init="half"), x, y, [64]).sin
     bsnn_sin = evaluate(convert_bsnn(graph, xc), x, y, [64]).sin
     hidden = [k for k in if_sin if k != "relu1"]  # relu1 sees a constant current: no SIN

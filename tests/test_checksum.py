@@ -13,10 +13,10 @@ from hypothesis import given, settings, strategies as st
 
 from refsnn import checksum
 from refsnn.cli.main import main
-from refsnn.data import load_split
+from refsnn.data import load_data
 from refsnn.errors import ModelFormatError
 from refsnn.io import sign_file, verify_file
-from refsnn.model import load_model, save_model
+from refsnn.model import load_refsnn_h5, save_model
 from refsnn.oracle.trace import read_trace
 from refsnn.resave import resave
 from refsnn.sim.network import load_snn
@@ -53,7 +53,7 @@ WEIGHTS = ["nodes/conv1/weight", "nodes/conv2/weight", "nodes/fc/weight", "nodes
        xor=st.integers(1, 255))
 def test_any_flipped_byte_of_a_weight_is_found(tmp_path_factory, which, where, xor):
     """A byte changed anywhere in a weight dataset's stored bytes of the shipped CNN is a
-    one-line ModelFormatError naming the file and the dataset, from load_model and from
+    one-line ModelFormatError naming the file and the dataset, from load_refsnn_h5 and from
     ``refsnn inspect --verify``."""
     path = tmp_path_factory.mktemp("flip") / "cnn.h5"
     shutil.copy(CNN, path)
@@ -65,7 +65,7 @@ def test_any_flipped_byte_of_a_weight_is_found(tmp_path_factory, which, where, x
         fh.seek(at)
         fh.write(bytes([byte ^ xor]))
     with pytest.raises(ModelFormatError) as info:
-        load_model(path)
+        load_refsnn_h5(path)
     message = str(info.value)
     if info.value.path == "/" + which:  # a valid-looking value: the checksum error
         assert info.value.field == "data" and message.startswith(f"{path}: /{which}: data: ")
@@ -79,7 +79,7 @@ def test_any_flipped_byte_of_a_weight_is_found(tmp_path_factory, which, where, x
 
 
 def test_every_writer_signs(tmp_path, cnn, inputs):
-    from refsnn.convert import convert_if
+    from refsnn.conversion import convert_if
     from refsnn.oracle.trace import record_trace, write_trace
     from refsnn.sim.network import save_snn
     from refsnn.sim.record import save_run
@@ -93,7 +93,7 @@ def test_every_writer_signs(tmp_path, cnn, inputs):
     save_run(tmp_path / "r.h5", sim.run(inputs, [5]), {"steps": 5})
     for name in ("m.h5", "n.h5", "t.h5", "r.h5"):
         assert verify_file(tmp_path / name) == checksum.VERIFIED, name
-    load_model(tmp_path / "m.h5"), load_snn(tmp_path / "n.h5"), read_trace(tmp_path / "t.h5")
+    load_refsnn_h5(tmp_path / "m.h5"), load_snn(tmp_path / "n.h5"), read_trace(tmp_path / "t.h5")
 
 
 @pytest.mark.parametrize("edit, where, field", [
@@ -112,12 +112,12 @@ def test_valid_looking_edits_are_found(tmp_path, edit, where, field):
         edit(f)
     if field == "attributes" and where == "/nodes/conv":  # an unknown attribute: the reader
         with pytest.raises(ModelFormatError, match="note"):  # names it first
-            load_model(path)
+            load_refsnn_h5(path)
         with pytest.raises(ModelFormatError, match=f"{where}: {field}: "):
             verify_file(path)
         return
     with pytest.raises(ModelFormatError, match=f"{where}: {field}: expected checksum"):
-        load_model(path)
+        load_refsnn_h5(path)
 
 
 def test_removed_or_added_objects_and_a_damaged_manifest(tmp_path):
@@ -133,12 +133,12 @@ def test_removed_or_added_objects_and_a_damaged_manifest(tmp_path):
         f.attrs[checksum.ATTR] = np.asarray(entries[:-1] + ["nonsense"],
                                             dtype=h5py.string_dtype())
     with pytest.raises(ModelFormatError, match=f"/: {checksum.ATTR}: .*'nonsense'"):
-        load_split(path, "test")
+        load_data(path, "test")
     shutil.copy(DATA / "digits.h5", path)
     with h5py.File(path, "r+") as f:
         del f.attrs[checksum.ATTR]
     with pytest.raises(ModelFormatError, match=f"/: {checksum.ATTR}: expected checksums"):
-        load_split(path, "test")
+        load_data(path, "test")
 
 
 def test_unsigned_version_1_files_load_unverified(tmp_path, capsys):
@@ -147,7 +147,7 @@ def test_unsigned_version_1_files_load_unverified(tmp_path, capsys):
     with h5py.File(path, "r+") as f:
         del f.attrs[checksum.ATTR]
         f.attrs["format_version"] = 1
-    load_model(path)
+    load_refsnn_h5(path)
     assert verify_file(path) == checksum.UNVERIFIED
     assert main(["inspect", str(path)]) == 0
     assert capsys.readouterr().out.splitlines()[-1] == \

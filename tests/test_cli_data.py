@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from refsnn.cli.main import main
-from refsnn.data import describe, load_split
+from refsnn.data import describe, load_data
 
 
 def run(capsys, *argv):
@@ -39,7 +39,7 @@ def test_from_arrays_two_splits_with_shape_scale_mean_std(tmp_path, capsys):
                          "--shape", "3,2,2", "--scale", 0.5, "--mean", "1,2,3",
                          "--std", "2,4,8", "-o", tmp_path / "d.h5")
     assert code == 0, err
-    x, y = load_split(tmp_path / "d.h5", "train", (3, 2, 2))
+    x, y = load_data(tmp_path / "d.h5", "train", (3, 2, 2))
     want = (xa.reshape(6, 3, 2, 2) * 0.5 - np.array([1, 2, 3.0]).reshape(1, 3, 1, 1)) \
         / np.array([2, 4, 8.0]).reshape(1, 3, 1, 1)
     assert np.array_equal(x, want) and np.array_equal(y, ya)
@@ -89,13 +89,13 @@ def test_from_csv_label_first_and_last(tmp_path, capsys):
     code, _, err = run(capsys, "data", "from-csv", tmp_path / "a.csv", "--header",
                        "--shape", "1,2,2", "--scale", 0.25, "-o", tmp_path / "a.h5")
     assert code == 0, err
-    x, y = load_split(tmp_path / "a.h5", "test", (1, 2, 2))
+    x, y = load_data(tmp_path / "a.h5", "test", (1, 2, 2))
     assert np.array_equal(y, [1, 0])
     assert np.array_equal(x.reshape(2, 4), np.array([[0, 255, 7, 8], [1, 2, 3, 4]]) * 0.25)
     code, _, err = run(capsys, "data", "from-csv", tmp_path / "b.csv", "--label", "last",
                        "-o", tmp_path / "b.h5")
     assert code == 0, err
-    x, y = load_split(tmp_path / "b.h5", "test", (3,))
+    x, y = load_data(tmp_path / "b.h5", "test", (3,))
     assert np.array_equal(y, [1, 1]) and np.array_equal(x, [[0.5, 0.25, 0], [-1, 2, 3]])
     assert describe(tmp_path / "b.h5")["provenance"]["label"] == "last"
 
@@ -139,7 +139,7 @@ def test_from_images(tmp_path, capsys):
                          "--mean", "0.5,0.5,0.5", "--std", "0.25,0.5,1", "-o",
                          tmp_path / "d.h5")
     assert code == 0, err
-    x, y = load_split(tmp_path / "d.h5", "train", (3, 2, 3))
+    x, y = load_data(tmp_path / "d.h5", "train", (3, 2, 3))
     assert np.array_equal(y, [0, 0, 1])
     assert x[2, 0, 1, 2] == (255 * (1 / 255) - 0.5) / 0.25
     assert x[0, 2, 0, 0] == (30 * (1 / 255) - 0.5) / 1.0

@@ -17,9 +17,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from refsnn import ann
-from refsnn.convert import convert_signgd
+from refsnn.conversion import convert_signgd
 from refsnn.errors import ConversionError
-from refsnn.model import load_model, make_graph
+from refsnn.model import load_refsnn_h5, make_graph
 from refsnn.sim.network import ann_limit
 from refsnn.sim.simulator import Simulator
 
@@ -44,7 +44,7 @@ def test_every_case_is_tested():
 @pytest.mark.parametrize("name", CASES)
 def test_compat_matches_reference_code(name):
     data, steps = _case(name)
-    graph = load_model(GOLDEN / f"{name}.h5")
+    graph = load_refsnn_h5(GOLDEN / f"{name}.h5")
     # the shipped model is the network the reference code ran
     assert np.allclose(ann.forward(graph, data["inputs"]), data["ann"], rtol=0, atol=1e-12)
     net = convert_signgd(graph, data["calibration"], compat=True)
@@ -56,7 +56,7 @@ def test_compat_matches_reference_code(name):
 
 def test_compat_numba_backend_matches_too():
     data, steps = _case("max3_s2_p1")
-    net = convert_signgd(load_model(GOLDEN / "max3_s2_p1.h5"), data["calibration"], compat=True)
+    net = convert_signgd(load_refsnn_h5(GOLDEN / "max3_s2_p1.h5"), data["calibration"], compat=True)
     run = Simulator(net, "numba").run(data["inputs"], steps)
     for i, t in enumerate(steps):
         assert np.abs(run.readout[t] - data["snn"][i]).max() <= TOL
@@ -65,7 +65,7 @@ def test_compat_numba_backend_matches_too():
 def test_compat_max_pooling_is_the_reference_structure():
     """3x3/2 pad 1 on 7x7: rows first over all 9 padded columns, then columns."""
     data, _ = _case("max3_s2_p1")
-    net = convert_signgd(load_model(GOLDEN / "max3_s2_p1.h5"), data["calibration"], compat=True)
+    net = convert_signgd(load_refsnn_h5(GOLDEN / "max3_s2_p1.h5"), data["calibration"], compat=True)
     g = net.graph
     assert [n.name for n in g.nodes if n.name.startswith("pool.")] == [
         "pool.rows0", "pool.rows1", "pool.rows2", "pool.row1", "pool.row2",
@@ -84,7 +84,7 @@ def test_compat_max_pooling_is_the_reference_structure():
 
 def test_compat_scale_floor_defaults_to_none():
     data, _ = _case("mlp_relu")
-    graph = load_model(GOLDEN / "mlp_relu.h5")
+    graph = load_refsnn_h5(GOLDEN / "mlp_relu.h5")
     assert convert_signgd(graph, data["calibration"], compat=True).options["scale_floor"] == 0
     assert convert_signgd(graph, data["calibration"]).options["scale_floor"] == 0.1
     net = convert_signgd(graph, data["calibration"], compat=True, scale_floor=0.5)
@@ -126,9 +126,9 @@ def test_compat_refuses_another_encoding():
     """--compat is the reference code's gd encoder: an explicit exact encoding is refused, not
     switched silently; no encoding gives gd."""
     from refsnn.errors import OptionError
-    from refsnn.model import load_model
+    from refsnn.model import load_refsnn_h5
 
-    graph = load_model(GOLDEN / "mlp_relu.h5")
+    graph = load_refsnn_h5(GOLDEN / "mlp_relu.h5")
     x = np.random.default_rng(0).random((4,) + graph.input_shape)
     with pytest.raises(OptionError, match="--encoding exact does not apply with --compat"):
         convert_signgd(graph, x, compat=True, encoding="exact")

@@ -205,7 +205,7 @@ def _emittable_features():
     """Everything a converted network can contain: the step ops the simulator knows (every
     op a conversion can emit needs one), the signGD target functions an ``sgd`` node can
     name, the encoders, decoders and conversion methods."""
-    from refsnn.convert import METHODS
+    from refsnn.conversion import METHODS
     from refsnn.neurons.signgd import TARGETS
     from refsnn.sim.decoders import DECODERS
     from refsnn.sim.encoders import ENCODERS

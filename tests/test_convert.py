@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from refsnn import ann
-from refsnn.convert import convert_if
-from refsnn.convert.bnfold import fold_batchnorm
-from refsnn.convert.threshold import balance
+from refsnn.conversion import convert_if
+from refsnn.conversion.bnfold import fold_batchnorm
+from refsnn.conversion.threshold import balance
 from refsnn.errors import ConversionError, DataFormatError, ModelFormatError, OptionError
 from refsnn.model import make_graph
 from refsnn.sim.network import load_snn, save_snn

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from refsnn.data import decode, describe, load_split, save
+from refsnn.data import decode, describe, load_data, save
 from refsnn.errors import DataFormatError, ModelFormatError
 
 from conftest import ROOT
@@ -27,7 +27,7 @@ def test_roundtrip_float_and_several_splits(tmp_path):
               "test": (rng.normal(size=(4, 3)).astype(np.float32), np.array([1, 0, 1, 1]))}
     save(tmp_path / "d.h5", splits, classes=["a", "b"], source="made here")
     for name, (x, y) in splits.items():
-        xr, yr = load_split(tmp_path / "d.h5", name, (3,))
+        xr, yr = load_data(tmp_path / "d.h5", name, (3,))
         assert np.array_equal(xr, x.astype(np.float64)) and np.array_equal(yr, y)
     info = describe(tmp_path / "d.h5")
     assert info["class_names"] == ["a", "b"] and info["source"] == "made here"
@@ -41,7 +41,7 @@ def test_uint8_with_scale_mean_std_decodes_exactly(tmp_path):
     save(tmp_path / "d.h5", {"test": (x, y)}, 3, scale=1 / 255, mean=mean, std=std)
     with h5py.File(tmp_path / "d.h5") as f:
         assert f["test/x"].dtype == np.uint8  # stored compact
-    xr, _ = load_split(tmp_path / "d.h5", "test")
+    xr, _ = load_data(tmp_path / "d.h5", "test")
     # the documented order: (x * scale - mean_c) / std_c in float64
     want = np.empty(x.shape)
     for c in range(2):
@@ -60,7 +60,7 @@ def test_decode_is_pixel_times_scale(scale, pixels):
 def test_float_input_with_scale_is_stored_scaled(tmp_path):
     x = np.arange(12, dtype=np.int64).reshape(3, 1, 2, 2) * 100  # not uint8: stored as float
     save(tmp_path / "d.h5", {"s": (x, [0, 1, 0])}, 2, scale=0.5)
-    xr, _ = load_split(tmp_path / "d.h5", "s")
+    xr, _ = load_data(tmp_path / "d.h5", "s")
     assert np.array_equal(xr, x * 0.5)
 
 
@@ -108,7 +108,7 @@ def _encoded(tmp_path, edit):
 def test_inconsistent_encodings_are_refused(tmp_path, edit, fragment):
     path = _encoded(tmp_path, edit)
     with pytest.raises(ModelFormatError) as info:
-        load_split(path, "test")
+        load_data(path, "test")
     assert str(info.value).startswith(f"{path}: {fragment}")
 
 
@@ -118,7 +118,7 @@ def test_encoding_attrs_on_float_values_are_refused(tmp_path):
         f["test/x"].attrs["scale"] = 2.0
     with pytest.raises(ModelFormatError, match=r"/test/x: scale: expected no scale/mean/std on "
                                                r"float values"):
-        load_split(tmp_path / "d.h5", "test")
+        load_data(tmp_path / "d.h5", "test")
 
 
 def test_other_integer_storage_is_refused(tmp_path):
@@ -128,7 +128,7 @@ def test_other_integer_storage_is_refused(tmp_path):
         f["test"].create_dataset("x", data=np.zeros((2, 3), np.int16))
     with pytest.raises(ModelFormatError, match=r"dtype: expected float32, float64 or uint8, "
                                                r"found int16"):
-        load_split(tmp_path / "d.h5", "test")
+        load_data(tmp_path / "d.h5", "test")
 
 
 def test_shipped_mnist():
@@ -138,7 +138,7 @@ def test_shipped_mnist():
     assert info["splits"]["test"]["counts"] == [980, 1135, 1032, 1010, 982, 892, 958, 1028,
                                                 974, 1009]
     assert info["splits"]["test"]["encoding"] == {"scale": 1 / 255}
-    x, y = load_split(MNIST, "test", (1, 28, 28), limit=200)
+    x, y = load_data(MNIST, "test", (1, 28, 28), limit=200)
     with h5py.File(MNIST) as f:
         raw = f["test/x"][:200]
     assert np.array_equal(x, raw.astype(np.float64) * (1 / 255))

@@ -9,10 +9,10 @@ import pytest
 
 from conftest import DATA, MODELS, small_cnn
 from refsnn.cli.main import main
-from refsnn.convert import convert_if, convert_signgd
+from refsnn.conversion import convert_if, convert_signgd
 from refsnn.diagnose import DIAGNOSTICS, Probe, Table, applicable
 from refsnn.diagnose.sin import sin_counts, sin_table
-from refsnn.evaluate import evaluate
+from refsnn.evaluation import evaluate
 from refsnn import ann
 from refsnn.sim.network import NEURON_FORWARD, represented_output
 

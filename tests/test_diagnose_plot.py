@@ -10,7 +10,7 @@ import pytest
 
 from conftest import DATA, MODELS, small_mlp
 from refsnn.cli.main import main
-from refsnn.convert import convert_if
+from refsnn.conversion import convert_if
 from refsnn.diagnose import Probe
 from refsnn.diagnose.fidelity import fidelity_table
 from refsnn.diagnose.plot import fidelity_per_step

@@ -19,7 +19,7 @@ from refsnn import ann  # noqa: E402
 from refsnn.cli.main import main  # noqa: E402
 from refsnn.errors import ConversionError  # noqa: E402
 from refsnn.export import from_torch  # noqa: E402
-from refsnn.model import load_model  # noqa: E402
+from refsnn.model import load_refsnn_h5  # noqa: E402
 
 
 def _randomize_bn(model, seed=0):
@@ -188,7 +188,7 @@ def test_export_matches_torch(name, tmp_path):
     assert module.training and next(module.parameters()).dtype == torch.float32  # untouched
     with torch.no_grad():
         expected = module.double().eval()(x.double()).numpy()
-    got = ann.forward(load_model(path), x.double().numpy())
+    got = ann.forward(load_refsnn_h5(path), x.double().numpy())
     assert got.shape == expected.shape
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
     # far below the tolerance: the same float64 arithmetic up to summation order
@@ -285,7 +285,7 @@ def test_export_torch_cli(tmp_path, capsys):
     x = torch.randn(3, 3, 8, 8, dtype=torch.float64)
     with torch.no_grad():
         expected = module.double().eval()(x).numpy()
-    graph = load_model(out)
+    graph = load_refsnn_h5(out)
     np.testing.assert_allclose(ann.forward(graph, x.numpy()), expected, atol=1e-10)
     assert [n.name for n in graph.nodes][:2] == ["layer_0", "layer_1"]  # not fx's "_0"
     # errors: one line, no traceback

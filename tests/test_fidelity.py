@@ -10,7 +10,7 @@ from hypothesis import given, settings, strategies as st
 from conftest import DATA, MODELS, small_mlp
 
 from refsnn.cli.main import main
-from refsnn.convert import convert_if
+from refsnn.conversion import convert_if
 from refsnn.diagnose import Probe
 from refsnn.diagnose.fidelity import fidelity_table
 

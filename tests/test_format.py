@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from refsnn.errors import ModelFormatError
-from refsnn.model import load_model, make_graph, save_model
+from refsnn.model import load_refsnn_h5, make_graph, save_model
 
 from conftest import MODELS, graph_to_dicts, small_cnn
 
@@ -22,7 +22,7 @@ def model_file(tmp_path):
 def test_round_trip_is_exact(tmp_path):
     graph = small_cnn(residual=True)
     save_model(graph, tmp_path / "a.h5")
-    again = load_model(tmp_path / "a.h5")
+    again = load_refsnn_h5(tmp_path / "a.h5")
     assert again.input_shape == graph.input_shape and again.output == graph.output
     assert [(n.name, n.op, n.inputs, dict(n.attrs)) for n in again.nodes] == \
         [(n.name, n.op, n.inputs, dict(n.attrs)) for n in graph.nodes]
@@ -37,7 +37,7 @@ def test_round_trip_is_exact(tmp_path):
 
 def test_shipped_models_load():
     for path in sorted(MODELS.glob("*.h5")):
-        graph = load_model(path)
+        graph = load_refsnn_h5(path)
         assert graph.shapes[graph.output] == (10,)
 
 
@@ -50,7 +50,7 @@ def test_graph_is_frozen(cnn):
 
 def _expect(path, where: str, field: str, *fragments):
     with pytest.raises(ModelFormatError) as info:
-        load_model(path)
+        load_refsnn_h5(path)
     err = info.value
     assert err.file == str(path)
     assert err.path == where, str(err)
@@ -217,5 +217,5 @@ def test_float32_parameters_load_as_float64(tmp_path):
         d["params"] = {k: v.astype(np.float32) for k, v in d["params"].items()}
     save_model(make_graph(graph.input_shape, dicts, graph.output, dtype=np.float32),
                tmp_path / "f32.h5")
-    loaded = load_model(tmp_path / "f32.h5")
+    loaded = load_refsnn_h5(tmp_path / "f32.h5")
     assert loaded.nodes[0].params["weight"].dtype == np.float64

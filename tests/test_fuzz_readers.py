@@ -75,13 +75,13 @@ def _make_model(folder):
 
 
 def _read_model(path):
-    from refsnn.model import load_model
-    return load_model(path)
+    from refsnn.model import load_refsnn_h5
+    return load_refsnn_h5(path)
 
 
 def _make_net(method):
     def make(folder):
-        from refsnn.convert import METHODS
+        from refsnn.conversion import METHODS
         from refsnn.sim.network import save_snn
         save_snn(METHODS[method](small_cnn(residual=True), X), folder / "net.h5")
         return folder / "net.h5"
@@ -114,12 +114,12 @@ def _make_data(folder):
 
 
 def _read_data(path):
-    from refsnn.data import load_split
-    return load_split(path, "test", (2, 6, 6))
+    from refsnn.data import load_data
+    return load_data(path, "test", (2, 6, 6))
 
 
 def _make_trace(folder):
-    from refsnn.convert import convert_if
+    from refsnn.conversion import convert_if
     from refsnn.oracle.trace import record_trace, write_trace
     from refsnn.sim.simulator import Simulator
     net = convert_if(small_cnn(residual=True), X, encoding="poisson")
@@ -152,7 +152,7 @@ def _trace_summary(trace):
 def _make_run(folder):
     from refsnn.sim.record import save_run
     from refsnn.sim.simulator import Simulator
-    net = __import__("refsnn.convert", fromlist=["convert_if"]).convert_if(
+    net = __import__("refsnn.conversion", fromlist=["convert_if"]).convert_if(
         small_cnn(residual=True), X)
     save_run(folder / "run.h5", Simulator(net, "numpy").run(X, [2, 4], rasters=["relu"]),
              {"steps": np.array([2, 4]), "seed": 0}, labels=[0, 1, 2])
@@ -215,8 +215,8 @@ def _make_keras_archive(folder):
 
 
 def _read_any_model(path):
-    from refsnn.interop.load import load_graph
-    return load_graph(path)
+    from refsnn.interop.load import load_model
+    return load_model(path)
 
 
 #: File kind -> how to make, read and check it. Add a reader here to fuzz it.

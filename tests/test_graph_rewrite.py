@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import refsnn.model.graph as graph_module
-from refsnn.convert import convert_if
+from refsnn.conversion import convert_if
 from refsnn.errors import ModelFormatError
 from refsnn.model.graph import INPUT, Rewrite, make_graph
 

@@ -6,7 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
-from refsnn.data import load_split
+from refsnn.data import load_data
 from refsnn.errors import ModelFormatError
 from refsnn.io import atomic_h5
 
@@ -36,10 +36,10 @@ def test_interrupted_write_keeps_the_old_file(tmp_path):
 
 
 def test_shipped_data():
-    x, y = load_split(DATA, "test", (1, 8, 8))
+    x, y = load_data(DATA, "test", (1, 8, 8))
     assert x.shape == (450, 1, 8, 8) and y.shape == (450,)
     assert 0 <= x.min() and x.max() <= 1 and set(np.unique(y)) == set(range(10))
-    xt, _ = load_split(DATA, "train", limit=10)
+    xt, _ = load_data(DATA, "train", limit=10)
     assert xt.shape == (10, 1, 8, 8)
 
 
@@ -62,7 +62,7 @@ def _copy(tmp_path, edit):
 def test_bad_data_files(tmp_path, edit, where, fragment):
     path = _copy(tmp_path, edit)
     with pytest.raises(ModelFormatError) as info:
-        load_split(path, "test", (1, 8, 8))
+        load_data(path, "test", (1, 8, 8))
     assert str(info.value).startswith(f"{path}: {where}: ")
     assert fragment in str(info.value)
 
@@ -70,4 +70,4 @@ def test_bad_data_files(tmp_path, edit, where, fragment):
 def test_data_shape_must_match_model():
     with pytest.raises(ModelFormatError, match=r"/test/x: shape: expected \(N, 3, 8, 8\) to "
                                                r"match the model, found \(450, 1, 8, 8\)"):
-        load_split(DATA, "test", (3, 8, 8))
+        load_data(DATA, "test", (3, 8, 8))

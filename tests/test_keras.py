@@ -21,7 +21,7 @@ layers = keras.layers
 from refsnn import ann  # noqa: E402
 from refsnn.cli.main import main  # noqa: E402
 from refsnn.errors import ModelFormatError  # noqa: E402
-from refsnn.interop.load import file_kind, load_graph  # noqa: E402
+from refsnn.interop.load import file_kind, load_model  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DIGITS = os.path.join(ROOT, "data", "digits.h5")
@@ -99,7 +99,7 @@ def test_keras_file_matches_keras(name, suffix, tmp_path):
     model.save(path)
     x = np.random.default_rng(1).normal(0, 1, (6,) + model.input_shape[1:]).astype(np.float32)
     expected = np.asarray(model.predict(x, verbose=0), dtype=np.float64)
-    graph = load_graph(path)
+    graph = load_model(path)
     assert file_kind(path) == {".h5": "keras-h5", ".keras": "keras-archive"}[suffix]
     got = ann.forward(graph, _to_refsnn(x).astype(np.float64))
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-5)
@@ -110,7 +110,7 @@ def test_keras_h5_and_archive_give_the_same_graph(tmp_path):
     model = _randomize_bn(residual_cnn())
     model.save(tmp_path / "m.h5")
     model.save(tmp_path / "m.keras")
-    a, b = load_graph(tmp_path / "m.h5"), load_graph(tmp_path / "m.keras")
+    a, b = load_model(tmp_path / "m.h5"), load_model(tmp_path / "m.keras")
     assert [n.name for n in a.nodes] == [n.name for n in b.nodes]
     for na, nb in zip(a.nodes, b.nodes):
         assert (na.op, na.attrs, na.inputs) == (nb.op, nb.attrs, nb.inputs)
@@ -132,7 +132,7 @@ def test_keras_h5_and_archive_give_the_same_graph(tmp_path):
 def test_keras_refuses_by_layer_and_class(build, message, tmp_path):
     build().save(tmp_path / "m.keras")
     with pytest.raises(ModelFormatError, match=message):
-        load_graph(tmp_path / "m.keras")
+        load_model(tmp_path / "m.keras")
 
 
 def _digits_models(tmp_path):
@@ -173,11 +173,11 @@ def test_keras_torch_and_refsnn_agree_through_the_cli(tmp_path, capsys):
     """Done-when of issue 8: the three files evaluate alike and give the same ANN outputs."""
     import json
 
-    from refsnn.data import load_split
+    from refsnn.data import load_data
 
     paths = _digits_models(tmp_path)
-    x, _ = load_split(DIGITS, "test", (1, 8, 8), 40)
-    outs = [ann.forward(load_graph(p), x) for p in paths]
+    x, _ = load_data(DIGITS, "test", (1, 8, 8), 40)
+    outs = [ann.forward(load_model(p), x) for p in paths]
     np.testing.assert_allclose(outs[1], outs[0], atol=1e-12)
     np.testing.assert_allclose(outs[2], outs[0], rtol=0, atol=1e-5)
     results = []
@@ -227,5 +227,5 @@ def test_keras2_spelling_of_a_legacy_h5(tmp_path):
         config = json.loads(f.attrs["model_config"])
         f.attrs["model_config"] = json.dumps(_as_keras2(config))
     x = np.random.default_rng(2).normal(0, 1, (4, 8, 8, 3)).astype(np.float32)
-    got = ann.forward(load_graph(tmp_path / "m.h5"), _to_refsnn(x).astype(np.float64))
+    got = ann.forward(load_model(tmp_path / "m.h5"), _to_refsnn(x).astype(np.float64))
     np.testing.assert_allclose(got, model.predict(x, verbose=0), rtol=0, atol=1e-5)

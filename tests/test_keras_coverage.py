@@ -16,9 +16,9 @@ keras = pytest.importorskip("keras")
 layers = keras.layers
 
 from refsnn import ann  # noqa: E402
-from refsnn.convert import convert  # noqa: E402
+from refsnn.conversion import convert  # noqa: E402
 from refsnn.errors import ModelFormatError  # noqa: E402
-from refsnn.interop.load import load_graph  # noqa: E402
+from refsnn.interop.load import load_model  # noqa: E402
 from refsnn.sim.network import ann_limit  # noqa: E402
 
 from test_keras import _randomize_bn  # noqa: E402  (BN statistics that make outputs differ)
@@ -47,7 +47,7 @@ def test_applications_layers_match_keras(suffix, tmp_path):
     keras.utils.set_random_seed(0)
     model = _randomize_bn(applications_cnn())
     model.save(tmp_path / f"m{suffix}")
-    graph = load_graph(tmp_path / f"m{suffix}")
+    graph = load_model(tmp_path / f"m{suffix}")
     ops = [n.op for n in graph.nodes]
     assert {"affine", "pad", "concat", "softmax", "hardtanh"} <= set(ops)
     assert graph.node("mp").attrs["ceil_mode"] == 1  # padding (0, 1): one more after
@@ -71,7 +71,7 @@ def test_keras_applications_load(app, tmp_path):
     model = getattr(keras.applications, app)(input_shape=(32, 32, 3), weights=None, classes=10,
                                              **kwargs)
     model.save(tmp_path / "m.keras")
-    graph = load_graph(tmp_path / "m.keras")
+    graph = load_model(tmp_path / "m.keras")
     x = np.random.default_rng(2).normal(size=(2, 32, 32, 3)).astype(np.float32)
     expected = model.predict(x, verbose=0).astype(np.float64)
     got = ann.forward(graph, x.transpose(0, 3, 1, 2).astype(np.float64))
@@ -88,4 +88,4 @@ def test_keras_applications_load(app, tmp_path):
 def test_keras_refusals_name_layer_and_setting(build, message, tmp_path):
     build().save(tmp_path / "m.keras")
     with pytest.raises(ModelFormatError, match=message):
-        load_graph(tmp_path / "m.keras")
+        load_model(tmp_path / "m.keras")

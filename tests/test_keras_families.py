@@ -19,7 +19,7 @@ layers = keras.layers
 from conftest import ROOT  # noqa: E402
 from refsnn import ann  # noqa: E402
 from refsnn.errors import ModelFormatError  # noqa: E402
-from refsnn.interop.load import load_graph  # noqa: E402
+from refsnn.interop.load import load_model  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def kf():
 def _compare(model, path, x, atol=1e-5):
     """Save, read back, and compare refsnn's ANN with Keras' predict; returns the graph."""
     model.save(path)
-    graph = load_graph(path)
+    graph = load_model(path)
     expected = model.predict(x, verbose=0).astype(np.float64)
     got = ann.forward(graph, x.transpose(0, 3, 1, 2).astype(np.float64) if x.ndim == 4 else
                       x.astype(np.float64))
@@ -128,7 +128,7 @@ def test_same_padding_where_backends_disagree_is_refused_and_valid_is_read(tmp_p
     _model(same, (4, 4, 2)).save(tmp_path / "s.keras")
     with pytest.raises(ModelFormatError, match=r"layer 'c', class Conv2D.*padding 'same' with "
                        r"kernel 1 and stride 2 on size 4"):
-        load_graph(tmp_path / "s.keras")
+        load_model(tmp_path / "s.keras")
     # odd sizes and kernels at least the stride agree across backends: read
     same3 = lambda x: layers.Flatten()(layers.Conv2D(2, 3, 2, padding="same")(x))
     _compare(_model(same3, (4, 4, 2)), tmp_path / "s3.keras", x)
@@ -169,4 +169,4 @@ def test_multi_head_attention_call_settings_are_refused(kwargs, found, tmp_path)
     _model(build, (6,)).save(tmp_path / "m.keras")
     with pytest.raises(ModelFormatError, match=r"/layers/mha: inbound_nodes: .*layer 'mha'.*"
                        f"found {found}"):
-        load_graph(tmp_path / "m.keras")
+        load_model(tmp_path / "m.keras")

@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 from conftest import DATA, MODELS, small_cnn, small_mlp
 from refsnn.cli.main import main
-from refsnn.convert import convert_if
-from refsnn.convert.l4 import apply_shifts, excess_factor, l4_shifts
+from refsnn.conversion import convert_if
+from refsnn.conversion.l4 import apply_shifts, excess_factor, l4_shifts
 from refsnn.diagnose.spread import bridge_variance
 from refsnn.errors import OptionError
 from refsnn.model import make_graph

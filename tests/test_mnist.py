@@ -21,8 +21,8 @@ import pytest
 from conftest import ROOT, needs_jit
 from refsnn.ann import forward
 from refsnn.cli.main import main
-from refsnn.data import load_split
-from refsnn.model import load_model
+from refsnn.data import load_data
+from refsnn.model import load_refsnn_h5
 
 MNIST = ROOT / "data" / "mnist.h5"
 ACCURACY = json.loads((ROOT / "data" / "models" / "mnist_accuracy.json").read_text())
@@ -31,13 +31,13 @@ RESULTS = json.loads((ROOT / "benchmarks" / "mnist_results.json").read_text())
 
 @pytest.fixture(scope="module")
 def test_split():
-    return load_split(MNIST, "test", (1, 28, 28))
+    return load_data(MNIST, "test", (1, 28, 28))
 
 
 @pytest.mark.parametrize("name", sorted(ACCURACY))
 def test_ann_accuracy_on_the_full_test_split(name, test_split):
     x, y = test_split
-    graph = load_model(ROOT / "data" / "models" / f"{name}.h5")
+    graph = load_refsnn_h5(ROOT / "data" / "models" / f"{name}.h5")
     correct = np.concatenate([forward(graph, x[i:i + 1000]).argmax(1) == y[i:i + 1000]
                               for i in range(0, len(x), 1000)])
     assert abs(int(correct.sum()) - round(ACCURACY[name]["test_accuracy"] * len(y))) <= 1

@@ -19,7 +19,7 @@ from hypothesis import given, settings, strategies as st
 from conftest import ROOT, THREADS
 from refsnn import ann
 from refsnn.checks import check_batch
-from refsnn.convert import convert
+from refsnn.conversion import convert
 from refsnn.errors import ConversionError, DataFormatError
 from refsnn.model import make_graph
 from refsnn.sim.network import ann_limit
@@ -139,7 +139,7 @@ def test_ceil_mode_max_pooling_matches_torch(h, w, k, s, p):
 
 def test_export_float32(tmp_path):
     from refsnn.cli.main import main
-    from refsnn.model import load_model
+    from refsnn.model import load_refsnn_h5
 
     (tmp_path / "net.py").write_text(
         "import torch\nimport torch.nn as nn\n\ndef make():\n    torch.manual_seed(0)\n"
@@ -152,8 +152,8 @@ def test_export_float32(tmp_path):
 
     with h5py.File(tmp_path / "float32.h5") as f:
         assert f["nodes/layer_0/weight"].dtype == np.float32
-    w64 = load_model(tmp_path / "float64.h5").node("layer_0").params["weight"]
-    w32 = load_model(tmp_path / "float32.h5").node("layer_0").params["weight"]
+    w64 = load_refsnn_h5(tmp_path / "float64.h5").node("layer_0").params["weight"]
+    w32 = load_refsnn_h5(tmp_path / "float32.h5").node("layer_0").params["weight"]
     np.testing.assert_array_equal(w32, w64.astype(np.float32).astype(np.float64))
 
 
@@ -231,7 +231,7 @@ def test_keras_order_relu_batchnorm_maxpool():
 def test_output_softmax_readout_is_the_logits():
     """IF and BSNN stop before an output (log_)softmax: the argmax is the ANN's, said in the
     network's options, and evaluate compares the readout with the logits."""
-    from refsnn.evaluate import evaluate
+    from refsnn.evaluation import evaluate
 
     rng = np.random.default_rng(4)
     g = make_graph((4,), [

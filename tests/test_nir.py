@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from conftest import DATA, MODELS, THREADS, small_cnn, small_mlp
-from refsnn.convert import convert_bsnn, convert_if, convert_signgd
-from refsnn.data import load_split
+from refsnn.conversion import convert_bsnn, convert_if, convert_signgd
+from refsnn.data import load_data
 from refsnn.errors import ConversionError, ModelFormatError, OptionError
-from refsnn.interop.load import load_graph
+from refsnn.interop.load import load_model
 from refsnn.model import make_graph
 from refsnn.sim.network import SNN_OPS, SpikingNetwork
 from refsnn.sim.simulator import Simulator
@@ -34,15 +34,15 @@ def _spikes_equal(a, b, net, back, steps):
 @pytest.mark.parametrize("model", ["mlp", "cnn", "resnet"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_round_trip_of_shipped_models_gives_identical_spikes(tmp_path, model, dtype):
-    x = load_split(DATA, "train", limit=100)[0]
-    net = convert_if(load_graph(MODELS / f"{model}.h5"), x, reset="zero", dtype=dtype)
+    x = load_data(DATA, "train", limit=100)[0]
+    net = convert_if(load_model(MODELS / f"{model}.h5"), x, reset="zero", dtype=dtype)
     export_nir(net, tmp_path / "net.nir")
     graph = nir.read(tmp_path / "net.nir")  # NIR's own reader, with its type check
     assert {type(n).__name__ for n in graph.nodes.values()} >= {"IF", "Affine", "Input",
                                                                  "Output"}
     back = load_nir(tmp_path / "net.nir", dtype=dtype)
     assert back.method == "nir" and back.schedule["dt"] == 1.0
-    xt = load_split(DATA, "test", limit=12)[0]
+    xt = load_data(DATA, "test", limit=12)[0]
     names = net.neuron_nodes()
     a = Simulator(net).run(xt, [24], rasters=names)
     b = Simulator(back).run(xt, [24], rasters=names)
@@ -269,7 +269,7 @@ def test_two_inputs_are_summed():
 
 
 def test_count_readout_exports_through_scale_and_noise_is_refused(tmp_path):
-    from refsnn.convert import convert_noise
+    from refsnn.conversion import convert_noise
 
     graph = small_mlp()
     x = np.random.default_rng(0).normal(size=(20, 12))
@@ -282,7 +282,7 @@ def test_count_readout_exports_through_scale_and_noise_is_refused(tmp_path):
     a = Simulator(net).run(x[:5], [16], rasters=names)
     b = Simulator(back).run(x[:5], [16], rasters=names)
     _spikes_equal(a, b, net, back, 16)
-    qcfs = load_graph(MODELS / "cnn_qcfs.h5")
+    qcfs = load_model(MODELS / "cnn_qcfs.h5")
     with pytest.raises(ConversionError, match="node 'qcfs1'.*--reset zero"):
         to_nir(convert_noise(qcfs, None))  # QCFS: reset by subtraction from theta/2
 

@@ -152,7 +152,7 @@ def test_lif_with_exponential_decay_is_named_and_identical_is_same(tmp_path):
 def test_if_layers_that_reset_to_zero_are_replayed_with_their_own_reset(bug, kind):
     """refsnn IF layers with --reset zero (the NIR-exportable ones): the comparison and
     threshold replays keep the layer's reset, the reset hypothesis tries the other one."""
-    from refsnn.convert import convert_if
+    from refsnn.conversion import convert_if
     from refsnn.neurons.if_ import replay
 
     rng = np.random.default_rng(3)

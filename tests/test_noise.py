@@ -12,11 +12,11 @@ from hypothesis import strategies as st
 
 from refsnn import ann
 from refsnn.cli.main import main
-from refsnn.convert.noise import convert_noise, measure_gap, network_levels, qcfs_limit
-from refsnn.data import load_split
+from refsnn.conversion.noise import convert_noise, measure_gap, network_levels, qcfs_limit
+from refsnn.data import load_data
 from refsnn.diagnose import Probe, diagnose
 from refsnn.errors import ConversionError, ModelFormatError
-from refsnn.model import load_model, make_graph, save_model
+from refsnn.model import load_refsnn_h5, make_graph, save_model
 from refsnn.neurons.if_ import if_step_numba, if_step_numpy
 from refsnn.sim.network import load_snn, save_snn
 from refsnn.sim.simulator import Simulator
@@ -78,7 +78,7 @@ def test_qcfs_refuses_bad_levels_and_clip(field, attrs, clip):
 def test_qcfs_round_trip(tmp_path):
     g = qcfs_layer(3, 2.0, 4)
     save_model(g, tmp_path / "q.h5")
-    back = load_model(tmp_path / "q.h5")
+    back = load_refsnn_h5(tmp_path / "q.h5")
     x = np.linspace(-1, 3, 12).reshape(4, 3)
     assert back.node("q").attrs["levels"] == 4
     assert np.array_equal(ann.forward(back, x), ann.forward(g, x))
@@ -195,7 +195,7 @@ def test_gap_is_zero_when_inputs_arrive_evenly(data, lam, levels):
 
 
 def _noise_net(name):
-    return convert_noise(load_model(MODELS / f"{name}.h5"))
+    return convert_noise(load_refsnn_h5(MODELS / f"{name}.h5"))
 
 
 @needs_jit
@@ -208,7 +208,7 @@ def test_shipped_sigma_is_the_training_measurement(name):
     history = json.loads((MODELS / "noise_history.json").read_text())
     entry = history[name]
     kept = [h for h in entry["history"] if h["epoch"] == entry["kept_epoch"]][0]
-    x_train, _ = load_split(DATA, "train", (1, 8, 8))
+    x_train, _ = load_data(DATA, "train", (1, 8, 8))
     x_val = x_train[np.array(history["validation_indices"])]
     gaps, _ = measure_gap(_noise_net(name), x_val, entry["t_noise"])
     assert {k: g.sigma for k, g in gaps.items()} == kept["sigma_measured"]
@@ -220,7 +220,7 @@ def test_shipped_sigma_is_the_training_measurement(name):
 # --- conversion -----------------------------------------------------------------------------
 
 def test_conversion_thresholds_and_levels(tmp_path):
-    g = load_model(MODELS / "cnn_nq.h5")
+    g = load_refsnn_h5(MODELS / "cnn_nq.h5")
     net = convert_noise(g)
     assert net.method == "noise" and net.encoding == "analog"
     assert [n.op for n in net.graph.nodes].count("if") == 2
@@ -232,13 +232,13 @@ def test_conversion_thresholds_and_levels(tmp_path):
     save_snn(net, tmp_path / "n.h5")
     back = load_snn(tmp_path / "n.h5")
     assert network_levels(back) == {"qcfs1": 4, "qcfs2": 4}
-    x, _ = load_split(DATA, "test", g.input_shape, 20)
+    x, _ = load_data(DATA, "test", g.input_shape, 20)
     # the QCFS ANN is recovered from the converted file alone (BN folding changes rounding)
     assert np.allclose(qcfs_limit(back, x)[0], ann.forward(g, x), atol=1e-9)
 
 
 def test_conversion_refusals():
-    relu = load_model(MODELS / "cnn.h5")
+    relu = load_refsnn_h5(MODELS / "cnn.h5")
     with pytest.raises(ConversionError, match="relu.*no clip value"):
         convert_noise(relu)
     pool_first = make_graph((1, 4, 4), [
@@ -259,8 +259,8 @@ def test_cli_evaluate_noise(capsys):
     assert code == 0
     result = json.loads(out)
     assert result["method"] == "noise" and result["encoding"] == "analog"
-    g = load_model(MODELS / "cnn_nq.h5")
-    x, y = load_split(DATA, "test", g.input_shape, 64)
+    g = load_refsnn_h5(MODELS / "cnn_nq.h5")
+    x, y = load_data(DATA, "test", g.input_shape, 64)
     assert result["ann_accuracy"] == float(np.mean(ann.forward(g, x).argmax(1) == y))
     assert [r["steps"] for r in result["results"]] == [1, 4, 16]
     assert result["results"][-1]["accuracy"] >= result["ann_accuracy"] - 0.05
@@ -296,7 +296,7 @@ def test_cli_diagnose_gap(capsys):
     rows = {r["layer"]: r for r in table["rows"]}
     assert list(rows) == ["qcfs1", "block_qcfs1", "block_qcfs2"]
     net = _noise_net("resnet_nq")
-    x, _ = load_split(DATA, "test", net.graph.input_shape, 32)
+    x, _ = load_data(DATA, "test", net.graph.input_shape, 32)
     gaps, _ = measure_gap(net, x, 4)
     for name, gap in gaps.items():
         assert rows[name]["gap_sigma"] == gap.sigma and rows[name]["gap_mean"] == gap.mean
@@ -324,7 +324,7 @@ def test_cli_diagnose_gap(capsys):
 @needs_jit
 def test_gap_diagnostic_equals_gap_from_probe():
     net = _noise_net("cnn_qcfs")
-    x, _ = load_split(DATA, "test", net.graph.input_shape, 8)
+    x, _ = load_data(DATA, "test", net.graph.input_shape, 8)
     table = diagnose(Probe(net, x, 2), ["gap"])["gap"]
     gaps, _ = measure_gap(net, x, 2)
     assert [r["gap_sigma"] for r in table.rows] == [g.sigma for g in gaps.values()]
@@ -334,8 +334,8 @@ def test_gap_diagnostic_equals_gap_from_probe():
 def test_noise_network_backends_and_dtypes_agree():
     """A noise network is an IF network: the Numba simulator equals the NumPy reference bit
     for bit, in float64 and float32, and Poisson input runs too."""
-    g = load_model(MODELS / "resnet_nq.h5")
-    x, _ = load_split(DATA, "test", g.input_shape, 6)
+    g = load_refsnn_h5(MODELS / "resnet_nq.h5")
+    x, _ = load_data(DATA, "test", g.input_shape, 6)
     for dtype in (np.float64, np.float32):
         net = convert_noise(g, dtype=dtype)
         assert net.graph.node("qcfs1").params["threshold"].dtype == dtype

@@ -16,7 +16,7 @@ from onnx.reference import ReferenceEvaluator  # noqa: E402
 from refsnn import ann  # noqa: E402
 from refsnn.cli.main import main  # noqa: E402
 from refsnn.errors import ModelFormatError  # noqa: E402
-from refsnn.interop.load import load_graph  # noqa: E402
+from refsnn.interop.load import load_model  # noqa: E402
 from refsnn.interop.onnx import load_onnx  # noqa: E402
 
 RNG = np.random.default_rng(0)
@@ -198,8 +198,8 @@ def test_file_errors(tmp_path):
     with pytest.raises(ModelFormatError, match=r"graph input 'x': shape: expected fixed sizes "
                                                r"for every axis after the batch axis"):
         load_onnx(dynamic)
-    # the registry: load_graph and the command line read .onnx, one-line errors
-    assert load_graph(good).nodes[0].op == "conv2d"
+    # the registry: load_model and the command line read .onnx, one-line errors
+    assert load_model(good).nodes[0].op == "conv2d"
     assert main(["inspect", str(truncated)]) == 1
 
 

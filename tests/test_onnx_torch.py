@@ -26,7 +26,7 @@ from refsnn.cli.main import main  # noqa: E402
 from refsnn.errors import ConversionError  # noqa: E402
 from refsnn.export import from_torch  # noqa: E402
 from refsnn.interop.onnx import load_onnx  # noqa: E402
-from refsnn.model import load_model  # noqa: E402
+from refsnn.model import load_refsnn_h5  # noqa: E402
 from refsnn.model.graph import INPUT, Graph  # noqa: E402
 from refsnn.model.ops import parse_perm, parse_shape  # noqa: E402
 from test_export_torch import MODELS, _randomize_bn  # noqa: E402
@@ -232,7 +232,7 @@ def test_onnx_and_torch_exporter_same_spikes(tmp_path):
     x = torch.zeros(2, 3, 8, 8, dtype=torch.float64)
     from_torch(module, x, tmp_path / "fx.h5")
     export(module, x, tmp_path / "m.onnx", 17, preserve=True)
-    names = same_graph(load_onnx(tmp_path / "m.onnx"), load_model(tmp_path / "fx.h5"))
+    names = same_graph(load_onnx(tmp_path / "m.onnx"), load_refsnn_h5(tmp_path / "fx.h5"))
     rng = np.random.default_rng(0)
     data = tmp_path / "d.h5"
     _write_data(data, rng.random((16, 3, 8, 8)), rng.integers(0, 5, 16))
@@ -338,7 +338,7 @@ SHIPPED = sorted(p.stem for p in (DATA / "models").glob("*.h5"))
 def test_shipped_model_round_trip(name, tmp_path):
     """Every shipped model, written as a PyTorch module and exported to ONNX, reads back as
     the very graph in its HDF5 file; the outputs agree with torch and onnxruntime."""
-    graph = load_model(DATA / "models" / f"{name}.h5")
+    graph = load_refsnn_h5(DATA / "models" / f"{name}.h5")
     module = GraphModule(graph)
     x = torch.from_numpy(np.random.default_rng(0).random((6,) + graph.input_shape))
     with torch.no_grad():
@@ -350,7 +350,7 @@ def test_shipped_model_round_trip(name, tmp_path):
 
 # converted with --method noise: the models with QCFS activations
 QCFS = {name for name in SHIPPED
-        if any(n.op == "qcfs" for n in load_model(DATA / "models" / f"{name}.h5").nodes)}
+        if any(n.op == "qcfs" for n in load_refsnn_h5(DATA / "models" / f"{name}.h5").nodes)}
 NON_RELU = {"cnn_silu", "convnext", "mixer", "resmlp", "mnist_convnext"}  # converted with signGD
 
 
@@ -367,7 +367,7 @@ def _data_of(name: str) -> list[str]:
 def test_evaluate_onnx_reproduces_h5(name, tmp_path, capsys):
     """``refsnn evaluate model.onnx`` prints what ``refsnn evaluate model.h5`` prints."""
     h5 = DATA / "models" / f"{name}.h5"
-    graph = load_model(h5)
+    graph = load_refsnn_h5(h5)
     path = export(GraphModule(graph), torch.zeros((2,) + graph.input_shape), tmp_path /
                   f"{name}.onnx", 17, preserve=True)
     method = ["--method", "noise"] if name in QCFS else \
@@ -393,7 +393,7 @@ def test_evaluate_onnx_reproduces_h5(name, tmp_path, capsys):
 
 def test_three_commands_from_pytorch_to_snn_accuracy(tmp_path, capsys):
     """The README's example: a PyTorch module exported to ONNX, imported, evaluated as SNN."""
-    graph = load_model(DATA / "models" / "cnn.h5")
+    graph = load_refsnn_h5(DATA / "models" / "cnn.h5")
     onnx_path = tmp_path / "cnn.onnx"
     # 1. (in Python) torch.onnx.export(module, example, "cnn.onnx", dynamo=False)
     export(GraphModule(graph), torch.zeros((1,) + graph.input_shape), onnx_path, 17)
@@ -407,5 +407,5 @@ def test_three_commands_from_pytorch_to_snn_accuracy(tmp_path, capsys):
     assert out["ann_accuracy"] > 0.9 and out["results"][0]["accuracy"] > 0.8
     # the default (EVAL) export folds BatchNorm into the convolutions: same function
     x = np.random.default_rng(1).random((8,) + graph.input_shape)
-    d = np.max(np.abs(ann.forward(load_model(tmp_path / "cnn.h5"), x) - ann.forward(graph, x)))
+    d = np.max(np.abs(ann.forward(load_refsnn_h5(tmp_path / "cnn.h5"), x) - ann.forward(graph, x)))
     assert d < 1e-12

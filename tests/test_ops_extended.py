@@ -20,7 +20,7 @@ from hypothesis.extra import numpy as hnp
 
 from refsnn import ann
 from refsnn.errors import ModelFormatError
-from refsnn.model import load_model, make_graph, save_model
+from refsnn.model import load_refsnn_h5, make_graph, save_model
 
 RTOL, ATOL = 1e-12, 1e-13
 ACTIVATIONS = ("gelu", "silu", "sigmoid", "tanh", "leaky_relu", "hardtanh", "abs", "square",
@@ -397,7 +397,7 @@ def test_round_trip_every_new_op(tmp_path):
     assert {n.op for n in graph.nodes} >= set(ACTIVATIONS) | {
         "layernorm", "softmax", "multiply", "transpose", "mean", "scale", "linear"}
     save_model(graph, tmp_path / "a.h5")
-    again = load_model(tmp_path / "a.h5")
+    again = load_refsnn_h5(tmp_path / "a.h5")
     assert again.input_shape == graph.input_shape and again.output == graph.output
     assert dict(again.shapes) == dict(graph.shapes)
     assert [(n.name, n.op, n.inputs, dict(n.attrs)) for n in again.nodes] == \
@@ -528,7 +528,7 @@ def _replace(group, name, data):
 def test_bad_node_in_file(saved, edit, path, field, fragment):
     _edit(saved, edit)
     with pytest.raises(ModelFormatError) as info:
-        load_model(saved)
+        load_refsnn_h5(saved)
     err = info.value
     assert err.file == str(saved)
     assert (err.path, err.field) == (path, field), str(err)

@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 
-from refsnn.convert import convert_if
+from refsnn.conversion import convert_if
 from refsnn.model import make_graph
 from refsnn.neurons.if_ import IFNeurons, if_step_numpy, replay
 from refsnn.oracle.compare import compare

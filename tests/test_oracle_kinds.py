@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from refsnn.convert import convert_bsnn, convert_signgd
+from refsnn.conversion import convert_bsnn, convert_signgd
 from refsnn.model import make_graph
 from refsnn.neurons.bistable import cycle_state, fire_numpy, replay_bistable
 from refsnn.neurons.signgd import replay_signgd, signgd_fire_numpy

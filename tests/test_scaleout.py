@@ -62,14 +62,14 @@ def test_if_poisson_cli_workers_identical_to_single_process(capsys, tmp_path):
 def test_signgd_api_on_a_scheduler_identical_to_single_process(client):
     """signGD through the Python API on an existing scheduler: every field of the
     evaluation and every array of the run are identical."""
-    from refsnn.convert import convert_signgd
-    from refsnn.data import load_split
-    from refsnn.evaluate import evaluate
-    from refsnn.interop.load import load_graph
+    from refsnn.conversion import convert_signgd
+    from refsnn.data import load_data
+    from refsnn.evaluation import evaluate
+    from refsnn.interop.load import load_model
 
-    graph = load_graph(MODELS / "mlp.h5")
-    xc, _ = load_split(DATA, "train", graph.input_shape, 64)
-    x, y = load_split(DATA, "test", graph.input_shape, 37)
+    graph = load_model(MODELS / "mlp.h5")
+    xc, _ = load_data(DATA, "train", graph.input_shape, 64)
+    x, y = load_data(DATA, "test", graph.input_shape, 37)
     net = convert_signgd(graph, xc)
     names = net.neuron_nodes()
     kw = dict(ann_graph=graph, batch_size=10, backend="numba", rasters=names[:1],
@@ -104,15 +104,15 @@ def test_batches_are_joined_in_batch_order(client):
     """A large first batch and two one-sample batches: on 2 workers the small ones finish
     first, yet the joined run equals the single-process one (a join in completion order would
     put samples 24, 25 first)."""
-    from refsnn.convert import METHODS
-    from refsnn.data import load_split
-    from refsnn.interop.load import load_graph
+    from refsnn.conversion import METHODS
+    from refsnn.data import load_data
+    from refsnn.interop.load import load_model
     from refsnn.scaleout import map_batches
     from refsnn.sim.record import concat_runs
     from refsnn.sim.simulator import Simulator
 
-    graph = load_graph(CNN)
-    x, _ = load_split(DATA, "test", graph.input_shape, 26)
+    graph = load_model(CNN)
+    x, _ = load_data(DATA, "test", graph.input_shape, 26)
     net = METHODS["if"](graph, x, encoding="poisson")
     finished = []
     runs = map_batches(client, net, "numpy", x, [(0, 24), (24, 25), (25, 26)], [6], 3,
@@ -126,13 +126,13 @@ def test_batches_are_joined_in_batch_order(client):
 
 
 def test_bad_record_node_fails_before_any_task(client):
-    from refsnn.evaluate import evaluate
-    from refsnn.interop.load import load_graph
-    from refsnn.convert import METHODS
-    from refsnn.data import load_split
+    from refsnn.evaluation import evaluate
+    from refsnn.interop.load import load_model
+    from refsnn.conversion import METHODS
+    from refsnn.data import load_data
 
-    graph = load_graph(CNN)
-    x, y = load_split(DATA, "test", graph.input_shape, 4)
+    graph = load_model(CNN)
+    x, y = load_data(DATA, "test", graph.input_shape, 4)
     net = METHODS["if"](graph, x)
     with pytest.raises(OptionError, match="'fc' is not a neuron node"):
         evaluate(net, x, y, [2], rasters=["fc"], client=client)
@@ -173,7 +173,7 @@ def test_workers_of_another_version_are_refused():
 
 
 def test_core_does_not_import_dask():
-    code = ("import sys, refsnn.cli.main, refsnn.evaluate, refsnn.scaleout; "
+    code = ("import sys, refsnn.cli.main, refsnn.evaluation, refsnn.scaleout; "
             "bad = [m for m in ('dask', 'distributed') if m in sys.modules]; "
             "print(bad); sys.exit(1 if bad else 0)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -9,7 +9,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from refsnn import ann
-from refsnn.convert import convert_signgd
+from refsnn.conversion import convert_signgd
 from refsnn.errors import OptionError
 from refsnn.model import make_graph
 from refsnn.neurons.signgd import (TARGETS, reach, signgd_fire_numba, signgd_fire_numpy,

@@ -20,8 +20,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from refsnn import ann
-from refsnn.convert import convert_signgd
-from refsnn.convert.signgd import SCALES
+from refsnn.conversion import convert_signgd
+from refsnn.conversion.signgd import SCALES
 from refsnn.model import make_graph
 from refsnn.neurons.signgd import step_size
 from refsnn.sim.network import SNN_OPS, load_snn, save_snn

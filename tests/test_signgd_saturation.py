@@ -10,7 +10,7 @@ import pytest
 
 from refsnn import ann
 from refsnn.cli.main import main, saturation_warning
-from refsnn.convert import convert_signgd
+from refsnn.conversion import convert_signgd
 from refsnn.model import save_model
 from refsnn.sim.simulator import Simulator
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from refsnn import ann
-from refsnn.convert import convert_if
+from refsnn.conversion import convert_if
 from refsnn.errors import DataFormatError, OptionError
 from refsnn.sim.network import NEURON_FORWARD
 from refsnn.sim.simulator import Simulator
@@ -181,7 +181,7 @@ def _counting(op):
 
 
 def _converted(method):
-    from refsnn.convert import convert_bsnn, convert_signgd
+    from refsnn.conversion import convert_bsnn, convert_signgd
 
     graph = small_cnn(residual=True, pool="maxpool2d")
     calib = _data(graph, 16)

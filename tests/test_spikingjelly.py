@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 pytest.importorskip("torch")
 pytest.importorskip("spikingjelly")
 
-from refsnn.convert import convert_if  # noqa: E402
+from refsnn.conversion import convert_if  # noqa: E402
 from refsnn.errors import ConversionError  # noqa: E402
 from refsnn.interop.spikingjelly import RELEASES, SpikingJellyNetwork, release  # noqa: E402
 from refsnn.model import make_graph  # noqa: E402

@@ -30,10 +30,10 @@ pytest.importorskip("torch")
 pytest.importorskip("spikingjelly")
 
 from refsnn import ann  # noqa: E402
-from refsnn.convert import convert_if  # noqa: E402
-from refsnn.data import load_split  # noqa: E402
+from refsnn.conversion import convert_if  # noqa: E402
+from refsnn.data import load_data  # noqa: E402
 from refsnn.interop.spikingjelly import release  # noqa: E402
-from refsnn.model import load_model  # noqa: E402
+from refsnn.model import load_refsnn_h5  # noqa: E402
 from refsnn.oracle.compare import compare  # noqa: E402
 from refsnn.oracle.trace import Layer, Trace, record_trace  # noqa: E402
 from refsnn.sim.simulator import Simulator  # noqa: E402
@@ -61,9 +61,9 @@ def ex():
 
 @pytest.fixture(scope="module")
 def mlp():
-    graph = load_model(ROOT / "data" / "models" / "mlp.h5")
-    xc, _ = load_split(ROOT / "data" / "digits.h5", "train", limit=192)
-    xt, _ = load_split(ROOT / "data" / "digits.h5", "test", limit=12)
+    graph = load_refsnn_h5(ROOT / "data" / "models" / "mlp.h5")
+    xc, _ = load_data(ROOT / "data" / "digits.h5", "train", limit=192)
+    xt, _ = load_data(ROOT / "data" / "digits.h5", "test", limit=12)
     return graph, xc, xt
 
 
@@ -87,7 +87,7 @@ def test_the_torch_rebuild_is_the_model(ex, mlp):
 
     graph, _, xt = mlp
     for model in ("mlp", "resnet", "cnn_maxpool"):
-        g = load_model(ROOT / "data" / "models" / f"{model}.h5")
+        g = load_refsnn_h5(ROOT / "data" / "models" / f"{model}.h5")
         out = ex.ann_module(g)(torch.from_numpy(xt)).detach().numpy()
         np.testing.assert_allclose(out, ann.forward(g, xt), rtol=0, atol=1e-12, err_msg=model)
 
@@ -161,7 +161,7 @@ def test_channel_wise_silent_channel_gets_eps(ex, mlp):
         found += int(silent.sum())
     assert found > 0, "the example should have channels silent on the calibration data"
     # on 32 test images some of them fire: refsnn compare names the per-channel difference
-    xt, _ = load_split(ROOT / "data" / "digits.h5", "test", limit=32)
+    xt, _ = load_data(ROOT / "data" / "digits.h5", "test", limit=32)
     ref = record_trace(Simulator(net, "numpy"), xt, 64)
     _, _, spikes = ex.sj_run(conv, xt, 64, rasters=True)
     first = compare(ref, Trace(64, {k: Layer(v) for k, v in spikes.items()})).first_divergence
@@ -174,7 +174,7 @@ def test_layerwise_max_pool_reads_the_spikes(ex, mlp):
     import torch
 
     _, xc, _ = mlp
-    graph = load_model(ROOT / "data" / "models" / "cnn_maxpool.h5")
+    graph = load_refsnn_h5(ROOT / "data" / "models" / "cnn_maxpool.h5")
     conv = ex.sj_convert(graph, xc[:32], mode="max")
     modules = dict(conv.model.named_modules())
     pools = [n for n in conv.model.graph.nodes

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from refsnn.cli.main import main
-from refsnn.convert import convert_bsnn, convert_if, convert_signgd
+from refsnn.conversion import convert_bsnn, convert_if, convert_signgd
 from refsnn.errors import OptionError
-from refsnn.oracle.cli import recorded_bytes
+from refsnn.cli.oracle import recorded_bytes
 from refsnn.oracle.trace import read_trace, record_trace, stream_trace, write_trace
 from refsnn.sim.recorders import H5Recorder, MemoryRecorder, create_steps
 from refsnn.sim.simulator import Simulator
@@ -216,7 +216,7 @@ def test_evaluate_streaming_memory_does_not_grow_with_t(tmp_path):
     less than a tenth of the growth of the rasters and potentials written (the in-memory
     evaluation holds all of them, and concatenates the batches: growth at least 1x). The
     difference removes the constant part (the ANN pass, the simulator's weight copies)."""
-    from refsnn.evaluate import evaluate
+    from refsnn.evaluation import evaluate
     from refsnn.io import atomic_h5
     from refsnn.sim.record import stream_recorders, write_run
 

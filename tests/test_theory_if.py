@@ -28,7 +28,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from refsnn import ann
-from refsnn.convert import convert_if
+from refsnn.conversion import convert_if
 from refsnn.model import make_graph
 from refsnn.neurons.if_ import if_step_numba, if_step_numpy
 from refsnn.sim.network import NEURON_FORWARD

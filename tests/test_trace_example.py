@@ -19,7 +19,7 @@ pytest.importorskip("torch")
 pytest.importorskip("spikingjelly")
 
 from refsnn.cli.main import main  # noqa: E402
-from refsnn.convert import convert_if  # noqa: E402
+from refsnn.conversion import convert_if  # noqa: E402
 from refsnn.model import make_graph  # noqa: E402
 from refsnn.oracle.trace import read_trace, record_trace, write_trace  # noqa: E402
 from refsnn.sim.network import save_snn  # noqa: E402

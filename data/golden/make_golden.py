@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from refsnn import __version__
-from refsnn.convert import METHODS
+from refsnn.conversion import METHODS
 from refsnn.model import make_graph
 from refsnn.oracle.trace import record_trace, write_trace
 from refsnn.sim.network import save_snn

@@ -15,7 +15,6 @@ default). ``--shape C,H,W`` reshapes every sample, ``--scale`` multiplies the va
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import numpy as np
 
@@ -101,25 +100,34 @@ def _group_arrays(inputs: list[str]) -> list[tuple]:
     return groups
 
 
-def _read(args) -> tuple[list, list, list | None]:
-    """The inputs as ``(x, y)`` pairs, their file names, and class names (images only)."""
-    from refsnn import importers
+def _read_arrays(args):
+    from refsnn.importers import read_arrays
+    groups = _group_arrays(args.inputs)
+    return [read_arrays(*g) for g in groups], [list(g) for g in groups], None
 
-    if args.reader == "arrays":
-        groups = _group_arrays(args.inputs)
-        return [importers.read_arrays(*g) for g in groups], [list(g) for g in groups], None
-    if args.reader == "csv":
-        pairs = [importers.read_csv(f, args.label, args.header) for f in args.inputs]
-        return pairs, [[f] for f in args.inputs], None
+
+def _read_csv(args):
+    from refsnn.importers import read_csv
+    pairs = [read_csv(f, args.label, args.header) for f in args.inputs]
+    return pairs, [[f] for f in args.inputs], None
+
+
+def _read_images(args):
+    from refsnn.importers import read_image_folder
     pairs, names = [], None
     for folder in args.inputs:
-        x, y, classes = importers.read_image_folder(folder)
+        x, y, classes = read_image_folder(folder)
         if names is not None and classes != names:
             raise DataFormatError(f"{folder}: class folders {classes} differ from "
                                   f"{args.inputs[0]}'s {names}")
         names = classes
         pairs.append((x, y))
     return pairs, [[f] for f in args.inputs], names
+
+
+#: ``from-<source>`` -> reader of its inputs: ``(x, y)`` pairs, their file names, and the
+#: class names (images only).
+READERS = {"arrays": _read_arrays, "csv": _read_csv, "images": _read_images}
 
 
 def _classes(args, pairs, names):
@@ -139,7 +147,7 @@ def cmd_data(args) -> int:
     from refsnn.data import save
     from refsnn.importers import reshape_samples
 
-    pairs, files, names = _read(args)
+    pairs, files, names = READERS[args.reader](args)
     splits = args.split or (["test"] if len(pairs) == 1 else None)
     if splits is None or len(splits) != len(pairs):
         raise OptionError(f"--split: give one name per input ({len(pairs)} input(s), "
@@ -172,11 +180,9 @@ def cmd_data(args) -> int:
     return 0
 
 
-def print_data_file(path) -> int:
-    """``refsnn inspect`` of a data file: classes, splits, encodings and provenance."""
-    from refsnn.data import describe
-
-    info = describe(path)
+def print_data_file(info: dict) -> int:
+    """``refsnn inspect`` of a data file: classes, splits, encodings and provenance (``info``:
+    :func:`refsnn.data.describe` of it)."""
     names = info["class_names"]
     print(f"data file: {info['classes']} classes"
           + (f" ({', '.join(names)})" if names else ""))

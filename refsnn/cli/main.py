@@ -19,9 +19,10 @@ import numpy as np
 
 from refsnn import __version__
 from refsnn.cli.progress import ProgressBar
-from refsnn.options import (ALL as METHOD_NAMES, NO_CALIBRATION, OPTIONS,
-                            check_calibration, resolve)
+from refsnn.cli.network import STREAM_ABOVE, convert_with_flags, network
+from refsnn.cli.oracle import cmd_compare, cmd_trace
 from refsnn.errors import OptionError, RefsnnError
+from refsnn.options import ALL as METHOD_NAMES, OPTIONS
 
 
 def _steps(text: str) -> list[int]:
@@ -163,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stream", action="store_true",
                    help="write each step to the file as it is simulated (memory does not grow "
                         "with T; automatic above 1 GiB of recordings); same file contents")
-    p.set_defaults(func=_lazy("refsnn.oracle.cli", "cmd_trace"))
+    p.set_defaults(func=cmd_trace)
 
     p = sub.add_parser("compare", help="compare two traces layer by layer; exit 1 on a real "
                                        "divergence")
@@ -174,7 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "within rtol * |target| of the target) is a rounding tie "
                         "(default 1e-5)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
-    p.set_defaults(func=_lazy("refsnn.oracle.cli", "cmd_compare"))
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("export-torch", help="export a PyTorch module to a refsnn model file "
                                             "(needs torch)")
@@ -200,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("network", help="network file written by 'refsnn convert' (--method if "
                                    "--reset zero)")
     p.add_argument("-o", "--output", required=True, help="NIR file to write (HDF5)")
-    p.set_defaults(func=_lazy("refsnn.nir.cli", "cmd_export_nir"))
+    p.set_defaults(func=cmd_export_nir)
 
     from refsnn.cli.data import add_parser as add_data_parser, add_plot_parser
     add_data_parser(sub)
@@ -208,79 +209,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load_network_or_model(path, dt=None):
-    """Return ``(graph, None)`` for a model file (refsnn, Keras ``.h5`` or ``.keras``),
-    ``(None, net)`` for a converted network or a NIR graph (simulated with time step ``dt``,
-    which only a NIR graph takes)."""
-    from refsnn.interop.load import file_kind, load_graph
-    from refsnn.sim.network import FORMAT as SNN_FORMAT, load_snn
-
-    kind = file_kind(path)
-    if kind == "nir":
-        from refsnn.nir.cli import load_nir_file
-        return None, load_nir_file(path, dt)
-    if dt is not None:
-        raise OptionError(f"--dt applies to NIR graphs only; {path} is not one")
-    if kind == SNN_FORMAT:
-        return None, load_snn(path)
-    return load_graph(path), None
-
-
-def _conversion_kwargs(args, method: str) -> dict:
-    """The converter's keywords from the flags given (the one shared validation)."""
-    return resolve(method, {o.key: getattr(args, o.key) for o in OPTIONS}, flags=True)
-
-
-def _given_conversion_flags(args) -> list[str]:
-    flags = [o.flag for o in OPTIONS if getattr(args, o.key) is not None]
-    for flag, key in (("--method", "method"), ("--calibration", "calibration"),
-                      ("--calibration-split", "calibration_split"),
-                      ("--calibration-limit", "calibration_limit")):
-        if getattr(args, key) is not None:
-            flags.append(flag)
-    return flags
-
-
-def _convert(graph, args, calibration_path):
-    from refsnn.convert import METHODS
-    from refsnn.data import load_split
-
-    method = args.method or "if"
-    kwargs = _conversion_kwargs(args, method)  # option errors before any file is read
-    if method in NO_CALIBRATION:
-        for flag, key in (("--calibration", "calibration"),
-                          ("--calibration-split", "calibration_split"),
-                          ("--calibration-limit", "calibration_limit")):
-            check_calibration(method, getattr(args, key) is not None, flag)
-        return METHODS[method](graph, None, **kwargs)
-    check_calibration(method, calibration_path is not None, "--calibration")
-    xc, _ = load_split(calibration_path, args.calibration_split or "train", graph.input_shape,
-                       args.calibration_limit)
-    return METHODS[method](graph, xc, **kwargs)
-
-
-def _lazy(module: str, name: str):
-    """A command implemented in another module, imported only when it runs."""
-    def run(args):
-        import importlib
-        return getattr(importlib.import_module(module), name)(args)
-    return run
-
-
 def cmd_inspect(args) -> int:
-    from refsnn.data import FORMAT as DATA_FORMAT
-    from refsnn.interop.load import file_kind
+    from refsnn.data import DataFile
+    from refsnn.interop.load import load
     from refsnn.io import checksum_status
+    from refsnn.model.graph import Graph
 
     if args.verify:
         print(f"{args.model}: checksums {checksum_status(args.model)}")
         return 0
-    if file_kind(args.model) == DATA_FORMAT:
+    graph = load(args.model, dt=args.dt, accept=INSPECTED)
+    if isinstance(graph, DataFile):
         from refsnn.cli.data import print_data_file
-        return print_data_file(args.model)
-    graph, net = _load_network_or_model(args.model, args.dt)
-    if net is not None:
-        graph = net.graph
+        return print_data_file(graph.info)
+    if not isinstance(graph, Graph):
+        net, graph = graph, graph.graph
         print(f"converted network: method {net.method}, encoding {net.encoding}")
         for key, value in net.options.items():
             print(f"  {key}: {value}")
@@ -299,11 +242,15 @@ def cmd_inspect(args) -> int:
     return 0
 
 
+#: What ``refsnn inspect`` shows (:data:`refsnn.interop.load.READERS`).
+INSPECTED = ("a model", "a converted network", "a NIR graph", "a data file")
+
+
 def cmd_convert(args) -> int:
-    from refsnn.interop.load import load_graph
+    from refsnn.interop.load import load_model
     from refsnn.sim.network import save_snn
 
-    net = _convert(load_graph(args.model), args, args.calibration)
+    net = convert_with_flags(load_model(args.model), args, args.calibration)
     save_snn(net, args.output)
     print(f"wrote {args.output}: {len(net.neuron_nodes())} neuron layers, method {net.method}, "
           f"encoding {net.encoding}")
@@ -313,8 +260,8 @@ def cmd_convert(args) -> int:
 def cmd_evaluate(args) -> int:
     import numba
 
-    from refsnn.data import load_split
-    from refsnn.evaluate import evaluate
+    from refsnn.data import load_data
+    from refsnn.evaluation import evaluate
     from refsnn.resume import checkpoint_for
     from refsnn.sim.record import save_run, write_run
 
@@ -328,15 +275,13 @@ def cmd_evaluate(args) -> int:
     if args.resume and (args.stream or args.dask is not None or args.workers is not None):
         raise OptionError("--resume works with an in-memory local run: not with --stream, "
                           "--workers or --dask")
-    graph, net = _network(args)
-    if args.seed is not None and net.encoding != "poisson":
-        raise OptionError("--seed applies to --encoding poisson only")
+    graph, net = network(args)
     if args.threads is not None:
         if args.threads > numba.config.NUMBA_NUM_THREADS:
             raise OptionError(f"--threads: at most {numba.config.NUMBA_NUM_THREADS} on this "
                               f"machine, found {args.threads}")
         numba.set_num_threads(args.threads)
-    x, y = load_split(args.data, args.split, net.graph.input_shape, args.limit)
+    x, y = load_data(args.data, args.split, net.graph.input_shape, args.limit)
     with contextlib.ExitStack() as stack:
         client = recorders = out = None
         if args.output and (args.stream or _recorded_bytes(net, x.shape[0], args)
@@ -434,11 +379,6 @@ def saturation_warning(name: str, count: int, net) -> str:
     return " ".join(text)
 
 
-#: ``evaluate -o`` streams the recordings to the file without ``--stream`` when they would
-#: take more than this in memory.
-STREAM_ABOVE = 1 << 30
-
-
 def _recorded_bytes(net, samples: int, args) -> int:
     shapes, item = net.graph.shapes, np.dtype(net.graph.dtype).itemsize
     size = lambda names: sum(int(np.prod(shapes.get(n, ()))) for n in set(names))
@@ -446,28 +386,14 @@ def _recorded_bytes(net, samples: int, args) -> int:
                                         + item * size(args.record_potentials))
 
 
-def _network(args):
-    """The network to run: a converted file as it is, or a model converted with the flags."""
-    graph, net = _load_network_or_model(args.model, args.dt)
-    if net is not None:
-        given = _given_conversion_flags(args)
-        if given:
-            raise OptionError(f"{args.model} is already converted; {', '.join(given)} would be "
-                              f"ignored: drop them or pass the source model")
-        return None, net
-    return graph, _convert(graph, args, args.calibration or args.data)
-
-
 def cmd_diagnose(args) -> int:
-    from refsnn.data import load_split
+    from refsnn.data import load_data
     from refsnn.diagnose import DIAGNOSTICS, Probe, applicable, diagnose
 
-    _, net = _network(args)
+    _, net = network(args)
     if net.method == "nir":
         raise OptionError(f"{args.model}: diagnose compares a conversion with its ANN, and a "
                           "NIR graph has none; use evaluate or trace (then compare)")
-    if args.seed is not None and net.encoding != "poisson":
-        raise OptionError("--seed applies to --encoding poisson only")
     names = applicable(net)
     if args.only is not None:
         for name in args.only:
@@ -485,7 +411,7 @@ def cmd_diagnose(args) -> int:
             raise OptionError(f"--plot draws {', '.join(PLOTS)}, which "
                               f"{'is not selected by --only' if args.only else 'does not apply'}"
                               f" here (method {net.method})")
-    x, _ = load_split(args.data, args.split, net.graph.input_shape, args.limit)
+    x, _ = load_data(args.data, args.split, net.graph.input_shape, args.limit)
     probe = Probe(net, x, args.steps, seed=args.seed or 0, backend=args.backend)
     tables = diagnose(probe, names)
     if args.json:
@@ -530,6 +456,23 @@ def cmd_import_onnx(args) -> int:
     graph = import_onnx(args.model, args.output)
     print(f"wrote {args.output}: {len(graph.nodes)} nodes, {graph.n_params()} parameters, "
           f"input {graph.input_shape}")
+    return 0
+
+
+def cmd_export_nir(args) -> int:
+    from refsnn.interop.load import file_kind
+    from refsnn.nir import require_nir
+    from refsnn.nir.writer import export_nir
+    from refsnn.sim.network import FORMAT, load_snn
+
+    require_nir()
+    if file_kind(args.network) != FORMAT:
+        raise OptionError(f"{args.network} is not a converted network: convert it first "
+                          "(refsnn convert MODEL --calibration DATA --reset zero -o NET.h5)")
+    net = load_snn(args.network)
+    export_nir(net, args.output)
+    print(f"wrote {args.output}: {len(net.neuron_nodes())} IF layers as NIR IF nodes, "
+          f"dt = 1, encoding {net.encoding}, readout = mean of the Output's value")
     return 0
 
 

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from refsnn.conformance import implements_run_encoded
-from refsnn.convert import convert_bsnn, convert_if
+from refsnn.conversion import convert_bsnn, convert_if
 from refsnn.model import make_graph
 from refsnn.neurons.bistable import cycle_state
 from refsnn.oracle.compare import compare, format_table

@@ -1,7 +1,7 @@
 """The QCFS-vs-SNN gap and the residual membrane potentials of a ``noise`` network.
 
 Per neuron layer: the mean and spread of ``gap = h(x) − count·θ/T`` over the probe batch
-(:func:`refsnn.convert.noise.gap_from_counts`, the same definition the NQ training uses to set
+(:func:`refsnn.conversion.noise.gap_from_counts`, the same definition the NQ training uses to set
 its noise scale ``σ_l``; run with ``--steps`` equal to the training's ``T_n``, 4 by default, to
 see the numbers training saw), and the residual membrane potential ``u_T`` after the last step:
 what the neurons integrated but never expressed. ``u_T`` is reported in units of ``θ``. A
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from refsnn.convert.noise import gap_from_counts, network_levels
+from refsnn.conversion.noise import gap_from_counts, network_levels
 from refsnn.diagnose.registry import Probe, Table, register
 
 

@@ -10,7 +10,7 @@ Optional extra (needs torch; the refsnn core never imports this module). Forward
 (its derivative is taken as 1), so ``dh/dx = 1`` on ``0 < x < λ`` and ``λ`` learns from both
 the clipped and the quantised part. ``σ`` (``sigma``) is a buffer, not a parameter: the NQ
 method sets it from the measured gap between the ANN and its SNN after every epoch
-(:func:`refsnn.convert.noise.measure_gap`, used by ``data/train_noise.py``).
+(:func:`refsnn.conversion.noise.measure_gap`, used by ``data/train_noise.py``).
 """
 
 from __future__ import annotations

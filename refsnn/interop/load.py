@@ -1,43 +1,61 @@
-"""Load an ANN from any file kind refsnn reads: the one place that dispatches on file kind.
+"""Load any file refsnn reads: the one place that dispatches on file kind (:data:`READERS`).
 
-``inspect``, ``convert`` and ``evaluate`` load models through :func:`load_graph`. Neither torch
-nor Keras is imported (Keras files are read with h5py, json and zipfile); ONNX files need the
-optional ``onnx`` package, imported only when one is read.
+Neither torch nor Keras is imported (Keras files are read with h5py, json and zipfile); ONNX and
+NIR files need the optional ``onnx`` and ``nir`` packages, imported only when one is read.
 """
 
 from __future__ import annotations
 
+import importlib
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from refsnn.interop.keras import load_keras_archive, load_keras_h5
+from refsnn.data import DataFile, describe
+from refsnn.errors import ModelFormatError, OptionError
 from refsnn.io import H5_ERRORS, open_h5, unreadable
-from refsnn.model.format import load_model
+from refsnn.nir import require_nir
 
 
-def _load_onnx(path, dtype=np.float64):
-    from refsnn.interop.onnx import load_onnx  # imports onnx lazily, with a one-line error
-    return load_onnx(path, dtype=dtype)
+def _reader(module: str, name: str, *options: str):
+    """A reader ``(path, dtype, dt)`` that imports ``module`` when it runs (an optional package
+    only when its file kind is read) and passes ``name`` the ``options`` it takes."""
+    def read(path, dtype, dt):
+        given = {"dtype": dtype, "dt": dt}
+        return getattr(importlib.import_module(module), name)(
+            path, **{k: given[k] for k in options})
+    return read
 
 
-#: File kind -> reader ``(path, dtype) -> Graph``. Kinds not listed (including a damaged or
-#: foreign file) go to :func:`refsnn.model.format.load_model`, whose errors say what is wrong.
+def _nir(path, dtype, dt):
+    require_nir()  # the install line, before the reader imports nir
+    from refsnn.nir.reader import load_nir
+    return load_nir(path, dt=dt, dtype=dtype)
+
+
+#: File kind (:func:`file_kind`) -> (what it is, reader ``(path, dtype, dt)``). A kind not
+#: listed (a damaged or foreign file) goes to the refsnn model reader, whose errors say what is
+#: wrong. ``dtype`` applies to models and networks, ``dt`` to NIR graphs only.
 READERS = {
-    "refsnn-model": load_model,
-    "keras-h5": load_keras_h5,
-    "keras-archive": load_keras_archive,
-    "onnx": _load_onnx,
+    "refsnn-model": ("a model", _reader("refsnn.model.format", "load_refsnn_h5", "dtype")),
+    "keras-h5": ("a model", _reader("refsnn.interop.keras", "load_keras_h5", "dtype")),
+    "keras-archive": ("a model", _reader("refsnn.interop.keras", "load_keras_archive",
+                                         "dtype")),
+    "onnx": ("a model", _reader("refsnn.interop.onnx", "load_onnx", "dtype")),
+    "nir": ("a NIR graph", _nir),
+    "refsnn-snn": ("a converted network", _reader("refsnn.sim.network", "load_snn", "dtype")),
+    "refsnn-data": ("a data file", lambda path, dtype, dt: DataFile(str(path), describe(path))),
+    "refsnn-run": ("a run file", _reader("refsnn.sim.record", "read_run")),
+    "refsnn-trace": ("a trace", _reader("refsnn.oracle.trace", "read_trace")),
 }
 
 
 def file_kind(path) -> str:
     """``"onnx"`` for a name ending in ``.onnx`` (protobuf has no signature to look for),
     ``"keras-archive"`` for a zip, ``"nir"`` for a NIR graph, else the HDF5 root's ``format``
-    attribute
-    (``"refsnn-model"``, ``"refsnn-snn"``, ...), ``"keras-h5"`` for a legacy Keras file with a
-    ``model_config``, or ``""``."""
+    attribute (``"refsnn-model"``, ``"refsnn-snn"``, ...), ``"keras-h5"`` for a legacy Keras
+    file with a ``model_config``, or ``""``."""
     if Path(path).suffix.lower() == ".onnx":
         return "onnx"
     if Path(path).is_file() and zipfile.is_zipfile(path):
@@ -53,6 +71,55 @@ def file_kind(path) -> str:
             raise unreadable(path, e) from None
 
 
-def load_graph(path, dtype=np.float64):
-    """Load the ANN in ``path`` (refsnn model, Keras ``.h5`` or ``.keras``, ``.onnx``) as a Graph."""
-    return READERS.get(file_kind(path), load_model)(path, dtype=dtype)
+def load(path, dtype=np.float64, dt: float | None = None, accept=None):
+    """Read any file refsnn reads, chosen by its kind (:data:`READERS`).
+
+    Parameters
+    ----------
+    path : str or Path
+    dtype : numpy dtype
+        Parameters of a model or network are converted to it (float64 by default).
+    dt : float, optional
+        A NIR graph's forward Euler time step (default: the graph's metadata ``dt``).
+    accept : sequence of str, optional
+        What the caller can use, as :data:`READERS` names it (e.g. ``("a model",)``); another
+        kind of file is refused. Default: every kind.
+
+    Returns
+    -------
+    Graph, SpikingNetwork, DataFile, (Run, dict) or Trace
+        A model (refsnn ``.h5``, Keras ``.h5`` or ``.keras``, ``.onnx``) as a Graph; a
+        converted network or a NIR graph as a SpikingNetwork; a data file as a
+        :class:`refsnn.data.DataFile`; a run file as its run and settings; a trace.
+
+    Raises
+    ------
+    ModelFormatError
+        For a foreign or damaged file or a kind not in ``accept``, in one line naming the file.
+    OptionError
+        ``dt`` for a file that is not a NIR graph.
+
+    Examples
+    --------
+    >>> import refsnn
+    >>> refsnn.load("data/models/mlp.h5").input_shape
+    (1, 8, 8)
+    >>> refsnn.load("data/digits.h5").info["classes"]
+    10
+    """
+    kind = file_kind(path)
+    if dt is not None and kind != "nir":
+        raise OptionError(f"--dt applies to NIR graphs only; {path} is not one")
+    what, read = READERS.get(kind, READERS["refsnn-model"])
+    if accept is not None and what not in accept:
+        raise ModelFormatError(str(path), "/", "format", " or ".join(
+            [", ".join(accept[:-1])] * (len(accept) > 1) + [accept[-1]]), what)
+    return read(path, dtype, dt)
+
+
+def load_model(path, dtype=np.float64):
+    """Load the ANN in ``path`` (refsnn model, Keras ``.h5`` or ``.keras``, ``.onnx``) as a Graph.
+
+    Any other file kind is refused with a one-line :class:`ModelFormatError` naming what it
+    is (:func:`load` reads every kind)."""
+    return load(path, dtype, accept=("a model",))

@@ -102,7 +102,7 @@ def save_model(graph: Graph, path) -> None:
         write_graph(f, graph)
 
 
-def load_model(path, dtype=np.float64) -> Graph:
+def load_refsnn_h5(path, dtype=np.float64) -> Graph:
     """Load and validate a model file.
 
     Parameters

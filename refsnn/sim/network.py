@@ -29,12 +29,13 @@ from refsnn.model.format import read_graph, write_graph
 from refsnn.model.graph import Graph, check_param
 from refsnn.neurons.base import KINDS, NEURON_FORWARD, NEURON_OPS, SNN_OPS  # noqa: F401
 from refsnn.sim import steps  # noqa: F401  (registers the synapse ops: SNN_OPS is complete)
+from refsnn.options import ALL as CONVERSIONS
 
 FORMAT = "refsnn-snn"
 FORMAT_VERSION = 2  # 2: with checksums (refsnn.checksum); version 1 files still load
 ENCODINGS = ("analog", "poisson", "exact", "gd")
 DECODERS = ("mean", "estimate", "packet")
-METHODS = ("if", "signgd", "bsnn", "noise", "nir")  # noise: QCFS + residual-error noise, IF neurons;
+METHODS = (*CONVERSIONS, "nir")  # noise: QCFS + residual-error noise, IF neurons;
 # nir: a NIR graph imported by refsnn.nir.reader (schedule: {"dt": time step})
 
 

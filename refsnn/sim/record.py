@@ -60,7 +60,7 @@ def stream_recorders(f, net, samples: int, steps: int, rasters=(), potentials=()
     """Make ``/rasters/<node>`` and ``/potentials/<node>`` in the open run file ``f``, of shape
     (steps, samples, *node_shape) stored one chunk per step, and return a function
     ``(start, stop) -> H5Recorder`` that writes the batch ``start:stop`` into them step by step
-    (pass it to :func:`refsnn.evaluate.evaluate` as ``recorders``).
+    (pass it to :func:`refsnn.evaluation.evaluate` as ``recorders``).
 
     Parameters
     ----------

@@ -31,7 +31,7 @@ from types import MappingProxyType
 import numpy as np
 
 from refsnn.checks import check_choice
-from refsnn.convert.if_ import argmax_readout, relu_to_neurons
+from refsnn.conversion.if_ import argmax_readout, relu_to_neurons
 from refsnn.errors import ConversionError, OptionError
 from refsnn.model.graph import INPUT, Graph, Node, Rewrite
 from refsnn.sim.network import SNN_OPS, SpikingNetwork

@@ -6,21 +6,19 @@ import json
 
 import numpy as np
 
+from refsnn.cli.network import STREAM_ABOVE, network
 from refsnn.errors import OptionError
 
 
 def cmd_trace(args) -> int:
     """Simulate a batch and write every neuron layer's trace (``refsnn-trace``)."""
     from refsnn import __version__
-    from refsnn.cli.main import _network
-    from refsnn.data import load_split
+    from refsnn.data import load_data
     from refsnn.oracle.trace import record_trace, stream_trace, write_trace
     from refsnn.sim.simulator import Simulator
 
-    _, net = _network(args)
-    if args.seed is not None and net.encoding != "poisson":
-        raise OptionError("--seed applies to --encoding poisson only")
-    x, _ = load_split(args.data, args.split, net.graph.input_shape, args.limit)
+    _, net = network(args)
+    x, _ = load_data(args.data, args.split, net.graph.input_shape, args.limit)
     attrs = {"producer": f"refsnn {__version__}", "model": str(args.model),
              "data": str(args.data), "split": args.split, "samples": int(x.shape[0]),
              "method": net.method, "encoding": net.encoding, "backend": args.backend}
@@ -53,37 +51,17 @@ def cmd_trace(args) -> int:
 def _batched_trace(args, sim, x, attrs):
     """The trace of ``x`` recorded in batches of ``--batch-size`` samples (each with its
     sample ids, so the same trace as in one batch), kept in a checkpoint with ``--resume``."""
-    import sys
-
     from refsnn.oracle.trace import join_traces, record_trace
+    from refsnn.resume import checkpoint_for, run_batches
 
-    size = args.batch_size or 1
-    checkpoint = None
-    parts, done = [], 0
-    if args.resume:
-        from refsnn.resume import checkpoint_for
-        checkpoint = checkpoint_for(args, "trace")
-        parts, done = checkpoint.completed()
-        if done:
-            print(f"resuming after {done} of {x.shape[0]} samples (kept in "
-                  f"{checkpoint.folder})", file=sys.stderr)
-        meta = {"fingerprint", "start", "stop"}
-        for p in parts:
-            p.attrs = {k: v for k, v in p.attrs.items() if k not in meta}
-    for start in range(done, x.shape[0], size):
-        stop = min(start + size, x.shape[0])
-        part = record_trace(sim, x[start:stop], args.steps, seed=args.seed or 0, attrs=attrs,
-                            sample_ids=np.arange(start, stop))
-        if checkpoint is not None:
-            checkpoint.save(start, stop, part)
-        parts.append(part)
+    checkpoint = checkpoint_for(args, "trace") if args.resume else None
+    parts = run_batches(x.shape[0], args.batch_size or 1, lambda a, b: record_trace(
+        sim, x[a:b], args.steps, seed=args.seed or 0, attrs=attrs, sample_ids=np.arange(a, b)),
+        checkpoint)
+    for p in parts:  # the kept batches' checkpoint attributes
+        p.attrs = {k: v for k, v in p.attrs.items() if k not in ("fingerprint", "start", "stop")}
     return join_traces(parts, {"dtype": np.dtype(sim.dtype).name, "seed": int(args.seed or 0),
                                **attrs})
-
-
-#: ``refsnn trace`` streams to the file without ``--stream`` when its recordings (spikes,
-#: potentials and currents of every layer over the whole run) would take more than this.
-STREAM_ABOVE = 1 << 30
 
 
 def recorded_bytes(sim, batch: int, steps: int) -> int:

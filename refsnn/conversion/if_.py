@@ -8,9 +8,9 @@ import numpy as np
 
 from refsnn import ann
 from refsnn.checks import check_batch, check_choice
-from refsnn.convert.bnfold import fold_batchnorm
-from refsnn.convert.l4 import ADJUSTMENTS, apply_shifts, check_adjust
-from refsnn.convert.threshold import balance
+from refsnn.conversion.bnfold import fold_batchnorm
+from refsnn.conversion.l4 import ADJUSTMENTS, apply_shifts, check_adjust
+from refsnn.conversion.threshold import balance
 from refsnn.errors import ConversionError
 from refsnn.model.graph import INPUT, Graph
 from refsnn.sim.network import SNN_OPS, SpikingNetwork
@@ -67,7 +67,7 @@ def convert_if(
         spike count x theta / T.
     adjust : {"none", "l4"}
         ``l4``: lower each neuron's bias by the excess its Poisson-driven spread adds at
-        ``adjust_steps`` steps (:mod:`refsnn.convert.l4`; derived here, not the paper's formula).
+        ``adjust_steps`` steps (:mod:`refsnn.conversion.l4`; derived here, not the paper's formula).
     adjust_steps : int, optional
         The reference horizon ``T_ref`` of ``adjust="l4"`` (default 32); refused otherwise.
     dtype : {numpy.float64, numpy.float32}
@@ -113,7 +113,7 @@ def argmax_readout(graph: Graph) -> tuple[Graph, dict]:
     class) is the ANN's; the readout's *values* are the logits, not probabilities. Returns the
     graph without that node and ``{"readout_before": <dropped node's name>}`` (empty when
     nothing was dropped), which the converted network keeps among its options and
-    :func:`refsnn.evaluate.evaluate` uses to compare the readout with the logits.
+    :func:`refsnn.evaluation.evaluate` uses to compare the readout with the logits.
     """
     out = graph.node(graph.output)
     if out.op not in ARGMAX_PRESERVING or out.inputs[0] == INPUT:

@@ -4,7 +4,7 @@ Affine operators stay synapses and carry *increments* of estimates; each nonline
 an ``sgd`` neuron tracking ``f`` of its input estimate; max pooling becomes a tree of two-input
 max neurons over ``window`` synapses. The steps:
 
-1. fold batch normalisation (:func:`refsnn.convert.bnfold.fold_batchnorm`);
+1. fold batch normalisation (:func:`refsnn.conversion.bnfold.fold_batchnorm`);
 2. rewrite the graph: nonlinear ops -> ``sgd`` nodes, max pooling -> windows + max tree;
 3. scales: ``scale = max |f|`` over the calibration set (per element, channel or layer; values
    <= 1e-5 become 1), so every target on the calibration data lies within ``[-1, 1]``, well
@@ -27,8 +27,8 @@ import numpy as np
 
 from refsnn import ann
 from refsnn.checks import check_batch, check_choice
-from refsnn.convert.bnfold import fold_batchnorm
-from refsnn.convert.signgd_compat import check_compat_ops, compat_max_pool
+from refsnn.conversion.bnfold import fold_batchnorm
+from refsnn.conversion.signgd_compat import check_compat_ops, compat_max_pool
 from refsnn.errors import ConversionError, OptionError
 from refsnn.model.graph import Graph, Node, Rewrite
 from refsnn.sim.network import NEURON_FORWARD, NEURON_OPS, SNN_OPS, SpikingNetwork
@@ -84,7 +84,7 @@ def convert_signgd(
         Reproduce the reference code (snuhcs/snn_signgd): ``gd`` encoder, GELU as
         ``x * sigmoid(1.702 x)``, LeakyReLU slope 0.1, its tie rules, scales for ReLU
         neurons only (per element, no floor; every other neuron gets scale 1), and its max
-        pooling (:mod:`refsnn.convert.signgd_compat`). SiLU, sigmoid, tanh, hardtanh and
+        pooling (:mod:`refsnn.conversion.signgd_compat`). SiLU, sigmoid, tanh, hardtanh and
         multiply, which it cannot convert, are refused.
     dtype : {numpy.float64, numpy.float32}
 
@@ -203,7 +203,7 @@ def _max_tree(d: Node, compat: bool, graph: Graph) -> list[dict]:
     no pad value ever reaches a target, a calibration statistic or a scale. ceil_mode's
     overhang past the input's end is padding too (edge: the last input row or column, which
     the window holds, since its window starts inside the input). ``compat`` builds the
-    reference code's max pooling instead (:func:`~refsnn.convert.signgd_compat.compat_max_pool`).
+    reference code's max pooling instead (:func:`~refsnn.conversion.signgd_compat.compat_max_pool`).
     """
     if compat:
         return compat_max_pool(d, lambda *args: _neuron(*args, compat=True))

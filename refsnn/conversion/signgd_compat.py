@@ -3,7 +3,7 @@
 Its max pooling, and the nonlinearities it has no neuron for (refused under ``--compat``).
 
 refsnn's own signGD max pooling is a balanced tree over the window positions
-(:func:`refsnn.convert.signgd._max_tree`). The reference code builds it differently, and the
+(:func:`refsnn.conversion.signgd._max_tree`). The reference code builds it differently, and the
 transient of a max neuron depends on which estimates it compares, so ``--compat`` rebuilds it
 the reference's way (checked number for number against the reference code's outputs in
 ``data/golden/compat``):

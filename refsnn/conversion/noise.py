@@ -30,8 +30,8 @@ import numpy as np
 
 from refsnn import ann
 from refsnn.checks import check_batch, check_choice
-from refsnn.convert.bnfold import fold_batchnorm
-from refsnn.convert.if_ import check_maxpool_reads
+from refsnn.conversion.bnfold import fold_batchnorm
+from refsnn.conversion.if_ import check_maxpool_reads
 from refsnn.errors import ConversionError, OptionError
 from refsnn.model.graph import Graph
 from refsnn.sim.network import NEURON_FORWARD, SNN_OPS, SpikingNetwork, represented_output

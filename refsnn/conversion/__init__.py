@@ -1,19 +1,32 @@
 """Conversion methods: ANN graph -> :class:`~refsnn.sim.network.SpikingNetwork`.
 
-The module itself is callable: ``refsnn.convert(graph, method=..., calibration=..., **options)``
-is :func:`convert`.
+:func:`convert` is ``refsnn.convert(graph, method=..., calibration=..., **options)``.
 """
 
-from refsnn._callable import make_callable
-from refsnn.convert.bsnn import convert_bsnn
-from refsnn.convert.if_ import convert_if
-from refsnn.convert.noise import convert_noise
-from refsnn.convert.signgd import convert_signgd
-from refsnn.options import check_calibration, resolve
+import inspect
 
-#: Method name -> converter. Every converter takes ``(graph, calibration, **options)``.
-METHODS = {"if": convert_if, "signgd": convert_signgd, "bsnn": convert_bsnn,
-           "noise": convert_noise}
+from refsnn.conversion.bsnn import convert_bsnn
+from refsnn.conversion.if_ import convert_if
+from refsnn.conversion.noise import convert_noise
+from refsnn.conversion.signgd import convert_signgd
+from refsnn.options import ALL, OPTIONS, check_calibration, resolve
+
+#: Method name (:data:`refsnn.options.ALL`, the one list of names) -> converter. Every converter
+#: takes ``(graph, calibration, **options)``; tests/test_api.py checks each one's keywords
+#: against the options its name takes.
+METHODS = dict(zip(ALL, (convert_if, convert_signgd, convert_bsnn, convert_noise)))
+
+
+def defaults(method: str) -> dict:
+    """The options ``method`` takes, with its converter's defaults (read from its signature,
+    so there is no second copy to drift).
+
+    Returns
+    -------
+    dict of str to object
+    """
+    params = inspect.signature(METHODS[method]).parameters
+    return {o.key: params[o.key].default for o in OPTIONS if method in o.methods}
 
 
 def convert(graph, method: str = "if", calibration=None, **options):
@@ -67,6 +80,4 @@ def convert(graph, method: str = "if", calibration=None, **options):
 
 
 __all__ = ["METHODS", "convert", "convert_bsnn", "convert_if", "convert_noise",
-           "convert_signgd"]
-
-make_callable(__name__, convert)
+           "convert_signgd", "defaults"]

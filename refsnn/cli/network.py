@@ -1,0 +1,65 @@
+"""What the simulating commands share: the network a command runs (a converted file as it is,
+or a model converted with the conversion flags) and when recordings are streamed."""
+
+from __future__ import annotations
+
+from refsnn.errors import OptionError
+from refsnn.options import NO_CALIBRATION, OPTIONS, check_calibration, resolve
+
+#: ``evaluate -o`` and ``trace`` stream their recordings to the file without ``--stream`` when
+#: they would take more than this in memory.
+STREAM_ABOVE = 1 << 30
+#: The calibration flags and their argparse ``dest``.
+CALIBRATION_FLAGS = (("--calibration", "calibration"), ("--calibration-split",
+                     "calibration_split"), ("--calibration-limit", "calibration_limit"))
+
+
+def convert_with_flags(graph, args, calibration_path):
+    """``graph`` converted with the flags of ``args`` (``--method`` and the options), calibrated
+    on ``calibration_path``; refusals name the flags.
+
+    Returns
+    -------
+    SpikingNetwork
+    """
+    from refsnn.conversion import convert
+    from refsnn.data import load_data
+
+    method = args.method or "if"
+    # option errors before any file is read
+    kwargs = resolve(method, {o.key: getattr(args, o.key) for o in OPTIONS}, flags=True)
+    if method in NO_CALIBRATION:
+        for flag, key in CALIBRATION_FLAGS:
+            check_calibration(method, getattr(args, key) is not None, flag)
+        return convert(graph, method, None, **kwargs)
+    check_calibration(method, calibration_path is not None, "--calibration")
+    xc, _ = load_data(calibration_path, args.calibration_split or "train", graph.input_shape,
+                      args.calibration_limit)
+    return convert(graph, method, xc, **kwargs)
+
+
+#: What :func:`network` reads (:data:`refsnn.interop.load.READERS`).
+RUNNABLE = ("a model", "a converted network", "a NIR graph")
+
+
+def network(args):
+    """``(graph, net)``: the model ``args.model`` (``graph``, a Graph) converted with the flags,
+    or ``(None, net)`` for a converted network or NIR graph (refused with conversion flags);
+    ``--seed`` is refused unless ``net`` has Poisson input."""
+    from refsnn.interop.load import load
+    from refsnn.model.graph import Graph
+
+    graph = load(args.model, dt=args.dt, accept=RUNNABLE)
+    if isinstance(graph, Graph):
+        net = convert_with_flags(graph, args, args.calibration or args.data)
+    else:
+        given = [o.flag for o in OPTIONS if getattr(args, o.key) is not None]
+        given += [flag for flag, key in (("--method", "method"), *CALIBRATION_FLAGS)
+                  if getattr(args, key) is not None]
+        if given:
+            raise OptionError(f"{args.model} is already converted; {', '.join(given)} would "
+                              f"be ignored: drop them or pass the source model")
+        graph, net = None, graph
+    if args.seed is not None and net.encoding != "poisson":
+        raise OptionError("--seed applies to --encoding poisson only")
+    return graph, net
