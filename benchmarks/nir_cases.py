@@ -36,7 +36,7 @@ class Case:
 def _exported(model: str):
     from refsnn.conversion import convert_if
     from refsnn.data import load_data
-    from refsnn.interop.load import load_model
+    from refsnn.files import load_model
     from refsnn.nir.writer import to_nir
 
     data = ROOT / "data" / "digits.h5"

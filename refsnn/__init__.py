@@ -22,8 +22,8 @@ __version__ = "0.1.0"
 
 #: Flat name -> the module that defines it under that name.
 _FLAT = {
-    "load": "refsnn.interop.load",
-    "load_model": "refsnn.interop.load",
+    "load": "refsnn.files",
+    "load_model": "refsnn.files",
     "save_model": "refsnn.model.format",
     "load_data": "refsnn.data",
     "load_snn": "refsnn.sim.network",

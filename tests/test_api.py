@@ -38,7 +38,7 @@ def test_import_refsnn_is_cheap():
 
 def test_flat_names_are_the_module_level_ones():
     from refsnn.data import load_data
-    from refsnn.interop.load import load_model
+    from refsnn.files import load_model
     from refsnn.sim.simulator import Simulator
 
     assert refsnn.load_model is load_model
@@ -152,7 +152,7 @@ def test_every_option_has_its_flag():
 
 
 @pytest.mark.parametrize("name", ["refsnn.conversion", "refsnn.evaluation",
-                                  "refsnn.interop.load"])
+                                  "refsnn.files"])
 def test_doctests(name, monkeypatch):
     monkeypatch.chdir(ROOT)  # the examples read the shipped files by relative path
     module = importlib.import_module(name)

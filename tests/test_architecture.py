@@ -1,8 +1,8 @@
 """The shape of the package, checked so that it stays (docs/architecture.md).
 
-- no import cycles between refsnn's modules, counting imports inside functions too (the
-  import-linter layers contract in setup.cfg checks the direction between packages; this
-  checks every module, lazy imports included);
+- the layers contract in setup.cfg holds (import-linter: a package imports only from the
+  layers below it; CI also runs ``lint-imports``);
+- no import cycles between refsnn's modules, counting imports inside functions too;
 - no module imports a ``_private`` name from another module;
 - every module stays under 600 lines.
 
@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
+
+import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "refsnn"
 
@@ -102,6 +104,12 @@ def cycles(graph: dict[str, set]) -> list[list[str]]:
                 if len(component) > 1:
                     found.append(sorted(component))
     return found
+
+
+def test_layers_contract_is_kept():
+    importlinter = pytest.importorskip("importlinter.cli")
+    assert importlinter.lint_imports(str(PACKAGE.parent / "setup.cfg"), no_cache=True,
+                                     no_logo=True) == 0
 
 
 def test_cycle_finder_finds_a_cycle():

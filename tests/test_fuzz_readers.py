@@ -215,7 +215,7 @@ def _make_keras_archive(folder):
 
 
 def _read_any_model(path):
-    from refsnn.interop.load import load_model
+    from refsnn.files import load_model
     return load_model(path)
 
 

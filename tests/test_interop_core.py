@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_core_and_readers_do_not_import_torch_or_keras():
-    code = ("import sys, refsnn.cli.main, refsnn.interop.load, refsnn.export, refsnn.conversion, "
+    code = ("import sys, refsnn.cli.main, refsnn.files, refsnn.export, refsnn.conversion, "
             "refsnn.interop.onnx; "
             "bad = [m for m in ('torch', 'keras', 'tensorflow', 'spikingjelly', 'onnx', "
             "'onnxruntime') "

@@ -21,7 +21,7 @@ layers = keras.layers
 from refsnn import ann  # noqa: E402
 from refsnn.cli.main import main  # noqa: E402
 from refsnn.errors import ModelFormatError  # noqa: E402
-from refsnn.interop.load import file_kind, load_model  # noqa: E402
+from refsnn.files import file_kind, load_model  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DIGITS = os.path.join(ROOT, "data", "digits.h5")

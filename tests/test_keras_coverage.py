@@ -18,7 +18,7 @@ layers = keras.layers
 from refsnn import ann  # noqa: E402
 from refsnn.conversion import convert  # noqa: E402
 from refsnn.errors import ModelFormatError  # noqa: E402
-from refsnn.interop.load import load_model  # noqa: E402
+from refsnn.files import load_model  # noqa: E402
 from refsnn.sim.network import ann_limit  # noqa: E402
 
 from test_keras import _randomize_bn  # noqa: E402  (BN statistics that make outputs differ)

@@ -19,7 +19,7 @@ layers = keras.layers
 from conftest import ROOT  # noqa: E402
 from refsnn import ann  # noqa: E402
 from refsnn.errors import ModelFormatError  # noqa: E402
-from refsnn.interop.load import load_model  # noqa: E402
+from refsnn.files import load_model  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import refsnn
 from refsnn.cli.main import main
 from refsnn.data import DataFile
 from refsnn.errors import ModelFormatError, OptionError
-from refsnn.interop.load import READERS, file_kind
+from refsnn.files import READERS, file_kind
 from refsnn.model.graph import Graph
 from refsnn.oracle.trace import Trace
 from refsnn.sim.network import SpikingNetwork

@@ -11,7 +11,7 @@ from conftest import DATA, MODELS, THREADS, small_cnn, small_mlp
 from refsnn.conversion import convert_bsnn, convert_if, convert_signgd
 from refsnn.data import load_data
 from refsnn.errors import ConversionError, ModelFormatError, OptionError
-from refsnn.interop.load import load_model
+from refsnn.files import load_model
 from refsnn.model import make_graph
 from refsnn.sim.network import SNN_OPS, SpikingNetwork
 from refsnn.sim.simulator import Simulator

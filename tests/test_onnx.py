@@ -16,7 +16,7 @@ from onnx.reference import ReferenceEvaluator  # noqa: E402
 from refsnn import ann  # noqa: E402
 from refsnn.cli.main import main  # noqa: E402
 from refsnn.errors import ModelFormatError  # noqa: E402
-from refsnn.interop.load import load_model  # noqa: E402
+from refsnn.files import load_model  # noqa: E402
 from refsnn.interop.onnx import load_onnx  # noqa: E402
 
 RNG = np.random.default_rng(0)

@@ -65,7 +65,7 @@ def test_signgd_api_on_a_scheduler_identical_to_single_process(client):
     from refsnn.conversion import convert_signgd
     from refsnn.data import load_data
     from refsnn.evaluation import evaluate
-    from refsnn.interop.load import load_model
+    from refsnn.files import load_model
 
     graph = load_model(MODELS / "mlp.h5")
     xc, _ = load_data(DATA, "train", graph.input_shape, 64)
@@ -106,7 +106,7 @@ def test_batches_are_joined_in_batch_order(client):
     put samples 24, 25 first)."""
     from refsnn.conversion import METHODS
     from refsnn.data import load_data
-    from refsnn.interop.load import load_model
+    from refsnn.files import load_model
     from refsnn.scaleout import map_batches
     from refsnn.sim.record import concat_runs
     from refsnn.sim.simulator import Simulator
@@ -127,7 +127,7 @@ def test_batches_are_joined_in_batch_order(client):
 
 def test_bad_record_node_fails_before_any_task(client):
     from refsnn.evaluation import evaluate
-    from refsnn.interop.load import load_model
+    from refsnn.files import load_model
     from refsnn.conversion import METHODS
     from refsnn.data import load_data
 

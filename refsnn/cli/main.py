@@ -211,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_inspect(args) -> int:
     from refsnn.data import DataFile
-    from refsnn.interop.load import load
+    from refsnn.files import load
     from refsnn.io import checksum_status
     from refsnn.model.graph import Graph
 
@@ -242,12 +242,12 @@ def cmd_inspect(args) -> int:
     return 0
 
 
-#: What ``refsnn inspect`` shows (:data:`refsnn.interop.load.READERS`).
+#: What ``refsnn inspect`` shows (:data:`refsnn.files.READERS`).
 INSPECTED = ("a model", "a converted network", "a NIR graph", "a data file")
 
 
 def cmd_convert(args) -> int:
-    from refsnn.interop.load import load_model
+    from refsnn.files import load_model
     from refsnn.sim.network import save_snn
 
     net = convert_with_flags(load_model(args.model), args, args.calibration)
@@ -460,7 +460,7 @@ def cmd_import_onnx(args) -> int:
 
 
 def cmd_export_nir(args) -> int:
-    from refsnn.interop.load import file_kind
+    from refsnn.files import file_kind
     from refsnn.nir import require_nir
     from refsnn.nir.writer import export_nir
     from refsnn.sim.network import FORMAT, load_snn

@@ -38,7 +38,7 @@ def convert_with_flags(graph, args, calibration_path):
     return convert(graph, method, xc, **kwargs)
 
 
-#: What :func:`network` reads (:data:`refsnn.interop.load.READERS`).
+#: What :func:`network` reads (:data:`refsnn.files.READERS`).
 RUNNABLE = ("a model", "a converted network", "a NIR graph")
 
 
@@ -46,7 +46,7 @@ def network(args):
     """``(graph, net)``: the model ``args.model`` (``graph``, a Graph) converted with the flags,
     or ``(None, net)`` for a converted network or NIR graph (refused with conversion flags);
     ``--seed`` is refused unless ``net`` has Poisson input."""
-    from refsnn.interop.load import load
+    from refsnn.files import load
     from refsnn.model.graph import Graph
 
     graph = load(args.model, dt=args.dt, accept=RUNNABLE)
