@@ -20,17 +20,14 @@ class RefsnnAdapter(Adapter):
 
         return Simulator(net, self.backend)
 
-    def run(self, net, x, steps):
+    def run(self, net, x, steps, encoded=None):
         sim = self.simulator(net)
         names = [op.node.name for op in sim.ops if op.is_neuron]
-        return sim.run(x, [steps], rasters=names).rasters
+        return sim.run(x, [steps], rasters=names, encoded=encoded).rasters
 
     def run_encoded(self, net, encoded):
-        sim = self.simulator(net)
-        names = [op.node.name for op in sim.ops if op.is_neuron]
         # x only gives the batch its shape: the recorded input replaces the encoder
-        x = np.zeros(encoded.shape[1:])
-        return sim.run(x, [len(encoded)], rasters=names, encoded=encoded).rasters
+        return self.run(net, np.zeros(encoded.shape[1:]), len(encoded), encoded)
 
 
 class RefsnnFloat32Adapter(RefsnnAdapter):
@@ -72,15 +69,11 @@ class SpikingJellyAdapter(Adapter):
             return str(e)
         return None
 
-    def run(self, net, x, steps):
+    def run(self, net, x, steps, encoded=None):
         from refsnn.interop.spikingjelly import SpikingJellyNetwork
 
-        rasters, _ = SpikingJellyNetwork(net).run(x, steps)
+        rasters, _ = SpikingJellyNetwork(net).run(x, steps, encoded=encoded)
         return rasters
 
     def run_encoded(self, net, encoded):
-        from refsnn.interop.spikingjelly import SpikingJellyNetwork
-
-        rasters, _ = SpikingJellyNetwork(net).run(np.zeros(encoded.shape[1:]), len(encoded),
-                                                   encoded=encoded)
-        return rasters
+        return self.run(net, np.zeros(encoded.shape[1:]), len(encoded), encoded)

@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 from spikingjelly.activation_based import functional, neuron
 
+from refsnn import ann
 from refsnn.errors import ConversionError
 from refsnn.model.graph import INPUT
 from refsnn.model.ops import mean_axes, parse_perm, parse_shape
@@ -109,20 +110,13 @@ def _transpose(node):
     return f
 
 
-def _sum(*xs):
-    out = xs[0]
-    for x in xs[1:]:
-        out = out + x
-    return out
-
-
 #: Synapse operator -> builder of its torch function (per step, batched).
 SYNAPSES = {
     "linear": _linear,
     "conv2d": _conv,
     "avgpool2d": _avgpool,
     "flatten": lambda node: lambda x: x.flatten(1),
-    "add": lambda node: _sum,
+    "add": lambda node: lambda *xs: ann.FORWARD["add"](node, *xs),  # in input order
     "identity": lambda node: lambda x: x,
     "reshape": lambda node: lambda x: x.reshape((x.shape[0],) + parse_shape(node.attrs["shape"])),
     "transpose": _transpose,

@@ -27,28 +27,14 @@ from refsnn.jit import parallel, prange
 from refsnn.model.ops import AttrSpec, OpSpec
 from refsnn.neurons.base import (Kind, StepOp, TraceSpec, channel_param, per_neuron,
                                  positive, register, threshold_shape, with_out)
-from refsnn.neurons.if_ import clip_forward
-from refsnn.neurons.replay import count_ratio, delay, first_mismatch, guarded
+from refsnn.neurons.if_ import clip_forward, fire_numpy
+from refsnn.neurons.replay import count_ratio, delay, guarded, threshold_margins
 
 
 def integrate_numpy(u, current):
     """Integrate state: ``u += current`` in place; returns the events (all 0), shape (B, N)."""
     u += current
     return np.zeros_like(u)
-
-
-def fire_numpy(u, theta, strict: bool = False, reset_zero: bool = False):
-    """Fire state: one spike where ``u >= theta``, reset by subtraction; returns the events.
-
-    ``strict`` (fire on ``u > theta``) and ``reset_zero`` are departures ``compare`` replays,
-    not refsnn's rule.
-    """
-    fired = u > theta if strict else u >= theta
-    if reset_zero:
-        u[fired] = 0.0
-    else:
-        u -= np.where(fired, theta, 0.0)
-    return np.where(fired, theta, 0.0).astype(u.dtype)
 
 
 @parallel(work=lambda u, current: u.size)
@@ -241,18 +227,11 @@ def _phase(ref, other, rtol):
 
 
 def _rounding(ref, other, rtol):
-    _, pre = _replay(ref)
-    theta = np.broadcast_to(np.asarray(ref.threshold).reshape((-1,) + (1,) * (pre.ndim - 3)),
-                            pre.shape[2:])
-    t, idx = first_mismatch(ref.spikes, other)
-    margins = np.abs(pre[(t,) + idx] - theta[idx[1:]])  # NaN (not a tie) outside fire steps
-    ok = bool(np.all(margins <= rtol * theta[idx[1:]]))
-    return ok, f"largest margin |u - theta| = {np.nanmax(margins, initial=0.0):.3g}"
+    _, pre = _replay(ref)  # NaN (not a tie) outside fire steps
+    return threshold_margins(ref, other, pre, rtol, "u")
 
 
 def _threshold(ref, other, rtol):
-    if not other.any():
-        return False, ""
     return count_ratio(ref, other, rtol, lambda k: _replay(ref, scale=k)[0])
 
 

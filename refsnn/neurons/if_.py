@@ -21,23 +21,30 @@ from refsnn.jit import parallel, prange
 from refsnn.model.ops import AttrSpec, OpSpec
 from refsnn.neurons.base import (Kind, NirSpec, StepOp, TraceSpec, channel_param, per_neuron,
                                  positive, register, threshold_shape)
-from refsnn.neurons.replay import count_ratio, delay, first_mismatch, guarded
+from refsnn.neurons.replay import count_ratio, delay, guarded, threshold_margins
 
 RESETS = ("subtract", "zero")
 
 
-def if_step_numpy(u, current, theta, reset_zero: bool, strict: bool = False):
-    """Reference step; updates ``u`` in place and returns the events, shape (B, N).
+def fire_numpy(u, theta, strict: bool = False, reset_zero: bool = False):
+    """Fire: a spike where ``u >= theta``, reset by subtraction (or to zero with
+    ``reset_zero``); updates ``u`` in place and returns the events, shape (B, N).
 
-    ``strict`` (a departure ``compare`` replays, not refsnn's rule) fires on ``u > theta``.
+    ``strict`` (fire on ``u > theta``), and ``reset_zero`` in bistable neurons, are
+    departures ``compare`` replays, not refsnn's rule.
     """
-    u += current
     fired = u > theta if strict else u >= theta
     if reset_zero:
         u[fired] = 0.0
     else:
         u -= np.where(fired, theta, 0.0)
     return np.where(fired, theta, 0.0).astype(u.dtype)
+
+
+def if_step_numpy(u, current, theta, reset_zero: bool, strict: bool = False):
+    """Reference step: ``u += current``, then :func:`fire_numpy`; events (B, N)."""
+    u += current
+    return fire_numpy(u, theta, strict, reset_zero)
 
 
 def if_block_numpy(u, currents, theta, reset_zero: bool):
@@ -185,18 +192,10 @@ def _other_reset(ref, other, rtol):
 
 def _rounding(ref, other, rtol):
     _, pre = replay(ref.current, ref.threshold, ref.v_init, reset=_own_reset(ref))
-    theta = np.broadcast_to(np.asarray(ref.threshold).reshape((-1,) + (1,) * (pre.ndim - 3)),
-                            pre.shape[2:])
-    t_idx, b_idx = first_mismatch(ref.spikes, other)
-    margins = np.abs(pre[(t_idx,) + b_idx] - theta[b_idx[1:]])
-    limit = rtol * theta[b_idx[1:]]
-    worst = float(margins.max())
-    return bool((margins <= limit).all()), f"largest margin |v - theta| = {worst:.3g}"
+    return threshold_margins(ref, other, pre, rtol, "v")
 
 
 def _threshold(ref, other, rtol):
-    if not other.any():
-        return False, ""
     return count_ratio(ref, other, rtol, lambda k: replay(
         ref.current, ref.threshold, ref.v_init, scale=k, reset=_own_reset(ref))[0])
 

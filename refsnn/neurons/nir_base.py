@@ -33,7 +33,7 @@ import itertools
 import numpy as np
 
 from refsnn.neurons.base import StepOp
-from refsnn.neurons.replay import count_ratio, delay, first_mismatch
+from refsnn.neurons.replay import count_ratio, delay, first_mismatch, guarded
 
 
 def full(*names):
@@ -169,8 +169,6 @@ def hypotheses(charge, leaks) -> dict:
     def search(keys_list):
         """The first setting of any of ``keys_list`` that reproduces the spikes."""
         def test(ref, other, rtol):
-            if not _replayable(ref):
-                return False, ""
             for keys in keys_list:
                 for values in itertools.product(*(departures[k][1:] for k in keys)):
                     changes = dict(zip(keys, values))
@@ -180,8 +178,6 @@ def hypotheses(charge, leaks) -> dict:
         return test
 
     def rounding(ref, other, rtol):
-        if not _replayable(ref):
-            return False, ""
         _, pre = replay(ref)
         thr = np.broadcast_to(param(ref, "v_threshold", pre.shape[2:]), pre.shape[1:])
         t, idx = first_mismatch(ref.spikes, other)
@@ -191,16 +187,16 @@ def hypotheses(charge, leaks) -> dict:
             f"largest margin |v - v_threshold| = {worst:.3g}"
 
     def threshold(ref, other, rtol):
-        if not _replayable(ref) or not other.any():
+        if not other.any():
             return False, ""
         for k in SCALES:
             if abs(k - 1) > rtol and np.array_equal(replay(ref, scale=k)[0], other):
                 return True, f"threshold x {k:.4g} reproduces it"
         return count_ratio(ref, other, rtol, lambda k: replay(ref, scale=k)[0])
 
-    return {"delay": (delay, False),
-            **{key: (search([(key,)]), False)
-               for key in ("comparison", "reset", "bound", "gain", "leak")},
-            "combined": (search(COMBINED), False),
-            "rounding": (rounding, True),
-            "threshold": (threshold, False)}
+    return {"delay": (delay, False), **guarded(_replayable, {
+        **{key: (search([(key,)]), False)
+           for key in ("comparison", "reset", "bound", "gain", "leak")},
+        "combined": (search(COMBINED), False),
+        "rounding": (rounding, True),
+        "threshold": (threshold, False)})}

@@ -39,10 +39,25 @@ def first_mismatch(ref_spikes, other):
 def count_ratio(ref, other, rtol, spikes_at):
     """Hypothesis ``threshold`` by counts: with ``k`` = reference spikes / other spikes,
     ``spikes_at(k)`` (the replay with the threshold times ``k``) gives every neuron's count
-    within one, and ``k`` is not 1."""
+    within one, and ``k`` is not 1. Explains nothing when the other never fires."""
+    if not other.any():
+        return False, ""
     k = ref.spikes.sum() / other.sum()
     ok = np.abs(spikes_at(k).sum(0).astype(int) - other.sum(0)).max() <= 1
     return bool(ok and abs(k - 1) > rtol), f"threshold x {k:.4g} reproduces the counts"
+
+
+def threshold_margins(ref, other, pre, rtol, symbol: str):
+    """Hypothesis ``rounding`` of threshold neurons: at every first mismatch, the potential
+    ``symbol`` compared with the threshold, ``pre`` (T, B, C, ...), lies within
+    ``rtol * theta`` of it (``ref.threshold``, (C,)). A NaN in ``pre`` (no comparison at
+    that step) is not a tie."""
+    theta = np.broadcast_to(np.asarray(ref.threshold).reshape((-1,) + (1,) * (pre.ndim - 3)),
+                            pre.shape[2:])
+    t, idx = first_mismatch(ref.spikes, other)
+    margins = np.abs(pre[(t,) + idx] - theta[idx[1:]])
+    ok = bool(np.all(margins <= rtol * theta[idx[1:]]))
+    return ok, f"largest margin |{symbol} - theta| = {np.nanmax(margins, initial=0.0):.3g}"
 
 
 def guarded(replayable, tests: dict) -> dict:

@@ -24,15 +24,12 @@ class MeanDecoder:
         return self.total / t
 
 
-class EstimateDecoder:
+class EstimateDecoder(MeanDecoder):
     """signGD: the output's values are increments; the readout is ``readout_init`` plus their sum."""
 
     def __init__(self, net, shape, dtype):
-        self.total = np.zeros(shape, dtype)
+        super().__init__(net, shape, dtype)
         self.init = net.readout_init
-
-    def add(self, t: int, value: np.ndarray) -> None:
-        self.total += value
 
     def read(self, t: int) -> np.ndarray:
         return self.init + self.total

@@ -133,28 +133,11 @@ class ForwardStep(StepOp):
         return self.forward(self.node, *xs)
 
 
-class Flatten(StepOp):
+class StackedForward(ForwardStep):
+    """A :class:`ForwardStep` whose ANN function treats every sample alike (flatten,
+    identity, add, sum pooling, Hadamard product), so steps may be stacked."""
+
     stackable = True
-
-    def step(self, state, x):
-        return x.reshape(x.shape[0], -1)
-
-
-class Identity(StepOp):
-    stackable = True
-
-    def step(self, state, x):
-        return x
-
-
-class Add(StepOp):
-    stackable = True
-
-    def step(self, state, *xs):
-        out = xs[0]
-        for x in xs[1:]:
-            out = out + x
-        return out
 
 
 class Delay(StepOp):
@@ -231,20 +214,6 @@ def hadamard_forward(node, x):
     return x * node.params["factor"][None]
 
 
-class SumPool2d(StepOp):
-    stackable = True
-
-    def step(self, state, x):
-        return sumpool_forward(self.node, x)
-
-
-class Hadamard(StepOp):
-    stackable = True
-
-    def step(self, state, x):
-        return hadamard_forward(self.node, x)
-
-
 def _window_out(attrs, in_shapes, params):
     if len(in_shapes[0]) != 3:
         raise ShapeRuleError("input shape", "rank 3 (C, H, W)", str(in_shapes[0]))
@@ -263,8 +232,8 @@ def _window_out(attrs, in_shapes, params):
 
 for _kind in [
     Kind("linear", Linear), Kind("conv2d", Conv2d), Kind("avgpool2d", AvgPool2d),
-    Kind("batchnorm", BatchNorm), Kind("flatten", Flatten), Kind("identity", Identity),
-    Kind("add", Add), Kind("maxpool2d", MaxPoolSpikes),
+    Kind("batchnorm", BatchNorm), Kind("maxpool2d", MaxPoolSpikes),
+    *(Kind(op, StackedForward) for op in ("flatten", "identity", "add")),
     *(Kind(op, ForwardStep) for op in ("transpose", "mean", "reshape", "scale", "affine",
                                        "concat", "expand", "slice", "upsample", "pad")),
     # One kernel position of a pooling window: out[c, y, x] = in[c, y*sh + oy - ph,
@@ -292,10 +261,11 @@ for _kind in [
     Kind("delay", Delay, forward=lambda node, x: x,
          spec=OpSpec("delay", 1, attrs={"steps": AttrSpec("int", minimum=1)})),
     # NIR's Scale and SumPool2d (their NIR readers: refsnn.nir.reader)
-    Kind("hadamard", Hadamard, nir=NirSpec("Scale", params={"factor": "scale"}),
+    Kind("hadamard", StackedForward, forward=hadamard_forward,
+         nir=NirSpec("Scale", params={"factor": "scale"}),
          spec=OpSpec("hadamard", 1, params=("factor",), param_shapes=full("factor"),
                      out_shape=same)),
-    Kind("sumpool2d", SumPool2d,
+    Kind("sumpool2d", StackedForward, forward=sumpool_forward,
          spec=OpSpec("sumpool2d", 1, attrs=POOL_ATTRS, out_shape=pool_out)),
 ]:
     register(_kind)

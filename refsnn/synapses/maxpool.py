@@ -20,7 +20,6 @@ import numpy as np
 
 from refsnn.jit import parallel, prange
 from refsnn.model.ops import pool_overhang
-from refsnn.synapses.conv import out_size
 
 
 def maxpool_spikes_numpy(spikes, count, best, theta_c, kernel, stride, padding):
@@ -78,10 +77,3 @@ def maxpool_spikes_numba(spikes, count, best, theta_c, kernel, stride, padding):
     _maxpool_kernel(spikes, count, best, theta_c, kernel[0], kernel[1], stride[0], stride[1],
                     padding[0], padding[1], out)
     return out
-
-
-def pooled_shape(shape, kernel, stride, padding):
-    """Output shape (C, Ho, Wo) of pooling ``shape`` (C, H, W)."""
-    c, h, w = shape
-    return (c, out_size(h, kernel[0], stride[0], padding[0]),
-            out_size(w, kernel[1], stride[1], padding[1]))
