@@ -285,6 +285,28 @@ def test_l4_shift_into_an_add_inserts_an_affine_node():
         [(n.name, n.op, n.inputs) for n in plain.graph.nodes]
 
 
+def test_l4_shift_of_a_linear_over_the_last_axis_goes_along_the_channels():
+    """A linear applied over the last axis of (C, D) values has its bias along D: the shift,
+    per channel C, goes into an affine node along the channels instead (it used to be
+    subtracted from the bias: a broadcast error, or, with C = D, a wrong network)."""
+    rng = np.random.default_rng(3)
+    for c, d in ((4, 4), (3, 4)):
+        nodes = [dict(name="mix", op="linear", inputs=["input"],
+                      params=dict(weight=rng.normal(0, 0.5, (d, d)), bias=rng.normal(0, .1, d))),
+                 dict(name="relu", op="relu", inputs=["mix"])]
+        graph = make_graph((c, d), nodes, "relu")
+        x = rng.uniform(0, 1, (6, c, d))
+        plain = convert_if(graph, x, encoding="poisson")
+        adjusted = convert_if(graph, x, encoding="poisson", adjust="l4")
+        shift = l4_shifts(plain, x, 32)["relu"]
+        assert shift.shape == (c,) and adjusted.graph.node("relu").inputs == ("relu_l4",)
+        np.testing.assert_array_equal(adjusted.graph.node("mix").params["bias"],
+                                      plain.graph.node("mix").params["bias"])
+        _, a = ann_limit(adjusted, x, all_nodes=True)
+        np.testing.assert_allclose(a["relu_l4"], a["mix"] - shift[None, :, None],
+                                   rtol=0, atol=1e-12)
+
+
 def test_maxpool_layers_are_not_shifted():
     graph = small_cnn(pool="maxpool2d")
     x = np.random.default_rng(1).uniform(0, 1, (5, 2, 6, 6))

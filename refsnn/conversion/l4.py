@@ -76,14 +76,17 @@ def l4_shifts(net, x: np.ndarray, steps: int) -> dict[str, np.ndarray]:
 def apply_shifts(graph: Graph, shifts: dict[str, np.ndarray], ops) -> Graph:
     """Lower the current of each named neuron node by its per-channel shift.
 
-    The shift goes into the bias of the node's input when that is a ``linear`` or ``conv2d``
-    read by the neuron node only; otherwise an ``affine`` node (weight 1, bias ``-shift``) is
-    inserted before the neurons, named ``<neuron node>_l4``.
+    The shift goes into the bias of the node's input when that is a ``conv2d``, or a
+    ``linear`` with a 1-D output (whose bias runs along the channels), read by the neuron node
+    only; otherwise an ``affine`` node (weight 1, bias ``-shift``, along the channels) is
+    inserted before the neurons, named ``<neuron node>_l4``. (A ``linear`` over the last axis
+    of a (C, ..., D) value has its bias along D, not along the channels.)
     """
     edit = graph.edit()
     for name, shift in shifts.items():
         src = graph.node(name).inputs[0]
-        if (src != INPUT and graph.node(src).op in ("linear", "conv2d")
+        op = None if src == INPUT else graph.node(src).op
+        if ((op == "conv2d" or (op == "linear" and len(graph.shapes[src]) == 1))
                 and len(graph.consumers(src)) == 1):
             edit.set_params(src, bias=graph.node(src).params["bias"] - shift)
         else:
