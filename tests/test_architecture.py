@@ -133,3 +133,53 @@ def test_modules_stay_small():
     big = {name: n for name, path in modules().items()
            if (n := len(path.read_text().splitlines())) > 600}
     assert big == {}
+
+
+def op_name_uses(path: Path, kinds=()) -> set:
+    """String constants used as an op name in ``path``: compared with an ``.op`` attribute
+    (``node.op == "x"``, ``node.op in ("x", ...)``), passed as ``op=`` or as the first
+    argument of ``Kind``/``OpSpec``, or keys of a table keyed by two or more of ``kinds``
+    (``{"if": ..., "lif": ...}``, a per-kind table outside the kinds' modules)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Dict):
+            keys = {k.value for k in node.keys if isinstance(k, ast.Constant)} & set(kinds)
+            found |= keys if len(keys) >= 2 else set()
+        elif isinstance(node, ast.Compare):
+            sides = [node.left, *node.comparators]
+            if any(isinstance(s, ast.Attribute) and s.attr == "op" for s in sides):
+                found |= {c.value for s in sides for c in ast.walk(s)
+                          if isinstance(c, ast.Constant) and isinstance(c.value, str)}
+        elif isinstance(node, ast.Call):
+            name = getattr(node.func, "id", getattr(node.func, "attr", ""))
+            if name in ("Kind", "OpSpec") and node.args and isinstance(node.args[0], ast.Constant):
+                found.add(node.args[0].value)
+            found |= {k.value.value for k in node.keywords
+                      if k.arg == "op" and isinstance(k.value, ast.Constant)}
+    return found
+
+
+#: The converters that make a neuron kind (besides the kind's own module, the only modules
+#: that may name it as an op); the NIR reader finds its kinds through their NirSpec.
+MAKERS = {"if": {"refsnn.conversion.if_"}, "bistable": {"refsnn.conversion.bsnn"},
+          "sgd": {"refsnn.conversion.signgd"}}
+
+
+def test_each_neuron_kind_is_named_as_an_op_only_by_its_module_and_its_maker():
+    from refsnn.neurons.base import KINDS
+
+    neurons = [op for op, kind in KINDS.items() if kind.is_neuron]
+    uses = {name: op_name_uses(path, neurons) for name, path in modules().items()}
+    for op, kind in KINDS.items():
+        if not kind.is_neuron:
+            continue
+        allowed = {kind.step.__module__} | MAKERS.get(op, set())
+        assert {name for name, ops in uses.items() if op in ops} <= allowed, op
+
+
+def test_op_name_uses_finds_dispatch_on_kind_names(tmp_path):
+    path = tmp_path / "m.py"
+    path.write_text('TABLE = {"if": 1, "lif": 2, "x": 3}\nPARAMS = {"threshold": 1}\n'
+                    'ok = node.op in ("sgd",)\nKind("toy", Step)\nf(op="li")\n')
+    assert op_name_uses(path, ["if", "lif", "sgd", "threshold"]) == {
+        "if", "lif", "sgd", "toy", "li"}

@@ -34,6 +34,7 @@ from refsnn.conversion.bnfold import fold_batchnorm
 from refsnn.conversion.if_ import check_maxpool_reads
 from refsnn.errors import ConversionError, OptionError
 from refsnn.model.graph import Graph
+from refsnn.neurons.if_ import IF
 from refsnn.sim.network import NEURON_FORWARD, SNN_OPS, SpikingNetwork, represented_output
 from refsnn.sim.record import concat_runs
 from refsnn.sim.simulator import Run, Simulator
@@ -87,7 +88,7 @@ def convert_noise(graph: Graph, calibration=None, encoding: str = "analog",
     for node in folded.nodes:
         if node.op == "qcfs":
             levels[node.name] = int(node.attrs["levels"])
-            edit.replace(node.name, "if", attrs={"reset": "subtract", "v_init": "half"},
+            edit.replace(node.name, IF.op, attrs={"reset": "subtract", "v_init": "half"},
                          params={"threshold": np.full(folded.shapes[node.name][0],
                                                       float(node.params["clip"][0]))})
     snn_graph = edit.commit(dtype=dtype, ops=SNN_OPS)
@@ -127,7 +128,7 @@ def qcfs_limit(net: SpikingNetwork, x: np.ndarray):
         theta = node.params["threshold"].reshape((1, -1) + (1,) * (v.ndim - 2))
         return ann.qcfs(v, theta, levels[node.name])
 
-    return ann.forward(net.graph, x, all_nodes=True, forward_ops={**NEURON_FORWARD, "if": h})
+    return ann.forward(net.graph, x, all_nodes=True, forward_ops={**NEURON_FORWARD, IF.op: h})
 
 
 @dataclass(frozen=True)

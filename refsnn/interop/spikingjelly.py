@@ -50,6 +50,7 @@ from refsnn import ann
 from refsnn.errors import ConversionError
 from refsnn.model.graph import INPUT
 from refsnn.model.ops import mean_axes, parse_perm, parse_shape
+from refsnn.neurons.if_ import IF
 from refsnn.sim.encoders import ENCODERS
 
 
@@ -263,7 +264,7 @@ class SpikingJellyNetwork:
         self.fns = {}
         self.neurons = {}
         for node in net.graph.nodes:
-            if node.op == "if":
+            if node.op == IF.op:
                 self.neurons[node.name] = self.fns[node.name] = _IF(node, self.release)
             elif node.op in SYNAPSES:
                 self.fns[node.name] = SYNAPSES[node.op](node)

@@ -297,7 +297,8 @@ def _nir_export(node, shape):
                 v_reset=np.zeros(shape, unit.dtype)), unit
 
 
-register(Kind(
+#: The IF kind (other modules name its op as ``IF.op``).
+IF = register(Kind(
     "if", IFNeurons,
     spec=OpSpec("if", 1,
                 attrs={"reset": AttrSpec("str", default="subtract", choices=RESETS),
