@@ -25,7 +25,9 @@ passed, so the content is the same); on an unsigned kind (Keras) a valid one.
 from __future__ import annotations
 
 import json
+import os
 import signal
+import zlib
 import warnings
 import zipfile
 from dataclasses import dataclass
@@ -35,6 +37,8 @@ from typing import Callable
 import h5py
 import numpy as np
 import pytest
+from collections import Counter
+
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 from refsnn import ann
@@ -214,6 +218,25 @@ def _make_keras_archive(folder):
     return path
 
 
+def _make_nir(folder):
+    """A NIR file as ``refsnn export-nir`` writes it (NIR's own HDF5 layout, not signed)."""
+    pytest.importorskip("nir")
+    from refsnn.convert import convert_if
+    from refsnn.nir.writer import export_nir
+    export_nir(convert_if(small_cnn(residual=True), X, reset="zero"), folder / "net.nir")
+    return folder / "net.nir"
+
+
+def _read_nir(path):
+    from refsnn.nir.reader import load_nir
+    return load_nir(path)
+
+
+def _nir_summary(net):
+    from refsnn.sim.simulator import Simulator
+    return [Simulator(net, "numpy").run(X, [3]).readout[3]]
+
+
 def _read_any_model(path):
     from refsnn.interop.load import load_graph
     return load_graph(path)
@@ -228,6 +251,7 @@ KINDS = {
     "data": Kind(_make_data, _read_data, lambda xy: list(xy)),
     "trace": Kind(_make_trace, _read_trace, _trace_summary),
     "run": Kind(_make_run, _read_run, _run_summary),
+    "nir": Kind(_make_nir, _read_nir, _nir_summary, signed=False),
     "keras-h5": Kind(_make_keras_h5, _read_any_model, _graph_summary, signed=False),
     "keras-archive": Kind(_make_keras_archive, _read_any_model, _graph_summary, signed=False,
                           hdf5=False),
@@ -272,11 +296,13 @@ def _same(a, b) -> bool:
 
 
 def _check_case(name, path: Path, pristine_summary, resigned: bool = False,
-                resave: bool = True):
+                resave: bool = True) -> str:
     """Read the mutated file and re-save it; only refsnn errors, one line each. Unless the
     file was re-signed after the edit, a signed kind that loads must give the pristine
-    content."""
+    content. Returns what the read did: ``"refused"``, ``"same"`` (loaded the pristine
+    content) or ``"different"`` (loaded other content: an unsigned kind, or re-signed)."""
     kind = KINDS[name]
+    outcome = "refused"
     old = signal.signal(signal.SIGALRM, _alarm)
     signal.setitimer(signal.ITIMER_REAL, TIME_LIMIT)
     try:
@@ -288,8 +314,9 @@ def _check_case(name, path: Path, pristine_summary, resigned: bool = False,
             assert "\n" not in str(e), str(e)
         else:
             summary = kind.summary(obj)
+            outcome = "same" if _same(summary, pristine_summary) else "different"
             if kind.signed and not resigned:  # the checksums passed: the pristine content
-                assert _same(summary, pristine_summary), f"{name}: loaded different content"
+                assert outcome == "same", f"{name}: loaded different content"
         if kind.hdf5 and resave:
             from refsnn.resave import resave as resave_file
             before = set(path.parent.iterdir())
@@ -303,6 +330,7 @@ def _check_case(name, path: Path, pristine_summary, resigned: bool = False,
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
+    return outcome
 
 
 def _fresh(tmp_path_factory, name) -> tuple[Path, object]:
@@ -347,6 +375,47 @@ def test_truncation(tmp_path_factory, name, keep):
     data = path.read_bytes()
     path.write_bytes(data[:int(keep * len(data))])
     _check_case(name, path, summary)
+
+
+# --- seeded byte corruption of every file kind refsnn writes ----------------------------
+
+#: Seeded 1-8-byte corruptions per written file kind: ``REFSNN_FUZZ_BYTES`` (CI runs 1,000:
+#: ``REFSNN_FUZZ_BYTES=1000 python -m pytest tests/test_fuzz_readers.py -k seeded``), 50 in the
+#: default test run. The outcome counts are printed (``-s``) and quoted in docs/reliability.md.
+SEEDED_BYTES = int(os.environ.get("REFSNN_FUZZ_BYTES", "50"))
+
+#: The kinds refsnn writes: model, converted networks, data, run, trace, NIR.
+WRITTEN = ["model", "net-if", "net-signgd", "net-bsnn", "data", "run", "trace", "nir"]
+
+
+def byte_corruptions(name: str, count: int, size: int):
+    """``count`` seeded corruptions of a ``size``-byte file: lists of ``(offset, xor)``, 1 to
+    8 bytes each, xor in 1..255 (the same on every run: seeded by the kind's name)."""
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
+    for _ in range(count):
+        n = int(rng.integers(1, 9))
+        yield list(zip(rng.integers(0, size, n).tolist(), rng.integers(1, 256, n).tolist()))
+
+
+@pytest.mark.parametrize("name", WRITTEN)
+def test_seeded_byte_corruptions(tmp_path_factory, name):
+    """:data:`SEEDED_BYTES` corruptions of the kind's file, each read (and re-saved): the
+    reader loads the pristine content (the bytes hit were unused) or raises refsnn's one-line
+    error; never another exception, never a hang. Signed kinds go through the checksums."""
+    path, summary = _fresh(tmp_path_factory, name)
+    data = path.read_bytes()
+    outcomes = Counter()
+    for i, changes in enumerate(byte_corruptions(name, SEEDED_BYTES, len(data))):
+        buf = bytearray(data)
+        for where, xor in changes:
+            buf[where] ^= xor
+        path.write_bytes(bytes(buf))
+        try:
+            outcomes[_check_case(name, path, summary)] += 1
+        except (Exception, pytest.fail.Exception) as e:
+            raise AssertionError(f"{name}: corruption {i} {changes}: {type(e).__name__}: "
+                                 f"{e}") from e
+    print(f"\n{name}: {SEEDED_BYTES} corruptions of {len(data)} bytes: {dict(outcomes)}")
 
 
 # --- structural edits -------------------------------------------------------------------
