@@ -45,7 +45,7 @@ from refsnn import ann
 from refsnn.errors import RefsnnError
 from refsnn.io import sign_file
 
-from conftest import small_cnn
+from conftest import small_cnn, small_mlp
 
 # --- the file kinds ----------------------------------------------------------------------
 
@@ -218,12 +218,17 @@ def _make_keras_archive(folder):
     return path
 
 
+#: Inputs of the NIR kind's MLP (a small graph: NIR writes a dataset per parameter).
+X_MLP = np.random.default_rng(1).uniform(0, 1, (3, 6))
+
+
 def _make_nir(folder):
     """A NIR file as ``refsnn export-nir`` writes it (NIR's own HDF5 layout, not signed)."""
     pytest.importorskip("nir")
     from refsnn.convert import convert_if
     from refsnn.nir.writer import export_nir
-    export_nir(convert_if(small_cnn(residual=True), X, reset="zero"), folder / "net.nir")
+    export_nir(convert_if(small_mlp(sizes=(6, 5, 3)), X_MLP, reset="zero"),
+               folder / "net.nir")
     return folder / "net.nir"
 
 
@@ -234,7 +239,7 @@ def _read_nir(path):
 
 def _nir_summary(net):
     from refsnn.sim.simulator import Simulator
-    return [Simulator(net, "numpy").run(X, [3]).readout[3]]
+    return [Simulator(net, "numpy").run(X_MLP, [3]).readout[3]]
 
 
 def _read_any_model(path):
@@ -433,7 +438,7 @@ ATTR_NAMES = ["inputs", "op", "output", "shape", "format", "format_version", "st
 def _dataset_values(old):
     """Replacements for a dataset ``old`` (an ndarray): wrong dtype, shape, values."""
     shape = old.shape
-    out = [np.int64(3), np.zeros(0), old.astype(np.int64) if old.dtype.kind != "O" else 0,
+    out = [np.int64(3), np.zeros(0), old.astype(np.int64) if old.dtype.kind not in "OSU" else 0,
            np.zeros(shape, bool), np.zeros(shape, complex),
            np.array(["a"] * max(1, old.size), dtype=h5py.string_dtype()),
            np.zeros(shape + (2,)), np.zeros(shape[1:] or (1,)), np.zeros(shape[::-1] + (1,))]
