@@ -189,7 +189,11 @@ def _check_metadata(f: h5py.File, file: str) -> None:
             raise ModelFormatError(file, path, "datatype", "a datatype NumPy can hold",
                                    f"unreadable ({(str(e).splitlines() or [''])[0]})") from None
     visit("", f)
-    f.visititems(visit)
+    try:
+        f.visititems(visit)
+    except UnicodeDecodeError as e:  # h5py decodes some paths itself, failing on a bad name
+        raise ModelFormatError(file, "/", "member name", "UTF-8 names",
+                               f"unreadable ({e})") from None
 
 
 def verify_file(path) -> str:
