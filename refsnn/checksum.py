@@ -70,16 +70,26 @@ def _update_values(h, arr: np.ndarray) -> None:
         h.update(memoryview(flat.view(np.uint8)))  # the values' bytes, not copied
 
 
-def _attrs_digest(obj, is_root: bool) -> str:
+def utf8_name(name, file: str, path: str, what: str) -> str:
+    """``name`` (an attribute or member name as h5py gives it) if it is a ``str``. h5py gives
+    ``bytes`` for a name that is not UTF-8, which no refsnn writer writes: a damaged file,
+    refused with a :class:`ModelFormatError` naming ``file`` and ``path``."""
+    if isinstance(name, str):
+        return name
+    raise ModelFormatError(file, path, what, "a UTF-8 name", f"{name!r} (a damaged file)")
+
+
+def _attrs_digest(obj, is_root: bool, file: str) -> str:
     h = hashlib.sha256(b"attrs")
-    for name in sorted(obj.attrs):
+    path = "/" + obj.name.lstrip("/")
+    for name in sorted(utf8_name(n, file, path, "attribute name") for n in obj.attrs):
         if is_root and name == ATTR:
             continue
         h.update(len(name).to_bytes(8, "little") + name.encode())
         _update_value(h, obj.attrs[name])
     if isinstance(obj, h5py.Group):
         h.update(b"members")
-        for name in sorted(obj.keys()):
+        for name in sorted(utf8_name(n, file, path, "member name") for n in obj.keys()):
             h.update(len(name).to_bytes(8, "little") + name.encode())
     return h.hexdigest()
 
@@ -123,11 +133,13 @@ def _data_digest(d: h5py.Dataset, file: str) -> str:
 def object_digests(f: h5py.File, file: str = "") -> dict[str, tuple[str, str]]:
     """Path -> (attributes digest, data digest or ``"-"``) of every object in ``f`` (``file``
     names it in errors)."""
-    out = {"/": (_attrs_digest(f, True), "-")}
+    file = file or f.filename
+    out = {"/": (_attrs_digest(f, True, file), "-")}
 
     def visit(name, obj):
-        data = _data_digest(obj, file or f.filename) if isinstance(obj, h5py.Dataset) else "-"
-        out["/" + name] = (_attrs_digest(obj, False), data)
+        path = "/" + utf8_name(name, file, "/", "member name")
+        data = _data_digest(obj, file) if isinstance(obj, h5py.Dataset) else "-"
+        out[path] = (_attrs_digest(obj, False, file), data)
     f.visititems(visit)
     return dict(sorted(out.items()))
 

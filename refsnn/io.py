@@ -160,9 +160,40 @@ def open_h5(path, kind: str = "file", verify: bool = True):
         f = CheckedFile(p, "r")
     except H5_ERRORS as e:
         raise unreadable(path, e) from None
+    try:
+        _check_metadata(f, str(path))
+    except ModelFormatError:
+        f.close()
+        raise
+    except H5_ERRORS as e:
+        f.close()
+        raise unreadable(path, e) from None
     f.refsnn_name = str(path)
     f.verify_on_exit = verify
     return f
+
+
+def _check_metadata(f: h5py.File, file: str) -> None:
+    """Refuse damaged metadata before a reader sees it: a member or attribute name that is
+    not UTF-8 (h5py gives it as ``bytes``: :func:`refsnn.checksum.utf8_name`) and a datatype
+    h5py cannot map to NumPy (a TypeError or ValueError on its ``dtype``), on which every
+    reader's handling would otherwise fail."""
+    def visit(name, obj):
+        path = "/" + checksum.utf8_name(name, file, "/", "member name")
+        try:
+            for a in obj.attrs:
+                obj.attrs.get_id(checksum.utf8_name(a, file, path, "attribute name")).dtype
+            if isinstance(obj, h5py.Dataset):
+                obj.dtype
+        except (TypeError, ValueError) as e:
+            raise ModelFormatError(file, path, "datatype", "a datatype NumPy can hold",
+                                   f"unreadable ({(str(e).splitlines() or [''])[0]})") from None
+    visit("", f)
+    try:
+        f.visititems(visit)
+    except UnicodeDecodeError as e:  # h5py decodes some paths itself, failing on a bad name
+        raise ModelFormatError(file, "/", "member name", "UTF-8 names",
+                               f"unreadable ({e})") from None
 
 
 def verify_file(path) -> str:

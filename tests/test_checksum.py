@@ -196,3 +196,35 @@ def test_resave_keeps_the_content(tmp_path):
         f["nodes/fc/bias"][0] += 1
     with pytest.raises(ModelFormatError, match="/nodes/fc/bias: data"):
         resave(path)
+
+
+
+@pytest.mark.parametrize("source, name, where, what", [
+    ("model", b"format_version", "/", "attribute name"),
+    (DATA / "digits.h5", b"train", "/", "member name"),
+])
+def test_a_corrupted_name_fails_verification(tmp_path, source, name, where, what):
+    """A name h5py cannot decode as UTF-8 comes back as bytes; sorting it with the other
+    names was a TypeError (issue 30, found by byte fuzzing). Now verification fails with a
+    one-line ModelFormatError naming the file and the object, and so do the readers (which
+    check the names when they open the file)."""
+    path = tmp_path / "f.h5"
+    if source == "model":
+        save_model(small_cnn(residual=True), path)
+        read = load_model
+    else:
+        shutil.copy(source, path)
+        read = lambda p: load_split(p, "test")  # noqa: E731
+    raw = bytearray(path.read_bytes())
+    at = raw.find(name)  # the first: the name itself (the manifest, written last, is later)
+    raw[at + 1] = 0xFF  # not UTF-8
+    path.write_bytes(bytes(raw))
+    start = f"{path}: {where}: {what}: expected a UTF-8 name, found b'"
+    with h5py.File(path, "r") as f:
+        with pytest.raises(ModelFormatError) as info:
+            checksum.verify(f, str(path))
+    assert str(info.value).startswith(start) and "\n" not in str(info.value), str(info.value)
+    for reader in (verify_file, read):
+        with pytest.raises(ModelFormatError) as info:
+            reader(path)
+        assert str(info.value).startswith(start) and "\n" not in str(info.value)

@@ -278,6 +278,17 @@ def test_cli_noise_refusals(capsys, argv, code, message):
     assert got == code and message in err and err.count("\n") == 1
 
 
+@pytest.mark.parametrize("method", ["if", "bsnn"])
+def test_cli_qcfs_refusal_names_method_noise(capsys, method):
+    """IF and BSNN refuse a QCFS model pointing to --method noise, the method made for it
+    (issue 30: the advice was --method signgd)."""
+    got, _, err = run_cli(capsys, "evaluate", MODELS / "cnn_nq.h5", "--data", DATA,
+                          "--limit", "4", "--steps", "2", "--method", method)
+    assert got == 1 and err.count("\n") == 1
+    assert f"op 'qcfs' cannot be converted with --method {method}" in err
+    assert "use --method noise, made for QCFS networks" in err and "signgd" not in err
+
+
 def test_cli_noise_refuses_relu_model(capsys):
     got, _, err = run_cli(capsys, "evaluate", MODELS / "cnn.h5", "--data", DATA, "--limit",
                           "4", "--method", "noise")

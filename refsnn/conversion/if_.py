@@ -156,8 +156,11 @@ def relu_to_neurons(graph: Graph, calibration, percentile: float, per_channel: b
         if node.op not in SUPPORTED:
             raise ConversionError(
                 f"node '{node.name}': op '{node.op}' cannot be converted with --method {method} "
-                f"(supported: {', '.join(SUPPORTED)}); use --method signgd, which converts "
-                f"GELU, SiLU, LayerNorm, softmax and other nonlinearities")
+                f"(supported: {', '.join(SUPPORTED)}); " + (
+                    "use --method noise, made for QCFS networks (each qcfs node becomes IF "
+                    "neurons with threshold λ)" if node.op == "qcfs" else
+                    "use --method signgd, which converts GELU, SiLU, LayerNorm, softmax and "
+                    "other nonlinearities"))
         _check_clip(node)
     folded = pool_absorbs_pad(pool_before_batchnorm(fold_batchnorm(graph)))
     check_maxpool_reads(folded, NEURON_SOURCES,

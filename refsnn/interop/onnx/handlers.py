@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from onnx import helper
+from onnx import TensorProto
 
 from refsnn.interop.nodes import shape_text
 from refsnn.interop.onnx.reader import BATCH, Refused, attrs_of
@@ -485,10 +485,29 @@ def _alias(r, node):
     r.alias(node, node.input[0])
 
 
+#: ``Cast`` targets read as the tensor itself: refsnn computes in float32 or float64 (the dtype
+#: the model is read in), so a cast to either is widening or same-width and changes no value.
+_ALIAS_CASTS = frozenset({TensorProto.FLOAT, TensorProto.DOUBLE})
+
+#: ``Cast`` targets that are no real-number type (every other one rounds: narrowing floats,
+#: integers, bool).
+_NOT_REAL = frozenset({"UNDEFINED", "STRING", "COMPLEX64", "COMPLEX128"})
+
+
 def _cast(r, node):
-    to = int(attrs_of(node).get("to", 0))
-    if helper.tensor_dtype_to_np_dtype(to).kind != "f":
-        raise Refused("to", "a floating-point type", helper.tensor_dtype_to_string(to))
+    """``Cast`` to FLOAT or DOUBLE: an alias. Any other target is refused: a narrowing cast
+    (float16, bfloat16, every float8/float4, integers) rounds every value, and refsnn has no
+    rounding operator; dropping it would lose the rounding (65519 → 65504 in float16)."""
+    to = attrs_of(node).get("to", TensorProto.UNDEFINED)
+    known = isinstance(to, int) and to in TensorProto.DataType.values()
+    if not known or to not in _ALIAS_CASTS:
+        name = TensorProto.DataType.Name(to) if known else repr(to)
+        raise Refused("to", "FLOAT or DOUBLE (a widening or same-width cast, read as the tensor "
+                      "itself: refsnn's operators compute in float32/float64)",
+                      f"{name}, not an ONNX tensor type" if not known else
+                      f"{name}, not a real-number type" if name in _NOT_REAL else
+                      f"{name} (a narrowing cast: it rounds every value to {name}, and refsnn "
+                      "has no operator that does)")
     r.alias(node, node.input[0])
 
 
