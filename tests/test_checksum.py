@@ -211,10 +211,10 @@ def test_a_corrupted_name_fails_verification(tmp_path, source, name, where, what
     path = tmp_path / "f.h5"
     if source == "model":
         save_model(small_cnn(residual=True), path)
-        read = load_model
+        read = load_refsnn_h5
     else:
         shutil.copy(source, path)
-        read = lambda p: load_split(p, "test")  # noqa: E731
+        read = lambda p: load_data(p, "test")  # noqa: E731
     raw = bytearray(path.read_bytes())
     at = raw.find(name)  # the first: the name itself (the manifest, written last, is later)
     raw[at + 1] = 0xFF  # not UTF-8

@@ -226,7 +226,7 @@ X_MLP = np.random.default_rng(1).uniform(0, 1, (3, 6))
 def _make_nir(folder):
     """A NIR file as ``refsnn export-nir`` writes it (NIR's own HDF5 layout, not signed)."""
     pytest.importorskip("nir")
-    from refsnn.convert import convert_if
+    from refsnn.conversion import convert_if
     from refsnn.nir.writer import export_nir
     export_nir(convert_if(small_mlp(sizes=(6, 5, 3)), X_MLP, reset="zero"),
                folder / "net.nir")
