@@ -21,9 +21,10 @@ import numpy as np
 from refsnn.errors import DataFormatError, OptionError
 
 
-def _ints(text: str) -> list[int]:
+def positive_ints(text: str, skip_empty: bool = False) -> list[int]:
+    """The positive integers of ``text``, comma-separated (``skip_empty``: "8,,16," is 8, 16)."""
     try:
-        values = [int(s) for s in text.split(",")]
+        values = [int(s) for s in text.split(",") if s.strip() or not skip_empty]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, found {text!r}")
     if not values or min(values) < 1:
@@ -46,7 +47,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", action="append", default=None, metavar="NAME",
                    help="name of the next input's split; repeat once per input (default: "
                         "test for a single input)")
-    p.add_argument("--shape", type=_ints, default=None, metavar="C,H,W",
+    p.add_argument("--shape", type=positive_ints, default=None, metavar="C,H,W",
                    help="per-sample shape, channels first (default: as read; CSV rows are "
                         "vectors)")
     p.add_argument("--scale", type=float, default=None,

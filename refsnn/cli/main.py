@@ -18,6 +18,7 @@ import sys
 import numpy as np
 
 from refsnn import __version__
+from refsnn.cli.data import add_parser as add_data_parser, add_plot_parser, positive_ints
 from refsnn.cli.progress import ProgressBar
 from refsnn.cli.network import STREAM_ABOVE, convert_with_flags, network
 from refsnn.cli.oracle import cmd_compare, cmd_trace
@@ -26,20 +27,14 @@ from refsnn.options import ALL as METHOD_NAMES, OPTIONS
 
 
 def _steps(text: str) -> list[int]:
-    try:
-        values = [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, found {text!r}")
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive integers, found {text!r}")
-    return values
+    return positive_ints(text, skip_empty=True)
 
 
 def _positive(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, found {text!r}")
+        value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, found {text!r}")
     return value
@@ -203,7 +198,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="NIR file to write (HDF5)")
     p.set_defaults(func=cmd_export_nir)
 
-    from refsnn.cli.data import add_parser as add_data_parser, add_plot_parser
     add_data_parser(sub)
     add_plot_parser(sub)
     return parser
@@ -481,12 +475,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except OptionError as e:
+    except RefsnnError as e:  # an OptionError is bad usage (exit 2), the others bad input
         print(f"refsnn: error: {e}", file=sys.stderr)
-        return 2
-    except RefsnnError as e:
-        print(f"refsnn: error: {e}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(e, OptionError) else 1
     except BrokenPipeError:  # stdout closed early (``refsnn inspect M | head``): not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error at exit
         return 141  # 128 + SIGPIPE, as a shell reports it
