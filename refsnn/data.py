@@ -26,7 +26,7 @@ import numpy as np
 
 from refsnn.checksum import check_storage
 from refsnn.errors import DataFormatError, ModelFormatError
-from refsnn.io import H5_ERRORS, atomic_h5, attr_str, check_header, open_h5, unreadable
+from refsnn.io import atomic_h5, attr_str, check_header, open_h5, read_h5
 
 FORMAT = "refsnn-data"
 FORMAT_VERSION = 2  # 2: with checksums (refsnn.checksum); version 1 files still load
@@ -126,12 +126,8 @@ def load_data(path, split: str, sample_shape=None, limit: int | None = None):
         Naming the file, path and field of any problem (missing split, shapes, dtypes, an
         inconsistent uint8 encoding, non-finite values, labels out of range).
     """
-    file = str(path)
-    with open_h5(path, "data file") as f:
-        try:
-            return _read_split(f, file, split, sample_shape, limit)
-        except H5_ERRORS as e:  # damaged file: h5py fails mid-read
-            raise unreadable(file, e) from None
+    return read_h5(path, "data file",
+                   lambda f, file: _read_split(f, file, split, sample_shape, limit))
 
 
 def _read_split(f, file: str, split: str, sample_shape, limit):
