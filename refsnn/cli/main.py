@@ -278,8 +278,8 @@ def cmd_evaluate(args) -> int:
     x, y = load_data(args.data, args.split, net.graph.input_shape, args.limit)
     with contextlib.ExitStack() as stack:
         client = recorders = out = None
-        if args.output and (args.stream or _recorded_bytes(net, x.shape[0], args)
-                            > STREAM_ABOVE):
+        big = _recorded_bytes(net, x.shape[0], args) > STREAM_ABOVE
+        if args.output and (args.stream or big):
             from refsnn.io import atomic_h5
             from refsnn.sim.record import stream_recorders
             # the file is complete (and renamed to -o) only when the block ends normally
@@ -290,7 +290,7 @@ def cmd_evaluate(args) -> int:
             from refsnn.scaleout import cluster
             client = stack.enter_context(cluster(args.dask, args.workers))
         checkpoint = checkpoint_for(args) if args.resume else None
-        if checkpoint is not None and _recorded_bytes(net, x.shape[0], args) > STREAM_ABOVE:
+        if checkpoint is not None and big:
             raise OptionError("--resume: the recordings exceed 1 GiB and would be streamed; "
                               "record fewer nodes or samples")
         bar = ProgressBar("simulating", enabled=sys.stderr.isatty() and not args.json)
