@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-import h5py
 import numpy as np
 
 from refsnn import checksum

@@ -34,7 +34,7 @@ import numpy as np
 
 from refsnn.errors import ModelFormatError
 from refsnn.interop.keras_layers import LAYERS, Builder, Refused
-from refsnn.io import H5_ERRORS, attr_names, read_dataset, read_h5, unreadable
+from refsnn.io import H5_ERRORS, attr_names, read_dataset, read_h5
 from refsnn.model.graph import INPUT, Graph, make_graph
 
 
