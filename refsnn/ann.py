@@ -23,10 +23,6 @@ def _linear(node: Node, x):
     return x @ node.params["weight"].T + node.params["bias"]
 
 
-def _pad(x, ph, pw, value):
-    return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)), constant_values=value)
-
-
 def _windows(x, kh, kw, sh, sw, ho, wo):
     """Yield ``(ky, kx, view)``: the input values seen by kernel position (ky, kx)."""
     for ky in range(kh):
@@ -40,7 +36,7 @@ def _conv2d(node: Node, x):
     g = node.attrs["groups"]
     sh, sw = node.attrs["stride"]
     ph, pw = node.attrs["padding"]
-    xp = _pad(x, ph, pw, 0.0)
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
     ho = (xp.shape[2] - kh) // sh + 1
     wo = (xp.shape[3] - kw) // sw + 1
     og = o // g
@@ -53,14 +49,11 @@ def _conv2d(node: Node, x):
     return out + b[None, :, None, None]
 
 
-def _channel(v, ndim):
-    return v.reshape((1, -1) + (1,) * (ndim - 2))
-
-
 def _batchnorm(node: Node, x):
     p = node.params
     scale = p["gamma"] / np.sqrt(p["var"] + node.attrs["eps"])
-    return (x - _channel(p["mean"], x.ndim)) * _channel(scale, x.ndim) + _channel(p["beta"], x.ndim)
+    mean, scale, beta = (_along(v, 1, x.ndim) for v in (p["mean"], scale, p["beta"]))
+    return (x - mean) * scale + beta
 
 
 def _pool(node: Node, x, pad_value, reduce):

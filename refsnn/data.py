@@ -26,7 +26,7 @@ import numpy as np
 
 from refsnn.checksum import check_storage
 from refsnn.errors import DataFormatError, ModelFormatError
-from refsnn.io import H5_ERRORS, atomic_h5, check_header, open_h5, unreadable
+from refsnn.io import atomic_h5, attr_str, check_header, open_h5, read_h5
 
 FORMAT = "refsnn-data"
 FORMAT_VERSION = 2  # 2: with checksums (refsnn.checksum); version 1 files still load
@@ -126,12 +126,8 @@ def load_data(path, split: str, sample_shape=None, limit: int | None = None):
         Naming the file, path and field of any problem (missing split, shapes, dtypes, an
         inconsistent uint8 encoding, non-finite values, labels out of range).
     """
-    file = str(path)
-    with open_h5(path, "data file") as f:
-        try:
-            return _read_split(f, file, split, sample_shape, limit)
-        except H5_ERRORS as e:  # damaged file: h5py fails mid-read
-            raise unreadable(file, e) from None
+    return read_h5(path, "data file",
+                   lambda f, file: _read_split(f, file, split, sample_shape, limit))
 
 
 def _read_split(f, file: str, split: str, sample_shape, limit):
@@ -216,18 +212,13 @@ def _check_arrays(name: str, x, y, classes: int, sample_shape):
 
 def _store_x(name: str, x: np.ndarray, scale, mean, std):
     """``(stored array, encoding attrs)``: uint8 with its encoding, or float64 values."""
+    enc = {"scale": np.float64(1.0 if scale is None else scale)}
+    if mean is not None:
+        enc["mean"], enc["std"] = (np.asarray(mean, np.float64), np.asarray(std, np.float64))
     if x.dtype == np.uint8:
-        if scale is None:
-            scale = 1.0
-        enc = {"scale": np.float64(scale)}
-        if mean is not None:
-            enc["mean"], enc["std"] = (np.asarray(mean, np.float64), np.asarray(std, np.float64))
         return x, enc
     if scale is not None or mean is not None:
         # float (or wide integer) input: apply the transform now and store the values
-        enc = {"scale": 1.0 if scale is None else float(scale)}
-        if mean is not None:
-            enc["mean"], enc["std"] = (np.asarray(mean, np.float64), np.asarray(std, np.float64))
         v = decode(x, enc)
         if not np.all(np.isfinite(v)):
             i = int(np.argwhere(~np.isfinite(v))[0, 0])
@@ -352,8 +343,7 @@ def describe(path) -> dict:
         classes = _classes(f, file)
         names = f.attrs.get("class_names")
         out["classes"] = classes
-        out["class_names"] = None if names is None else [
-            n.decode() if isinstance(n, bytes) else str(n) for n in names]
+        out["class_names"] = None if names is None else [str(attr_str(n)) for n in names]
         src = f.attrs.get("source")
         out["source"] = None if src is None else str(src)
         prov = f.attrs.get("provenance")

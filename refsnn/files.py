@@ -14,7 +14,7 @@ import numpy as np
 
 from refsnn.data import DataFile, describe
 from refsnn.errors import ModelFormatError, OptionError
-from refsnn.io import H5_ERRORS, open_h5, unreadable
+from refsnn.io import H5_ERRORS, attr_str, open_h5, unreadable
 from refsnn.nir import require_nir
 
 
@@ -64,8 +64,7 @@ def file_kind(path) -> str:
         try:
             if "node" in f and "version" in f and "format" not in f.attrs:
                 return "nir"  # NIR's HDF5 layout (nir.write): /version and the graph in /node
-            value = f.attrs.get("format", "")
-            value = value.decode() if isinstance(value, bytes) else str(value)
+            value = str(attr_str(f.attrs.get("format", "")))
             return value or ("keras-h5" if "model_config" in f.attrs else "")
         except H5_ERRORS as e:  # damaged metadata: h5py fails on the first look inside
             raise unreadable(path, e) from None

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from refsnn.errors import DataFormatError
+from refsnn.errors import DataFormatError, OptionError
 
 
 def compact(x: np.ndarray) -> np.ndarray:
@@ -204,7 +204,6 @@ def read_image_folder(folder):
     try:
         from PIL import Image, UnidentifiedImageError
     except ImportError:
-        from refsnn.errors import OptionError
         raise OptionError("from-images needs Pillow: pip install 'refsnn[images]'") from None
     folder = Path(folder)
     if not folder.is_dir():

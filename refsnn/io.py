@@ -173,6 +173,17 @@ def open_h5(path, kind: str = "file", verify: bool = True):
     return f
 
 
+def read_h5(path, kind: str, read, verify: bool = True):
+    """``read(f, file)`` of ``path`` opened by :func:`open_h5` (``file``: ``str(path)``), an
+    h5py failure part-way through (a damaged file) as the one :func:`unreadable` error."""
+    file = str(path)
+    with open_h5(path, kind, verify) as f:
+        try:
+            return read(f, file)
+        except H5_ERRORS as e:  # damaged file: h5py fails mid-read
+            raise unreadable(file, e) from None
+
+
 def _check_metadata(f: h5py.File, file: str) -> None:
     """Refuse damaged metadata before a reader sees it: a member or attribute name that is
     not UTF-8 (h5py gives it as ``bytes``: :func:`refsnn.checksum.utf8_name`) and a datatype
@@ -209,11 +220,7 @@ def verify_file(path) -> str:
     ModelFormatError
         If the file cannot be read or its content differs from its checksums.
     """
-    with open_h5(path, verify=False) as f:
-        try:
-            return checksum.verify(f, str(path))
-        except H5_ERRORS as e:
-            raise unreadable(path, e) from None
+    return read_h5(path, "file", checksum.verify, verify=False)
 
 
 def sign_file(path) -> None:

@@ -15,12 +15,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-import h5py
 import numpy as np
 
 from refsnn import checksum
 from refsnn.errors import ModelFormatError, RefsnnError
-from refsnn.io import H5_ERRORS, atomic_h5, open_h5, unreadable, verify_file
+from refsnn.io import atomic_h5, attr_str, read_h5, verify_file
 
 
 def resave(path) -> str:
@@ -33,40 +32,35 @@ def resave(path) -> str:
     """
     if verify_file(path) == checksum.VERIFIED:
         return "already verified"
-    try:
-        return _resave(path)
-    except H5_ERRORS as e:  # damaged file: h5py fails mid-read
-        raise unreadable(path, e) from None
+    return read_h5(path, "file", _resave, verify=False)
 
 
-def _resave(path) -> str:
-    with open_h5(path, verify=False) as src:
-        want = checksum.object_digests(src)
-        root = {k: src.attrs[k] for k in src.attrs}
-        fmt = root.get("format")
-        fmt = fmt.decode() if isinstance(fmt, bytes) else fmt
-        since = checksum.SIGNED_SINCE.get(fmt) if isinstance(fmt, str) else None
-        version = np.asarray(root.get("format_version", -1))
-        if since is not None and version.dtype.kind in "iu" and int(version) < since:
-            root["format_version"] = np.asarray(since, dtype=version.dtype)
-        with atomic_h5(path) as dst:
-            for key, value in root.items():
-                dst.attrs[key] = value
-            for name in src:
-                src.copy(src[name], dst, name=name)
-            have = checksum.object_digests(dst)
-            del want["/"], have["/"]
-            if want != have:
-                bad = next(p for p in sorted(set(want) | set(have))
-                           if want.get(p) != have.get(p))
-                raise ModelFormatError(str(path), bad, "copy", "the same content",
+def _resave(src, file: str) -> str:
+    want = checksum.object_digests(src)
+    root = {k: src.attrs[k] for k in src.attrs}
+    fmt = attr_str(root.get("format"))
+    since = checksum.SIGNED_SINCE.get(fmt) if isinstance(fmt, str) else None
+    version = np.asarray(root.get("format_version", -1))
+    if since is not None and version.dtype.kind in "iu" and int(version) < since:
+        root["format_version"] = np.asarray(since, dtype=version.dtype)
+    with atomic_h5(file) as dst:
+        for key, value in root.items():
+            dst.attrs[key] = value
+        for name in src:
+            src.copy(src[name], dst, name=name)
+        have = checksum.object_digests(dst)
+        del want["/"], have["/"]
+        if want != have:
+            bad = next(p for p in sorted(set(want) | set(have))
+                       if want.get(p) != have.get(p))
+            raise ModelFormatError(file, bad, "copy", "the same content",
+                                   "a different one (file left unchanged)")
+        for key, value in root.items():
+            if key != "format_version" and not np.array_equal(
+                    np.asarray(dst.attrs[key], dtype=object),
+                    np.asarray(value, dtype=object)):
+                raise ModelFormatError(file, "/", key, "the same value",
                                        "a different one (file left unchanged)")
-            for key, value in root.items():
-                if key != "format_version" and not np.array_equal(
-                        np.asarray(dst.attrs[key], dtype=object),
-                        np.asarray(value, dtype=object)):
-                    raise ModelFormatError(str(path), "/", key, "the same value",
-                                           "a different one (file left unchanged)")
     return "signed"
 
 

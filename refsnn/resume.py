@@ -23,11 +23,14 @@ import re
 import shutil
 import sys
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from refsnn.errors import OptionError, RefsnnError
+from refsnn.oracle.trace import read_trace, write_trace
+from refsnn.sim.record import read_run, save_run
 
 _BATCH = re.compile(r"^(\d{12})-(\d{12})\.h5$")
 
@@ -46,30 +49,20 @@ def fingerprint(settings: dict, files) -> str:
 
 
 def _save_run(path, run, meta: dict) -> None:
-    from refsnn.sim.record import save_run
     save_run(path, run, {**meta, "steps": np.asarray(run.steps, dtype=np.int64)})
 
 
-def _read_run(path):
-    from refsnn.sim.record import read_run
-    return read_run(path)
-
-
 def _save_trace(path, trace, meta: dict) -> None:
-    from dataclasses import replace
-
-    from refsnn.oracle.trace import write_trace
     write_trace(path, replace(trace, attrs={**trace.attrs, **meta}))
 
 
 def _read_trace(path):
-    from refsnn.oracle.trace import read_trace
     trace = read_trace(path)
     return trace, trace.attrs
 
 
 #: What a checkpoint keeps per batch -> (save(path, batch, meta), read(path) -> (batch, attrs)).
-KINDS = {"run": (_save_run, _read_run), "trace": (_save_trace, _read_trace)}
+KINDS = {"run": (_save_run, read_run), "trace": (_save_trace, _read_trace)}
 
 
 class Checkpoint:

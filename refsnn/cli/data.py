@@ -21,9 +21,10 @@ import numpy as np
 from refsnn.errors import DataFormatError, OptionError
 
 
-def _ints(text: str) -> list[int]:
+def positive_ints(text: str, skip_empty: bool = False) -> list[int]:
+    """The positive integers of ``text``, comma-separated (``skip_empty``: "8,,16," is 8, 16)."""
     try:
-        values = [int(s) for s in text.split(",")]
+        values = [int(s) for s in text.split(",") if s.strip() or not skip_empty]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, found {text!r}")
     if not values or min(values) < 1:
@@ -46,7 +47,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", action="append", default=None, metavar="NAME",
                    help="name of the next input's split; repeat once per input (default: "
                         "test for a single input)")
-    p.add_argument("--shape", type=_ints, default=None, metavar="C,H,W",
+    p.add_argument("--shape", type=positive_ints, default=None, metavar="C,H,W",
                    help="per-sample shape, channels first (default: as read; CSV rows are "
                         "vectors)")
     p.add_argument("--scale", type=float, default=None,
@@ -154,14 +155,10 @@ def cmd_data(args) -> int:
                           f"{len(args.split or [])} name(s))")
     if len(set(splits)) != len(splits):
         raise OptionError(f"--split: names must differ, found {splits}")
-    shaped = {}
-    for name, (x, y), src in zip(splits, pairs, files):
-        if args.shape is not None:
-            x = reshape_samples(x, args.shape, src[0])
-        shaped[name] = (x, y)
+    shaped = {name: (x if args.shape is None else reshape_samples(x, args.shape, src[0]), y)
+              for name, (x, y), src in zip(splits, pairs, files)}
     channels = next(iter(shaped.values()))[0].shape[1]
-    mean, std = args.mean, args.std
-    for flag, v in (("--mean", mean), ("--std", std)):
+    for flag, v in (("--mean", args.mean), ("--std", args.std)):
         if v is not None and len(v) == 1 and channels > 1:
             raise OptionError(f"{flag}: give one value per channel ({channels}), found 1")
     classes = _classes(args, pairs, names)
@@ -170,7 +167,7 @@ def cmd_data(args) -> int:
                   "shape": args.shape,
                   **({"label": args.label, "header": args.header}
                      if args.reader == "csv" else {})}
-    save(args.output, shaped, classes, scale=args.scale, mean=mean, std=std,
+    save(args.output, shaped, classes, scale=args.scale, mean=args.mean, std=args.std,
          provenance=provenance)
     for name, (x, y) in shaped.items():
         print(f"{name}: {x.shape[0]} samples of shape {x.shape[1:]}, stored as "

@@ -18,6 +18,7 @@ import sys
 import numpy as np
 
 from refsnn import __version__
+from refsnn.cli.data import add_parser as add_data_parser, add_plot_parser, positive_ints
 from refsnn.cli.progress import ProgressBar
 from refsnn.cli.network import STREAM_ABOVE, convert_with_flags, network
 from refsnn.cli.oracle import cmd_compare, cmd_trace
@@ -26,20 +27,14 @@ from refsnn.options import ALL as METHOD_NAMES, OPTIONS
 
 
 def _steps(text: str) -> list[int]:
-    try:
-        values = [int(s) for s in text.split(",") if s.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, found {text!r}")
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive integers, found {text!r}")
-    return values
+    return positive_ints(text, skip_empty=True)
 
 
 def _positive(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, found {text!r}")
+        value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, found {text!r}")
     return value
@@ -203,7 +198,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="NIR file to write (HDF5)")
     p.set_defaults(func=cmd_export_nir)
 
-    from refsnn.cli.data import add_parser as add_data_parser, add_plot_parser
     add_data_parser(sub)
     add_plot_parser(sub)
     return parser
@@ -284,8 +278,8 @@ def cmd_evaluate(args) -> int:
     x, y = load_data(args.data, args.split, net.graph.input_shape, args.limit)
     with contextlib.ExitStack() as stack:
         client = recorders = out = None
-        if args.output and (args.stream or _recorded_bytes(net, x.shape[0], args)
-                            > STREAM_ABOVE):
+        big = _recorded_bytes(net, x.shape[0], args) > STREAM_ABOVE
+        if args.output and (args.stream or big):
             from refsnn.io import atomic_h5
             from refsnn.sim.record import stream_recorders
             # the file is complete (and renamed to -o) only when the block ends normally
@@ -296,7 +290,7 @@ def cmd_evaluate(args) -> int:
             from refsnn.scaleout import cluster
             client = stack.enter_context(cluster(args.dask, args.workers))
         checkpoint = checkpoint_for(args) if args.resume else None
-        if checkpoint is not None and _recorded_bytes(net, x.shape[0], args) > STREAM_ABOVE:
+        if checkpoint is not None and big:
             raise OptionError("--resume: the recordings exceed 1 GiB and would be streamed; "
                               "record fewer nodes or samples")
         bar = ProgressBar("simulating", enabled=sys.stderr.isatty() and not args.json)
@@ -481,12 +475,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except OptionError as e:
+    except RefsnnError as e:  # an OptionError is bad usage (exit 2), the others bad input
         print(f"refsnn: error: {e}", file=sys.stderr)
-        return 2
-    except RefsnnError as e:
-        print(f"refsnn: error: {e}", file=sys.stderr)
-        return 1
+        return 2 if isinstance(e, OptionError) else 1
     except BrokenPipeError:  # stdout closed early (``refsnn inspect M | head``): not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no flush error at exit
         return 141  # 128 + SIGPIPE, as a shell reports it

@@ -29,20 +29,17 @@ def cmd_trace(args) -> int:
                           "or --batch-size")
     streamed = not batched and (args.stream or recorded_bytes(sim, x.shape[0], args.steps)
                                 > STREAM_ABOVE)
-    if batched:
-        trace = _batched_trace(args, sim, x, attrs)
+    if streamed:
+        layers = stream_trace(args.output, sim, x, args.steps, seed=args.seed or 0,
+                              attrs=attrs)
+    else:
+        trace = (_batched_trace(args, sim, x, attrs) if batched
+                 else record_trace(sim, x, args.steps, seed=args.seed or 0, attrs=attrs))
         write_trace(args.output, trace)
         layers = list(trace.layers)
         if args.resume:
             from refsnn.resume import checkpoint_for
             checkpoint_for(args, "trace").remove()  # the output is complete
-    elif streamed:
-        layers = stream_trace(args.output, sim, x, args.steps, seed=args.seed or 0,
-                              attrs=attrs)
-    else:
-        trace = record_trace(sim, x, args.steps, seed=args.seed or 0, attrs=attrs)
-        write_trace(args.output, trace)
-        layers = list(trace.layers)
     print(f"wrote {args.output}: {len(layers)} layers, T = {args.steps}, "
           f"{x.shape[0]} samples" + (", streamed" if streamed else ""))
     return 0

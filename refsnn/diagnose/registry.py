@@ -42,11 +42,7 @@ class Table:
     def format(self) -> str:
         """The table as aligned text."""
         def cell(v):
-            if v is None:
-                return "-"
-            if isinstance(v, float):
-                return f"{v:.4g}"
-            return str(v)
+            return "-" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
 
         cells = [list(self.columns)] + [[cell(r[c]) for c in self.columns] for r in self.rows]
         widths = [max(len(row[i]) for row in cells) for i in range(len(self.columns))]

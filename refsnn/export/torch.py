@@ -28,7 +28,7 @@ from torch.fx import Node as FxNode
 from torch.fx.passes.shape_prop import ShapeProp
 
 import refsnn.export.torch_structure as structure
-from refsnn.errors import ConversionError, ModelFormatError
+from refsnn.errors import ConversionError, ModelFormatError, OptionError
 from refsnn.export.torch_common import (Refused, bind, channels_last_hint, describe, pair, to_numpy,
                                         trace, unary)
 from refsnn.interop.nodes import shape_text
@@ -486,8 +486,6 @@ def load_factory(spec: str, weights=None) -> torch.nn.Module:
     """
     import importlib.util
     from pathlib import Path
-
-    from refsnn.errors import OptionError
 
     file, sep, name = spec.rpartition(":")
     if not sep or not file or not name.isidentifier():

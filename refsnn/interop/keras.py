@@ -34,7 +34,7 @@ import numpy as np
 
 from refsnn.errors import ModelFormatError
 from refsnn.interop.keras_layers import LAYERS, Builder, Refused
-from refsnn.io import H5_ERRORS, open_h5, read_dataset, unreadable
+from refsnn.io import H5_ERRORS, attr_names, read_dataset, read_h5
 from refsnn.model.graph import INPUT, Graph, make_graph
 
 
@@ -206,19 +206,11 @@ def _build(config, weights, file, dtype) -> Graph:
 def load_keras_h5(path, dtype=np.float64) -> Graph:
     """Read a legacy Keras HDF5 file (``model.save("m.h5")``): ``model_config`` and
     ``model_weights/<layer>/<weight name>`` in each layer's ``weight_names`` order."""
-    file = str(path)
-    with open_h5(path, "Keras model file") as f:
-        try:
-            config, weights = _h5_parts(f, file)
-        except H5_ERRORS as e:  # damaged file: h5py fails mid-read
-            raise unreadable(file, e) from None
-    return _build(config, weights, file, dtype)
+    return _build(*read_h5(path, "Keras model file", _h5_parts), str(path), dtype)
 
 
 def _h5_parts(f, file: str):
     """The config and ``{layer: [arrays]}`` of an open legacy Keras file."""
-    from refsnn.io import attr_names
-
     if "model_config" not in f.attrs:
         raise ModelFormatError(file, "/", "model_config", "a Keras model config",
                                "nothing (missing)")

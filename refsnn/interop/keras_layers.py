@@ -267,11 +267,10 @@ def _global_avg(b, name, cfg, srcs, weights):
 def _global_max(b, name, cfg, srcs, weights):
     _check_channels_last(cfg)
     h, w, c = _image(b.shapes[srcs[0]])
-    pooled = b.add(name if cfg.get("keepdims", False) else f"{name}_pool", "maxpool2d", srcs,
-                   (1, 1, c), dict(kernel=(h, w), stride=(h, w)))
-    if cfg.get("keepdims", False):
-        return pooled
-    return b.add(name, "flatten", [pooled], (c,))
+    keep = cfg.get("keepdims", False)
+    pooled = b.add(name if keep else f"{name}_pool", "maxpool2d", srcs, (1, 1, c),
+                   dict(kernel=(h, w), stride=(h, w)))
+    return pooled if keep else b.add(name, "flatten", [pooled], (c,))
 
 
 def _zero_padding(b, name, cfg, srcs, weights):

@@ -18,8 +18,7 @@ import h5py
 import numpy as np
 
 from refsnn.errors import ModelFormatError
-from refsnn.io import (H5_ERRORS, atomic_h5, attr_names, attr_str, check_header, open_h5,
-                       read_dataset, unreadable)
+from refsnn.io import atomic_h5, attr_names, attr_str, check_header, read_dataset, read_h5
 from refsnn.model.graph import Graph, make_graph
 
 FORMAT = "refsnn-model"
@@ -118,10 +117,7 @@ def load_refsnn_h5(path, dtype=np.float64) -> Graph:
         For any problem: not HDF5, truncated, wrong format or version, missing or unknown keys,
         wrong dtypes or shapes, non-finite values, cycles, dangling inputs.
     """
-    file = str(path)
-    with open_h5(path, "model file") as f:
-        try:
-            check_header(f, file, FORMAT, FORMAT_VERSION)
-            return read_graph(f, file, dtype=dtype)
-        except H5_ERRORS as e:  # damaged file: h5py fails mid-read
-            raise unreadable(file, e) from None
+    def read(f, file):
+        check_header(f, file, FORMAT, FORMAT_VERSION)
+        return read_graph(f, file, dtype=dtype)
+    return read_h5(path, "model file", read)

@@ -197,25 +197,18 @@ def axis_index(axis: str, shape: Shape) -> int:
     return len(shape) - 1 if axis == "last" else 0
 
 
-def _layernorm_params(attrs, in_shapes):
-    d = in_shapes[0][axis_index(attrs["axis"], in_shapes[0])]
-    return {"weight": (d,), "bias": (d,)}
+def _along_axis(*names: str) -> Callable:
+    """The ``param_shapes`` of an op with one vector per name along its ``axis`` attribute."""
+    def param_shapes(attrs, in_shapes):
+        d = in_shapes[0][axis_index(attrs["axis"], in_shapes[0])]
+        return {name: (d,) for name in names}
+    return param_shapes
 
 
 def _layernorm_out(attrs, in_shapes, params):
     if not attrs["eps"] > 0:
         raise ShapeRuleError("eps", "eps > 0", repr(attrs["eps"]))
     return in_shapes[0]
-
-
-def _scale_params(attrs, in_shapes):
-    d = in_shapes[0][axis_index(attrs["axis"], in_shapes[0])]
-    return {"weight": (d,)}
-
-
-def _affine_params(attrs, in_shapes):
-    d = in_shapes[0][axis_index(attrs["axis"], in_shapes[0])]
-    return {"weight": (d,), "bias": (d,)}
 
 
 def parse_shape(text: str) -> tuple[int, ...]:
@@ -381,7 +374,7 @@ OPS: dict[str, OpSpec] = {
         OpSpec("layernorm", 1,
                attrs={"axis": AttrSpec("str", default="last", choices=("last", "channel")),
                       "eps": AttrSpec("float", default=1e-5)},
-               params=("weight", "bias"), param_shapes=_layernorm_params,
+               params=("weight", "bias"), param_shapes=_along_axis("weight", "bias"),
                out_shape=_layernorm_out),
         OpSpec("softmax", 1, attrs={"axis": AttrSpec("str", default="last", choices=("last",))}),
         OpSpec("multiply", 2, out_shape=_add_out),
@@ -392,11 +385,11 @@ OPS: dict[str, OpSpec] = {
                out_shape=_mean_out),
         OpSpec("scale", 1,
                attrs={"axis": AttrSpec("str", default="channel", choices=("last", "channel"))},
-               params=("weight",), param_shapes=_scale_params),
+               params=("weight",), param_shapes=_along_axis("weight")),
         # Per-channel (or last-axis) affine map weight * x + bias, e.g. ResMLP's Aff.
         OpSpec("affine", 1,
                attrs={"axis": AttrSpec("str", default="channel", choices=("last", "channel"))},
-               params=("weight", "bias"), param_shapes=_affine_params),
+               params=("weight", "bias"), param_shapes=_along_axis("weight", "bias")),
         # A C-order reshape of the per-sample array, e.g. (C, H, W) -> (C, H*W).
         OpSpec("reshape", 1, attrs={"shape": AttrSpec("str")}, out_shape=_reshape_out),
         # Concatenation of two or more inputs along one per-sample axis (0: the channels).

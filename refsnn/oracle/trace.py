@@ -36,7 +36,7 @@ import numpy as np
 
 from refsnn.errors import ModelFormatError
 from refsnn.checksum import ATTR
-from refsnn.io import H5_ERRORS, atomic_h5, open_h5, read_dataset, unreadable
+from refsnn.io import atomic_h5, attr_names, check_header, read_dataset, read_h5
 from refsnn.neurons.base import KINDS, lookup
 
 FORMAT = "refsnn-trace"
@@ -326,14 +326,8 @@ def read_trace(path) -> Trace:
         shape against ``spikes``, finite values) and attributes (type, allowed values,
         threshold per channel and positive).
     """
-    from refsnn.io import attr_names, check_header
-
-    file = str(path)
-    with open_h5(path, "trace file") as f:
-        try:
-            return _read_trace(f, file, check_header, attr_names)
-        except H5_ERRORS as e:  # damaged file: h5py fails mid-read
-            raise unreadable(file, e) from None
+    return read_h5(path, "trace file",
+                   lambda f, file: _read_trace(f, file, check_header, attr_names))
 
 
 def _read_trace(f, file: str, check_header, names) -> Trace:

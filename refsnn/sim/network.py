@@ -23,8 +23,7 @@ import numpy as np
 
 from refsnn import ann, checksum
 from refsnn.errors import ModelFormatError
-from refsnn.io import (H5_ERRORS, atomic_h5, attr_str, check_header, open_h5, read_dataset,
-                       unreadable)
+from refsnn.io import atomic_h5, attr_str, check_header, read_dataset, read_h5
 from refsnn.model.format import read_graph, write_graph
 from refsnn.model.graph import Graph, check_param
 from refsnn.neurons.base import KINDS, NEURON_FORWARD, NEURON_OPS, SNN_OPS  # noqa: F401
@@ -131,12 +130,7 @@ def load_snn(path, dtype=np.float64) -> SpikingNetwork:
     ModelFormatError
         For any problem, naming the file, path and field.
     """
-    file = str(path)
-    with open_h5(path, "network file") as f:
-        try:
-            return _read_snn(f, file, dtype)
-        except H5_ERRORS as e:  # damaged file: h5py fails mid-read
-            raise unreadable(file, e) from None
+    return read_h5(path, "network file", lambda f, file: _read_snn(f, file, dtype))
 
 
 def _choice(f, file: str, key: str, allowed) -> str:

@@ -22,9 +22,12 @@ from __future__ import annotations
 
 from typing import Mapping
 
+import h5py
 import numpy as np
 
-from refsnn.io import atomic_h5
+from refsnn.checksum import ATTR
+from refsnn.errors import ModelFormatError
+from refsnn.io import atomic_h5, check_header, read_dataset, read_h5
 
 FORMAT = "refsnn-run"
 FORMAT_VERSION = 2  # 2: with checksums (refsnn.checksum); version 1 files still load
@@ -120,23 +123,10 @@ def read_run(path):
         Naming the file, path and field of any problem (groups, dtypes, sample counts that
         disagree, non-finite readouts).
     """
-    from refsnn.io import H5_ERRORS, open_h5, unreadable
-
-    file = str(path)
-    with open_h5(path, "run file") as f:
-        try:
-            return _read_run(f, file)
-        except H5_ERRORS as e:  # damaged file: h5py fails mid-read
-            raise unreadable(file, e) from None
+    return read_h5(path, "run file", _read_run)
 
 
 def _read_run(f, file: str):
-    import h5py
-
-    from refsnn.checksum import ATTR
-    from refsnn.errors import ModelFormatError
-    from refsnn.io import read_dataset
-    from refsnn.io import check_header
     from refsnn.sim.simulator import Run
 
     def err(where, field, expected, found):

@@ -148,21 +148,19 @@ def _same(op):
     return lambda node, p, *ys: ann.FORWARD[op](node, *ys)
 
 
+def _on_powered(op):
+    return lambda node, p, y: ann.FORWARD[op](_powered(node, p), y)
+
+
 #: op -> ``f(node, p, *inputs) -> output``: the node's p-power map (coefficients ``|c|^p``,
 #: no constants). ``p = 2`` on variances gives the variance of independent inputs.
 POWER_OPS = {
-    "linear": lambda node, p, y: ann.FORWARD["linear"](_powered(node, p), y),
-    "conv2d": lambda node, p, y: ann.FORWARD["conv2d"](_powered(node, p), y),
+    **{op: _on_powered(op) for op in ("linear", "conv2d", "scale", "affine")},
+    **{op: _same(op) for op in ("flatten", "identity", "reshape", "transpose")},
     "avgpool2d": _p_avgpool,
     "batchnorm": _p_batchnorm,
     "add": lambda node, p, *ys: sum(ys[1:], ys[0]),
-    "flatten": _same("flatten"),
-    "identity": _same("identity"),
-    "reshape": _same("reshape"),
-    "transpose": _same("transpose"),
     "mean": _p_mean,
-    "scale": lambda node, p, y: ann.FORWARD["scale"](_powered(node, p), y),
-    "affine": lambda node, p, y: ann.FORWARD["affine"](_powered(node, p), y),
 }
 
 

@@ -26,15 +26,6 @@ from refsnn.model.graph import INPUT, Graph, make_graph
 __all__ = ["load_onnx", "import_onnx", "read_model"]
 
 
-def _dims(reader: Reader, vi, what: str):
-    t = vi.type.tensor_type
-    if not vi.type.HasField("tensor_type") or not t.HasField("shape"):
-        raise ModelFormatError(reader.file, f"graph {what} '{vi.name}'", "shape",
-                               "a tensor with a known shape", "none")
-    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
-            for d in t.shape.dim]
-
-
 def _read_input(reader: Reader) -> tuple[int, ...]:
     inits = {i.name for i in reader.graph.initializer}
     inputs = [vi for vi in reader.graph.input if vi.name not in inits]
@@ -42,8 +33,12 @@ def _read_input(reader: Reader) -> tuple[int, ...]:
         raise ModelFormatError(reader.file, "graph", "input", "one graph input (refsnn models "
                                "have one)", f"{len(inputs)}: {[vi.name for vi in inputs]}")
     vi = inputs[0]
-    dims = _dims(reader, vi, "input")
+    t = vi.type.tensor_type
     where = f"graph input '{vi.name}'"
+    if not vi.type.HasField("tensor_type") or not t.HasField("shape"):
+        raise ModelFormatError(reader.file, where, "shape", "a tensor with a known shape", "none")
+    dims = [d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+            for d in t.shape.dim]
     if len(dims) < 2:
         raise ModelFormatError(reader.file, where, "shape", "a batch axis and at least one "
                                "more axis", str(dims))

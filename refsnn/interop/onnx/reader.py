@@ -19,6 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from refsnn.errors import ModelFormatError, RefsnnError
+from refsnn.io import attr_str
 from refsnn.model.graph import INPUT
 from refsnn.model.ops import OPS, ShapeRuleError
 
@@ -45,11 +46,7 @@ RANDOM = frozenset({"RandomNormal", "RandomUniform", "RandomNormalLike", "Random
 def attrs_of(node) -> dict:
     """``{name: value}`` of an ONNX node's attributes (strings decoded)."""
     from onnx import helper
-    out = {}
-    for a in node.attribute:
-        v = helper.get_attribute_value(a)
-        out[a.name] = v.decode("utf-8") if isinstance(v, bytes) else v
-    return out
+    return {a.name: attr_str(helper.get_attribute_value(a)) for a in node.attribute}
 
 
 class Refused(Exception):
@@ -64,8 +61,7 @@ class Reader:
     """State of one walk over an ONNX graph (see the module docstring)."""
 
     def __init__(self, model, file: str, dtype):
-        onnx = require_onnx()
-        self.onnx = onnx
+        require_onnx()
         self.model = model
         self.graph = model.graph
         self.file = file
