@@ -314,7 +314,7 @@ def make_graph(input_shape: Sequence[int], nodes: Sequence[dict | Node], output:
         raise _err(file, "/", "output", "the name of a node", repr(output))
     for name in raw_by_name:
         visit(name, [])
-    used = _ancestors(output, raw_by_name)
+    used = ancestors(output, {n: r["inputs"] for n, r in raw_by_name.items()})
     unused = [n for n in order if n not in used]
     if unused:
         raise _err(file, f"/nodes/{unused[0]}", "inputs",
@@ -324,14 +324,16 @@ def make_graph(input_shape: Sequence[int], nodes: Sequence[dict | Node], output:
     return Graph(shape, tuple(built[n] for n in order), output, MappingProxyType(shapes))
 
 
-def _ancestors(output: str, raw_by_name: dict) -> set[str]:
+def ancestors(output: str, inputs: dict) -> set[str]:
+    """The nodes ``output`` depends on, itself included: ``inputs`` maps a node's name to its
+    input names; names not in it (the graph input) end a path."""
     seen, todo = set(), [output]
     while todo:
         n = todo.pop()
-        if n in seen or n == INPUT:
+        if n in seen or n not in inputs:
             continue
         seen.add(n)
-        todo.extend(raw_by_name[n]["inputs"])
+        todo.extend(inputs[n])
     return seen
 
 

@@ -20,7 +20,7 @@ from types import MappingProxyType
 import numpy as np
 
 from refsnn.errors import ModelFormatError, OptionError
-from refsnn.model.graph import INPUT, make_graph
+from refsnn.model.graph import INPUT, ancestors, make_graph
 from refsnn.neurons.base import KINDS
 
 #: NIR nodes refsnn refuses (unless a kind reads them), with the reason.
@@ -282,13 +282,7 @@ def from_nir(graph, dt=None, dtype=np.float64, file: str = "<memory>"):
 
 def _ancestors(dicts, name):
     """The node dicts ``name`` depends on (itself included), for its shape."""
-    by_name = {d["name"]: d for d in dicts}
-    keep, todo = set(), [name]
-    while todo:
-        n = todo.pop()
-        if n in by_name and n not in keep:
-            keep.add(n)
-            todo.extend(by_name[n]["inputs"])
+    keep = ancestors(name, {d["name"]: d["inputs"] for d in dicts})
     return [d for d in dicts if d["name"] in keep]
 
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from refsnn.errors import ModelFormatError
 from refsnn.interop.onnx.reader import Reader, Refused, require_onnx
-from refsnn.model.graph import INPUT, Graph, make_graph
+from refsnn.model.graph import INPUT, Graph, ancestors, make_graph
 
 __all__ = ["load_onnx", "import_onnx", "read_model"]
 
@@ -139,14 +139,7 @@ def read_model(model, file: str = "<onnx>", dtype=np.float64) -> Graph:
         raise ModelFormatError(file, f"graph output '{out}'", "value",
                                "a computed tensor", "the graph input unchanged")
     # ONNX allows nodes that feed no output; refsnn's graphs do not: drop them
-    keep, todo = set(), [name]
-    by_name = {n["name"]: n for n in reader.nodes}
-    while todo:
-        n = todo.pop()
-        if n in keep or n == INPUT:
-            continue
-        keep.add(n)
-        todo.extend(by_name[n]["inputs"])
+    keep = ancestors(name, {n["name"]: n["inputs"] for n in reader.nodes})
     nodes = [n for n in reader.nodes if n["name"] in keep]
     return make_graph(reader.shapes[INPUT], nodes, name, file=file, dtype=dtype)
 
