@@ -410,7 +410,8 @@ def byte_corruptions(name: str, count: int, size: int):
 #: Python signal interrupts, and other damage makes it segfault. refsnn cannot refuse such a
 #: file before HDF5 parses it (that would need a digest of the raw bytes outside HDF5's
 #: structures, e.g. in the user block: not built). Each case runs in a child process, killed
-#: after ``TIME_LIMIT + 10`` s; a hang or crash not listed here fails.
+#: after ``TIME_LIMIT + 10`` s; a hang or crash not listed here fails. The listed cases are
+#: not run (each known hang would cost the whole timeout of every CI run).
 #: Measured with h5py 3 / libhdf5 1.14 over 1,000 corruptions per kind: 4 hangs, 6 crashes.
 HDF5_FAILURES = {
     ("net-signgd", 58), ("net-bsnn", 73), ("data", 692), ("trace", 105),  # hangs
@@ -456,18 +457,20 @@ def test_seeded_byte_corruptions(tmp_path_factory, name):
     data = path.read_bytes()
     outcomes, failures = Counter(), []
     for i, changes in enumerate(byte_corruptions(name, SEEDED_BYTES, len(data))):
+        if (name, i) in HDF5_FAILURES:  # not run: a known hang would cost TIME_LIMIT + 10 s
+            outcomes["known libhdf5 failure, not run"] += 1
+            continue
         buf = bytearray(data)
         for where, xor in changes:
             buf[where] ^= xor
         path.write_bytes(bytes(buf))
         out = _forked(lambda: _check_case(name, path, summary), TIME_LIMIT + 10)
         if out not in ("refused", "same", "different"):
-            out = f"{out} (known, libhdf5)" if (name, i) in HDF5_FAILURES else out
             failures.append(f"{name}: corruption {i} {changes}: {out}")
         outcomes[out.split(":")[0]] += 1
     print(f"\n{name}: {SEEDED_BYTES} corruptions of {len(data)} bytes: {dict(outcomes)}")
     print("\n".join(failures))
-    assert all(f.endswith("(known, libhdf5)") for f in failures), failures
+    assert failures == []
 
 
 #: Seeded corruptions (kind, index) that escaped as tracebacks before they were fixed; run in
