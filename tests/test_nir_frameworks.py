@@ -116,3 +116,148 @@ def test_conformance_adapters_on_the_nir_golden_case(spec, outcome):
                                        for k, v in rasters.items()}), rtol=adapter.rtol)
     first = c.first_divergence
     assert (first.kind if first else "same") == outcome
+
+
+# ---- NIR's published graphs (benchmarks/nir_cases.py, published_cases) --------------------
+
+@pytest.fixture(scope="module")
+def published():
+    from nir_cases import published_cases
+    return {c.name: c for c in published_cases()}
+
+
+@pytest.fixture(scope="module")
+def runs():
+    """Framework runs by (framework, case name), made once per module."""
+    return {}
+
+
+def _published(published, name):
+    from nir_cases import PUBLISHED
+    if name not in published:
+        stem = name.split(" without ")[0]
+        pytest.skip(f"{PUBLISHED[stem]} is not under data/nir/ (nor $REFSNN_NIR_FILES)")
+    return published[name]
+
+
+def _run(runs, framework, case):
+    from nir_cases import run
+
+    pytest.importorskip(framework)
+    if (framework, case.name) not in runs:
+        runs[framework, case.name] = run(framework, case)
+    return runs[framework, case.name]
+
+
+def test_published_cnn_refsnn_and_norse_raster_for_raster(published, runs):
+    """Sinabs' N-MNIST CNN (paper/02_cnn): refsnn and Norse give the same raster on all five
+    IF layers, on a sequence of events; Sinabs itself departs (several spikes per step, a
+    lower bound on the potential); snnTorch's IF breaks the next layer."""
+    import numpy as np
+
+    from nir_cases import cell, reference
+    from refsnn.oracle.compare import compare
+    from refsnn.nir.frameworks import framework_trace
+
+    case = _published(published, "CNN (Sinabs)")
+    ref = reference(case)
+    assert not isinstance(ref, str), ref
+    trace = ref[0]
+    assert list(trace.layers) == ["1", "3", "6", "10", "12"]
+    norse = _run(runs, "norse", case)
+    for name, layer in trace.layers.items():
+        assert layer.spikes.any() and not layer.spikes.all()
+        np.testing.assert_array_equal(norse.spikes[name], layer.spikes, err_msg=name)
+    assert compare(trace, framework_trace(case.graph, norse, "norse", case.x)).first_divergence \
+        is None
+    pytest.importorskip("sinabs")
+    c = cell("sinabs", case, ref)
+    assert c.status == "diverges" and "reset=multi + bound=-theta" in c.text
+    pytest.importorskip("snntorch")
+    c = cell("snntorch", case, ref)
+    assert c.status == "fails" and "got (tuple" in c.text
+
+
+def test_published_lif_norse(published, runs):
+    """paper/01_lif/lif_norse.nir on a spike sequence: Norse and snnTorch (at the dt = 10⁻⁴
+    its reader hard-codes) agree with refsnn spike for spike; Sinabs reads τ in steps."""
+    from nir_cases import cell, reference
+
+    case = _published(published, "LIF (Norse)")
+    ref = reference(case)
+    assert not isinstance(ref, str), ref
+    assert ref[0].layers["1"].spikes.sum() > 10
+    for fw in ("norse", "snntorch"):
+        pytest.importorskip(fw)
+        assert cell(fw, case, ref).text.startswith("agrees spike for spike"), fw
+    pytest.importorskip("sinabs")
+    c = cell("sinabs", case, ref)
+    assert c.status == "diverges" and "leak=exp-dt1" in c.text
+
+
+@pytest.mark.parametrize("variant, hidden", [("bias_zero", 38), ("noBias_subtract", 40)])
+def test_published_braille_in_the_frameworks(published, runs, variant, hidden):
+    """The paper's recurrent Braille graphs (CubaLIF with a recurrent w_rec edge) on 12-taxel
+    spike sequences: Norse runs them, and its recurrent edge carries the previous step's
+    spikes (nothing at step 1: lif1.lif's input is fc1's output alone); snnTorch's reader
+    fails on the recurrent edge, and without it agrees with Norse spike for spike; Sinabs
+    has no CubaLIF reader."""
+    import numpy as np
+
+    from nir_cases import cell
+
+    case = _published(published, f"Braille: {variant}")
+    norse = _run(runs, "norse", case)
+    steps, batch = case.encoded.shape[:2]
+    assert norse.spikes["lif1.lif"].shape == (steps, batch, hidden)
+    assert norse.spikes["lif1.lif"].any() and norse.spikes["lif2"].any()
+    assert max(norse.max_value.values()) == 1
+    g = case.graph.nodes
+    bias = lambda node: getattr(node, "bias", None) if getattr(node, "bias", None) is not None \
+        else 0.0
+    fc1 = case.encoded @ g["fc1"].weight.T + bias(g["fc1"])
+    z = norse.spikes["lif1.lif"].astype(np.float64)
+    rec = np.zeros_like(fc1)
+    rec[1:] = z[:-1] @ g["lif1.w_rec"].weight.T + bias(g["lif1.w_rec"])
+    np.testing.assert_allclose(norse.inputs["lif1.lif"], fc1 + rec, rtol=1e-5, atol=1e-5)
+    for fw in ("snntorch", "sinabs"):
+        pytest.importorskip(fw)
+        assert cell(fw, case, "refused").status == "fails", fw
+    assert "'GraphModule' object has no attribute 'items'" in cell("snntorch", case,
+                                                                   "refused").text
+    assert "KeyError" in cell("sinabs", case, "refused").text
+    ff = _published(published, f"Braille: {variant} without w_rec")
+    a, b = _run(runs, "norse", ff), _run(runs, "snntorch", ff)
+    for layer in ("lif1.lif", "lif2"):
+        assert a.spikes[layer].any()
+        np.testing.assert_array_equal(a.spikes[layer], b.spikes[layer], err_msg=layer)
+    c = cell("snntorch", ff, "refused", ("Norse", a))
+    assert c.status == "unchecked" and c.text.endswith("spike for spike as Norse")
+
+
+def test_published_braille_rockpool_departs_from_norse(published, runs):
+    """Rockpool runs the recurrent graph but emits several spikes per step and departs from
+    Norse at the first steps, its input equal until then."""
+    from nir_cases import cell
+
+    case = _published(published, "Braille: noBias_subtract")
+    pytest.importorskip("rockpool")
+    c = cell("rockpool", case, "refused", ("Norse", _run(runs, "norse", case)))
+    assert c.status == "unchecked" and "multi-spike" in c.text
+    assert "differs from Norse from layer lif1.lif, step 2 (its input equal" in c.text
+
+
+@pytest.mark.parametrize("variant", ["bias_zero", "noBias_subtract"])
+def test_published_braille_through_refsnn_names_each_departure(published, variant):
+    """Once refsnn runs the Braille graphs: each framework that runs them either agrees with
+    refsnn or ``compare`` names the class of its first departure."""
+    from nir_cases import cell, reference
+
+    case = _published(published, f"Braille: {variant}")
+    ref = reference(case)
+    if isinstance(ref, str):
+        pytest.skip(f"refsnn refuses the Braille graph: {ref}")
+    for fw in ("norse", "rockpool"):
+        pytest.importorskip(fw)
+        c = cell(fw, case, ref)
+        assert c.status == "agrees" or "unexplained" not in c.text, (fw, c.text)
