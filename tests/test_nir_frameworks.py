@@ -261,3 +261,45 @@ def test_published_braille_through_refsnn_names_each_departure(published, varian
         pytest.importorskip(fw)
         c = cell(fw, case, ref)
         assert c.status == "agrees" or "unexplained" not in c.text, (fw, c.text)
+
+
+def test_a_constant_sequence_is_the_analog_input(by_name):
+    """``encoded`` holding the same input at every step gives what the analog input gives,
+    in refsnn's trace (spikes, potentials, input currents) and in a framework's run; an
+    ``encoded`` of the wrong shape is refused."""
+    import numpy as np
+
+    from nir_cases import STEPS
+    from refsnn.nir.frameworks import reference_trace, run_framework
+
+    case = by_name["LIF"]
+    enc = np.repeat(case.x[None], STEPS, axis=0)
+    analog, out_a = reference_trace(case.graph, case.x, STEPS, case.dt)
+    fed, out_s = reference_trace(case.graph, case.x, STEPS, case.dt, encoded=enc)
+    np.testing.assert_array_equal(out_a, out_s)
+    assert fed.encoded is not None and np.array_equal(fed.encoded, enc)
+    for name, layer in analog.layers.items():
+        assert layer.spikes.any()
+        for field_ in ("spikes", "potentials", "current"):
+            np.testing.assert_array_equal(getattr(fed.layers[name], field_),
+                                          getattr(layer, field_), err_msg=f"{name} {field_}")
+    pytest.importorskip("norse")
+    a = run_framework("norse", case.graph, case.x, STEPS, case.dt)
+    s = run_framework("norse", case.graph, case.x, STEPS, case.dt, encoded=enc)
+    for name in a.spikes:
+        np.testing.assert_array_equal(a.spikes[name], s.spikes[name])
+        np.testing.assert_array_equal(a.inputs[name], s.inputs[name])
+    with pytest.raises(ValueError, match="encoded: expected shape"):
+        run_framework("norse", case.graph, case.x, STEPS, case.dt, encoded=enc[1:])
+
+
+def test_published_traces_go_through_refsnn_compare(published, tmp_path, capsys):
+    """A sequence case's traces, written to files, compared by the command line."""
+    from refsnn.cli.main import main
+    from nir_cases import write_traces
+
+    case = _published(published, "LIF (Norse)")
+    pytest.importorskip("sinabs")
+    ref, other = write_traces("sinabs", case, tmp_path)
+    assert main(["compare", str(ref), str(other)]) == 1
+    assert "leak=exp-dt1" in capsys.readouterr().out
