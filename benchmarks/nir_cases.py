@@ -13,8 +13,8 @@ Used by ``benchmarks/nir_frameworks.py`` (the README's table) and by
 - ``LI``: Affine-LIF-Affine-LI: the LIF's spikes and the LI's potential (the output).
 
 NIR's published graphs (:func:`published_cases`; files from ``neuromorphs/NIR``'s ``paper/``
-folder, found under ``data/nir/`` or the folder ``$REFSNN_NIR_FILES``), each on a seeded
-random sequence (one input per step, the way these graphs are fed):
+folder, found under ``data/nir/NIR/paper/`` or in the folder ``$REFSNN_NIR_FILES``), each on
+a seeded random sequence (one input per step, the way these graphs are fed):
 
 - ``Braille: bias_zero``, ``Braille: noBias_subtract``: the paper's recurrent task
   (``paper/03_rnn``: Affine/Linear → CubaLIF with a recurrent ``w_rec`` edge → Affine/Linear →
@@ -112,24 +112,27 @@ def cases() -> list[Case]:
     return out
 
 
-#: The published graph files (``neuromorphs/NIR``, ``paper/``) by case-name stem.
+#: The published graph files by case name: their paths under ``data/nir/`` (the source
+#: repository, then its path; ``data/nir/README.md``).
 PUBLISHED = {
-    "Braille: bias_zero": "braille_noDelay_bias_zero.nir",
-    "Braille: noBias_subtract": "braille_noDelay_noBias_subtract.nir",
-    "CNN (Sinabs)": "cnn_sinabs.nir",
-    "LIF (Norse)": "lif_norse.nir",
+    "Braille: bias_zero": "NIR/paper/03_rnn/braille_noDelay_bias_zero.nir",
+    "Braille: noBias_subtract": "NIR/paper/03_rnn/braille_noDelay_noBias_subtract.nir",
+    "CNN (Sinabs)": "NIR/paper/02_cnn/cnn_sinabs.nir",
+    "LIF (Norse)": "NIR/paper/01_lif/lif_norse.nir",
 }
 
 
-def published_file(name: str) -> Path | None:
-    """The published graph file ``name`` under ``data/nir/`` (any depth), else in the folder
-    ``$REFSNN_NIR_FILES`` (a name ending in ``name``, e.g. ``NIR__paper_..._name``);
-    None when neither has it."""
-    found = sorted((ROOT / "data" / "nir").rglob(name))
+def published_file(path: str) -> Path | None:
+    """The published graph file ``data/nir/<path>``, else, in the folder
+    ``$REFSNN_NIR_FILES``, the same file flattened to one name (``NIR/paper/01_lif/x.nir``:
+    ``NIR__paper_01_lif_x.nir``); None when neither exists."""
+    found = ROOT / "data" / "nir" / path
+    if found.is_file():
+        return found
     folder = os.environ.get("REFSNN_NIR_FILES")
-    if not found and folder:
-        found = sorted(Path(folder).glob(f"*{name}"))
-    return found[0] if found else None
+    repo, _, rest = path.partition("/")
+    flat = Path(folder) / f"{repo}__{rest.replace('/', '_')}" if folder else None
+    return flat if flat is not None and flat.is_file() else None
 
 
 def spike_sequence(steps: int, samples: int, shape, p: float, seed: int) -> np.ndarray:
