@@ -289,7 +289,9 @@ def test_a_constant_sequence_is_the_analog_input(by_name):
     for name in a.spikes:
         np.testing.assert_array_equal(a.spikes[name], s.spikes[name])
         np.testing.assert_array_equal(a.inputs[name], s.inputs[name])
-    with pytest.raises(ValueError, match="encoded: expected shape"):
+    from refsnn.errors import OptionError
+
+    with pytest.raises(OptionError, match="encoded: expected shape"):
         run_framework("norse", case.graph, case.x, STEPS, case.dt, encoded=enc[1:])
 
 

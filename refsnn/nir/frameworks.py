@@ -26,7 +26,7 @@ from typing import Callable
 
 import numpy as np
 
-from refsnn.errors import RefsnnError
+from refsnn.errors import OptionError, RefsnnError
 
 #: NIR node kinds whose output is spikes (compared spike for spike).
 SPIKING = ("IF", "LIF", "CubaLIF", "Threshold")
@@ -233,10 +233,12 @@ def run_framework(key: str, graph, x, steps: int, dt: float, encoded=None) -> Fr
     ------
     FrameworkError
         When the framework is missing, or its import or run of the graph raises.
+    OptionError
+        When ``encoded`` does not hold ``steps`` steps of ``x``'s batch.
     """
     fw = FRAMEWORKS[key]
     if encoded is not None and np.shape(encoded)[:2] != (steps, np.shape(x)[0]):
-        raise ValueError(f"encoded: expected shape ({steps}, {np.shape(x)[0]}, ...) "
+        raise OptionError(f"encoded: expected shape ({steps}, {np.shape(x)[0]}, ...) "
                          f"(steps, batch, input), found {np.shape(encoded)}")
     try:
         with warnings.catch_warnings():
@@ -305,7 +307,7 @@ def _fed(simulator):
 
         def run(self, x, steps, *args, encoded=None, **kwargs):
             if encoded is not None:
-                raise ValueError("encoded: this simulator feeds its own sequence")
+                raise OptionError("encoded: this simulator feeds its own sequence")
             t_max = max(np.atleast_1d(steps))
             return super().run(x, steps, *args, encoded=self.fed[:t_max], **kwargs)
     return _Fed
