@@ -92,8 +92,13 @@ def rates(dt, tau, discretisation):
     dtype = np.asarray(tau).dtype
     if discretisation == "exact":
         h = [float(dt) / float(t) for t in np.asarray(tau, np.float64).reshape(-1)]
-        keep = np.array([math.exp(-x) for x in h], np.float64).astype(dtype)
-        rate = np.array([-math.expm1(-x) for x in h], np.float64).astype(dtype)
+        try:
+            keep = np.array([math.exp(-x) for x in h], np.float64)
+            rate = np.array([-math.expm1(-x) for x in h], np.float64)
+        except OverflowError:
+            keep = rate = np.array([np.inf])
+        with np.errstate(over="ignore"):
+            keep, rate = keep.astype(dtype), rate.astype(dtype)
         if not (np.all(np.isfinite(keep)) and np.all(np.isfinite(rate))):
             raise ValueError(f"exp(-dt/tau) overflows {dtype.name} for dt = {float(dt)}")
         return keep, rate
