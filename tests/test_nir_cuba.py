@@ -304,3 +304,34 @@ def test_compare_names_each_cuba_lif_departure(tmp_path, change, kind, words):
     first = compare(ref, other).first_divergence
     assert first is not None and first.name == "n1", first
     assert first.kind == kind and words in first.detail, first
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_lif_and_li_take_the_exact_discretisation(dtype):
+    """``exact`` on LIF/LI: d = fl(1 − e^{−dt/τ}); an LI with constant input x from 0 then
+    follows (v_leak + r·x)·(1 − e^{−t·dt/τ}); euler and euler-same-step are the same."""
+    n, dt = 4, 0.5
+    tau, r, v_leak = np.array([0.7, 1.0, 3.0, 9.0]), np.array([1.0, 2.0, 0.5, 1.5]), np.full(n, .1)
+    graph = nir.NIRGraph(nodes={
+        "in": nir.Input(input_type={"input": np.array([n])}),
+        "li": nir.LI(tau=tau, r=r, v_leak=v_leak),
+        "lif": nir.LIF(tau=tau, r=r, v_leak=v_leak, v_threshold=np.full(n, 0.6)),
+        "out": nir.Output(output_type={"output": np.array([n])})},
+        edges=[("in", "li"), ("li", "lif"), ("lif", "out")], metadata={"dt": dt},
+        type_check=False)
+    x = np.array([[0.3, -0.2, 1.0, 0.5]], dtype)
+    exact = from_nir(graph, dtype=dtype, discretisation="exact")
+    assert {n.attrs["discretisation"] for n in exact.graph.nodes} == {"exact"}
+    sim = Simulator(exact, "numba")
+    li = next(op for op in sim.ops if op.node.name == "li")
+    assert np.array_equal(li.constants["decay"], (-np.expm1(-dt / tau)).astype(dtype))
+    v = li.init(1)
+    for t in range(1, 41):
+        out = li.step(v, x)
+        closed = (v_leak + r * x) * (1 - np.exp(-t * dt / tau))
+        assert np.allclose(out, closed, rtol=0, atol=(1e-13 if dtype == np.float64 else 3e-6) * t)
+    euler = [Simulator(from_nir(graph, dtype=dtype, discretisation=how), "numba").run(
+        x, 20, potentials=["lif"]) for how in (None, "euler-same-step")]
+    assert np.array_equal(euler[0].potentials["lif"], euler[1].potentials["lif"])
+    other = sim.run(x, 20, potentials=["lif"])
+    assert not np.array_equal(other.potentials["lif"], euler[0].potentials["lif"])

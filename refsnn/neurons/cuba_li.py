@@ -18,9 +18,8 @@ from __future__ import annotations
 from refsnn.jit import parallel, prange
 from refsnn.model.ops import OpSpec
 from refsnn.neurons.base import Kind, NirSpec, register, with_out
-from refsnn.neurons.cuba_lif import (ATTRS, CubaState, exporter, refuse_discretisation,
-                                     synapse_constants)
-from refsnn.neurons.nir_base import full, nonzero
+from refsnn.neurons.cuba_lif import CubaState, exporter, refuse_discretisation, synapse_constants
+from refsnn.neurons.nir_base import DISCRETISATION, full, nonzero
 
 
 def cuba_li_step_numpy(i, v, current, same_step, p, q, w_in, decay, r, v_leak):
@@ -61,7 +60,7 @@ class CubaLi(CubaState):
 _PARAMS = ("tau_syn", "tau_mem", "r", "v_leak", "w_in")
 
 register(Kind("cuba_li", CubaLi,
-              spec=OpSpec("cuba_li", 1, attrs=ATTRS, params=_PARAMS,
+              spec=OpSpec("cuba_li", 1, attrs=DISCRETISATION, params=_PARAMS,
                           param_shapes=full(*_PARAMS), out_shape=nonzero("tau_syn", "tau_mem")),
               nir=NirSpec("CubaLI", timed=True, export=exporter(_PARAMS),
                           refuse=refuse_discretisation)))

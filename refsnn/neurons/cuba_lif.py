@@ -34,10 +34,11 @@ from __future__ import annotations
 import numpy as np
 
 from refsnn.jit import parallel, prange
-from refsnn.model.ops import AttrSpec, OpSpec
+from refsnn.model.ops import OpSpec
 from refsnn.neurons import nir_base
 from refsnn.neurons.base import Kind, NirSpec, TraceSpec, register, with_out
-from refsnn.neurons.nir_base import DISCRETISATIONS, NirState, flat, full, nonzero, param, rates
+from refsnn.neurons.nir_base import (DISCRETISATION, DISCRETISATION_CHECK, NirState, flat,
+                                     full, nonzero, param, rates)
 
 
 def cuba_lif_step_numpy(i, v, current, same_step, p, q, w_in, decay, r, v_leak, v_threshold,
@@ -173,12 +174,7 @@ _FINITE = (nir_base.finite, "finite real numbers")
 #: Trace checks of a current-based layer's parameters.
 CHECKS = {**{k: _FINITE for k in ("p", "q", "w_in", "decay", "r", "v_leak", "v_threshold",
                                   "v_reset", "tau_syn", "tau_mem")},
-          "discretisation": (lambda v: isinstance(v, str) and v in DISCRETISATIONS,
-                             f"one of {list(DISCRETISATIONS)}")}
-#: The node attribute choosing the discretisation.
-ATTRS = {"discretisation": AttrSpec("str", "euler", choices=DISCRETISATIONS)}
-
-
+          **DISCRETISATION_CHECK}
 def exporter(params):
     """``NirSpec.export`` of a current-based kind with NIR fields ``params``."""
     def export(node, shape):
@@ -199,7 +195,7 @@ _PARAMS = ("tau_syn", "tau_mem", "r", "v_leak", "v_threshold", "v_reset", "w_in"
 
 register(Kind(
     "cuba_lif", CubaLif,
-    spec=OpSpec("cuba_lif", 1, attrs=ATTRS, params=_PARAMS, param_shapes=full(*_PARAMS),
+    spec=OpSpec("cuba_lif", 1, attrs=DISCRETISATION, params=_PARAMS, param_shapes=full(*_PARAMS),
                 out_shape=nonzero("tau_syn", "tau_mem")),
     trace=TraceSpec(params=trace_params, checks=CHECKS),
     hypotheses=nir_base.hypotheses(charging, LEAKS, OWN),

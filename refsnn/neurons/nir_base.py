@@ -38,7 +38,7 @@ import math
 
 import numpy as np
 
-from refsnn.model.ops import ShapeRuleError
+from refsnn.model.ops import AttrSpec, ShapeRuleError
 from refsnn.neurons.base import StepOp
 from refsnn.neurons.replay import count_ratio, delay, first_mismatch, guarded
 
@@ -65,6 +65,12 @@ def flat(node, name):
 #: forward Euler with the membrane reading the synaptic current of the same step (Norse,
 #: snnTorch); the exponential (zero-order hold) update, ``u`` held over the step.
 DISCRETISATIONS = ("euler", "euler-same-step", "exact")
+#: The node attribute choosing the discretisation (a one-state kind, ``lif`` or ``li``, has no
+#: other state to lag: ``euler-same-step`` is ``euler`` there).
+DISCRETISATION = {"discretisation": AttrSpec("str", "euler", choices=DISCRETISATIONS)}
+#: Its trace check (:attr:`refsnn.neurons.base.TraceSpec.checks`).
+DISCRETISATION_CHECK = {"discretisation": (lambda v: isinstance(v, str) and v in DISCRETISATIONS,
+                                           f"one of {list(DISCRETISATIONS)}")}
 
 
 def rates(dt, tau, discretisation):

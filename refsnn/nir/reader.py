@@ -220,8 +220,9 @@ def from_nir(graph, dt=None, dtype=np.float64, file: str = "<memory>", discretis
         Where the graph came from, for error messages.
     discretisation : {None, "euler", "euler-same-step", "exact"}
         The discretisation of every node whose kind has a ``discretisation`` attribute
-        (``CubaLIF``, ``CubaLI``; ``docs/semantics.md``, "NIR graphs"), stored in the node;
-        None: each kind's default (``euler``). An :class:`OptionError` for a value such a
+        (``CubaLIF``, ``CubaLI``, ``LIF``, ``LI``; ``docs/semantics.md``, "NIR graphs"),
+        stored in the node; None: each kind's default (``euler``). ``IF`` and ``I`` have
+        none: every one of these rules is forward Euler for them. An :class:`OptionError` for a value such a
         node's kind does not take.
 
     Returns
