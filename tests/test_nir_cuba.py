@@ -259,6 +259,21 @@ def test_graph_round_trips_through_nir_and_the_discretisation_is_kept():
         from_nir(_net_graph(), discretisation="rk4")
 
 
+def test_saved_networks_keep_the_discretisation(tmp_path):
+    from refsnn.sim.network import load_snn, save_snn
+
+    for how in DISCRETISATIONS:
+        net = from_nir(_net_graph(), discretisation=how)
+        save_snn(net, tmp_path / f"{how}.h5")
+        back = load_snn(tmp_path / f"{how}.h5")
+        assert back.graph.node("n1").attrs["discretisation"] == how
+        assert back.graph.node("li").attrs["discretisation"] == how
+        a = Simulator(net).run(X, 12, rasters=["n1"])
+        b = Simulator(back, "numba").run(X, 12, rasters=["n1"])
+        assert np.array_equal(a.rasters["n1"], b.rasters["n1"])
+        assert np.array_equal(a.readout[12], b.readout[12])
+
+
 def test_negative_time_constants_run_and_zero_or_nan_is_refused(tmp_path):
     n = 8
     net = from_nir(_net_graph(tau_syn=-np.full(n, 2.0), r=-np.ones(n),
