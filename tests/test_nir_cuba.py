@@ -255,8 +255,14 @@ def test_graph_round_trips_through_nir_and_the_discretisation_is_kept():
     assert exact.graph.node("n1").attrs["discretisation"] == "exact"
     with pytest.raises(ConversionError, match="node 'n1'.*'exact' discretisation"):
         to_nir(exact)
-    with pytest.raises(OptionError, match="discretisation: node 'n1'.*'rk4'"):
+    with pytest.raises(OptionError, match="discretisation: expected one of.*found 'rk4'"):
         from_nir(_net_graph(), discretisation="rk4")
+    if_only = nir.NIRGraph(nodes={"in": nir.Input(input_type={"input": np.array([2])}),
+                                  "a": nir.IF(r=np.ones(2), v_threshold=np.ones(2)),
+                                  "out": nir.Output(output_type={"output": np.array([2])})},
+                           edges=[("in", "a"), ("a", "out")], type_check=False)
+    with pytest.raises(OptionError, match="discretisation"):  # not ignored without a taker
+        from_nir(if_only, dt=1.0, discretisation="Exact")
 
 
 def test_saved_networks_keep_the_discretisation(tmp_path):

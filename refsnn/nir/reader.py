@@ -23,6 +23,7 @@ from refsnn.errors import ModelFormatError, OptionError
 from refsnn.model.graph import INPUT, ancestors, make_graph
 from refsnn.model.ops import ShapeRuleError
 from refsnn.neurons.base import KINDS
+from refsnn.neurons.nir_base import DISCRETISATIONS
 
 #: NIR nodes refsnn refuses (unless a kind reads them), with the reason.
 _REFUSED = {
@@ -177,6 +178,9 @@ CONVERTERS = {
 def converters(dt=None, discretisation=None) -> dict:
     """:data:`CONVERTERS` and a converter per kind that reads a NIR node (time step ``dt``,
     ``discretisation`` of the kinds that take one: :func:`_kind_reader`)."""
+    if discretisation is not None and discretisation not in DISCRETISATIONS:
+        raise OptionError(f"discretisation: expected one of {list(DISCRETISATIONS)}, found "
+                          f"{discretisation!r}")
     return {**CONVERTERS, **{n: _kind_reader(k, dt, discretisation)
                              for n, k in kinds_by_node().items()}}
 
@@ -222,8 +226,8 @@ def from_nir(graph, dt=None, dtype=np.float64, file: str = "<memory>", discretis
         The discretisation of every node whose kind has a ``discretisation`` attribute
         (``CubaLIF``, ``CubaLI``, ``LIF``, ``LI``; ``docs/semantics.md``, "NIR graphs"),
         stored in the node; None: each kind's default (``euler``). ``IF`` and ``I`` have
-        none: every one of these rules is forward Euler for them. An :class:`OptionError` for a value such a
-        node's kind does not take.
+        none (for them every one of these rules is forward Euler). An :class:`OptionError`
+        for any other value, or one a node's kind does not take.
 
     Returns
     -------
