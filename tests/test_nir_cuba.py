@@ -237,10 +237,14 @@ def _net_graph(seed=0, dt=0.5, **cuba):
 X = np.random.default_rng(1).uniform(0, 1, (4, 5))
 
 
-def test_graph_round_trips_through_nir_and_the_discretisation_is_kept():
+def test_graph_round_trips_through_nir_and_the_discretisation_is_kept(tmp_path):
+    from refsnn.nir.reader import load_nir
+    from refsnn.nir.writer import export_nir
+
     net = from_nir(_net_graph())
     assert [n.op for n in net.graph.nodes] == ["linear", "cuba_lif", "linear", "cuba_li"]
-    back = from_nir(to_nir(net))
+    export_nir(net, tmp_path / "net.nir")  # through the file, nir.write and nir.read
+    back = load_nir(tmp_path / "net.nir")
     assert back.schedule["dt"] == 0.5
     for node in net.graph.nodes:
         other = back.graph.node(node.name)
@@ -282,8 +286,8 @@ def test_saved_networks_keep_the_discretisation(tmp_path):
 
 def test_negative_time_constants_run_and_zero_or_nan_is_refused(tmp_path):
     n = 8
-    net = from_nir(_net_graph(tau_syn=-np.full(n, 2.0), r=-np.ones(n),
-                              v_threshold=-np.full(n, 0.1)))
+    net = from_nir(_net_graph(tau_syn=-np.full(n, 2.0), tau_mem=-np.full(n, 3.0),
+                              r=-np.ones(n), v_threshold=-np.full(n, 0.1)))
     assert np.all(np.isfinite(Simulator(net).run(X, 10).readout[10]))
     path = tmp_path / "bad.nir"
     nir.write(path, _net_graph(tau_mem=np.r_[np.full(n - 1, 2.0), 0.0]))
