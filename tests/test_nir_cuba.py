@@ -97,8 +97,10 @@ def test_rates_are_the_written_constants():
     assert np.allclose(keep, np.exp(-1.0 / tau), rtol=1e-15, atol=0)
     assert np.allclose(rate, 1 - np.exp(-1.0 / tau), rtol=1e-15, atol=0)
     assert rates(np.float64(0.5), np.array([0.5]), "euler") == (0.0, 1.0)
-    with pytest.raises(ValueError, match="overflows"):
+    with pytest.raises(ValueError, match="not finite in float64"):
         rates(np.float64(1.0), np.array([-1e-3]), "exact")
+    with pytest.raises(ValueError, match="not finite in float32"):
+        rates(np.float32(1.0), np.array([-0.01], np.float32), "exact")
 
 
 # ---- closed forms ---------------------------------------------------------------------
@@ -296,6 +298,11 @@ def test_negative_time_constants_run_and_zero_or_nan_is_refused(tmp_path):
         load_nir(path)
     with pytest.raises(ModelFormatError, match="nodes/n1: r: expected finite"):
         from_nir(_net_graph(r=np.r_[np.ones(n - 1), np.inf]))
+    # exact: e^{dt/|tau|} beyond float32 for tau = -dt/100: refused at import, not at run
+    tiny = np.full(n, -0.005)
+    assert from_nir(_net_graph(tau_syn=tiny), dtype=np.float32, discretisation="euler")
+    with pytest.raises(ModelFormatError, match="nodes/n1: tau_syn: expected time constants"):
+        from_nir(_net_graph(tau_syn=tiny), dtype=np.float32, discretisation="exact")
 
 
 # ---- compare names the frameworks' departures --------------------------------------------

@@ -165,8 +165,9 @@ class NirSpec:
     refuse : callable
         ``refuse(node) -> str or None``: why this node cannot be exported exactly.
     check : callable or None
-        ``check(params, dt)``: refuses, at import, parameters (refsnn name -> float64 array of
-        the node's shape) that do not fit the time step ``dt``, raising
+        ``check(params, dt, attrs)``: refuses, at import, parameters (refsnn name -> array of
+        the node's shape, in the network's dtype) that do not fit the time step ``dt`` or the
+        node's attributes ``attrs`` (those the reader sets), raising
         :class:`~refsnn.model.ops.ShapeRuleError` (field, expected, found).
     """
 

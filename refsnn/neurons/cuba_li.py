@@ -18,7 +18,8 @@ from __future__ import annotations
 from refsnn.jit import parallel, prange
 from refsnn.model.ops import OpSpec
 from refsnn.neurons.base import Kind, NirSpec, register, with_out
-from refsnn.neurons.cuba_lif import CubaState, exporter, refuse_discretisation, synapse_constants
+from refsnn.neurons.cuba_lif import (CubaState, check_rates, exporter, refuse_discretisation,
+                                     synapse_constants)
 from refsnn.neurons.nir_base import DISCRETISATION, full, nonzero
 
 
@@ -63,4 +64,4 @@ register(Kind("cuba_li", CubaLi,
               spec=OpSpec("cuba_li", 1, attrs=DISCRETISATION, params=_PARAMS,
                           param_shapes=full(*_PARAMS), out_shape=nonzero("tau_syn", "tau_mem")),
               nir=NirSpec("CubaLI", timed=True, export=exporter(_PARAMS),
-                          refuse=refuse_discretisation)))
+                          refuse=refuse_discretisation, check=check_rates)))

@@ -34,7 +34,7 @@ from __future__ import annotations
 import numpy as np
 
 from refsnn.jit import parallel, prange
-from refsnn.model.ops import OpSpec
+from refsnn.model.ops import OpSpec, ShapeRuleError
 from refsnn.neurons import nir_base
 from refsnn.neurons.base import Kind, NirSpec, TraceSpec, register, with_out
 from refsnn.neurons.nir_base import (DISCRETISATION, DISCRETISATION_CHECK, NirState, flat,
@@ -175,6 +175,21 @@ _FINITE = (nir_base.finite, "finite real numbers")
 CHECKS = {**{k: _FINITE for k in ("p", "q", "w_in", "decay", "r", "v_leak", "v_threshold",
                                   "v_reset", "tau_syn", "tau_mem")},
           **DISCRETISATION_CHECK}
+def check_rates(params, dt, attrs):
+    """``NirSpec.check``: both time constants non-zero, with finite constants over the step
+    (:func:`refsnn.neurons.nir_base.rates`) in the parameters' dtype."""
+    how = attrs.get("discretisation", DISCRETISATION["discretisation"].default)
+    for name in ("tau_syn", "tau_mem"):
+        tau = np.asarray(params[name]).reshape(-1)
+        if np.any(tau == 0):
+            raise ShapeRuleError(name, "finite non-zero values", "0")
+        try:
+            rates(np.asarray(dt, tau.dtype), tau, how)
+        except ValueError as e:
+            raise ShapeRuleError(name, "time constants whose factors over the step are "
+                                 "finite", str(e)) from None
+
+
 def exporter(params):
     """``NirSpec.export`` of a current-based kind with NIR fields ``params``."""
     def export(node, shape):
@@ -200,4 +215,4 @@ register(Kind(
     trace=TraceSpec(params=trace_params, checks=CHECKS),
     hypotheses=nir_base.hypotheses(charging, LEAKS, OWN),
     nir=NirSpec("CubaLIF", timed=True, export=exporter(_PARAMS),
-                refuse=refuse_discretisation)))
+                refuse=refuse_discretisation, check=check_rates)))

@@ -93,7 +93,7 @@ class Delay(StepOp):
         return self.kernels["step"](state["buffer"], slot, current, self.steps).reshape(x.shape)
 
 
-def _check(params, dt):
+def _check(params, dt, attrs):
     whole_steps(params["delay"], dt)
 
 

@@ -81,19 +81,18 @@ def _kind_reader(kind, dt=None, discretisation=None):
     takes = kind.spec.attrs.get("discretisation")
 
     def convert(name, node, shape, err, dtype):
-        params = {p: _param(node, f, shape, err, name, np.float64) for p, f in fields.items()}
-        if kind.nir.check is not None:
-            try:
-                kind.nir.check(params, dt)
-            except ShapeRuleError as e:
-                raise err(name, fields.get(e.field, e.field), e.expected, e.found) from None
-        out = dict(op=kind.op, params={p: np.ascontiguousarray(a, dtype=dtype)
-                                       for p, a in params.items()})
+        out = dict(op=kind.op, params={p: _param(node, f, shape, err, name, dtype)
+                                       for p, f in fields.items()})
         if takes is not None and discretisation is not None:
             if discretisation not in takes.choices:
                 raise OptionError(f"discretisation: node '{name}' ({kind.nir.node}) takes "
                                   f"one of {list(takes.choices)}, not {discretisation!r}")
             out["attrs"] = {"discretisation": discretisation}
+        if kind.nir.check is not None:
+            try:
+                kind.nir.check(out["params"], dt, out.get("attrs", {}))
+            except ShapeRuleError as e:
+                raise err(name, fields.get(e.field, e.field), e.expected, e.found) from None
         return out
     return convert
 
