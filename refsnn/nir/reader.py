@@ -21,7 +21,9 @@ import numpy as np
 
 from refsnn.errors import ModelFormatError, OptionError
 from refsnn.model.graph import INPUT, ancestors, make_graph
+from refsnn.model.ops import ShapeRuleError
 from refsnn.neurons.base import KINDS
+from refsnn.neurons.nir_base import DISCRETISATIONS
 
 #: NIR nodes refsnn refuses (unless a kind reads them), with the reason.
 _REFUSED = {
@@ -70,14 +72,28 @@ def kinds_by_node() -> dict:
     return {k.nir.node: k for k in KINDS.values() if k.nir is not None and k.nir.reads}
 
 
-def _kind_reader(kind):
+def _kind_reader(kind, dt=None, discretisation=None):
     """The converter of a NIR node read into ``kind``: its parameters (``NirSpec.params``,
-    default the schema's names) broadcast to the node's shape."""
+    default the schema's names) broadcast to the node's shape, checked against the time step
+    ``dt`` (``NirSpec.check``), and the ``discretisation`` attribute where the kind has one
+    (None: the kind's default)."""
     fields = kind.nir.params or {p: p for p in kind.spec.params}
+    takes = kind.spec.attrs.get("discretisation")
 
     def convert(name, node, shape, err, dtype):
-        return dict(op=kind.op, params={p: _param(node, f, shape, err, name, dtype)
-                                        for p, f in fields.items()})
+        out = dict(op=kind.op, params={p: _param(node, f, shape, err, name, dtype)
+                                       for p, f in fields.items()})
+        if takes is not None and discretisation is not None:
+            if discretisation not in takes.choices:
+                raise OptionError(f"discretisation: node '{name}' ({kind.nir.node}) takes "
+                                  f"one of {list(takes.choices)}, not {discretisation!r}")
+            out["attrs"] = {"discretisation": discretisation}
+        if kind.nir.check is not None:
+            try:
+                kind.nir.check(out["params"], dt, out.get("attrs", {}))
+            except ShapeRuleError as e:
+                raise err(name, fields.get(e.field, e.field), e.expected, e.found) from None
+        return out
     return convert
 
 
@@ -158,9 +174,14 @@ CONVERTERS = {
 }
 
 
-def converters() -> dict:
-    """:data:`CONVERTERS` and a converter per kind that reads a NIR node."""
-    return {**CONVERTERS, **{n: _kind_reader(k) for n, k in kinds_by_node().items()}}
+def converters(dt=None, discretisation=None) -> dict:
+    """:data:`CONVERTERS` and a converter per kind that reads a NIR node (time step ``dt``,
+    ``discretisation`` of the kinds that take one: :func:`_kind_reader`)."""
+    if discretisation is not None and discretisation not in DISCRETISATIONS:
+        raise OptionError(f"discretisation: expected one of {list(DISCRETISATIONS)}, found "
+                          f"{discretisation!r}")
+    return {**CONVERTERS, **{n: _kind_reader(k, dt, discretisation)
+                             for n, k in kinds_by_node().items()}}
 
 
 def _topological(graph, preds, err):
@@ -187,7 +208,7 @@ def _topological(graph, preds, err):
     return order
 
 
-def from_nir(graph, dt=None, dtype=np.float64, file: str = "<memory>"):
+def from_nir(graph, dt=None, dtype=np.float64, file: str = "<memory>", discretisation=None):
     """The refsnn network that simulates NIR graph ``graph`` (a ``nir.NIRGraph``).
 
     Parameters
@@ -200,6 +221,12 @@ def from_nir(graph, dt=None, dtype=np.float64, file: str = "<memory>"):
         float64 (default) or float32: parameters, states and values.
     file : str
         Where the graph came from, for error messages.
+    discretisation : {None, "euler", "euler-same-step", "exact"}
+        The discretisation of every node whose kind has a ``discretisation`` attribute
+        (``CubaLIF``, ``CubaLI``, ``LIF``, ``LI``; ``docs/semantics.md``, "NIR graphs"),
+        stored in the node; None: each kind's default (``euler``). ``IF`` and ``I`` have
+        none (for them every one of these rules is forward Euler). An :class:`OptionError`
+        for any other value, or one a node's kind does not take.
 
     Returns
     -------
@@ -210,8 +237,9 @@ def from_nir(graph, dt=None, dtype=np.float64, file: str = "<memory>"):
     from refsnn.sim.network import SNN_OPS, SpikingNetwork
 
     err = _Err(file)
-    convert = converters()
     kinds = {name: type(node).__name__ for name, node in graph.nodes.items()}
+    dt = _time_step(graph, dt, kinds, file)
+    convert = converters(dt, discretisation)
     preds = {name: [] for name in graph.nodes}
     for edge in graph.edges:
         src, dst = edge[0], edge[1]
@@ -232,7 +260,6 @@ def from_nir(graph, dt=None, dtype=np.float64, file: str = "<memory>"):
         if kind not in convert and kind not in ("Input", "Output"):
             raise err(name, "type", f"one of {sorted(convert)}", kind)
     order = _topological(graph, preds, err)
-    dt = _time_step(graph, dt, kinds, file)
     given = (graph.nodes[inputs[0]].input_type or {}).get("input")
     if given is None or np.asarray(given).ndim != 1 or np.asarray(given).size == 0:
         raise err(inputs[0], "input_type", "the per-sample input shape", repr(given))
@@ -320,6 +347,7 @@ def read_nir(path):
                                f"{type(e).__name__}: {first}") from None
 
 
-def load_nir(path, dt=None, dtype=np.float64):
+def load_nir(path, dt=None, dtype=np.float64, discretisation=None):
     """Read a NIR file and return :func:`from_nir` of its graph."""
-    return from_nir(read_nir(path), dt=dt, dtype=dtype, file=str(path))
+    return from_nir(read_nir(path), dt=dt, dtype=dtype, file=str(path),
+                    discretisation=discretisation)
