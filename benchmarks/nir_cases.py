@@ -207,10 +207,11 @@ def _multi(fw_run) -> str:
     return f"; multi-spike ({', '.join(multi)})" if multi else ""
 
 
-def cell(framework: str, case: Case, ref=None, peer=None) -> Cell:
+def cell(framework: str, case: Case, ref=None, peer=None, fw_run=None) -> Cell:
     """Run ``case`` in ``framework`` and refsnn, compare, and say what happened.
 
-    ``ref``: :func:`reference` of ``case``, if already made. When refsnn refuses the graph
+    ``ref``: :func:`reference` of ``case``, if already made; ``fw_run``: ``framework``'s
+    :func:`run` of ``case``, if already made. When refsnn refuses the graph
     the cell says so, and ``peer`` (``(name, FrameworkRun)`` of another framework on the same
     case) is what the run is held against instead: same spikes, or the first layer and
     step where they differ and whether that layer's input already differed."""
@@ -219,7 +220,7 @@ def cell(framework: str, case: Case, ref=None, peer=None) -> Cell:
 
     ref = reference(case) if ref is None else ref
     try:
-        fw_run = run(framework, case)
+        fw_run = run(framework, case) if fw_run is None else fw_run
     except FrameworkError as e:
         return Cell("fails", f"fails: {str(e).split(' raised ', 1)[-1]}")
     if isinstance(ref, str):

@@ -231,7 +231,7 @@ def test_published_braille_in_the_frameworks(published, runs, variant, hidden):
     for layer in ("lif1.lif", "lif2"):
         assert a.spikes[layer].any()
         np.testing.assert_array_equal(a.spikes[layer], b.spikes[layer], err_msg=layer)
-    c = cell("snntorch", ff, "refused", ("Norse", a))
+    c = cell("snntorch", ff, "refused", ("Norse", a), b)
     assert c.status == "unchecked" and c.text.endswith("spike for spike as Norse")
 
 
@@ -242,25 +242,44 @@ def test_published_braille_rockpool_departs_from_norse(published, runs):
 
     case = _published(published, "Braille: noBias_subtract")
     pytest.importorskip("rockpool")
-    c = cell("rockpool", case, "refused", ("Norse", _run(runs, "norse", case)))
+    c = cell("rockpool", case, "refused", ("Norse", _run(runs, "norse", case)),
+             _run(runs, "rockpool", case))
     assert c.status == "unchecked" and "multi-spike" in c.text
     assert "differs from Norse from layer lif1.lif, step 2 (its input equal" in c.text
 
 
 @pytest.mark.parametrize("variant", ["bias_zero", "noBias_subtract"])
-def test_published_braille_through_refsnn_names_each_departure(published, variant):
-    """Once refsnn runs the Braille graphs: each framework that runs them either agrees with
-    refsnn or ``compare`` names the class of its first departure."""
+def test_published_braille_cubalif_through_refsnn(published, runs, variant):
+    """The Braille graphs without ``w_rec`` (feed-forward CubaLIF) in refsnn: Norse and
+    snnTorch depart at the first steps, and ``compare`` names the class: their membrane reads
+    the synaptic current of the same step (``current=same``, replayed by refsnn's
+    ``euler-same-step``)."""
+    from nir_cases import cell, reference
+
+    case = _published(published, f"Braille: {variant} without w_rec")
+    ref = reference(case)
+    assert not isinstance(ref, str), ref
+    assert [layer.kind for layer in ref[0].layers.values()] == ["cuba_lif", "cuba_lif"]
+    for fw in ("norse", "snntorch"):
+        pytest.importorskip(fw)
+        c = cell(fw, case, ref, fw_run=_run(runs, fw, case))
+        assert c.status == "diverges" and "layer lif1.lif" in c.text, (fw, c.text)
+        assert "current — replay with current=same reproduces it" in c.text, (fw, c.text)
+
+
+@pytest.mark.parametrize("variant", ["bias_zero", "noBias_subtract"])
+def test_published_braille_through_refsnn_names_each_departure(published, runs, variant):
+    """Once refsnn runs the recurrent Braille graphs: Norse (the one of Norse and snnTorch
+    whose reader runs them) either agrees with refsnn or ``compare`` names the class of its
+    first departure."""
     from nir_cases import cell, reference
 
     case = _published(published, f"Braille: {variant}")
     ref = reference(case)
     if isinstance(ref, str):
         pytest.skip(f"refsnn refuses the Braille graph: {ref}")
-    for fw in ("norse", "rockpool"):
-        pytest.importorskip(fw)
-        c = cell(fw, case, ref)
-        assert c.status == "agrees" or "unexplained" not in c.text, (fw, c.text)
+    c = cell("norse", case, ref, fw_run=_run(runs, "norse", case))
+    assert c.status == "agrees" or "unexplained" not in c.text, c.text
 
 
 def test_a_constant_sequence_is_the_analog_input(by_name):
