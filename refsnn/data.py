@@ -196,6 +196,10 @@ def _read_split(f, file: str, split: str, sample_shape, limit, sequences: bool |
     version = check_header(f, file, FORMAT, FORMAT_VERSION)
     classes = _classes(f, file)
     dt = sequence_dt(f, file)
+    if (dt is not None) != (version == 3):
+        raise ModelFormatError(file, "/", "format_version", "3 with a root dt (a sequence "
+                               "file), 1 or 2 without", f"{version} with"
+                               f"{'out' if dt is None else ''} dt")
     if sequences is None:
         pass
     elif sequences and dt is None:
@@ -205,10 +209,6 @@ def _read_split(f, file: str, split: str, sample_shape, limit, sequences: bool |
     elif not sequences and dt is not None:
         raise ModelFormatError(file, "/", "dt", "a file of plain samples", f"a sequence file "
                                f"(dt = {dt:g}): read it with load_sequences")
-    if (dt is not None) != (version == 3):
-        raise ModelFormatError(file, "/", "format_version", "3 with a root dt (a sequence "
-                               "file), 1 or 2 without", f"{version} with"
-                               f"{'out' if dt is None else ''} dt")
     if split not in f or not isinstance(f[split], h5py.Group):
         splits = [k for k in f if isinstance(f[k], h5py.Group)]
         raise ModelFormatError(file, f"/{split}", "group", f"a split, one of {splits}",
