@@ -185,6 +185,11 @@ NOT_COVERED: dict[str, str] = {
     # emits; tests/test_nir.py, test_nir_neurons.py and test_nir_compare.py cover them
     f"op:{op}": "a NIR graph's op (refsnn.nir.reader)"
     for op in ("nir_if", "lif", "li", "integrator", "threshold", "hadamard", "sumpool2d")}
+# readouts chosen at run time (--decode, refsnn.sim.decoders.with_readout), which no conversion
+# emits; tests/test_sequences.py checks them against the mean decoder (count = the sum, last =
+# its last increment)
+NOT_COVERED.update({f"decoder:{d}": "a readout chosen at run time (--decode)"
+                    for d in ("count", "last")})
 
 
 def _golden_features():

@@ -289,6 +289,8 @@ def cmd_evaluate(args) -> int:
         numba.set_num_threads(args.threads)
     x, y, dt = network_input(args, net)
     sequence = {} if dt is None else {"sequence": True}  # plain data: the calls as before
+    if dt is not None and (args.dask is not None or args.workers is not None):
+        raise OptionError("sequence data run in this process: not with --workers or --dask")
     if dt is not None and graph is not None:
         graph = None  # an ANN takes one sample, not a sequence: its accuracy is n/a
     with contextlib.ExitStack() as stack:

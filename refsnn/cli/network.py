@@ -48,10 +48,8 @@ def network(args):
     """``(graph, net)``: the model ``args.model`` (``graph``, a Graph) converted with the flags,
     or ``(None, net)`` for a converted network or NIR graph (refused with conversion flags);
     ``--seed`` is refused unless ``net`` has Poisson input."""
-    from refsnn.files import load
+    from refsnn.files import file_kind, load
     from refsnn.model.graph import Graph
-
-    from refsnn.files import file_kind
 
     # a NIR graph is simulated in --dtype (float64 or float32, argparse's choices); default
     # its metadata's refsnn_dtype, else float64 (refsnn.files.nir_dtype)
