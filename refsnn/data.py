@@ -36,10 +36,10 @@ from refsnn.errors import DataFormatError, ModelFormatError
 from refsnn.io import atomic_h5, attr_str, check_header, open_h5, read_h5
 
 FORMAT = "refsnn-data"
-FORMAT_VERSION = 3  # 2: with checksums (refsnn.checksum); version 1 files still load
-#: The version written for plain files (3 marks sequence files only, so plain files are the
-#: same bytes as before sequences existed).
-PLAIN_VERSION = 2
+FORMAT_VERSION = 2  # 2: with checksums (refsnn.checksum); version 1 files still load
+#: The version of sequence files (a root ``dt``): 3 marks them only, so that older readers
+#: refuse them and plain files stay version 2, the same bytes as before sequences existed.
+SEQUENCE_VERSION = 3
 #: Attributes of a uint8 ``x`` (``scale`` required, ``mean``/``std`` optional, both or neither).
 ENCODING_ATTRS = ("scale", "mean", "std")
 #: Stored samples per HDF5 chunk (gzip works per chunk; a prefix reads few chunks).
@@ -193,10 +193,10 @@ def _read_split(f, file: str, split: str, sample_shape, limit, sequences: bool |
     :func:`load_split` (None: either) on the open file ``f`` (validated inside the ``with``
     block, so that the checksums are verified after it): ``x, y, dt`` (dt None for a plain
     file)."""
-    version = check_header(f, file, FORMAT, FORMAT_VERSION)
+    version = check_header(f, file, FORMAT, SEQUENCE_VERSION)
     classes = _classes(f, file)
     dt = sequence_dt(f, file)
-    if (dt is not None) != (version == 3):
+    if (dt is not None) != (version == SEQUENCE_VERSION):
         raise ModelFormatError(file, "/", "format_version", "3 with a root dt (a sequence "
                                "file), 1 or 2 without", f"{version} with"
                                f"{'out' if dt is None else ''} dt")
@@ -396,7 +396,7 @@ def save(path, splits: dict, classes, *, scale=None, mean=None, std=None,
                    "std": None if std is None else list(map(float, std))})
     with atomic_h5(path) as f:
         f.attrs["format"] = FORMAT
-        f.attrs["format_version"] = np.int64(PLAIN_VERSION if dt is None else FORMAT_VERSION)
+        f.attrs["format_version"] = np.int64(FORMAT_VERSION if dt is None else SEQUENCE_VERSION)
         if dt is not None:
             f.attrs["dt"] = np.float64(dt)
         f.attrs["classes"] = np.int64(n_classes)
@@ -441,7 +441,7 @@ def describe(path) -> dict:
     file = str(path)
     out = {"splits": {}}
     with open_h5(path, "data file") as f:
-        check_header(f, file, FORMAT, FORMAT_VERSION)
+        check_header(f, file, FORMAT, SEQUENCE_VERSION)
         classes = _classes(f, file)
         out["dt"] = dt = sequence_dt(f, file)
         names = f.attrs.get("class_names")
