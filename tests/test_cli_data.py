@@ -198,6 +198,7 @@ def test_from_events_bins_counts_and_inspect_shows_dt(tmp_path, capsys):
     assert x[1, 0, 1, 1, 2] == 2 and x[1].sum() == 2
     code, out, _ = run(capsys, "inspect", tmp_path / "s.h5")
     assert code == 0 and "steps dt = 0.005 apart" in out and "time_window: 5.0" in out
+    assert "test: 2 sequences of 2 steps of shape (2, 2, 3), uint8" in out
 
 
 @pytest.mark.parametrize("argv, words", [

@@ -358,3 +358,14 @@ def test_nir_dtype_flag_and_metadata(tmp_path, capsys):
     code, _, err = run_cli(capsys, "evaluate", tmp_path / "n.h5", "--data", DATA,
                            "--dtype", "float64")
     assert code == 2 and "already converted" in err
+
+
+def test_binning_does_not_import_tonic():
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np; from refsnn.events import to_frames; "
+            "from refsnn.cli.main import build_parser; build_parser(); "
+            "e = np.zeros(2, [('t', 'i8'), ('x', 'i2'), ('p', 'i1')]); e['t'] = [0, 5]; "
+            "to_frames(e, (1, 1, 1), n_time_bins=2); sys.exit('tonic' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], cwd=ROOT).returncode == 0

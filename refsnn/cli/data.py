@@ -272,7 +272,9 @@ def print_data_file(info: dict) -> int:
         how = (f"uint8, values = x * {enc['scale']:.10g}"
                + (f", then (- mean {enc['mean']}) / std {enc['std']} per channel"
                   if "mean" in enc else "")) if enc else s["dtype"]
-        print(f"  {name}: {s['shape'][0]} samples of shape {tuple(s['shape'][1:])}, {how}")
+        what = (f"samples of shape {tuple(s['shape'][1:])}" if info.get("dt") is None else
+                f"sequences of {s['shape'][1]} steps of shape {tuple(s['shape'][2:])}")
+        print(f"  {name}: {s['shape'][0]} {what}, {how}")
         print(f"    per class: {s['counts']}")
     if info["provenance"]:
         print("provenance:")
