@@ -187,6 +187,11 @@ NOT_COVERED: dict[str, str] = {
     f"op:{op}": "a NIR graph's op (refsnn.nir.reader)"
     for op in ("nir_if", "lif", "li", "integrator", "threshold", "hadamard", "sumpool2d",
                "cuba_lif", "cuba_li", "nir_delay")}
+# readouts chosen at run time (--decode, refsnn.sim.decoders.with_readout), which no conversion
+# emits; tests/test_sequences.py checks them against the mean decoder (count = the sum, last =
+# its last increment)
+NOT_COVERED.update({f"decoder:{d}": "a readout chosen at run time (--decode)"
+                    for d in ("count", "last")})
 
 
 def _golden_features():
