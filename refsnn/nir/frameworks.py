@@ -272,50 +272,27 @@ def reference_trace(graph, x, steps: int, dt: float, dtype=np.float32, encoded=N
     (T, B, *output_shape).
 
     Given ``encoded`` (steps, B, *input_shape), the input node takes ``encoded[t - 1]`` at
-    step ``t``: the graph is read with ``metadata["refsnn_encoding"] = "poisson"`` (an
-    encoding whose per-step input :meth:`~refsnn.sim.simulator.Simulator.run` accepts as
-    ``encoded``), and the simulator that :func:`~refsnn.oracle.trace.record_trace` drives
-    is given that input at every run (:class:`_Fed`); the trace's ``encoded`` is ``encoded``."""
-    import copy
-
+    step ``t`` (refsnn's sequence input, ``Simulator.run(..., sequence=True)``); the trace
+    then holds ``encoded`` and no ``inputs``."""
     from refsnn.nir.reader import from_nir
     from refsnn.oracle.trace import record_trace
     from refsnn.sim.simulator import Simulator
 
-    x = np.asarray(x, dtype)
-    if encoded is None:
-        sim = Simulator(from_nir(graph, dt=dt, dtype=dtype), "numpy")
-        trace = record_trace(sim, x, steps, attrs={"producer": "refsnn"})
-        return trace, output_per_step(sim, x, steps)
-    graph = copy.deepcopy(graph)
-    graph.metadata = {**dict(graph.metadata or {}), "refsnn_encoding": "poisson"}
-    encoded = np.asarray(encoded, dtype)
-    sim = _fed(Simulator)(from_nir(graph, dt=dt, dtype=dtype), "numpy")
-    sim.fed = encoded
-    trace = record_trace(sim, x, steps, attrs={"producer": "refsnn"})
-    trace.encoded = encoded  # record_trace wrote refsnn's own Poisson stream there
-    return trace, output_per_step(sim, x, steps)
+    sim = Simulator(from_nir(graph, dt=dt, dtype=dtype), "numpy")
+    if encoded is not None:
+        # refsnn's sequences are (B, T, *input_shape)
+        x = np.ascontiguousarray(np.swapaxes(np.asarray(encoded, dtype), 0, 1))
+    else:
+        x = np.asarray(x, dtype)
+    sequence = encoded is not None
+    trace = record_trace(sim, x, steps, attrs={"producer": "refsnn"}, sequence=sequence)
+    return trace, output_per_step(sim, x, steps, sequence)
 
 
-def _fed(simulator):
-    """A subclass of ``simulator`` whose ``run`` takes its per-step input from the instance's
-    ``fed`` (steps, B, *input_shape), first ``steps`` steps: what
-    :func:`~refsnn.oracle.trace.record_trace`, which passes no ``encoded``, needs for a
-    sequence."""
-    class _Fed(simulator):
-        fed = None
-
-        def run(self, x, steps, *args, encoded=None, **kwargs):
-            if encoded is not None:
-                raise OptionError("encoded: this simulator feeds its own sequence")
-            t_max = max(np.atleast_1d(steps))
-            return super().run(x, steps, *args, encoded=self.fed[:t_max], **kwargs)
-    return _Fed
-
-
-def output_per_step(sim, x, steps):
-    """The output node's value at each step, (T, B, *output_shape)."""
-    run = sim.run(x, list(range(1, steps + 1)))
+def output_per_step(sim, x, steps, sequence=False):
+    """The output node's value at each step, (T, B, *output_shape); ``sequence`` as
+    :meth:`~refsnn.sim.simulator.Simulator.run`'s."""
+    run = sim.run(x, list(range(1, steps + 1)), **({"sequence": True} if sequence else {}))
     means = np.stack([run.readout[t] for t in range(1, steps + 1)])
     sums = means * np.arange(1, steps + 1).reshape((-1,) + (1,) * (means.ndim - 1))
     return np.diff(np.concatenate([np.zeros_like(sums[:1]), sums]), axis=0)
