@@ -88,8 +88,10 @@ class FlatANN(nn.Module):
 
 def _source(graph, name):
     """The ReLU (or the input) whose spikes reach node ``name`` through pooling/flatten."""
+    if name == INPUT:
+        return INPUT
     node = graph.node(name)
-    while node.op not in ("relu",):
+    while node.op != "relu":
         if node.inputs[0] == INPUT:
             return INPUT
         node = graph.node(node.inputs[0])

@@ -189,3 +189,29 @@ def test_accuracy_points_of_the_table(bench):
         conv, _ = bench.convert_setting(graph, xc, len(xt), setting)
         readout, _ = bench.sinabs_run(conv, xt, 32)
         assert 100 * bench.accuracy(readout, yt)[32] == pytest.approx(acc, abs=0.005), setting
+
+
+def test_normalize_weights_changes_the_cnn(bench):
+    """The shipped CNN (BatchNorms folded: every conv has a bias) after ``normalize_weights``
+    (percentile 100, the 1,347 training images) is another ANN: 9.56 % instead of 99.56 % on
+    the 450 test images, before any spike (``docs/peers.md``)."""
+    import torch
+    from sinabs.utils import normalize_weights
+
+    from refsnn.conversion.bnfold import fold_batchnorm
+    from refsnn.data import load_data
+    from refsnn.model import load_refsnn_h5
+
+    graph = fold_batchnorm(load_refsnn_h5(ROOT / "data" / "models" / "cnn.h5"))
+    xc, _ = load_data(ROOT / "data" / "digits.h5", "train")
+    xt, yt = load_data(ROOT / "data" / "digits.h5", "test")
+    ann = bench.FlatANN(graph).float().eval()
+    x = torch.from_numpy(xt.astype(np.float32))
+    relus = [n.name for n in graph.nodes if n.op == "relu"]
+    with torch.no_grad():
+        before = float(np.mean(ann(x).argmax(1).numpy() == yt))
+        normalize_weights(ann, torch.from_numpy(xc.astype(np.float32)), relus,
+                          [graph.node(r).inputs[0] for r in relus], percentile=100)
+        after = float(np.mean(ann(x).argmax(1).numpy() == yt))
+    assert 100 * before == pytest.approx(99.56, abs=0.005)
+    assert 100 * after == pytest.approx(9.56, abs=0.005)
