@@ -178,15 +178,16 @@ def sinabs_run(conv: SinabsConversion, x, steps: int):
     return readout, {k: np.rint(np.stack(v)).astype(np.int64) for k, v in record.items()}
 
 
-#: Row name -> (how Sinabs' network is scaled, from_model options, refsnn percentile).
+#: Row name -> (``normalize_weights``' options, or None for refsnn's thresholds put into the
+#: weights; ``from_model`` options; the percentile of refsnn's row beside it).
 SETTINGS = {
     "normalize_weights 99 (Sinabs' default)": (dict(percentile=99.0), {}, 99.0),
     "normalize_weights 100 (max)": (dict(percentile=100.0), {}, 100.0),
-    "refsnn's θ (max), from_model defaults": (dict(theta=100.0), {}, 100.0),
-    "refsnn's θ (max), min_v_mem=None": (dict(theta=100.0), dict(min_v_mem=None), 100.0),
-    "refsnn's θ (max), SingleSpike": (dict(theta=100.0), dict(spike_fn="single"), 100.0),
+    "refsnn's θ (max), from_model defaults": (None, {}, 100.0),
+    "refsnn's θ (max), min_v_mem=None": (None, dict(min_v_mem=None), 100.0),
+    "refsnn's θ (max), SingleSpike": (None, dict(spike_fn="single"), 100.0),
     "refsnn's θ (max), SingleSpike, min_v_mem=None":
-        (dict(theta=100.0), dict(spike_fn="single", min_v_mem=None), 100.0),
+        (None, dict(spike_fn="single", min_v_mem=None), 100.0),
 }
 
 
@@ -197,7 +198,7 @@ def convert_setting(graph, xc, batch, setting):
     scale, kw, percentile = SETTINGS[setting]
     net = convert_if(graph, xc, percentile=percentile)
     kw = {**kw, **({"spike_fn": SingleSpike} if kw.get("spike_fn") == "single" else {})}
-    if "theta" in scale:
+    if scale is None:
         theta = {n.name: float(n.params["threshold"][0]) for n in net.graph.nodes if n.op == "if"}
         return sinabs_convert(graph, xc, batch, theta=theta, **kw), net
     return sinabs_convert(graph, xc, batch, **scale, **kw), net
