@@ -36,6 +36,10 @@ html_theme = "furo"
 html_title = f"refsnn {release}"
 html_static_path = []
 html_extra_path = ["_extra"]  # index.html at the top of the build: a link to docs/index
+# Text as typed: smartquotes would turn ``--per-channel`` in a table cell into an en dash and
+# quotes in error messages into curly ones, which a reader cannot copy into a shell
+# (docs/check_options.py fails the CI build on such a dash).
+smartquotes = False
 
 # The derivation notebooks are executed at build time (CI also runs them as tests), so every
 # page shows the outputs of the code as it is.
