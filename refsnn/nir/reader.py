@@ -22,16 +22,7 @@ import numpy as np
 from refsnn.errors import ModelFormatError, OptionError
 from refsnn.model.graph import INPUT, ancestors, make_graph
 from refsnn.neurons.base import KINDS
-
-#: NIR nodes refsnn refuses (unless a kind reads them), with the reason.
-_REFUSED = {
-    "Delay": "a Delay (refsnn has no synaptic delay in its step schedule)",
-    "CubaLIF": "a CubaLIF (current-based synapse state is not implemented)",
-    "CubaLI": "a CubaLI (current-based synapse state is not implemented)",
-    "Conv1d": "a Conv1d (refsnn convolves (C, H, W) inputs only)",
-    "NIRGraph": "a nested NIR graph (flatten it first)",
-}
-
+from refsnn.nir.structure import blockers, dfs_order, flatten, refuse
 
 class _Err:
     def __init__(self, file):
@@ -163,30 +154,6 @@ def converters() -> dict:
     return {**CONVERTERS, **{n: _kind_reader(k) for n, k in kinds_by_node().items()}}
 
 
-def _topological(graph, preds, err):
-    """Node names in an order where every node follows its inputs; a cycle is refused."""
-    order, state = [], {}
-    for start in graph.nodes:
-        stack = [(start, iter(preds[start]))]
-        if state.get(start):
-            continue
-        state[start] = 1
-        while stack:
-            name, it = stack[-1]
-            nxt = next(it, None)
-            if nxt is None:
-                stack.pop()
-                state[name] = 2
-                order.append(name)
-            elif state.get(nxt) == 1:
-                raise err(nxt, "edges", "a feed-forward graph (refsnn does not simulate "
-                          "recurrent edges)", f"a cycle through '{nxt}' and '{name}'")
-            elif not state.get(nxt):
-                state[nxt] = 1
-                stack.append((nxt, iter(preds[nxt])))
-    return order
-
-
 def from_nir(graph, dt=None, dtype=np.float64, file: str = "<memory>"):
     """The refsnn network that simulates NIR graph ``graph`` (a ``nir.NIRGraph``).
 
@@ -211,33 +178,28 @@ def from_nir(graph, dt=None, dtype=np.float64, file: str = "<memory>"):
 
     err = _Err(file)
     convert = converters()
-    kinds = {name: type(node).__name__ for name, node in graph.nodes.items()}
-    preds = {name: [] for name in graph.nodes}
-    for edge in graph.edges:
-        src, dst = edge[0], edge[1]
+    nodes, kinds, edges = flatten(graph, err)
+    found = blockers(kinds, convert)
+    if found:
+        raise refuse(file, found)
+    preds = {name: [] for name in nodes}
+    succs = {name: [] for name in nodes}
+    for src, dst in edges:
         for end in (src, dst):
             if end not in preds:
                 raise err(end, "edges", "an edge between existing nodes", f"({src}, {dst})")
         if src in preds[dst]:
             raise err(dst, "edges", "each edge once", f"({src}, {dst}) twice")
         preds[dst].append(src)
-    inputs = [n for n, k in kinds.items() if k == "Input"]
-    outputs = [n for n, k in kinds.items() if k == "Output"]
-    if len(inputs) != 1 or len(outputs) != 1:
-        raise err("", "nodes", "exactly one Input and one Output node",
-                  f"{len(inputs)} Input, {len(outputs)} Output")
-    for name, kind in kinds.items():
-        if kind in _REFUSED and kind not in convert:
-            raise err(name, "type", "a node refsnn simulates", _REFUSED[kind])
-        if kind not in convert and kind not in ("Input", "Output"):
-            raise err(name, "type", f"one of {sorted(convert)}", kind)
-    order = _topological(graph, preds, err)
+        succs[src].append(dst)
+    inp = next(n for n, k in kinds.items() if k == "Input")
+    order, back = dfs_order(nodes, succs, inp)
     dt = _time_step(graph, dt, kinds, file)
-    given = (graph.nodes[inputs[0]].input_type or {}).get("input")
+    given = (nodes[inp].input_type or {}).get("input")
     if given is None or np.asarray(given).ndim != 1 or np.asarray(given).size == 0:
-        raise err(inputs[0], "input_type", "the per-sample input shape", repr(given))
+        raise err(inp, "input_type", "the per-sample input shape", repr(given))
     shape = tuple(int(s) for s in np.asarray(given))
-    shapes, refs, dicts = {inputs[0]: shape}, {inputs[0]: INPUT}, []
+    shapes, refs, dicts = {inp: shape}, {inp: INPUT}, []
     for name in order:
         kind = kinds[name]
         if kind == "Input":
@@ -246,29 +208,42 @@ def from_nir(graph, dt=None, dtype=np.float64, file: str = "<memory>"):
             continue
         if not preds[name]:
             raise err(name, "edges", "at least one input edge", "none")
-        in_shapes = [shapes[p] for p in preds[name]]
-        for p, s in zip(preds[name], in_shapes):
-            if s != in_shapes[0]:
-                raise err(name, "input shape", f"equal shapes of its inputs, {in_shapes[0]}",
-                          f"{s} from '{p}'")
-        srcs = [refs[p] for p in preds[name]]
-        if len(srcs) > 1:  # NIR sums a node's inputs: refsnn adds them in edge order
+        forward = [p for p in preds[name] if (p, name) not in back]
+        # the shape of the inputs: a non-recurrent one's, else what NIR says the (first)
+        # recurrent source gives
+        in_shape = shapes[forward[0]] if forward else _nir_shape(nodes, preds[name][0], err)
+        srcs = []
+        for p in preds[name]:  # NIR sums a node's inputs: refsnn adds them in edge order
+            if (p, name) in back:
+                srcs.append(_recurrent(dicts, p, in_shape))
+                continue
+            if shapes[p] != in_shape:
+                raise err(name, "input shape", f"equal shapes of its inputs, {in_shape}",
+                          f"{shapes[p]} from '{p}'")
+            srcs.append(refs[p])
+        if len(srcs) > 1:
             dicts.append(dict(name=f"{name}__sum", op="add", inputs=srcs))
             srcs = [f"{name}__sum"]
         if kind == "Output":
-            out_ref = srcs[0]
-            want = graph.nodes[name].output_type.get("output")
-            if want is not None and tuple(np.asarray(want).tolist()) != in_shapes[0]:
-                raise err(name, "output_type", str(in_shapes[0]), str(np.asarray(want).tolist()))
+            if succs[name]:
+                raise err(name, "edges", "no edge out of the Output", str(succs[name]))
+            out_ref, out_name = srcs[0], name
+            want = nodes[name].output_type.get("output")
+            if want is not None and tuple(np.asarray(want).tolist()) != in_shape:
+                raise err(name, "output_type", str(in_shape), str(np.asarray(want).tolist()))
             continue
-        d = convert[kind](name, graph.nodes[name], in_shapes[0], err, dtype)
-        d.update(name=name, inputs=srcs)
-        dicts.append(d)
+        made = convert[kind](name, nodes[name], in_shape, err, dtype)
+        chain = made if isinstance(made, list) else [made]
+        for k, d in enumerate(chain):
+            # a converter may give a chain of refsnn nodes: the last one is called `name`
+            d.update(name=name if k == len(chain) - 1 else f"{name}__{k}", inputs=srcs)
+            dicts.append(d)
+            srcs = [d["name"]]
         g = make_graph(shape, _ancestors(dicts, name), name, file=file, dtype=dtype,
-                       ops=SNN_OPS)
+                       ops=SNN_OPS, reads_input=False)
         shapes[name], refs[name] = g.shapes[name], name
     if out_ref == INPUT:
-        raise err(outputs[0], "edges", "at least one node between Input and Output",
+        raise err(out_name, "edges", "at least one node between Input and Output",
                   "Input -> Output")
     net_graph = make_graph(shape, dicts, out_ref, file=file, dtype=dtype, ops=SNN_OPS)
     meta = dict(graph.metadata or {})
@@ -280,10 +255,35 @@ def from_nir(graph, dt=None, dtype=np.float64, file: str = "<memory>"):
                           "mean", MappingProxyType({"dt": float(dt)}))
 
 
+def _nir_shape(nodes, name, err):
+    """The output shape NIR gives node ``name`` (its ``output_type``)."""
+    given = (getattr(nodes[name], "output_type", None) or {}).get("output")
+    if given is None or np.asarray(given).ndim != 1 or np.asarray(given).size == 0:
+        raise err(name, "output_type", "the output shape (the node feeds a node whose inputs "
+                  "are all recurrent edges)", repr(given))
+    return tuple(int(s) for s in np.asarray(given))
+
+
+def _recurrent(dicts, src, shape):
+    """The refsnn node of a recurrent edge from ``src`` (one per source, shared by its back
+    edges), added to ``dicts`` if new: op ``recurrent``, the value ``src`` had the step before.
+    Its ``shape`` is that of the other inputs it is summed with; ``make_graph`` checks that
+    ``src`` has it."""
+    name = f"{src}__previous"
+    if not any(d["name"] == name for d in dicts):
+        dicts.append(dict(name=name, op="recurrent", inputs=[src],
+                          attrs={"shape": ",".join(str(s) for s in shape)}))
+    return name
+
+
 def _ancestors(dicts, name):
-    """The node dicts ``name`` depends on (itself included), for its shape."""
+    """The node dicts ``name`` depends on (itself included), for its shape. A recurrent node
+    whose source is not read yet reads itself here: it holds its own shape, and its source's
+    shape is checked by the ``make_graph`` of the whole network."""
     keep = ancestors(name, {d["name"]: d["inputs"] for d in dicts})
-    return [d for d in dicts if d["name"] in keep]
+    done = {d["name"] for d in dicts}
+    return [dict(d, inputs=[d["name"]]) if d["op"] == "recurrent" and d["inputs"][0] not in done
+            else d for d in dicts if d["name"] in keep]
 
 
 def _time_step(graph, dt, kinds, file) -> float:
