@@ -44,6 +44,8 @@ def _pair(v, err, name, field):
 def _param(node, field, shape, err, name, dtype):
     """A parameter broadcast to the node's shape, finite, in ``dtype``."""
     a = np.asarray(getattr(node, field), dtype=np.float64)
+    if a.ndim == len(shape) + 1 and a.shape[0] == 1:
+        a = a[0]  # NIR's (1, *shape): a leading batch axis of 1
     if not np.all(np.isfinite(a)):
         raise err(name, field, "finite values", "NaN or inf")
     try:
@@ -77,7 +79,8 @@ def _affine(name, node, shape, err, dtype, bias=True):
     if w.ndim != 2 or len(shape) != 1 or w.shape[1] != shape[0]:
         raise err(name, "weight", f"a (N_out, {shape[-1]}) matrix for a vector input of "
                   f"shape {shape}", f"{w.shape} on input {shape}")
-    b = np.asarray(node.bias, np.float64) if bias else np.full(w.shape[0], -0.0)
+    b = _vector(node.bias, w.shape[0], err, name, "bias") if bias else \
+        np.full(w.shape[0], -0.0)
     # a Linear has no bias: adding -0.0 leaves every sum as it is, signed zeros included
     return dict(op="linear", params={"weight": _finite(w, err, name, "weight", dtype),
                                      "bias": _finite(b, err, name, "bias", dtype)})
@@ -112,8 +115,52 @@ def _conv(name, node, shape, err, dtype):
                                         padding=_pair(pad, err, name, "padding"),
                                         groups=int(node.groups)),
                 params={"weight": _finite(w, err, name, "weight", dtype),
-                        "bias": _finite(np.asarray(node.bias, np.float64), err, name, "bias",
-                                        dtype)})
+                        "bias": _finite(_vector(node.bias, w.shape[0], err, name, "bias"),
+                                        err, name, "bias", dtype)})
+
+
+def _conv1d(name, node, shape, err, dtype):
+    """A Conv1d on a (C, N) input as refsnn nodes: reshape to (C, 1, N), a conv2d of kernel
+    (1, k) (each output sums its channels and taps in the order a 1-d convolution does, the
+    row being one), reshape to (C_out, N_out)."""
+    w = np.asarray(node.weight, np.float64)
+    if w.ndim != 3 or len(shape) != 2:
+        raise err(name, "weight", "a (C_out, C_in/groups, k) weight on a (C, N) input",
+                  f"{w.shape} on input {shape}")
+    stride = _pair(node.stride, err, name, "stride")[0]
+    if _pair(node.dilation, err, name, "dilation") != (1, 1):
+        raise err(name, "dilation", "1 (refsnn's conv2d has no dilation)", str(node.dilation))
+    if node.input_shape is not None and tuple(np.asarray(node.input_shape).reshape(-1)
+                                              .tolist()) != tuple(shape[1:]):
+        raise err(name, "input_shape", str(tuple(shape[1:])), str(node.input_shape))
+    pad = node.padding
+    if isinstance(pad, str):
+        if pad == "valid":
+            pad = 0
+        elif stride == 1 and w.shape[2] % 2:
+            pad = w.shape[2] // 2  # 'same' with an odd kernel
+        else:
+            raise err(name, "padding", "'same' only with stride 1 and an odd kernel", pad)
+    p, k = _pair(pad, err, name, "padding")[0], w.shape[2]
+    n_out = (shape[1] + 2 * p - k) // stride + 1
+    bias = _vector(node.bias, w.shape[0], err, name, "bias")
+    return [dict(op="reshape", attrs={"shape": f"{shape[0]},1,{shape[1]}"}),
+            dict(op="conv2d", attrs=dict(stride=(1, stride), padding=(0, p),
+                                         groups=int(node.groups)),
+                 params={"weight": _finite(w[:, :, None, :], err, name, "weight", dtype),
+                         "bias": _finite(bias, err, name, "bias", dtype)}),
+            dict(op="reshape", attrs={"shape": f"{w.shape[0]},{max(n_out, 1)}"})]
+
+
+def _vector(v, n, err, name, field):
+    """A vector parameter of ``n`` values; NIR's (1, n) shape (a batch axis of 1) is accepted
+    as (n,)."""
+    a = np.asarray(v, np.float64)
+    if a.ndim == 2 and a.shape[0] == 1 and a.shape[1] == n:
+        return a[0]
+    if a.shape != (n,):
+        raise err(name, field, f"shape ({n},) or (1, {n})", str(a.shape))
+    return a
 
 
 def _pool(op):
@@ -141,6 +188,7 @@ def _flatten(name, node, shape, err, dtype):
 CONVERTERS = {
     "Affine": _affine,
     "Linear": lambda *a: _affine(*a, bias=False),
+    "Conv1d": _conv1d,
     "Conv2d": _conv,
     "SumPool2d": _pool("sumpool2d"),
     "AvgPool2d": _pool("avgpool2d"),
