@@ -25,12 +25,11 @@ from __future__ import annotations
 
 from refsnn.errors import ModelFormatError
 
-#: Node types refsnn recognises but cannot read unless a kind or converter reads them, with the
-#: reason given in a refusal.
+#: Why refsnn cannot read a NIR node type it knows of (unless a kind or converter reads it).
 REFUSED = {
-    "Delay": "a Delay (refsnn reads no NIR Delay node)",
-    "CubaLIF": "a CubaLIF (current-based synapse state is not implemented)",
-    "CubaLI": "a CubaLI (current-based synapse state is not implemented)",
+    "Delay": "no NIR Delay reader",
+    "CubaLIF": "current-based synapse state is not implemented",
+    "CubaLI": "current-based synapse state is not implemented",
 }
 
 
@@ -91,8 +90,8 @@ def _end(name, ends, side, err, edge):
     return names[0]
 
 
-def blockers(kinds: dict, readable) -> list[tuple[str, str]]:
-    """Every node refsnn cannot read: ``(name, reason)`` in the graph's order.
+def blockers(kinds: dict, readable) -> list[tuple[str, str, str]]:
+    """Every node refsnn cannot read, and a wrong count of Input or Output nodes.
 
     Parameters
     ----------
@@ -100,29 +99,39 @@ def blockers(kinds: dict, readable) -> list[tuple[str, str]]:
         Node name -> NIR class name (after :func:`flatten`).
     readable : collection of str
         The NIR class names refsnn reads (besides ``Input`` and ``Output``).
+
+    Returns
+    -------
+    list of (name, type, reason)
+        In the graph's order; name and type are empty for the Input/Output count.
     """
-    found = []
-    for name, kind in kinds.items():
-        if kind in ("Input", "Output") or kind in readable:
-            continue
-        found.append((name, REFUSED.get(kind, f"{kind} (not one of {sorted(readable)})")))
+    found = [(name, kind, REFUSED.get(kind, "no reader"))
+             for name, kind in kinds.items()
+             if kind not in ("Input", "Output") and kind not in readable]
     n_in = sum(k == "Input" for k in kinds.values())
     n_out = sum(k == "Output" for k in kinds.values())
     if n_in != 1 or n_out != 1:
-        found.append(("", f"{n_in} Input and {n_out} Output nodes (refsnn reads graphs with "
-                      f"exactly one of each)"))
+        found.append(("", "", f"{n_in} Input and {n_out} Output nodes (refsnn reads one of "
+                      f"each)"))
     return found
 
 
-def refuse(file: str, found: list[tuple[str, str]]) -> ModelFormatError:
-    """One error naming every blocker: one of them as ``/node/nodes/NAME: type``; several as
-    ``/node/nodes: type``, each ``NAME: reason``."""
+def refuse(file: str, found: list[tuple[str, str, str]]) -> ModelFormatError:
+    """One error naming every blocker: a single one as ``/node/nodes/NAME: type``; several as
+    ``/node/nodes: type``, grouped by type (``TYPE at NAME, NAME (reason)``), so that the
+    one-line message stays short."""
     if len(found) == 1:
-        name, reason = found[0]
-        return ModelFormatError(file, f"/node/nodes/{name}", "type" if name else "nodes",
-                                "a node refsnn simulates" if name else
-                                "exactly one Input and one Output node", reason)
-    listed = "; ".join(f"{name or '(graph)'}: {reason}" for name, reason in found)
+        name, kind, reason = found[0]
+        if not name:
+            return ModelFormatError(file, "/node/nodes", "nodes",
+                                    "exactly one Input and one Output node", reason)
+        return ModelFormatError(file, f"/node/nodes/{name}", "type",
+                                "a node refsnn simulates", f"{kind} ({reason})")
+    groups = {}
+    for name, kind, reason in found:
+        groups.setdefault((kind, reason), []).append(name)
+    listed = "; ".join(f"{kind} at {', '.join(names)} ({reason})" if kind else reason
+                       for (kind, reason), names in groups.items())
     return ModelFormatError(file, "/node/nodes", "type", "nodes refsnn simulates",
                             f"{len(found)} blockers: {listed}")
 
