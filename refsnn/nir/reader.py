@@ -364,7 +364,8 @@ def read_nir(path):
         return nir.read(path, type_check=False)
     except Exception as e:  # nir raises bare KeyError/ValueError/AssertionError
         first = (str(e).splitlines() or [type(e).__name__])[0]
-        raise ModelFormatError(str(path), "/node", "graph", "a graph nir.read can load",
+        raise ModelFormatError(str(path), "/node", "graph",
+                               f"a graph nir.read (nir {nir.__version__}) can load",
                                f"{type(e).__name__}: {first}") from None
 
 
