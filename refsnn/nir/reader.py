@@ -1,10 +1,12 @@
 """Simulate NIR graphs: a NIR graph becomes a refsnn :class:`SpikingNetwork` (method ``nir``).
 
 The discrete meaning of every node (forward Euler with an explicit ``dt``, strict firing,
-reset to ``v_reset``, no synaptic delay, a node's inputs summed in edge order) is written in
-``docs/semantics.md``, "NIR graphs". Recurrent edges, ``Delay``, nested graphs, unknown nodes,
-shape mismatches and NaN/inf parameters are refused with a
-:class:`~refsnn.errors.ModelFormatError` naming the file, the node and the field.
+reset to ``v_reset``, no synaptic delay, a node's inputs summed in edge order, a recurrent
+edge carrying its source's value of the previous step) is written in ``docs/semantics.md``,
+"NIR graphs". Nested graphs are flattened and recurrent edges found by
+:mod:`refsnn.nir.structure`; node types no reader reads are refused all at once, shape
+mismatches and NaN/inf parameters with a :class:`~refsnn.errors.ModelFormatError` naming the
+file, the node and the field.
 
 Neuron and state nodes (``IF``, ``LIF``, ``LI``, ``I``, ``Threshold``, ``Scale``) are read into the
 kinds that declare them (``Kind.nir`` in :mod:`refsnn.neurons.base`, the Norse way: a map
