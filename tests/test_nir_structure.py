@@ -185,3 +185,31 @@ def test_every_blocker_is_named_in_one_error():
     with pytest.raises(ModelFormatError, match="/node/nodes/a: type: expected a node refsnn "
                        "simulates, found Spiral \\(no reader\\)"):
         from_nir(graph, dt=1.0)
+
+
+def test_unsupported_features_are_blockers_too():
+    """A dilated convolution and a partial Flatten are named with an unreadable node type;
+    the nodes they feed are not checked (their input is unknown). Alone, a feature keeps its
+    own error."""
+    conv = dict(input_shape=(6, 6), weight=RNG.normal(0, 1, (2, 1, 3, 3)), stride=1,
+                padding=0, groups=1, bias=np.zeros(2))
+    graph = nir.NIRGraph(nodes={
+        "in": nir.Input(input_type={"input": np.array([1, 6, 6])}),
+        "conv": nir.Conv2d(dilation=2, **conv),
+        "flat": nir.Flatten(input_type={"input": np.array([1, 6, 6])}, start_dim=1),
+        "odd": Spiral(), "sum": nir.Scale(scale=np.ones(1)),
+        "out": nir.Output(output_type={"output": None})},
+        edges=[("in", "conv"), ("in", "flat"), ("conv", "odd"), ("flat", "sum"),
+               ("odd", "out")], type_check=False)
+    with pytest.raises(ModelFormatError) as e:
+        from_nir(graph, dt=1.0)
+    msg = str(e.value)
+    assert "found 3 blockers: Spiral at odd (no reader); " in msg and "\n" not in msg
+    assert "Conv2d at conv (dilation (2, 2))" in msg
+    assert "Flatten at flat (start_dim/end_dim 1 and -1)" in msg
+    graph.nodes.pop("odd")
+    graph.nodes.pop("flat")
+    graph.nodes.pop("sum")
+    graph.edges = [("in", "conv"), ("conv", "out")]
+    with pytest.raises(ModelFormatError, match=r"/node/nodes/conv: dilation: expected 1 "):
+        from_nir(graph, dt=1.0)

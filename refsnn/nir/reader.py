@@ -24,7 +24,7 @@ import numpy as np
 from refsnn.errors import ModelFormatError, OptionError
 from refsnn.model.graph import INPUT, ancestors, make_graph
 from refsnn.neurons.base import KINDS
-from refsnn.nir.structure import blockers, dfs_order, flatten, refuse
+from refsnn.nir.structure import Unsupported, blockers, dfs_order, flatten, refuse
 
 class _Err:
     def __init__(self, file):
@@ -32,6 +32,10 @@ class _Err:
 
     def __call__(self, name, field, expected, found):
         return ModelFormatError(self.file, f"/node/nodes/{name}", field, expected, found)
+
+    def unsupported(self, name, field, expected, found):
+        """A feature refsnn does not simulate: a blocker, named with the others."""
+        return Unsupported(self.file, f"/node/nodes/{name}", field, expected, found)
 
 
 def _pair(v, err, name, field):
@@ -100,7 +104,8 @@ def _conv(name, node, shape, err, dtype):
         raise err(name, "weight", "a (C_out, C_in/groups, kh, kw) weight on a (C, H, W) input",
                   f"{w.shape} on input {shape}")
     if _pair(node.dilation, err, name, "dilation") != (1, 1):
-        raise err(name, "dilation", "1 (refsnn's conv2d has no dilation)", str(node.dilation))
+        raise err.unsupported(name, "dilation", "1 (refsnn's conv2d has no dilation)",
+                              str(node.dilation))
     if node.input_shape is not None and tuple(np.asarray(node.input_shape).tolist()) \
             != tuple(shape[1:]):
         raise err(name, "input_shape", str(tuple(shape[1:])), str(node.input_shape))
@@ -112,7 +117,8 @@ def _conv(name, node, shape, err, dtype):
         elif stride == (1, 1) and w.shape[2] % 2 and w.shape[3] % 2:
             pad = (w.shape[2] // 2, w.shape[3] // 2)  # 'same' with an odd kernel
         else:
-            raise err(name, "padding", "'same' only with stride 1 and an odd kernel", pad)
+            raise err.unsupported(name, "padding", "'same' only with stride 1 and an odd "
+                                  "kernel", pad)
     return dict(op="conv2d", attrs=dict(stride=stride,
                                         padding=_pair(pad, err, name, "padding"),
                                         groups=int(node.groups)),
@@ -131,7 +137,8 @@ def _conv1d(name, node, shape, err, dtype):
                   f"{w.shape} on input {shape}")
     stride = _pair(node.stride, err, name, "stride")[0]
     if _pair(node.dilation, err, name, "dilation") != (1, 1):
-        raise err(name, "dilation", "1 (refsnn's conv2d has no dilation)", str(node.dilation))
+        raise err.unsupported(name, "dilation", "1 (refsnn's conv2d has no dilation)",
+                              str(node.dilation))
     if node.input_shape is not None and tuple(np.asarray(node.input_shape).reshape(-1)
                                               .tolist()) != tuple(shape[1:]):
         raise err(name, "input_shape", str(tuple(shape[1:])), str(node.input_shape))
@@ -142,7 +149,8 @@ def _conv1d(name, node, shape, err, dtype):
         elif stride == 1 and w.shape[2] % 2:
             pad = w.shape[2] // 2  # 'same' with an odd kernel
         else:
-            raise err(name, "padding", "'same' only with stride 1 and an odd kernel", pad)
+            raise err.unsupported(name, "padding", "'same' only with stride 1 and an odd "
+                                  "kernel", pad)
     p, k = _pair(pad, err, name, "padding")[0], w.shape[2]
     n_out = (shape[1] + 2 * p - k) // stride + 1
     bias = _vector(node.bias, w.shape[0], err, name, "bias")
@@ -180,7 +188,8 @@ def _flatten(name, node, shape, err, dtype):
     start, end = int(node.start_dim), int(node.end_dim)
     end = end % len(shape) if len(shape) else end
     if start != 0 or end != len(shape) - 1:
-        raise err(name, "start_dim/end_dim", "0 and -1 (flatten the whole per-sample shape)",
+        raise err.unsupported(name, "start_dim/end_dim",
+                              "0 and -1 (flatten the whole per-sample shape)",
                   f"{node.start_dim} and {node.end_dim}")
     return dict(op="flatten")
 
@@ -230,8 +239,11 @@ def from_nir(graph, dt=None, dtype=np.float64, file: str = "<memory>"):
     convert = converters()
     nodes, kinds, edges = flatten(graph, err)
     found = blockers(kinds, convert)
-    if found:
+    if any(not name for name, _, _ in found):  # not one Input and one Output: stop here
         raise refuse(file, found)
+    # nodes not read (blockers and what they feed); unsupported features found on the way
+    # are blockers too, raised with the others after the walk
+    blocked, features = {name for name, _, _ in found}, {}
     preds = {name: [] for name in nodes}
     succs = {name: [] for name in nodes}
     for src, dst in edges:
@@ -244,7 +256,6 @@ def from_nir(graph, dt=None, dtype=np.float64, file: str = "<memory>"):
         succs[src].append(dst)
     inp = next(n for n, k in kinds.items() if k == "Input")
     order, back = dfs_order(nodes, succs, inp)
-    dt = _time_step(graph, dt, kinds, file)
     given = (nodes[inp].input_type or {}).get("input")
     if given is None or np.asarray(given).ndim != 1 or np.asarray(given).size == 0:
         raise err(inp, "input_type", "the per-sample input shape", repr(given))
@@ -259,6 +270,9 @@ def from_nir(graph, dt=None, dtype=np.float64, file: str = "<memory>"):
         if not preds[name]:
             raise err(name, "edges", "at least one input edge", "none")
         forward = [p for p in preds[name] if (p, name) not in back]
+        if name in blocked or any(p in blocked for p in forward):
+            blocked.add(name)  # its input is unknown: nothing to check
+            continue
         # the shape of the inputs: a non-recurrent one's, else what NIR says the (first)
         # recurrent source gives
         in_shape = shapes[forward[0]] if forward else _nir_shape(nodes, preds[name][0], err)
@@ -282,7 +296,13 @@ def from_nir(graph, dt=None, dtype=np.float64, file: str = "<memory>"):
             if want is not None and tuple(np.asarray(want).tolist()) != in_shape:
                 raise err(name, "output_type", str(in_shape), str(np.asarray(want).tolist()))
             continue
-        made = convert[kind](name, nodes[name], in_shape, err, dtype)
+        try:
+            made = convert[kind](name, nodes[name], in_shape, err, dtype)
+        except Unsupported as e:
+            features[name] = e
+            found.append((name, kind, f"{e.field} {e.found}"))
+            blocked.add(name)
+            continue
         chain = made if isinstance(made, list) else [made]
         for k, d in enumerate(chain):
             # a converter may give a chain of refsnn nodes: the last one is called `name`
@@ -292,6 +312,9 @@ def from_nir(graph, dt=None, dtype=np.float64, file: str = "<memory>"):
         g = make_graph(shape, _ancestors(dicts, name), name, file=file, dtype=dtype,
                        ops=SNN_OPS, reads_input=False)
         shapes[name], refs[name] = g.shapes[name], name
+    if found:
+        raise features[found[0][0]] if len(found) == 1 and features else refuse(file, found)
+    dt = _time_step(graph, dt, kinds, file)
     if out_ref == INPUT:
         raise err(out_name, "edges", "at least one node between Input and Output",
                   "Input -> Output")

@@ -33,6 +33,12 @@ REFUSED = {
 }
 
 
+class Unsupported(ModelFormatError):
+    """A node's feature refsnn does not simulate (e.g. a dilated convolution): the reader
+    collects these with the unreadable node types, to name every blocker in one error
+    (:func:`refuse`); alone, it is raised as it is."""
+
+
 def _kind(node) -> str:
     return type(node).__name__
 
