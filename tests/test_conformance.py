@@ -185,6 +185,8 @@ NOT_COVERED: dict[str, str] = {
     # emits; tests/test_nir.py, test_nir_neurons.py and test_nir_compare.py cover them
     f"op:{op}": "a NIR graph's op (refsnn.nir.reader)"
     for op in ("nir_if", "lif", "li", "integrator", "threshold", "hadamard", "sumpool2d")}
+# a NIR graph's recurrent edge, which no conversion emits either: tests/test_nir_recurrent.py
+NOT_COVERED["op:recurrent"] = "a NIR graph's recurrent edge (refsnn.nir.reader)"
 
 
 def _golden_features():
