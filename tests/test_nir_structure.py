@@ -90,7 +90,8 @@ def test_nested_graph_with_two_inputs_needs_named_ends():
 
 
 def _conv1d_ref(x, w, b, stride, pad):
-    """Conv1d written out: out[., o, j] = b[o] + sum over c, k of w[o, c, k] x[., c, j s + k - p]."""
+    """Conv1d written out: ``out[., o, j] = b[o] + sum over c, k of w[o, c, k] x[., c, j s +
+    k - p]``."""
     n, c, length = x.shape
     xp = np.zeros((n, c, length + 2 * pad))
     xp[:, :, pad:pad + length] = x
@@ -179,6 +180,11 @@ def test_every_blocker_is_named_in_one_error():
     graph.nodes["c"] = Spiral()
     with pytest.raises(ModelFormatError, match=r"blockers: Spiral at a, c \(no reader\); 2"):
         from_nir(graph, dt=1.0)
+    graph.nodes.pop("in2")
+    # no time step for the IF node: the unreadable nodes are named first
+    with pytest.raises(ModelFormatError, match=r"found 2 blockers: Spiral at a, c \(no reader\)$"):
+        from_nir(graph)
+    graph.nodes["in2"] = _inp(n)
     # one blocker keeps the error naming its node
     graph.nodes.pop("in2")
     graph.nodes["c"] = nir.IF(r=np.ones(n), v_threshold=np.ones(n))

@@ -236,11 +236,17 @@ def from_nir(graph, dt=None, dtype=np.float64, file: str = "<memory>"):
     from refsnn.sim.network import SNN_OPS, SpikingNetwork
 
     err = _Err(file)
-    convert = converters()
     nodes, kinds, edges = flatten(graph, err)
-    found = blockers(kinds, convert)
+    found = blockers(kinds, {*CONVERTERS, *kinds_by_node()})
     if any(not name for name, _, _ in found):  # not one Input and one Output: stop here
         raise refuse(file, found)
+    try:
+        dt = _time_step(graph, dt, kinds, file)
+    except OptionError:
+        if found:  # the unreadable nodes first: a time step would not make them readable
+            raise refuse(file, found) from None
+        raise
+    convert = converters()
     # nodes not read (blockers and what they feed); unsupported features found on the way
     # are blockers too, raised with the others after the walk
     blocked, features = {name for name, _, _ in found}, {}
@@ -314,7 +320,6 @@ def from_nir(graph, dt=None, dtype=np.float64, file: str = "<memory>"):
         shapes[name], refs[name] = g.shapes[name], name
     if found:
         raise features[found[0][0]] if len(found) == 1 and features else refuse(file, found)
-    dt = _time_step(graph, dt, kinds, file)
     if out_ref == INPUT:
         raise err(out_name, "edges", "at least one node between Input and Output",
                   "Input -> Output")
