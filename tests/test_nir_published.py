@@ -14,7 +14,6 @@ import pytest
 
 from conftest import ROOT, THREADS
 from refsnn.errors import ModelFormatError
-from refsnn.neurons.base import KINDS
 from refsnn.sim.simulator import Simulator
 
 nir = pytest.importorskip("nir")
@@ -22,13 +21,13 @@ from refsnn.nir.reader import load_nir, read_nir  # noqa: E402
 
 HERE = ROOT / "data" / "nir"
 
-#: files that run today (no node type beyond refsnn's readers)
+#: the 9 files nir reads that are well formed: they run (the last four with CubaLIF nodes and
+#: a recurrent edge)
 RUNS = ["NIR/paper/01_lif/lif_norse.nir",
         "NIR/paper/01_lif/debug_spike_representation/two_lif_neurons.nir",
         "NIR/paper/02_cnn/cnn_sinabs.nir", "NIRTorch/tests/lif_norse.nir",
-        "NIRTorch/tests/feedback_graph.nir"]
-#: files with CubaLIF nodes and recurrent edges: they run once a kind reads CubaLIF
-CUBA = ["NIR/paper/03_rnn/braille_noDelay_bias_zero.nir",
+        "NIRTorch/tests/feedback_graph.nir",
+        "NIR/paper/03_rnn/braille_noDelay_bias_zero.nir",
         "NIR/paper/03_rnn/braille_noDelay_noBias_subtract.nir", "NIRTorch/tests/braille.nir",
         "nirviz/srnn.nir"]
 #: file -> its one-line error
@@ -43,15 +42,12 @@ ERRORS = {
         r"_subgraph.nir: /node: graph: expected a graph nir.read \(nir 1.0.8\) can load, found "
         r"ValueError: Edge \('input', 'lif'\) references destination node 'lif'",
 }
-CUBA_READ = any(k.nir is not None and k.nir.reads and k.nir.node == "CubaLIF"
-                for k in KINDS.values())
-
 
 def test_the_twelve_files_are_the_published_bytes():
     sums = (HERE / "SHA256SUMS").read_text().split("\n")
     listed = {line.split()[1][2:]: line.split()[0] for line in sums if line.strip()}
     graphs = sorted(p for p in listed if p.endswith(".nir"))
-    assert graphs == sorted(RUNS + CUBA + list(ERRORS)) and len(graphs) == 12
+    assert graphs == sorted(RUNS + list(ERRORS)) and len(graphs) == 12
     for path, digest in listed.items():
         assert hashlib.sha256((HERE / path).read_bytes()).hexdigest() == digest, path
 
@@ -80,10 +76,7 @@ def _run(path, steps=12):
     return net, ref
 
 
-@pytest.mark.parametrize("path", RUNS + [
-    pytest.param(p, marks=pytest.mark.xfail(not CUBA_READ, strict=True,
-                                            reason="needs a kind that reads CubaLIF"))
-    for p in CUBA])
+@pytest.mark.parametrize("path", RUNS)
 def test_published_graph_runs(path):
     _run(path)
 
@@ -95,12 +88,13 @@ def test_published_graph_keeps_its_one_line_error(path):
     assert "\n" not in str(e.value)
 
 
-@pytest.mark.skipif(CUBA_READ, reason="a kind reads CubaLIF")
-def test_braille_refusal_names_every_cubalif_and_no_recurrence():
-    with pytest.raises(ModelFormatError) as e:
-        load_nir(HERE / "NIR/paper/03_rnn/braille_noDelay_bias_zero.nir", dt=1e-3)
-    msg = str(e.value)
-    assert "2 blockers: CubaLIF at lif1.lif, lif2 (" in msg and "cycle" not in msg
+def test_recurrent_edges_of_the_published_graphs_are_the_weights_back():
+    """The DFS rule picks the edge from the recurrent weights back into the neurons."""
+    for path, edge in [("NIR/paper/03_rnn/braille_noDelay_bias_zero.nir", "lif1.w_rec"),
+                       ("NIRTorch/tests/braille.nir", "lif1.w_rec"),
+                       ("nirviz/srnn.nir", "affine_rec")]:
+        net = load_nir(HERE / path, dt=1e-3)
+        assert [n.inputs for n in net.graph.nodes if n.op == "recurrent"] == [(edge,)]
 
 
 def test_single_lif_graph_spikes_at_the_steps_of_the_papers_norse_trace():

@@ -148,7 +148,23 @@ def test_one_by_n_parameters_are_read_as_n():
     a = Simulator(from_nir(graph((n,)), dt=0.5), "numpy").run(x, [9]).readout[9]
     b2 = Simulator(from_nir(graph((1, n)), dt=0.5), "numpy").run(x, [9]).readout[9]
     assert np.array_equal(a, b2)
+    # a scalar bias broadcasts; False (PyTorch's bias=False) is no bias: a Linear
+    scalar, none, linear = graph((n,)), graph((n,)), graph((n,))
+    scalar.nodes["fc"].bias = np.float64(0.25)
+    none.nodes["fc"].bias = np.False_
+    linear.nodes["fc"] = nir.Linear(weight=w)
+    got = {k: Simulator(from_nir(g, dt=0.5), "numpy").run(x, [9]).readout[9]
+           for k, g in [("scalar", scalar), ("none", none), ("linear", linear)]}
+    b_scalar = graph((n,))
+    b_scalar.nodes["fc"].bias = np.full(n, 0.25)
+    assert np.array_equal(got["scalar"], Simulator(from_nir(b_scalar, dt=0.5), "numpy")
+                          .run(x, [9]).readout[9])
+    assert np.array_equal(got["none"], got["linear"])
     bad = graph((1, n))
+    bad.nodes["fc"].bias = np.True_
+    with pytest.raises(ModelFormatError, match=r"/node/nodes/fc: bias: expected an array of "
+                       r"numbers or False \(no bias\), found True"):
+        from_nir(bad, dt=0.5)
     bad.nodes["fc"].bias = np.zeros((2, n))
     with pytest.raises(ModelFormatError, match=r"/node/nodes/fc: bias: expected shape \(5,\) "
                        r"or \(1, 5\), found \(2, 5\)"):

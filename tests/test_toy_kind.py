@@ -90,9 +90,9 @@ def _strict(ref, other, rtol):
 
 
 def _export(node, shape):
-    """NIR has no node for the toy: it borrows CubaLIF's class (which refsnn's NIR reader
-    refuses without a kind that reads it) to carry its threshold; the other fields are fillers
-    nothing reads."""
+    """NIR has no node for the toy: it borrows CubaLIF's class to carry its threshold (while
+    registered, the toy is the last kind that reads CubaLIF, so the reader picks it over
+    ``cuba_lif``); the other fields are fillers nothing reads."""
     ones = np.ones(shape)
     return dict(tau_syn=ones, tau_mem=ones, r=ones, v_leak=0 * ones, v_reset=0 * ones,
                 v_threshold=np.array(node.params["v_threshold"])), None

@@ -164,6 +164,11 @@ class NirSpec:
         NIR spike stands for (None: the NIR value is the node's); None: not exported.
     refuse : callable
         ``refuse(node) -> str or None``: why this node cannot be exported exactly.
+    check : callable or None
+        ``check(params, dt, attrs)``: refuses, at import, parameters (refsnn name -> array of
+        the node's shape, in the network's dtype) that do not fit the time step ``dt`` or the
+        node's attributes ``attrs`` (those the reader sets), raising
+        :class:`~refsnn.model.ops.ShapeRuleError` (field, expected, found).
     """
 
     node: str
@@ -172,6 +177,7 @@ class NirSpec:
     timed: bool = False
     export: Callable | None = None
     refuse: Callable = lambda node: None
+    check: Callable | None = None
 
 
 @dataclass(frozen=True)

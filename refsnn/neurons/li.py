@@ -5,6 +5,8 @@ step per neuron (``d = fl(dt / τ)``, every operation rounded once, no fused mul
 
     v <- v + d·((v_leak − v) + r·I);   value = v
 
+(``exact``, the node's ``discretisation`` attribute: ``d = fl(1 − e^{−dt/τ})``, as ``lif``.)
+
 Arrays are flattened per sample: ``v``, ``current`` have shape (B, N); the parameters (N,).
 """
 
@@ -13,7 +15,7 @@ from __future__ import annotations
 from refsnn.jit import parallel, prange
 from refsnn.model.ops import OpSpec
 from refsnn.neurons.base import Kind, NirSpec, positive, register, with_out
-from refsnn.neurons.nir_base import NirState, flat, full
+from refsnn.neurons.nir_base import DISCRETISATION, NirState, flat, full, rates
 
 
 def li_step_numpy(v, current, decay, r, v_leak):
@@ -40,11 +42,13 @@ class Li(NirState):
     KERNELS = {"numpy": {"step": li_step_numpy}, "numba": {"step": li_step_numba}}
 
     def constants_of(self, node, dt):
-        return {"decay": dt / flat(node, "tau"), "r": flat(node, "r"),
+        return {"decay": rates(dt, flat(node, "tau"), node.attrs["discretisation"])[1],
+                "r": flat(node, "r"),
                 "v_leak": flat(node, "v_leak")}
 
 
-register(Kind("li", Li, spec=OpSpec("li", 1, params=("tau", "r", "v_leak"),
+register(Kind("li", Li, spec=OpSpec("li", 1, attrs=DISCRETISATION,
+                                    params=("tau", "r", "v_leak"),
                                     param_shapes=full("tau", "r", "v_leak"),
                                     out_shape=positive("tau")),
               nir=NirSpec("LI", timed=True)))

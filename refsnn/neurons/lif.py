@@ -4,7 +4,10 @@ NIR states ``τ·dv/dt = (v_leak − v) + R·I``, a spike ``z = 1`` when ``v > v
 then ``v ← v_reset``. With the time step ``dt`` chosen at import, one step per neuron, in this
 order (every operation rounded once, no fused multiply-add):
 
-1. charge: ``v <- v + d·((v_leak − v) + r·I)`` with ``d = fl(dt / τ)``
+1. charge: ``v <- v + d·((v_leak − v) + r·I)`` with ``d = fl(dt / τ)``; with the node's
+   ``discretisation`` attribute ``exact``, ``d = fl(1 − e^{−dt/τ})``, the exponential
+   (zero-order hold) step (:func:`refsnn.neurons.nir_base.rates`; ``euler-same-step`` is
+   ``euler``: there is no other state)
 2. fire:   ``z = 1 if v > v_threshold else 0`` (strict)
 3. reset:  ``v <- v_reset`` if ``z``
 4. emit:   the event value is ``z``
@@ -22,7 +25,8 @@ from refsnn.model.ops import OpSpec
 from refsnn.neurons import nir_base
 from refsnn.neurons.base import (Kind, NirSpec, TraceSpec, positive, positive_number,
                                  register, with_out)
-from refsnn.neurons.nir_base import NirState, flat, full, param
+from refsnn.neurons.nir_base import (DISCRETISATION, DISCRETISATION_CHECK, NirState, flat,
+                                     full, param, rates)
 
 
 def lif_step_numpy(v, current, decay, r, v_leak, v_threshold, v_reset):
@@ -59,7 +63,8 @@ class Lif(NirState):
     KERNELS = KERNELS
 
     def constants_of(self, node, dt):
-        return {"decay": dt / flat(node, "tau"), "r": flat(node, "r"),
+        return {"decay": rates(dt, flat(node, "tau"), node.attrs["discretisation"])[1],
+                "r": flat(node, "r"),
                 "v_leak": flat(node, "v_leak"), "v_threshold": flat(node, "v_threshold"),
                 "v_reset": flat(node, "v_reset")}
 
@@ -89,18 +94,20 @@ def charge(layer, v, current, one, leak):
 
 def _params(op):
     return {**op.constants, "tau": np.asarray(op.node.params["tau"]).reshape(-1),
-            "dt": float(op.dt)}
+            "dt": float(op.dt), "discretisation": op.node.attrs["discretisation"]}
 
 
 _FINITE = (nir_base.finite, "finite real numbers")
 
 register(Kind(
     "lif", Lif,
-    spec=OpSpec("lif", 1, params=("tau", "r", "v_leak", "v_threshold", "v_reset"),
+    spec=OpSpec("lif", 1, attrs=DISCRETISATION,
+                params=("tau", "r", "v_leak", "v_threshold", "v_reset"),
                 param_shapes=full("tau", "r", "v_leak", "v_threshold", "v_reset"),
                 out_shape=positive("tau")),
     trace=TraceSpec(params=_params,
                     checks={**{k: _FINITE for k in ("decay", "r", "v_leak", "v_threshold",
                                                     "v_reset", "tau")},
-                            "dt": (positive_number, "a positive finite number")}),
+                            "dt": (positive_number, "a positive finite number"),
+                            **DISCRETISATION_CHECK}),
     hypotheses=nir_base.hypotheses(charge, LEAKS), nir=NirSpec("LIF", timed=True)))

@@ -22,16 +22,23 @@ the other trace's spikes exactly:
 ``rounding``     each neuron's first mismatch has the reference's potential within
                  ``rtol·|v_threshold|`` of the threshold (a tie broken by rounding; benign)
 
+A kind may add departures of its own (:func:`hypotheses`' ``own``; e.g. ``CubaLIF``'s
+``current``, ``spike`` and ``w_in``, :data:`refsnn.neurons.cuba_lif.OWN`).
+
 Departures are tried one at a time (each its own class), then two to four together
 (``combined``): the first setting found is reported, e.g. ``reset=multi + bound=-theta``.
+
+The leaky kinds' discretisations (:data:`DISCRETISATIONS`) share :func:`rates`.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 
+from refsnn.model.ops import AttrSpec, ShapeRuleError
 from refsnn.neurons.base import StepOp
 from refsnn.neurons.replay import count_ratio, delay, first_mismatch, guarded
 
@@ -51,6 +58,78 @@ def same(attrs, in_shapes, params):
 def flat(node, name):
     """A parameter of ``node``, flattened per sample: (N,)."""
     return np.ascontiguousarray(np.asarray(node.params[name]).reshape(-1))
+
+
+#: The discretisations of a leaky NIR kind's ODE ``τ·ds/dt = −s + u`` (``docs/semantics.md``,
+#: "NIR graphs"): forward Euler, every state from the previous step's values (default);
+#: forward Euler with the membrane reading the synaptic current of the same step (Norse,
+#: snnTorch); the exponential (zero-order hold) update, ``u`` held over the step.
+DISCRETISATIONS = ("euler", "euler-same-step", "exact")
+#: The node attribute choosing the discretisation (a one-state kind, ``lif`` or ``li``, has no
+#: other state to lag: ``euler-same-step`` is ``euler`` there).
+DISCRETISATION = {"discretisation": AttrSpec("str", "euler", choices=DISCRETISATIONS)}
+#: Its trace check (:attr:`refsnn.neurons.base.TraceSpec.checks`).
+DISCRETISATION_CHECK = {"discretisation": (lambda v: isinstance(v, str) and v in DISCRETISATIONS,
+                                           f"one of {list(DISCRETISATIONS)}")}
+
+
+def rates(dt, tau, discretisation):
+    """Per-neuron constants of ``s ← keep·s + rate·u`` (``keep``) and of
+    ``s ← s + rate·(u − s)`` for one step of ``τ·ds/dt = −s + u``.
+
+    ``euler`` (and ``euler-same-step``): ``rate = fl(dt/τ)`` (in the dtype of ``tau``),
+    ``keep = fl(1 − rate)``. ``exact``: with ``h = dt/τ`` in float64, ``rate =
+    fl(−expm1(−h))`` and ``keep = fl(exp(−h))``, each computed by the C library (Python's
+    :mod:`math`, not NumPy's vectorised ``exp``, whose result may depend on the CPU) and
+    rounded once to the dtype.
+
+    Parameters
+    ----------
+    dt : scalar of the parameters' dtype
+    tau : ndarray, shape (N,)
+        Finite, non-zero (negative allowed).
+    discretisation : str
+        One of :data:`DISCRETISATIONS`.
+
+    Returns
+    -------
+    keep, rate : ndarray, shape (N,), the dtype of ``tau``
+
+    Raises
+    ------
+    ValueError
+        Where a constant is not finite in the dtype (``exact`` with ``dt/τ`` below about
+        −709 in float64, −88 in float32; ``euler`` with ``dt/τ`` beyond the dtype's range).
+    """
+    dtype = np.asarray(tau).dtype
+    with np.errstate(over="ignore"):
+        if discretisation == "exact":
+            h = [float(dt) / float(t) for t in np.asarray(tau, np.float64).reshape(-1)]
+            try:
+                keep = np.array([math.exp(-x) for x in h], np.float64).astype(dtype)
+                rate = np.array([-math.expm1(-x) for x in h], np.float64).astype(dtype)
+            except OverflowError:
+                keep = rate = np.array([np.inf])
+        else:
+            rate = (np.asarray(dt, dtype) / tau).astype(dtype)
+            keep = (np.asarray(1, dtype) - rate).astype(dtype)
+    if not (np.all(np.isfinite(keep)) and np.all(np.isfinite(rate))):
+        raise ValueError(f"a decay factor over the step is not finite in {dtype.name} "
+                         f"(dt = {float(dt)}, {discretisation})")
+    return keep, rate
+
+
+def nonzero(*names):
+    """Shape rule: the output has the input's shape; the named parameters, where present,
+    must be finite and non-zero (a time constant of either sign)."""
+    def out(attrs, in_shapes, params):
+        for n in names:
+            if n in params:
+                a = np.asarray(params[n])
+                if not np.all(np.isfinite(a)) or np.any(a == 0):
+                    raise ShapeRuleError(n, "finite non-zero values", "0, NaN or inf")
+        return in_shapes[0]
+    return out
 
 
 def time_step(node, schedule):
@@ -158,13 +237,25 @@ COMBINED = [keys for size in (2, 3, 4) for keys in
 SCALES = tuple(np.round(np.arange(0.5, 2.0001, 0.05), 2))
 
 
-def hypotheses(charge, leaks) -> dict:
+def hypotheses(charge, leaks, own=None) -> dict:
     """``compare``'s hypotheses for a spiking NIR kind with charge step ``charge`` and the
-    leaks ``leaks`` a framework may use instead of its own: name -> (test, benign)."""
-    departures = {**DEPARTURES, "leak": (None,) + tuple(leaks)}
+    leaks ``leaks`` a framework may use instead of its own: name -> (test, benign).
+
+    ``own``: the kind's own departures, name -> the values tried (None, the reference's own
+    setting, first), tried after the shared ones and in ``combined``. With ``own``,
+    ``charge`` is a factory: ``charge(**own_settings)`` returns a fresh charge step for one
+    replay (a kind with more state than ``v`` keeps the rest in that step).
+    """
+    own = dict(own or {})
+    departures = {**DEPARTURES, "leak": (None,) + tuple(leaks), **own}
+    combined = COMBINED if not own else [
+        keys for size in (2, 3, 4) for keys in itertools.combinations(tuple(departures), size)]
 
     def replay(ref, **changes):
-        return replay_nir(ref, charge, **changes)
+        if not own:
+            return replay_nir(ref, charge, **changes)
+        mine = {k: changes.pop(k) for k in list(changes) if k in own}
+        return replay_nir(ref, charge(**mine), **changes)
 
     def search(keys_list):
         """The first setting of any of ``keys_list`` that reproduces the spikes."""
@@ -196,7 +287,7 @@ def hypotheses(charge, leaks) -> dict:
 
     return {"delay": (delay, False), **guarded(_replayable, {
         **{key: (search([(key,)]), False)
-           for key in ("comparison", "reset", "bound", "gain", "leak")},
-        "combined": (search(COMBINED), False),
+           for key in ("comparison", "reset", "bound", "gain", "leak", *own)},
+        "combined": (search(combined), False),
         "rounding": (rounding, True),
         "threshold": (threshold, False)})}

@@ -23,8 +23,11 @@ import numpy as np
 
 from refsnn.errors import ModelFormatError, OptionError
 from refsnn.model.graph import INPUT, ancestors, make_graph
+from refsnn.model.ops import ShapeRuleError
 from refsnn.neurons.base import KINDS
+from refsnn.neurons.nir_base import DISCRETISATIONS
 from refsnn.nir.structure import Unsupported, blockers, dfs_order, flatten, refuse
+
 
 class _Err:
     def __init__(self, file):
@@ -69,14 +72,28 @@ def kinds_by_node() -> dict:
     return {k.nir.node: k for k in KINDS.values() if k.nir is not None and k.nir.reads}
 
 
-def _kind_reader(kind):
+def _kind_reader(kind, dt=None, discretisation=None):
     """The converter of a NIR node read into ``kind``: its parameters (``NirSpec.params``,
-    default the schema's names) broadcast to the node's shape."""
+    default the schema's names) broadcast to the node's shape, checked against the time step
+    ``dt`` (``NirSpec.check``), and the ``discretisation`` attribute where the kind has one
+    (None: the kind's default)."""
     fields = kind.nir.params or {p: p for p in kind.spec.params}
+    takes = kind.spec.attrs.get("discretisation")
 
     def convert(name, node, shape, err, dtype):
-        return dict(op=kind.op, params={p: _param(node, f, shape, err, name, dtype)
-                                        for p, f in fields.items()})
+        out = dict(op=kind.op, params={p: _param(node, f, shape, err, name, dtype)
+                                       for p, f in fields.items()})
+        if takes is not None and discretisation is not None:
+            if discretisation not in takes.choices:
+                raise OptionError(f"discretisation: node '{name}' ({kind.nir.node}) takes "
+                                  f"one of {list(takes.choices)}, not {discretisation!r}")
+            out["attrs"] = {"discretisation": discretisation}
+        if kind.nir.check is not None:
+            try:
+                kind.nir.check(out["params"], dt, out.get("attrs", {}))
+            except ShapeRuleError as e:
+                raise err(name, fields.get(e.field, e.field), e.expected, e.found) from None
+        return out
     return convert
 
 
@@ -164,8 +181,15 @@ def _conv1d(name, node, shape, err, dtype):
 
 def _vector(v, n, err, name, field):
     """A vector parameter of ``n`` values; NIR's (1, n) shape (a batch axis of 1) is accepted
-    as (n,)."""
+    as (n,), a scalar is broadcast, and a boolean ``False`` (PyTorch's ``bias=False``, as in
+    nirviz's ``srnn.nir``) means no bias: ``-0.0``, which leaves every sum as it is."""
+    if np.asarray(v).dtype == bool and np.asarray(v).shape == ():
+        if bool(v):
+            raise err(name, field, "an array of numbers or False (no bias)", "True")
+        return np.full(n, -0.0)
     a = np.asarray(v, np.float64)
+    if a.shape == ():
+        return np.full(n, float(a))
     if a.ndim == 2 and a.shape[0] == 1 and a.shape[1] == n:
         return a[0]
     if a.shape != (n,):
@@ -208,12 +232,17 @@ CONVERTERS = {
 }
 
 
-def converters() -> dict:
-    """:data:`CONVERTERS` and a converter per kind that reads a NIR node."""
-    return {**CONVERTERS, **{n: _kind_reader(k) for n, k in kinds_by_node().items()}}
+def converters(dt=None, discretisation=None) -> dict:
+    """:data:`CONVERTERS` and a converter per kind that reads a NIR node (time step ``dt``,
+    ``discretisation`` of the kinds that take one: :func:`_kind_reader`)."""
+    if discretisation is not None and discretisation not in DISCRETISATIONS:
+        raise OptionError(f"discretisation: expected one of {list(DISCRETISATIONS)}, found "
+                          f"{discretisation!r}")
+    return {**CONVERTERS, **{n: _kind_reader(k, dt, discretisation)
+                             for n, k in kinds_by_node().items()}}
 
 
-def from_nir(graph, dt=None, dtype=np.float64, file: str = "<memory>"):
+def from_nir(graph, dt=None, dtype=np.float64, file: str = "<memory>", discretisation=None):
     """The refsnn network that simulates NIR graph ``graph`` (a ``nir.NIRGraph``).
 
     Parameters
@@ -226,6 +255,12 @@ def from_nir(graph, dt=None, dtype=np.float64, file: str = "<memory>"):
         float64 (default) or float32: parameters, states and values.
     file : str
         Where the graph came from, for error messages.
+    discretisation : {None, "euler", "euler-same-step", "exact"}
+        The discretisation of every node whose kind has a ``discretisation`` attribute
+        (``CubaLIF``, ``CubaLI``, ``LIF``, ``LI``; ``docs/semantics.md``, "NIR graphs"),
+        stored in the node; None: each kind's default (``euler``). ``IF`` and ``I`` have
+        none (for them every one of these rules is forward Euler). An :class:`OptionError`
+        for any other value, or one a node's kind does not take.
 
     Returns
     -------
@@ -246,7 +281,7 @@ def from_nir(graph, dt=None, dtype=np.float64, file: str = "<memory>"):
         if found:  # the unreadable nodes first: a time step would not make them readable
             raise refuse(file, found) from None
         raise
-    convert = converters()
+    convert = converters(dt, discretisation)
     # nodes not read (blockers and what they feed); unsupported features found on the way
     # are blockers too, raised with the others after the walk
     blocked, features = {name for name, _, _ in found}, {}
@@ -399,6 +434,7 @@ def read_nir(path):
                                f"{type(e).__name__}: {first}") from None
 
 
-def load_nir(path, dt=None, dtype=np.float64):
+def load_nir(path, dt=None, dtype=np.float64, discretisation=None):
     """Read a NIR file and return :func:`from_nir` of its graph."""
-    return from_nir(read_nir(path), dt=dt, dtype=dtype, file=str(path))
+    return from_nir(read_nir(path), dt=dt, dtype=dtype, file=str(path),
+                    discretisation=discretisation)

@@ -16,8 +16,8 @@
   ``add``, the output) a NIR ``Scale(θ)`` node restores the value, ``1·θ = θ`` exactly.
 - A two-input ``add`` becomes two edges into its consumers (NIR sums a node's inputs;
   ``a + b = b + a`` in floating point). More inputs would make the order matter: refused.
-- The readout, the input encoding, ``dt = 1`` and the dtype are written into the graph's
-  metadata: they are not part of a NIR graph.
+- The readout, the input encoding, ``dt`` (1, or the time step of a network read from NIR)
+  and the dtype are written into the graph's metadata: they are not part of a NIR graph.
 
 ``nir`` is imported lazily (the ``nir`` extra).
 """
@@ -201,9 +201,11 @@ class _Builder:
 
     def metadata(self):
         net = self.net
+        # a network read from NIR keeps its time step (its kinds' constants derive from it)
+        dt = float(net.schedule.get("dt", 1.0))
         return {
             "producer": "refsnn",
-            "dt": 1.0,
+            "dt": dt,
             "refsnn_method": net.method,
             "refsnn_dtype": np.dtype(self.g.dtype).name,
             "refsnn_encoding": net.encoding,
@@ -214,8 +216,8 @@ class _Builder:
                              "docs/semantics.md)"),
             "refsnn_readout": "the mean of the Output's value over steps 1..T; "
                               "class = argmax, ties to the lowest index",
-            "refsnn_step": "dt = 1, no synaptic delay: every node reads its inputs' values "
-                           "of the same step, in topological order",
+            "refsnn_step": f"dt = {dt:g}, no synaptic delay: every node reads its inputs' "
+                           "values of the same step, in topological order",
             "refsnn_options": json.dumps(dict(net.options), sort_keys=True, default=str),
         }
 
