@@ -182,9 +182,11 @@ def test_inert_without_the_option():
 #: that exists and is really not covered (checked below), so the list cannot go stale.
 NOT_COVERED: dict[str, str] = {
     # the one step registry also holds the ops of imported NIR graphs, which no conversion
-    # emits; tests/test_nir.py, test_nir_neurons.py and test_nir_compare.py cover them
+    # emits; tests/test_nir.py, test_nir_neurons.py, test_nir_compare.py, test_nir_cuba.py
+    # and test_nir_delay.py cover them
     f"op:{op}": "a NIR graph's op (refsnn.nir.reader)"
-    for op in ("nir_if", "lif", "li", "integrator", "threshold", "hadamard", "sumpool2d")}
+    for op in ("nir_if", "lif", "li", "integrator", "threshold", "hadamard", "sumpool2d",
+               "cuba_lif", "cuba_li", "nir_delay")}
 # a NIR graph's recurrent edge, which no conversion emits either: tests/test_nir_recurrent.py
 NOT_COVERED["op:recurrent"] = "a NIR graph's recurrent edge (refsnn.nir.reader)"
 
