@@ -26,6 +26,7 @@ _FLAT = {
     "load_model": "refsnn.files",
     "save_model": "refsnn.model.format",
     "load_data": "refsnn.data",
+    "load_sequences": "refsnn.data",
     "load_snn": "refsnn.sim.network",
     "save_snn": "refsnn.sim.network",
     "convert": "refsnn.conversion",

@@ -12,6 +12,13 @@ Layout (``docs/format.md`` is the reference)::
                  computed in float64 in that order
     /<split>/y   integer labels (N,), in [0, classes)
 
+A **sequence file** (format_version 3, so that older readers refuse it instead of taking the
+time axis for a sample axis) also has the root attribute ``dt`` (float > 0, the time between
+two of its steps) and holds sequences: ``/<split>/x`` is (N, T, *step_shape), the value the
+network's input takes at steps 1..T (float, or uint8 with ``scale`` only: a per-channel
+``mean``/``std`` would read the time axis as channels). Labels are required as in any data
+file (one per sequence). :func:`load_sequences` reads them; :func:`load_data` refuses them.
+
 Pixels stored as uint8 keep image sets small (MNIST: one byte per pixel, gzip); the decoding is
 exact and written once here, so every reader gets the same float64 values.
 """
@@ -30,6 +37,9 @@ from refsnn.io import atomic_h5, attr_str, check_header, open_h5, read_h5
 
 FORMAT = "refsnn-data"
 FORMAT_VERSION = 2  # 2: with checksums (refsnn.checksum); version 1 files still load
+#: The version of sequence files (a root ``dt``): 3 marks them only, so that older readers
+#: refuse them and plain files stay version 2, the same bytes as before sequences existed.
+SEQUENCE_VERSION = 3
 #: Attributes of a uint8 ``x`` (``scale`` required, ``mean``/``std`` optional, both or neither).
 ENCODING_ATTRS = ("scale", "mean", "std")
 #: Stored samples per HDF5 chunk (gzip works per chunk; a prefix reads few chunks).
@@ -127,14 +137,78 @@ def load_data(path, split: str, sample_shape=None, limit: int | None = None):
         inconsistent uint8 encoding, non-finite values, labels out of range).
     """
     return read_h5(path, "data file",
-                   lambda f, file: _read_split(f, file, split, sample_shape, limit))
+                   lambda f, file: _read_split(f, file, split, sample_shape, limit,
+                                               False)[:2])
 
 
-def _read_split(f, file: str, split: str, sample_shape, limit):
-    """:func:`load_data` on the open file ``f`` (validated inside the ``with`` block, so
-    that the checksums are verified after it)."""
-    check_header(f, file, FORMAT, FORMAT_VERSION)
+def load_sequences(path, split: str, step_shape=None, limit: int | None = None):
+    """Load the sequences ``x``, labels ``y`` and time step ``dt`` of one split of a sequence
+    file (see the module docstring).
+
+    Parameters
+    ----------
+    path : str or Path
+    split : str
+    step_shape : tuple of int, optional
+        If given, ``x`` must have shape ``(N, T, *step_shape)`` (the network's input shape).
+    limit : int, optional
+        Keep only the first ``limit`` sequences.
+
+    Returns
+    -------
+    x : float64 ndarray, shape (N, T, *step_shape)
+    y : int64 ndarray, shape (N,)
+    dt : float
+
+    Raises
+    ------
+    ModelFormatError
+        As :func:`load_data`, and for a file without ``dt`` (not a sequence file), a ``dt``
+        that is not one finite number > 0, or ``x`` of rank < 3.
+    """
+    return read_h5(path, "data file",
+                   lambda f, file: _read_split(f, file, split, step_shape, limit, True))
+
+
+def load_split(path, split: str, shape=None, limit: int | None = None):
+    """``x, y, dt`` of one split of a plain data file (``dt`` None; :func:`load_data`) or of
+    a sequence file (:func:`load_sequences`), whichever ``path`` is."""
+    return read_h5(path, "data file",
+                   lambda f, file: _read_split(f, file, split, shape, limit, None))
+
+
+def sequence_dt(f, file: str) -> float | None:
+    """The root attribute ``dt`` of the open data file ``f``, checked; None for a plain file."""
+    if "dt" not in f.attrs:
+        return None
+    dt = np.asarray(f.attrs["dt"])
+    if dt.shape != () or dt.dtype.kind != "f" or not (np.isfinite(dt) and dt > 0):
+        raise ModelFormatError(file, "/", "dt", "one finite float > 0 (the time step of the "
+                               "sequences)", repr(f.attrs["dt"]))
+    return float(dt)
+
+
+def _read_split(f, file: str, split: str, sample_shape, limit, sequences: bool | None):
+    """:func:`load_data` (``sequences`` False), :func:`load_sequences` (True) or
+    :func:`load_split` (None: either) on the open file ``f`` (validated inside the ``with``
+    block, so that the checksums are verified after it): ``x, y, dt`` (dt None for a plain
+    file)."""
+    version = check_header(f, file, FORMAT, SEQUENCE_VERSION)
     classes = _classes(f, file)
+    dt = sequence_dt(f, file)
+    if (dt is not None) != (version == SEQUENCE_VERSION):
+        raise ModelFormatError(file, "/", "format_version", "3 with a root dt (a sequence "
+                               "file), 1 or 2 without", f"{version} with"
+                               f"{'out' if dt is None else ''} dt")
+    if sequences is None:
+        pass
+    elif sequences and dt is None:
+        raise ModelFormatError(file, "/", "dt", "a sequence file (root attribute dt; make one "
+                               "with 'refsnn data from-arrays --dt' or 'from-events')",
+                               "nothing (a file of plain samples)")
+    elif not sequences and dt is not None:
+        raise ModelFormatError(file, "/", "dt", "a file of plain samples", f"a sequence file "
+                               f"(dt = {dt:g}): read it with load_sequences")
     if split not in f or not isinstance(f[split], h5py.Group):
         splits = [k for k in f if isinstance(f[k], h5py.Group)]
         raise ModelFormatError(file, f"/{split}", "group", f"a split, one of {splits}",
@@ -149,15 +223,25 @@ def _read_split(f, file: str, split: str, sample_shape, limit):
     dx, dy = f[split]["x"], f[split]["y"]
     check_storage(dx, file), check_storage(dy, file)
     encoding = _encoding(dx, file, f"/{split}/x")
+    if dt is not None:
+        if dx.ndim < 3:
+            raise ModelFormatError(file, f"/{split}/x", "shape", "(N, T, *step_shape), rank "
+                                   ">= 3", str(dx.shape))
+        if "mean" in encoding:
+            raise ModelFormatError(file, f"/{split}/x", "mean, std", "no per-channel "
+                                   "normalisation in a sequence file (axis 1 is time)",
+                                   "present")
     if dy.dtype.kind not in "iu" or dy.shape != (dx.shape[0],):
         raise ModelFormatError(file, f"/{split}/y", "dtype/shape",
                                f"integer labels of shape ({dx.shape[0]},)",
                                f"{dy.dtype} {dy.shape}")
     n = dx.shape[0] if limit is None else min(limit, dx.shape[0])
     x, y = dx[:n], dy[:n]
-    if sample_shape is not None and tuple(x.shape[1:]) != tuple(sample_shape):
+    lead = 1 if dt is None else 2  # (N,) or (N, T) before the network's input shape
+    if sample_shape is not None and tuple(x.shape[lead:]) != tuple(sample_shape):
         raise ModelFormatError(file, f"/{split}/x", "shape",
-                               f"(N, {', '.join(map(str, sample_shape))}) to match the model",
+                               f"({'N' if dt is None else 'N, T'}, "
+                               f"{', '.join(map(str, sample_shape))}) to match the model",
                                str(x.shape))
     x = decode(x, encoding)
     if not np.all(np.isfinite(x)):
@@ -167,27 +251,30 @@ def _read_split(f, file: str, split: str, sample_shape, limit):
     if y.size and (y.min() < 0 or y.max() >= classes):
         raise ModelFormatError(file, f"/{split}/y", "values", f"labels in [0, {classes})",
                                f"range [{y.min()}, {y.max()}]")
-    return x, np.asarray(y, dtype=np.int64)
+    return x, np.asarray(y, dtype=np.int64), dt
 
 
 # ---------------------------------------------------------------------------------------------
 # Writing
 
 
-def _check_arrays(name: str, x, y, classes: int, sample_shape):
-    """One split's arrays as they will be stored; DataFormatError naming split and item."""
+def _check_arrays(name: str, x, y, classes: int, sample_shape, lead: int = 1):
+    """One split's arrays as they will be stored; DataFormatError naming split and item.
+    ``lead``: the axes before the sample shape (1: samples; 2: sequences and their steps)."""
     if not isinstance(name, str) or not name or "/" in name or name.startswith("."):
         raise DataFormatError(f"split name: expected a non-empty name without '/', found "
                               f"{name!r}")
     x, y = np.asarray(x), np.asarray(y)
-    if x.dtype.kind not in "fiub" or x.ndim < 2:
-        raise DataFormatError(f"split {name!r}: x: expected a numeric array (N, *sample_shape) "
+    what = "(N, *sample_shape)" if lead == 1 else "(N, T, *step_shape) (a sequence file)"
+    if x.dtype.kind not in "fiub" or x.ndim < lead + 1:
+        raise DataFormatError(f"split {name!r}: x: expected a numeric array {what} "
                               f"with a sample shape, found {x.dtype} {x.shape}")
-    if x.shape[0] == 0:
-        raise DataFormatError(f"split {name!r}: x: expected at least one sample, found none")
-    if sample_shape is not None and x.shape[1:] != sample_shape:
+    if 0 in x.shape[:lead]:
+        raise DataFormatError(f"split {name!r}: x: expected at least one sample"
+                              f"{'' if lead == 1 else ' of at least one step'}, found none")
+    if sample_shape is not None and x.shape[lead:] != sample_shape:
         raise DataFormatError(f"split {name!r}: x: expected samples of shape {sample_shape} "
-                              f"like the other splits, found {x.shape[1:]}")
+                              f"like the other splits, found {x.shape[lead:]}")
     if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
         bad = tuple(int(i) for i in np.argwhere(~np.isfinite(x))[0])
         raise DataFormatError(f"split {name!r}: x: expected finite values, found {x[bad]} at "
@@ -244,7 +331,7 @@ def _check_transform(scale, mean, std, channels: int):
 
 
 def save(path, splits: dict, classes, *, scale=None, mean=None, std=None,
-         source: str | None = None, provenance: dict | None = None) -> None:
+         source: str | None = None, provenance: dict | None = None, dt=None) -> None:
     """Write a data file (atomically: the file appears only when complete).
 
     Parameters
@@ -267,6 +354,9 @@ def save(path, splits: dict, classes, *, scale=None, mean=None, std=None,
     provenance : dict, optional
         How the file was made (stored as JSON in the root attribute ``provenance``;
         ``scale``, ``mean`` and ``std`` are added to it).
+    dt : float, optional
+        Makes a sequence file: every ``x`` is (N, T, *step_shape), ``T`` steps ``dt`` apart
+        (the same step shape in every split; ``T`` may differ); no ``mean``/``std``.
 
     Raises
     ------
@@ -282,14 +372,23 @@ def save(path, splits: dict, classes, *, scale=None, mean=None, std=None,
         raise DataFormatError(f"classes: expected at least one class, found {classes!r}")
     if not splits:
         raise DataFormatError("splits: expected at least one split, found none")
+    if dt is not None:
+        if isinstance(dt, bool) or not isinstance(dt, (int, float, np.integer, np.floating)) \
+                or not (np.isfinite(dt) and dt > 0):
+            raise DataFormatError(f"dt: expected a finite number > 0 (the time step of the "
+                                  f"sequences), found {dt!r}")
+        if mean is not None or std is not None:
+            raise DataFormatError("mean and std: not in a sequence file (axis 1 is time, not "
+                                  "channels); normalise the values before")
+    lead = 1 if dt is None else 2
     checked, sample_shape = {}, None
     for name, pair in splits.items():
         if not isinstance(pair, (tuple, list)) or len(pair) != 2:
             raise DataFormatError(f"split {name!r}: expected a pair (x, y)")
-        x, y = _check_arrays(name, pair[0], pair[1], n_classes, sample_shape)
-        sample_shape = x.shape[1:]
+        x, y = _check_arrays(name, pair[0], pair[1], n_classes, sample_shape, lead)
+        sample_shape = x.shape[lead:]
         checked[name] = (x, y)
-    _check_transform(scale, mean, std, sample_shape[0])
+    _check_transform(scale, mean, std, (sample_shape or (0,))[0])
     stored = {name: (*_store_x(name, x, scale, mean, std), y)
               for name, (x, y) in checked.items()}
     record = dict(provenance or {})
@@ -297,7 +396,9 @@ def save(path, splits: dict, classes, *, scale=None, mean=None, std=None,
                    "std": None if std is None else list(map(float, std))})
     with atomic_h5(path) as f:
         f.attrs["format"] = FORMAT
-        f.attrs["format_version"] = np.int64(FORMAT_VERSION)
+        f.attrs["format_version"] = np.int64(FORMAT_VERSION if dt is None else SEQUENCE_VERSION)
+        if dt is not None:
+            f.attrs["dt"] = np.float64(dt)
         f.attrs["classes"] = np.int64(n_classes)
         if names is not None:
             f.attrs["class_names"] = names
@@ -334,13 +435,15 @@ def describe(path) -> dict:
     -------
     dict
         ``classes``, ``class_names`` (or None), ``source``, ``provenance`` (dict or None) and
-        ``splits``: name -> ``shape``, ``dtype``, ``encoding`` and ``counts`` (per class).
+        ``splits``: name -> ``shape``, ``dtype``, ``encoding`` and ``counts`` (per class);
+        ``dt``: the time step of a sequence file, None for a plain one.
     """
     file = str(path)
     out = {"splits": {}}
     with open_h5(path, "data file") as f:
-        check_header(f, file, FORMAT, FORMAT_VERSION)
+        check_header(f, file, FORMAT, SEQUENCE_VERSION)
         classes = _classes(f, file)
+        out["dt"] = dt = sequence_dt(f, file)
         names = f.attrs.get("class_names")
         out["classes"] = classes
         out["class_names"] = None if names is None else [str(attr_str(n)) for n in names]
@@ -354,7 +457,7 @@ def describe(path) -> dict:
         split_names = [k for k in f if hasattr(f[k], "keys")]
     for name in split_names:
         # labels fully checked; x's header and encoding only (x may be hundreds of MB)
-        x, y = load_data(path, name, limit=1)
+        (load_data if dt is None else load_sequences)(path, name, limit=1)
         with open_h5(path, "data file") as f:
             dx, labels = f[name]["x"], f[name]["y"][()]
             enc = _encoding(dx, file, f"/{name}/x")

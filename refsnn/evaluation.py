@@ -69,7 +69,9 @@ def evaluate(net: SpikingNetwork, x, y, steps, ann_graph: Graph | None = None, *
     **batches
         How to simulate: the keywords of :func:`simulate` (``batch_size``, ``seed``,
         ``backend``, ``rasters``, ``potentials``, ``progress``, ``client``, ``threads``,
-        ``recorders``, ``checkpoint``); none of them changes the result.
+        ``recorders``, ``checkpoint``); none of them changes the result. ``sequence=True``:
+        ``x`` holds sequences (N, T_seq, *input_shape) (see :func:`simulate`); there is no
+        ANN output of a sequence, so the ANN scores are NaN (no ``ann_graph``).
 
     Returns
     -------
@@ -88,6 +90,12 @@ def evaluate(net: SpikingNetwork, x, y, steps, ann_graph: Graph | None = None, *
     >>> result.accuracy[128] >= result.ann_accuracy - 0.05
     True
     """
+    if batches.get("sequence"):
+        if ann_graph is not None:
+            raise OptionError("ann_graph: an ANN takes one sample, not a sequence; pass none "
+                              "with sequence input")
+        run = simulate(net, x, steps, **batches)
+        return score(run, y)
     if net.method == "nir" and ann_graph is None:
         ann_out = limit = None  # an imported NIR graph has no ANN: its scores are NaN
     else:
@@ -123,7 +131,8 @@ def score(run: Run, y, ann_out=None, sin=None) -> Evaluation:
 def simulate(net: SpikingNetwork, x, steps, batch_size: int = 64, seed: int = 0,
              backend: str = "numba", rasters=(), potentials=(),
              progress: Callable[[int, int], None] | None = None, client=None,
-             threads: int | None = None, recorders=None, checkpoint=None) -> Run:
+             threads: int | None = None, recorders=None, checkpoint=None,
+             sequence: bool = False) -> Run:
     """Simulate ``net`` on ``x`` in batches: in this process, or on a Dask cluster, resumed
     from a checkpoint, recordings streamed; the run is the same in every case.
 
@@ -155,6 +164,9 @@ def simulate(net: SpikingNetwork, x, steps, batch_size: int = 64, seed: int = 0,
     checkpoint : refsnn.resume.Checkpoint, optional
         Keep each completed batch in it, and start after the batches it already holds (a
         resumed evaluation; the result is the same). Not with ``client`` or ``recorders``.
+    sequence : bool
+        ``x`` holds sequences (N, T_seq, *input_shape), the input node's value at each step
+        (:meth:`Simulator.run`'s ``sequence``); not with ``client``.
 
     Returns
     -------
@@ -164,6 +176,8 @@ def simulate(net: SpikingNetwork, x, steps, batch_size: int = 64, seed: int = 0,
     if checkpoint is not None and (client is not None or recorders is not None):
         raise OptionError("a checkpoint (--resume) keeps batches in memory-recorded runs: not "
                           "with a Dask client or streamed recorders")
+    if client is not None and sequence:
+        raise OptionError("sequence input runs in this process: not with a Dask client")
     if client is not None:
         from refsnn.scaleout import map_batches
 
@@ -173,5 +187,6 @@ def simulate(net: SpikingNetwork, x, steps, batch_size: int = 64, seed: int = 0,
     sim = Simulator(net, backend)
     return concat_runs(run_batches(x.shape[0], batch_size, lambda a, b: sim.run(
         x[a:b], steps, seed=seed, sample_ids=np.arange(a, b), rasters=rasters,
-        potentials=potentials, recorder=None if recorders is None else recorders(a, b)),
+        potentials=potentials, recorder=None if recorders is None else recorders(a, b),
+        sequence=sequence),
         checkpoint, progress))

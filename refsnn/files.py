@@ -22,7 +22,7 @@ def _reader(module: str, name: str, *options: str):
     """A reader ``(path, dtype, dt)`` that imports ``module`` when it runs (an optional package
     only when its file kind is read) and passes ``name`` the ``options`` it takes."""
     def read(path, dtype, dt):
-        given = {"dtype": dtype, "dt": dt}
+        given = {"dtype": np.float64 if dtype is None else dtype, "dt": dt}
         return getattr(importlib.import_module(module), name)(
             path, **{k: given[k] for k in options})
     return read
@@ -30,13 +30,31 @@ def _reader(module: str, name: str, *options: str):
 
 def _nir(path, dtype, dt):
     require_nir()  # the install line, before the reader imports nir
-    from refsnn.nir.reader import load_nir
-    return load_nir(path, dt=dt, dtype=dtype)
+    from refsnn.nir.reader import from_nir, read_nir
+    graph = read_nir(path)
+    return from_nir(graph, dt=dt, dtype=nir_dtype(graph.metadata, dtype, str(path)),
+                    file=str(path))
+
+
+def nir_dtype(metadata, dtype, file: str):
+    """The dtype a NIR graph is simulated in: ``dtype`` if given, else its metadata's
+    ``refsnn_dtype`` (what ``refsnn export-nir`` wrote), else float64."""
+    if dtype is not None:
+        return dtype
+    given = (metadata or {}).get("refsnn_dtype")
+    if given is None:
+        return np.float64
+    name = str(np.asarray(given))
+    if name not in ("float64", "float32"):
+        raise ModelFormatError(file, "/node/metadata", "refsnn_dtype", "'float64' or "
+                               "'float32'", repr(name))
+    return np.dtype(name).type
 
 
 #: File kind (:func:`file_kind`) -> (what it is, reader ``(path, dtype, dt)``). A kind not
 #: listed (a damaged or foreign file) goes to the refsnn model reader, whose errors say what is
-#: wrong. ``dtype`` applies to models and networks, ``dt`` to NIR graphs only.
+#: wrong. ``dtype`` applies to models, networks and NIR graphs (None: float64; for a NIR
+#: graph, :func:`nir_dtype`), ``dt`` to NIR graphs only.
 READERS = {
     "refsnn-model": ("a model", _reader("refsnn.model.format", "load_refsnn_h5", "dtype")),
     "keras-h5": ("a model", _reader("refsnn.interop.keras", "load_keras_h5", "dtype")),
@@ -70,14 +88,15 @@ def file_kind(path) -> str:
             raise unreadable(path, e) from None
 
 
-def load(path, dtype=np.float64, dt: float | None = None, accept=None):
+def load(path, dtype=None, dt: float | None = None, accept=None):
     """Read any file refsnn reads, chosen by its kind (:data:`READERS`).
 
     Parameters
     ----------
     path : str or Path
-    dtype : numpy dtype
-        Parameters of a model or network are converted to it (float64 by default).
+    dtype : numpy dtype, optional
+        Parameters of a model or network are converted to it (default float64); a NIR graph
+        is simulated in it (default: its metadata's ``refsnn_dtype`` if any, else float64).
     dt : float, optional
         A NIR graph's forward Euler time step (default: the graph's metadata ``dt``).
     accept : sequence of str, optional

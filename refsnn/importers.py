@@ -239,3 +239,38 @@ def read_image_folder(folder):
             images.append(np.ascontiguousarray(arr.transpose(2, 0, 1), dtype=np.uint8))
             labels.append(k)
     return np.stack(images), np.array(labels, dtype=np.int64), classes
+
+
+# ---------------------------------------------------------------------------------------------
+# Event streams
+
+
+def read_event_streams(path):
+    """The event streams and labels of one ``.npz`` file: arrays ``events_0`` ..
+    ``events_<N-1>`` (structured, fields ``t``, ``x``, ``p`` and optionally ``y``, as
+    :func:`refsnn.events.to_frames` takes them) and ``labels`` (N,).
+
+    Returns
+    -------
+    streams : list of structured ndarray
+    y : int64 ndarray, shape (N,)
+    """
+    path = Path(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            files = set(z.files)
+            n = sum(1 for k in files if k.startswith("events_"))
+            names = [f"events_{i}" for i in range(n)]
+            if n == 0 or set(names) | {"labels"} != files:
+                raise DataFormatError(f"{path}: expected arrays events_0 .. events_<N-1> and "
+                                      f"labels, found {sorted(files)}")
+            streams, y = [z[k] for k in names], z["labels"]
+    except FileNotFoundError:
+        raise DataFormatError(f"{path}: no such file") from None
+    except (ValueError, OSError, zipfile.BadZipFile) as e:
+        raise DataFormatError(f"{path}: not a readable .npz file "
+                              f"({str(e).splitlines()[0]})") from None
+    if y.ndim != 1 or y.shape[0] != n:
+        raise DataFormatError(f"{path}: labels: expected {n} labels, one per stream, found "
+                              f"shape {y.shape}")
+    return streams, _labels(y, f"{path}: labels")

@@ -168,3 +168,48 @@ def test_from_images_bad_input(tmp_path, capsys):
     (tmp_path / "f").mkdir()
     err = _fail(capsys, tmp_path, "data", "from-images", tmp_path / "f")
     assert "expected one subfolder per class, found none" in err
+
+
+# --- from-events and from-arrays --dt: sequence files -----------------------------------------
+
+def _events(tmp_path, streams, labels, name="ev.npz"):
+    np.savez(tmp_path / name, labels=np.asarray(labels),
+             **{f"events_{i}": s for i, s in enumerate(streams)})
+    return tmp_path / name
+
+
+def test_from_events_bins_counts_and_inspect_shows_dt(tmp_path, capsys):
+    from refsnn.data import load_sequences
+
+    dtype = np.dtype([("t", np.int64), ("x", np.int16), ("y", np.int16), ("p", np.int8)])
+    a = np.array([(0, 0, 0, 0), (3, 1, 1, 1), (3, 1, 1, 1), (5, 2, 0, 0), (10, 0, 1, 1),
+                  (12, 2, 1, 0)], dtype)
+    b = np.array([(100, 2, 1, 1), (104, 2, 1, 1)], dtype)
+    ev = _events(tmp_path, [a, b], [1, 0])
+    code, out, err = run(capsys, "data", "from-events", ev, "--sensor-size", "3,2,2",
+                         "--time-window", "5", "--dt", "0.005", "-o", tmp_path / "s.h5")
+    assert code == 0, err
+    x, y, dt = load_sequences(tmp_path / "s.h5", "test", (2, 2, 3))
+    assert dt == 0.005 and y.tolist() == [1, 0] and x.shape == (2, 2, 2, 2, 3)
+    # a: bins [0, 5) and [5, 10); t = 10 and 12 are past the last complete window
+    assert x[0, 0, 0, 0, 0] == 1 and x[0, 0, 1, 1, 1] == 2 and x[0, 1, 0, 0, 2] == 1
+    assert x[0].sum() == 4
+    # b: one bin [100, 105) with both events, then an empty frame (padded to a's length)
+    assert x[1, 0, 1, 1, 2] == 2 and x[1].sum() == 2
+    code, out, _ = run(capsys, "inspect", tmp_path / "s.h5")
+    assert code == 0 and "steps dt = 0.005 apart" in out and "time_window: 5.0" in out
+    assert "test: 2 sequences of 2 steps of shape (2, 2, 3), uint8" in out
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--time-window", "5", "--n-time-bins", "3"], "give one of --time-window and --n-time-bins"),
+    (["--time-window", "5", "--overlap", "5"], "overlap: expected a number in [0, 5)"),
+    (["--n-time-bins", "3", "--overlap", "1"], "overlap: expected a number in [0, 1)"),
+    (["--time-window", "5", "--sensor-size", "3,2"], "--sensor-size: expected W,H,P"),
+])
+def test_from_events_mistakes(tmp_path, capsys, argv, words):
+    dtype = np.dtype([("t", np.int64), ("x", np.int16), ("p", np.int8)])
+    ev = _events(tmp_path, [np.array([(0, 1, 0), (9, 2, 1)], dtype)], [0])
+    size = [] if "--sensor-size" in argv else ["--sensor-size", "3,1,2"]
+    err = _fail(capsys, tmp_path, "data", "from-events", ev, *size, "--dt", "1", *argv)
+    assert words in err, err

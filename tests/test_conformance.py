@@ -189,6 +189,11 @@ NOT_COVERED: dict[str, str] = {
                "cuba_lif", "cuba_li", "nir_delay")}
 # a NIR graph's recurrent edge, which no conversion emits either: tests/test_nir_recurrent.py
 NOT_COVERED["op:recurrent"] = "a NIR graph's recurrent edge (refsnn.nir.reader)"
+# readouts chosen at run time (--decode, refsnn.sim.decoders.with_readout), which no conversion
+# emits; tests/test_sequences.py checks them against the mean decoder (count = the sum, last =
+# its last increment)
+NOT_COVERED.update({f"decoder:{d}": "a readout chosen at run time (--decode)"
+                    for d in ("count", "last")})
 
 
 def _golden_features():

@@ -123,6 +123,21 @@ def _read_data(path):
     return load_data(path, "test", (2, 6, 6))
 
 
+def _make_sequences(folder):
+    """A sequence data file as ``refsnn data from-events`` writes it (uint8 counts, dt)."""
+    from refsnn.data import save
+    rng = np.random.default_rng(5)
+    save(folder / "seq.h5", {"test": (rng.integers(0, 3, (4, 5, 6)).astype(np.uint8),
+                                      rng.integers(0, 3, 4))}, 3, dt=0.001)
+    return folder / "seq.h5"
+
+
+def _read_sequences(path):
+    from refsnn.data import load_sequences
+    x, y, dt = load_sequences(path, "test", (6,))
+    return x, y, np.float64(dt)
+
+
 def _make_trace(folder):
     from refsnn.conversion import convert_if
     from refsnn.oracle.trace import record_trace, write_trace
@@ -255,6 +270,7 @@ KINDS = {
     "net-signgd": Kind(_make_net("signgd"), _read_net, _net_summary),
     "net-bsnn": Kind(_make_net("bsnn"), _read_net, _net_summary),
     "data": Kind(_make_data, _read_data, lambda xy: list(xy)),
+    "sequences": Kind(_make_sequences, _read_sequences, lambda xyd: list(xyd)),
     "trace": Kind(_make_trace, _read_trace, _trace_summary),
     "run": Kind(_make_run, _read_run, _run_summary),
     "nir": Kind(_make_nir, _read_nir, _nir_summary, signed=False),

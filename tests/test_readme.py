@@ -4,6 +4,7 @@ lead somewhere, and it stays short (the manual in docs/ holds the rest)."""
 from __future__ import annotations
 
 import re
+import shlex
 
 import pytest
 
@@ -43,3 +44,20 @@ def test_relative_links_lead_to_files():
     assert local
     missing = [link for link in local if not (ROOT / link).exists()]
     assert not missing, f"README links to missing files: {missing}"
+
+
+def test_sequence_commands_run(tmp_path, capsys, monkeypatch):
+    # the manual's NIR graph on event streams, as written, in a scratch folder beside data/
+    pytest.importorskip("nir")
+    from refsnn.cli.main import main
+
+    block = next(b for b in _blocks("sh") if "from-events" in b)
+    (tmp_path / "data").symlink_to(ROOT / "data")
+    monkeypatch.chdir(tmp_path)
+    lines = [shlex.split(line) for line in block.splitlines() if line.strip()]
+    assert [argv[:2] for argv in lines] == [[".venv/bin/refsnn", "data"],
+                                            [".venv/bin/refsnn", "evaluate"]]
+    for argv in lines:
+        assert main(argv[1:]) == 0
+    out = capsys.readouterr().out
+    assert "24 sequences of 49 steps" in out and "readout count" in out and "SNN T=49" in out

@@ -5,6 +5,9 @@
     refsnn data from-arrays X.npy Y.npy [D.npz ...] -o data.h5 [--split test ...]
     refsnn data from-csv FILE.csv [...] -o data.h5 [--label first|last] [--header]
     refsnn data from-images FOLDER [...] -o data.h5          (one subfolder per class)
+    refsnn data from-arrays X.npy Y.npy --dt DT -o seq.h5     (X: sequences (N, T, ...))
+    refsnn data from-events EV.npz [...] -o seq.h5 --sensor-size W,H,P
+                            (--time-window W | --n-time-bins N) [--overlap O] --dt DT
 
 Each input is one split, named by the ``--split`` flags in order (one input: ``test`` by
 default). ``--shape C,H,W`` reshapes every sample, ``--scale`` multiplies the values and
@@ -30,6 +33,16 @@ def positive_ints(text: str, skip_empty: bool = False) -> list[int]:
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"expected positive integers, found {text!r}")
     return values
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (np.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a number > 0, found {text!r}")
+    return value
 
 
 def _floats(text: str) -> list[float]:
@@ -71,6 +84,9 @@ def add_parser(sub) -> None:
     q.add_argument("inputs", nargs="+", metavar="FILE",
                    help="X.npy Y.npy (a pair) or D.npz (arrays x and y), once per split")
     _common(q)
+    q.add_argument("--dt", type=_positive_float, default=None,
+                   help="make a sequence file: each x is (N, T, ...), T steps DT apart (the "
+                        "input of every step; --shape then shapes one step)")
     q.set_defaults(func=cmd_data, reader="arrays")
     q = dsub.add_parser("from-csv", help="CSV files, one sample per row")
     q.add_argument("inputs", nargs="+", metavar="FILE.csv", help="one CSV file per split")
@@ -84,6 +100,25 @@ def add_parser(sub) -> None:
     q.add_argument("inputs", nargs="+", metavar="FOLDER", help="one folder per split")
     _common(q)
     q.set_defaults(func=cmd_data, reader="images")
+    q = dsub.add_parser("from-events", help="event streams (t, x, y, p), binned into frames "
+                                            "as tonic's ToFrame does: a sequence file")
+    q.add_argument("inputs", nargs="+", metavar="EV.npz",
+                   help="one .npz per split: events_0 .. events_<N-1> (structured arrays with "
+                        "fields t, x, p and optionally y) and labels")
+    _common(q)
+    q.add_argument("--sensor-size", type=positive_ints, required=True, metavar="W,H,P",
+                   help="sensor width, height (1 without y) and polarities")
+    q.add_argument("--time-window", type=_positive_float, default=None,
+                   help="bins of this length, in the events' time unit")
+    q.add_argument("--n-time-bins", type=positive_ints, default=None, metavar="N",
+                   help="this many bins per stream, each (t_last - t_first) // N long")
+    q.add_argument("--overlap", type=float, default=0.0,
+                   help="overlap of consecutive bins: time (--time-window) or a fraction of "
+                        "a bin in [0, 1) (--n-time-bins); default 0")
+    q.add_argument("--dt", type=_positive_float, required=True,
+                   help="the time step of the frames as the network counts time (e.g. the "
+                        "bin length in seconds for a NIR graph)")
+    q.set_defaults(func=cmd_data, reader="events")
 
 
 def _group_arrays(inputs: list[str]) -> list[tuple]:
@@ -126,9 +161,32 @@ def _read_images(args):
     return pairs, [[f] for f in args.inputs], names
 
 
+def _read_events(args):
+    from refsnn.events import streams_to_sequences
+    from refsnn.importers import read_event_streams
+
+    if (args.time_window is None) == (args.n_time_bins is None):
+        raise OptionError("from-events: give one of --time-window and --n-time-bins")
+    if len(args.sensor_size) != 3:
+        raise OptionError(f"--sensor-size: expected W,H,P, found {args.sensor_size}")
+    if args.n_time_bins is not None and len(args.n_time_bins) != 1:
+        raise OptionError(f"--n-time-bins: expected one number, found {args.n_time_bins}")
+    pairs = []
+    for f in args.inputs:
+        streams, y = read_event_streams(f)
+        frames, _ = streams_to_sequences(
+            streams, args.sensor_size, args.time_window,
+            None if args.n_time_bins is None else args.n_time_bins[0], args.overlap, f)
+        # counts: bytes when they fit (stored exactly, scale 1), else float64
+        pairs.append((frames.astype(np.uint8) if frames.max() <= 255
+                      else frames.astype(np.float64), y))
+    return pairs, [[f] for f in args.inputs], None
+
+
 #: ``from-<source>`` -> reader of its inputs: ``(x, y)`` pairs, their file names, and the
 #: class names (images only).
-READERS = {"arrays": _read_arrays, "csv": _read_csv, "images": _read_images}
+READERS = {"arrays": _read_arrays, "csv": _read_csv, "images": _read_images,
+           "events": _read_events}
 
 
 def _classes(args, pairs, names):
@@ -146,8 +204,11 @@ def _classes(args, pairs, names):
 def cmd_data(args) -> int:
     from refsnn import __version__
     from refsnn.data import save
-    from refsnn.importers import reshape_samples
 
+    dt = getattr(args, "dt", None)  # from-arrays and from-events only
+    if dt is not None and (args.mean is not None or args.std is not None):
+        raise OptionError("--mean/--std: not in a sequence file (axis 1 is time, not "
+                          "channels); normalise the arrays before")
     pairs, files, names = READERS[args.reader](args)
     splits = args.split or (["test"] if len(pairs) == 1 else None)
     if splits is None or len(splits) != len(pairs):
@@ -155,7 +216,7 @@ def cmd_data(args) -> int:
                           f"{len(args.split or [])} name(s))")
     if len(set(splits)) != len(splits):
         raise OptionError(f"--split: names must differ, found {splits}")
-    shaped = {name: (x if args.shape is None else reshape_samples(x, args.shape, src[0]), y)
+    shaped = {name: (_reshaped(x, args.shape, src[0], dt), y)
               for name, (x, y), src in zip(splits, pairs, files)}
     channels = next(iter(shaped.values()))[0].shape[1]
     for flag, v in (("--mean", args.mean), ("--std", args.std)):
@@ -166,15 +227,34 @@ def cmd_data(args) -> int:
                   "inputs": {s: f for s, f in zip(splits, files)},
                   "shape": args.shape,
                   **({"label": args.label, "header": args.header}
-                     if args.reader == "csv" else {})}
+                     if args.reader == "csv" else {}),
+                  **({"sensor_size": args.sensor_size, "time_window": args.time_window,
+                      "n_time_bins": args.n_time_bins and args.n_time_bins[0],
+                      "overlap": args.overlap, "binning": "tonic ToFrame (docs/data.md)"}
+                     if args.reader == "events" else {}),
+                  **({} if dt is None else {"dt": dt})}
     save(args.output, shaped, classes, scale=args.scale, mean=args.mean, std=args.std,
-         provenance=provenance)
+         provenance=provenance, **({} if dt is None else {"dt": dt}))
     for name, (x, y) in shaped.items():
-        print(f"{name}: {x.shape[0]} samples of shape {x.shape[1:]}, stored as "
-              f"{'uint8' if x.dtype == np.uint8 else 'float'}")
+        what = "samples" if dt is None else f"sequences of {x.shape[1]} steps"
+        print(f"{name}: {x.shape[0]} {what} of shape {x.shape[1 if dt is None else 2:]}, "
+              f"stored as {'uint8' if x.dtype == np.uint8 else 'float'}")
     n = classes if isinstance(classes, int) else len(classes)
     print(f"wrote {args.output}: {len(shaped)} split(s), {n} classes")
     return 0
+
+
+def _reshaped(x, shape, what: str, dt):
+    """``x`` with ``--shape`` applied to each sample, or to each step of a sequence."""
+    from refsnn.importers import reshape_samples
+
+    if dt is None or shape is None:
+        return reshape_samples(x, shape, what)
+    if x.ndim < 3:
+        raise DataFormatError(f"{what}: --dt: expected sequences (N, T, ...), found shape "
+                              f"{x.shape}")
+    steps = reshape_samples(x.reshape((-1,) + x.shape[2:]), shape, what)
+    return steps.reshape(x.shape[:2] + steps.shape[1:])
 
 
 def print_data_file(info: dict) -> int:
@@ -185,12 +265,16 @@ def print_data_file(info: dict) -> int:
           + (f" ({', '.join(names)})" if names else ""))
     if info["source"]:
         print(f"source: {info['source']}")
+    if info.get("dt") is not None:
+        print(f"sequences: x is (N, T, *step shape), steps dt = {info['dt']:g} apart")
     for name, s in info["splits"].items():
         enc = s["encoding"]
         how = (f"uint8, values = x * {enc['scale']:.10g}"
                + (f", then (- mean {enc['mean']}) / std {enc['std']} per channel"
                   if "mean" in enc else "")) if enc else s["dtype"]
-        print(f"  {name}: {s['shape'][0]} samples of shape {tuple(s['shape'][1:])}, {how}")
+        what = (f"samples of shape {tuple(s['shape'][1:])}" if info.get("dt") is None else
+                f"sequences of {s['shape'][1]} steps of shape {tuple(s['shape'][2:])}")
+        print(f"  {name}: {s['shape'][0]} {what}, {how}")
         print(f"    per class: {s['counts']}")
     if info["provenance"]:
         print("provenance:")

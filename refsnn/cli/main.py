@@ -20,10 +20,11 @@ import numpy as np
 from refsnn import __version__
 from refsnn.cli.data import add_parser as add_data_parser, add_plot_parser, positive_ints
 from refsnn.cli.progress import ProgressBar
-from refsnn.cli.network import STREAM_ABOVE, convert_with_flags, network
+from refsnn.cli.network import STREAM_ABOVE, convert_with_flags, network, network_input
 from refsnn.cli.oracle import cmd_compare, cmd_trace
 from refsnn.errors import OptionError, RefsnnError
 from refsnn.options import ALL as METHOD_NAMES, OPTIONS
+from refsnn.sim.decoders import READOUTS
 
 
 def _steps(text: str) -> list[int]:
@@ -80,6 +81,14 @@ def _add_dt(p: argparse.ArgumentParser) -> None:
                         "or I nodes)")
 
 
+def _add_decode(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--decode", choices=READOUTS, default=None,
+                   help="the readout: how the output's values over steps 1..T become the "
+                        "scores: mean (the default of IF, L4, noise and NIR networks), count "
+                        "(their sum: a spiking output's spike count) or last (the value at "
+                        "step T)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="refsnn", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"refsnn {__version__}")
@@ -131,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     p.add_argument("-o", "--output", default=None, help="run file to write (HDF5)")
     _add_dt(p)
+    _add_decode(p)
     p.add_argument("--resume", action="store_true",
                    help="keep each completed batch beside -o, and continue a killed run of the "
                         "same command from its last completed batch (same output)")
@@ -148,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("trace", help="write every neuron layer's spikes per step (refsnn-trace)")
     _add_batch_run(p, limit=8)
+    _add_decode(p)
     p.add_argument("-o", "--output", required=True, help="trace file to write (HDF5)")
     p.add_argument("--resume", action="store_true",
                    help="simulate in batches of --batch-size samples kept beside -o, and "
@@ -254,9 +265,9 @@ def cmd_convert(args) -> int:
 def cmd_evaluate(args) -> int:
     import numba
 
-    from refsnn.data import load_data
     from refsnn.evaluation import evaluate
     from refsnn.resume import checkpoint_for
+    from refsnn.sim.decoders import with_readout
     from refsnn.sim.record import save_run, write_run
 
     if args.dask is not None and args.workers is not None:
@@ -270,12 +281,18 @@ def cmd_evaluate(args) -> int:
         raise OptionError("--resume works with an in-memory local run: not with --stream, "
                           "--workers or --dask")
     graph, net = network(args)
+    net = with_readout(net, args.decode)
     if args.threads is not None:
         if args.threads > numba.config.NUMBA_NUM_THREADS:
             raise OptionError(f"--threads: at most {numba.config.NUMBA_NUM_THREADS} on this "
                               f"machine, found {args.threads}")
         numba.set_num_threads(args.threads)
-    x, y = load_data(args.data, args.split, net.graph.input_shape, args.limit)
+    x, y, dt = network_input(args, net)
+    sequence = {} if dt is None else {"sequence": True}  # plain data: the calls as before
+    if dt is not None and (args.dask is not None or args.workers is not None):
+        raise OptionError("sequence data run in this process: not with --workers or --dask")
+    if dt is not None and graph is not None:
+        graph = None  # an ANN takes one sample, not a sequence: its accuracy is n/a
     with contextlib.ExitStack() as stack:
         client = recorders = out = None
         big = _recorded_bytes(net, x.shape[0], args) > STREAM_ABOVE
@@ -301,7 +318,7 @@ def cmd_evaluate(args) -> int:
                           # local workers: one Numba thread each unless told, so N workers
                           # use N cores
                           threads=args.threads or (1 if args.workers else None),
-                          recorders=recorders, checkpoint=checkpoint)
+                          recorders=recorders, checkpoint=checkpoint, **sequence)
         bar.close()
         if args.output:
             settings = {"refsnn_version": __version__, "model": str(args.model),
@@ -310,7 +327,8 @@ def cmd_evaluate(args) -> int:
                         "steps": np.asarray(result.run.steps, dtype=np.int64),
                         "seed": int(args.seed or 0), "backend": args.backend,
                         "ann_accuracy": result.ann_accuracy,
-                        **{f"option_{k}": v for k, v in net.options.items()}}
+                        **{f"option_{k}": v for k, v in net.options.items()},
+                        **_sequence_settings(args, net, dt)}
             if out is not None:
                 write_run(out, result.run, settings, labels=y)
             else:
@@ -327,12 +345,16 @@ def cmd_evaluate(args) -> int:
             "saturated": saturated, "sin": sin,
             "model": str(args.model), "data": str(args.data), "split": args.split,
             "samples": int(x.shape[0]), "method": net.method, "encoding": net.encoding,
-            "options": dict(net.options),
+            "options": dict(net.options), **_sequence_settings(args, net, dt),
         }))
     else:
         print(f"{args.model}: {x.shape[0]} samples of {args.data}:{args.split}, "
               f"method {net.method}, encoding {net.encoding}")
+        if dt is not None or args.decode is not None:
+            print(f"readout {net.decoder}" + ("" if dt is None else
+                                              f", sequences of {x.shape[1]} steps, dt = {dt:g}"))
         print("ANN accuracy     n/a (a NIR graph has no ANN)" if net.method == "nir" else
+              "ANN accuracy     n/a (sequence input)" if dt is not None else
               f"ANN accuracy  {100 * result.ann_accuracy:6.2f} %")
         for t, a in result.accuracy.items():
             print(f"SNN T={t:<6d}  {100 * a:6.2f} %   max |output - ANN| "
@@ -345,6 +367,15 @@ def cmd_evaluate(args) -> int:
         if args.output:
             print(f"wrote {args.output}")
     return 0
+
+
+def _sequence_settings(args, net, dt) -> dict:
+    """What a run records of its readout and sequence input: nothing for a plain run with the
+    default readout (so its run file and JSON stay as they were)."""
+    out = {} if args.decode is None and dt is None else {"readout": net.decoder}
+    if dt is not None:
+        out.update(sequence=True, dt=float(dt))
+    return out
 
 
 def saturation_warning(name: str, count: int, net) -> str:

@@ -3,6 +3,8 @@ or a model converted with the conversion flags) and when recordings are streamed
 
 from __future__ import annotations
 
+import numpy as np
+
 from refsnn.errors import OptionError
 from refsnn.options import NO_CALIBRATION, OPTIONS, check_calibration, resolve
 
@@ -46,14 +48,19 @@ def network(args):
     """``(graph, net)``: the model ``args.model`` (``graph``, a Graph) converted with the flags,
     or ``(None, net)`` for a converted network or NIR graph (refused with conversion flags);
     ``--seed`` is refused unless ``net`` has Poisson input."""
-    from refsnn.files import load
+    from refsnn.files import file_kind, load
     from refsnn.model.graph import Graph
 
-    graph = load(args.model, dt=args.dt, accept=RUNNABLE)
+    # a NIR graph is simulated in --dtype (float64 or float32, argparse's choices); default
+    # its metadata's refsnn_dtype, else float64 (refsnn.files.nir_dtype)
+    nir = args.dtype is not None and file_kind(args.model) == "nir"
+    dtype = np.dtype(args.dtype).type if nir else None
+    graph = load(args.model, dtype=dtype, dt=args.dt, accept=RUNNABLE)
     if isinstance(graph, Graph):
         net = convert_with_flags(graph, args, args.calibration or args.data)
     else:
-        given = [o.flag for o in OPTIONS if getattr(args, o.key) is not None]
+        given = [o.flag for o in OPTIONS if getattr(args, o.key) is not None
+                 and not (nir and o.key == "dtype")]
         given += [flag for flag, key in (("--method", "method"), *CALIBRATION_FLAGS)
                   if getattr(args, key) is not None]
         if given:
@@ -63,3 +70,17 @@ def network(args):
     if args.seed is not None and net.encoding != "poisson":
         raise OptionError("--seed applies to --encoding poisson only")
     return graph, net
+
+
+def network_input(args, net):
+    """``(x, y, dt)``: the split ``--split`` of ``--data`` (its first ``--limit`` samples), for
+    ``net``: plain samples (``dt`` None) or a sequence file's sequences (N, T, *input_shape)
+    with their time step, which must be a NIR network's own ``dt``."""
+    from refsnn.data import load_split
+
+    x, y, dt = load_split(args.data, args.split, net.graph.input_shape, args.limit)
+    own = net.schedule.get("dt") if net.method == "nir" else None
+    if dt is not None and own is not None and dt != own:
+        raise OptionError(f"{args.data}: the sequences are dt = {dt!r} apart, but {args.model} "
+                          f"steps by dt = {own!r}; give --dt {dt!r} or convert the data")
+    return x, y, dt

@@ -6,35 +6,44 @@ import json
 
 import numpy as np
 
-from refsnn.cli.network import STREAM_ABOVE, network
+from refsnn.cli.network import STREAM_ABOVE, network, network_input
 from refsnn.errors import OptionError
 
 
 def cmd_trace(args) -> int:
     """Simulate a batch and write every neuron layer's trace (``refsnn-trace``)."""
     from refsnn import __version__
-    from refsnn.data import load_data
     from refsnn.oracle.trace import record_trace, stream_trace, write_trace
+    from refsnn.sim.decoders import with_readout
     from refsnn.sim.simulator import Simulator
 
     _, net = network(args)
-    x, _ = load_data(args.data, args.split, net.graph.input_shape, args.limit)
+    net = with_readout(net, args.decode)
+    x, _, dt = network_input(args, net)
     attrs = {"producer": f"refsnn {__version__}", "model": str(args.model),
              "data": str(args.data), "split": args.split, "samples": int(x.shape[0]),
              "method": net.method, "encoding": net.encoding, "backend": args.backend}
+    if args.decode is not None or dt is not None:  # plain traces keep their attributes
+        attrs["readout"] = net.decoder
+    if dt is not None:
+        attrs.update(sequence=True, dt=float(dt))
     sim = Simulator(net, args.backend)
     batched = args.resume or args.batch_size is not None
     if batched and args.stream:
         raise OptionError("--stream writes the whole trace step by step: not with --resume "
                           "or --batch-size")
-    streamed = not batched and (args.stream or recorded_bytes(sim, x.shape[0], args.steps)
-                                > STREAM_ABOVE)
+    if dt is not None and args.stream:
+        raise OptionError("--stream: a trace of sequence input is recorded in memory; drop "
+                          "--stream (or use --batch-size)")
+    streamed = not batched and dt is None and (
+        args.stream or recorded_bytes(sim, x.shape[0], args.steps) > STREAM_ABOVE)
     if streamed:
         layers = stream_trace(args.output, sim, x, args.steps, seed=args.seed or 0,
                               attrs=attrs)
     else:
-        trace = (_batched_trace(args, sim, x, attrs) if batched
-                 else record_trace(sim, x, args.steps, seed=args.seed or 0, attrs=attrs))
+        trace = (_batched_trace(args, sim, x, attrs, dt is not None) if batched
+                 else record_trace(sim, x, args.steps, seed=args.seed or 0, attrs=attrs,
+                                   sequence=dt is not None))
         write_trace(args.output, trace)
         layers = list(trace.layers)
         if args.resume:
@@ -45,7 +54,7 @@ def cmd_trace(args) -> int:
     return 0
 
 
-def _batched_trace(args, sim, x, attrs):
+def _batched_trace(args, sim, x, attrs, sequence: bool):
     """The trace of ``x`` recorded in batches of ``--batch-size`` samples (each with its
     sample ids, so the same trace as in one batch), kept in a checkpoint with ``--resume``."""
     from refsnn.oracle.trace import join_traces, record_trace
@@ -53,7 +62,8 @@ def _batched_trace(args, sim, x, attrs):
 
     checkpoint = checkpoint_for(args, "trace") if args.resume else None
     parts = run_batches(x.shape[0], args.batch_size or 1, lambda a, b: record_trace(
-        sim, x[a:b], args.steps, seed=args.seed or 0, attrs=attrs, sample_ids=np.arange(a, b)),
+        sim, x[a:b], args.steps, seed=args.seed or 0, attrs=attrs, sample_ids=np.arange(a, b),
+        sequence=sequence),
         checkpoint)
     for p in parts:  # the kept batches' checkpoint attributes
         p.attrs = {k: v for k, v in p.attrs.items() if k not in ("fingerprint", "start", "stop")}

@@ -74,7 +74,8 @@ class Trace:
 RECORDED_ENCODINGS = ("poisson",)
 
 
-def record_trace(sim, x, steps: int, seed: int = 0, attrs=None, sample_ids=None) -> Trace:
+def record_trace(sim, x, steps: int, seed: int = 0, attrs=None, sample_ids=None,
+                 sequence: bool = False) -> Trace:
     """Simulate ``x`` with ``sim`` (a :class:`~refsnn.sim.simulator.Simulator`) for ``steps``
     steps and record every neuron layer's spikes and potentials and what its kind's
     :class:`~refsnn.neurons.base.TraceSpec` records (the input current of IF and bistable
@@ -84,14 +85,16 @@ def record_trace(sim, x, steps: int, seed: int = 0, attrs=None, sample_ids=None)
     op's arguments and state, so the recording cannot change what is simulated).
     ``sample_ids`` (default ``0..B-1``) are the samples' ids for the Poisson streams, as in
     :meth:`Simulator.run`: a trace recorded in batches with their ids equals the whole one
-    (:func:`join_traces`).
+    (:func:`join_traces`). ``sequence``: ``x`` holds sequences (B, T_seq, *input_shape)
+    (:meth:`Simulator.run`); the trace keeps their first ``steps`` steps as ``/encoded``
+    (what the input node took at each step) and no ``/inputs``.
     """
     neurons = [op for op in sim.ops if op.is_neuron]
     names = [op.node.name for op in neurons]
     lists = {}
     with _recorders(neurons, lambda name, field_: lists.setdefault(name, [])) as wrapped:
         run = sim.run(x, [steps], seed=seed, sample_ids=sample_ids, rasters=names,
-                      potentials=names)
+                      potentials=names, **({"sequence": True} if sequence else {}))
     layers = {}
     for op in neurons:
         name = op.node.name
@@ -101,6 +104,9 @@ def record_trace(sim, x, steps: int, seed: int = 0, attrs=None, sample_ids=None)
             field_, into = wrapped[name]
             setattr(layers[name], field_, np.stack(into))
     meta = {"dtype": np.dtype(sim.dtype).name, "seed": int(seed), **(attrs or {})}
+    if sequence:
+        encoded = np.swapaxes(np.asarray(x, dtype=sim.dtype)[:, :steps], 0, 1).copy()
+        return Trace(steps, layers, meta, None, encoded)
     encoded = (encoded_input(sim.net, x, steps, seed, sample_ids)
                if sim.net.encoding in RECORDED_ENCODINGS else None)
     return Trace(steps, layers, meta, np.asarray(x), encoded)

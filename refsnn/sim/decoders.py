@@ -6,8 +6,11 @@ step counts (``read``); ``docs/semantics.md`` defines them.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
+from refsnn.errors import OptionError
 from refsnn.neurons.bistable import cycle_state, packets_completed
 
 
@@ -22,6 +25,28 @@ class MeanDecoder:
 
     def read(self, t: int) -> np.ndarray:
         return self.total / t
+
+
+class CountDecoder(MeanDecoder):
+    """Readout ``count``: the sum of the output's values over steps ``1..T`` (for a spiking
+    output, its spike count)."""
+
+    def read(self, t: int) -> np.ndarray:
+        return self.total.copy()
+
+
+class LastDecoder:
+    """Readout ``last``: the output's value at step ``T`` (e.g. a leaky integrator's
+    potential at the end of a sequence)."""
+
+    def __init__(self, net, shape, dtype):
+        self.value = np.zeros(shape, dtype)
+
+    def add(self, t: int, value: np.ndarray) -> None:
+        self.value[...] = value
+
+    def read(self, t: int) -> np.ndarray:
+        return self.value.copy()
 
 
 class EstimateDecoder(MeanDecoder):
@@ -66,4 +91,29 @@ class PacketDecoder:
         return self.total / (self.period * packets)
 
 
-DECODERS = {"mean": MeanDecoder, "estimate": EstimateDecoder, "packet": PacketDecoder}
+DECODERS = {"mean": MeanDecoder, "estimate": EstimateDecoder, "packet": PacketDecoder,
+            "count": CountDecoder, "last": LastDecoder}
+#: The readouts a rate-coded network (decoder ``mean``) may be read with instead
+#: (:func:`with_readout`; ``--readout``): ``docs/semantics.md``, "Readout".
+READOUTS = ("mean", "count", "last")
+
+
+def with_readout(net, readout: str | None):
+    """``net`` read out with ``readout`` (one of :data:`READOUTS`; None: as it is).
+
+    Only a network whose decoder is ``mean`` may change it: signGD's ``estimate`` and BSNN's
+    ``packet`` decoders are part of their method's definition.
+
+    Returns
+    -------
+    SpikingNetwork
+    """
+    if readout is None or readout == net.decoder:
+        return net
+    if readout not in READOUTS:
+        raise OptionError(f"readout: expected one of {', '.join(READOUTS)}, found {readout!r}")
+    if net.decoder != "mean":
+        raise OptionError(f"readout {readout!r}: method {net.method} reads its output with "
+                          f"its own decoder ({net.decoder}); --decode applies to networks "
+                          f"read out by the mean (IF, L4, noise, NIR)")
+    return dataclasses.replace(net, decoder=readout)

@@ -145,7 +145,7 @@ class Simulator:
 
     def run(self, x: np.ndarray, steps, seed: int = 0, sample_ids=None,
             rasters: Sequence[str] = (), potentials: Sequence[str] = (),
-            recorder=None, encoded: np.ndarray | None = None) -> Run:
+            recorder=None, encoded: np.ndarray | None = None, sequence: bool = False) -> Run:
         """Simulate a batch.
 
         Parameters
@@ -167,13 +167,20 @@ class Simulator:
             The input node's value at each step, replacing the encoder's (e.g. the Poisson
             spikes a trace recorded, :mod:`refsnn.oracle.trace`); refused for analog encoding,
             whose input is ``x`` at every step by definition.
+        sequence : bool
+            ``x`` holds sequences, shape (B, T_seq, *input_shape) (a sequence data file's,
+            :func:`refsnn.data.load_sequences`): the input node takes ``x[:, t - 1]`` at step
+            ``t``, in place of the encoder; ``max(steps) <= T_seq``. For analog and Poisson
+            encodings only (their input is a value of the sample at each step; signGD's
+            encoders deliver increments of their own), with seed 0 and no ``encoded``.
 
         Returns
         -------
         Run
         """
         graph = self.net.graph
-        x = check_batch(x, graph.input_shape, dtype=self.dtype)
+        x = (check_sequences(x, self.net, seed, encoded) if sequence
+             else check_batch(x, graph.input_shape, dtype=self.dtype))
         steps = check_steps(steps)
         check_seed(self.net, seed)
         batch = x.shape[0]
@@ -184,8 +191,11 @@ class Simulator:
         neurons = {op.node.name: (op, i) for i, op in enumerate(self.ops) if op.is_neuron}
         check_recorded(self.net, (*rasters, *potentials))
         t_max = steps[-1]
-        encoder = (ENCODERS[self.net.encoding](x, seed, ids, self.net.schedule)
-                   if encoded is None else _recorded(encoded, self.net, x.shape, t_max))
+        if sequence:
+            encoder = _sequence_input(x, t_max)
+        else:
+            encoder = (ENCODERS[self.net.encoding](x, seed, ids, self.net.schedule)
+                       if encoded is None else _recorded(encoded, self.net, x.shape, t_max))
         states = [op.init(batch) for op in self.ops]
         shapes = graph.shapes
         counts = {n: np.zeros((batch,) + shapes[n], np.int64) for n in neurons}
@@ -363,6 +373,34 @@ def _recorded(encoded, net, shape, t_max) -> _Recorded:
         raise OptionError(f"encoded: expected shape {(t_max,) + shape} (steps, batch, input), "
                           f"found {encoded.shape}")
     return _Recorded(np.ascontiguousarray(encoded, dtype=net.graph.dtype))
+
+
+#: Encodings a sequence may replace: those whose input is a value of the sample at each step.
+SEQUENCE_ENCODINGS = ("analog", "poisson")
+
+
+def check_sequences(x, net: SpikingNetwork, seed: int, encoded) -> np.ndarray:
+    """``x`` as a batch of sequences (B, T_seq, *input_shape) of the simulation dtype, or an
+    error saying why ``net`` cannot take them."""
+    if net.encoding not in SEQUENCE_ENCODINGS:
+        raise OptionError(f"sequence input: a network with {net.encoding} encoding (method "
+                          f"{net.method}) defines its own per-step input; sequences replace "
+                          f"{' or '.join(SEQUENCE_ENCODINGS)} encoding only")
+    if seed != 0 or encoded is not None:
+        raise OptionError("sequence input: the sequence is the input of every step; give no "
+                          "seed and no encoded input")
+    arr = np.asarray(x)
+    shape = tuple(net.graph.input_shape)
+    return check_batch(arr, (arr.shape[1] if arr.ndim > 1 else 0,) + shape,
+                       dtype=net.graph.dtype, what="input sequences (B, T, *input_shape)")
+
+
+def _sequence_input(x: np.ndarray, t_max: int) -> _Recorded:
+    """Steps 1..t_max of the sequences ``x`` (B, T_seq, ...), replayed step by step."""
+    if t_max > x.shape[1]:
+        raise OptionError(f"steps: the sequences have {x.shape[1]} steps; T = {t_max} would "
+                          f"run past their end")
+    return _Recorded(np.ascontiguousarray(np.swapaxes(x[:, :t_max], 0, 1)))
 
 
 def check_steps(steps) -> tuple[int, ...]:
