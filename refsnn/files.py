@@ -19,21 +19,22 @@ from refsnn.nir import require_nir
 
 
 def _reader(module: str, name: str, *options: str):
-    """A reader ``(path, dtype, dt)`` that imports ``module`` when it runs (an optional package
-    only when its file kind is read) and passes ``name`` the ``options`` it takes."""
-    def read(path, dtype, dt):
-        given = {"dtype": np.float64 if dtype is None else dtype, "dt": dt}
+    """A reader ``(path, dtype, nir)`` that imports ``module`` when it runs (an optional
+    package only when its file kind is read) and passes ``name`` the ``options`` it takes
+    (``nir`` is empty for every kind but NIR graphs: :func:`load` refuses it otherwise)."""
+    def read(path, dtype, nir):
+        given = {"dtype": np.float64 if dtype is None else dtype}
         return getattr(importlib.import_module(module), name)(
             path, **{k: given[k] for k in options})
     return read
 
 
-def _nir(path, dtype, dt):
+def _nir(path, dtype, nir):
     require_nir()  # the install line, before the reader imports nir
     from refsnn.nir.reader import from_nir, read_nir
     graph = read_nir(path)
-    return from_nir(graph, dt=dt, dtype=nir_dtype(graph.metadata, dtype, str(path)),
-                    file=str(path))
+    return from_nir(graph, dtype=nir_dtype(graph.metadata, dtype, str(path)), file=str(path),
+                    **nir)
 
 
 def nir_dtype(metadata, dtype, file: str):
@@ -51,10 +52,11 @@ def nir_dtype(metadata, dtype, file: str):
     return np.dtype(name).type
 
 
-#: File kind (:func:`file_kind`) -> (what it is, reader ``(path, dtype, dt)``). A kind not
+#: File kind (:func:`file_kind`) -> (what it is, reader ``(path, dtype, nir)``). A kind not
 #: listed (a damaged or foreign file) goes to the refsnn model reader, whose errors say what is
 #: wrong. ``dtype`` applies to models, networks and NIR graphs (None: float64; for a NIR
-#: graph, :func:`nir_dtype`), ``dt`` to NIR graphs only.
+#: graph, :func:`nir_dtype`), the ``nir`` options (``dt``, ``discretisation``) to NIR graphs
+#: only.
 READERS = {
     "refsnn-model": ("a model", _reader("refsnn.model.format", "load_refsnn_h5", "dtype")),
     "keras-h5": ("a model", _reader("refsnn.interop.keras", "load_keras_h5", "dtype")),
@@ -63,7 +65,7 @@ READERS = {
     "onnx": ("a model", _reader("refsnn.interop.onnx", "load_onnx", "dtype")),
     "nir": ("a NIR graph", _nir),
     "refsnn-snn": ("a converted network", _reader("refsnn.sim.network", "load_snn", "dtype")),
-    "refsnn-data": ("a data file", lambda path, dtype, dt: DataFile(str(path), describe(path))),
+    "refsnn-data": ("a data file", lambda path, dtype, nir: DataFile(str(path), describe(path))),
     "refsnn-run": ("a run file", _reader("refsnn.sim.record", "read_run")),
     "refsnn-trace": ("a trace", _reader("refsnn.oracle.trace", "read_trace")),
 }
@@ -88,7 +90,8 @@ def file_kind(path) -> str:
             raise unreadable(path, e) from None
 
 
-def load(path, dtype=None, dt: float | None = None, accept=None):
+def load(path, dtype=None, dt: float | None = None, accept=None,
+         discretisation: str | None = None):
     """Read any file refsnn reads, chosen by its kind (:data:`READERS`).
 
     Parameters
@@ -102,6 +105,10 @@ def load(path, dtype=None, dt: float | None = None, accept=None):
     accept : sequence of str, optional
         What the caller can use, as :data:`READERS` names it (e.g. ``("a model",)``); another
         kind of file is refused. Default: every kind.
+    discretisation : str, optional
+        A NIR graph's discretisation of its leaky nodes
+        (:data:`refsnn.neurons.nir_base.DISCRETISATIONS`; default ``euler``,
+        ``docs/semantics.md``).
 
     Returns
     -------
@@ -115,7 +122,7 @@ def load(path, dtype=None, dt: float | None = None, accept=None):
     ModelFormatError
         For a foreign or damaged file or a kind not in ``accept``, in one line naming the file.
     OptionError
-        ``dt`` for a file that is not a NIR graph.
+        ``dt`` or ``discretisation`` for a file that is not a NIR graph.
 
     Examples
     --------
@@ -126,13 +133,14 @@ def load(path, dtype=None, dt: float | None = None, accept=None):
     10
     """
     kind = file_kind(path)
-    if dt is not None and kind != "nir":
-        raise OptionError(f"--dt applies to NIR graphs only; {path} is not one")
+    nir = {k: v for k, v in (("dt", dt), ("discretisation", discretisation)) if v is not None}
+    if nir and kind != "nir":
+        raise OptionError(f"--{next(iter(nir))} applies to NIR graphs only; {path} is not one")
     what, read = READERS.get(kind, READERS["refsnn-model"])
     if accept is not None and what not in accept:
         raise ModelFormatError(str(path), "/", "format", " or ".join(
             [", ".join(accept[:-1])] * (len(accept) > 1) + [accept[-1]]), what)
-    return read(path, dtype, dt)
+    return read(path, dtype, nir)
 
 
 def load_model(path, dtype=np.float64):

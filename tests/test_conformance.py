@@ -187,6 +187,8 @@ NOT_COVERED: dict[str, str] = {
     f"op:{op}": "a NIR graph's op (refsnn.nir.reader)"
     for op in ("nir_if", "lif", "li", "integrator", "threshold", "hadamard", "sumpool2d",
                "cuba_lif", "cuba_li", "nir_delay")}
+# a NIR graph's recurrent edge, which no conversion emits either: tests/test_nir_recurrent.py
+NOT_COVERED["op:recurrent"] = "a NIR graph's recurrent edge (refsnn.nir.reader)"
 # readouts chosen at run time (--decode, refsnn.sim.decoders.with_readout), which no conversion
 # emits; tests/test_sequences.py checks them against the mean decoder (count = the sum, last =
 # its last increment)

@@ -230,9 +230,11 @@ def test_import_refuses_bad_graphs_by_node():
     _bad(_io(n, ("c", nir.CubaLIF(tau_syn=np.array([1.0, 0.0, 1.0]), tau_mem=np.ones(n),
                                   r=np.ones(n), v_leak=np.zeros(n), v_threshold=np.ones(n)))),
          "nodes/c: tau_syn: expected finite non-zero", dt=1.0)
-    _bad(_io(n, ("a", nir.IF(**ok)), ("b", nir.IF(**ok)),
-             edges=[("in", "a"), ("a", "b"), ("b", "a"), ("b", "out")]),
-         "cycle", dt=1.0)
+    # a cycle is no longer refused (issue 28): its back edge b -> a is a recurrent edge
+    cyclic = from_nir(_io(n, ("a", nir.IF(**ok)), ("b", nir.IF(**ok)),
+                          edges=[("in", "a"), ("a", "b"), ("b", "a"), ("b", "out")]), dt=1.0)
+    assert cyclic.graph.node("b__previous").op == "recurrent"
+    assert cyclic.graph.node("b__previous").inputs == ("b",)
     _bad(_io(n, ("a", nir.IF(r=np.ones(n), v_threshold=np.array([1.0, np.nan, 1.0])))),
          "nodes/a: v_threshold: expected finite values", dt=1.0)
     _bad(_io(n, ("a", nir.IF(r=np.ones(4), v_threshold=np.ones(4)))),

@@ -62,6 +62,8 @@ def test_trace_of_the_nir_graph_equals_the_trace_of_the_network(capsys, converte
 @pytest.mark.parametrize("argv, words", [
     (["export-nir", MODELS / "cnn.h5", "-o", "x.nir"], "is not a converted network"),
     (["inspect", MODELS / "cnn.h5", "--dt", "0.5"], "--dt applies to NIR graphs only"),
+    (["inspect", MODELS / "cnn.h5", "--discretisation", "exact"],
+     "--discretisation applies to NIR graphs only"),
     (["diagnose", "net.nir", "--data", DATA], "a NIR graph has none"),
 ])
 def test_mistakes_end_in_one_line(capsys, tmp_path, converted, argv, words):
@@ -97,3 +99,31 @@ def test_streamed_trace_of_a_nir_graph_has_the_same_datasets(capsys, converted):
         for n in names:
             if isinstance(a[n], h5py.Dataset):
                 assert np.array_equal(a[n][()], b[n][()]), n
+
+
+def test_discretisation_reaches_the_leaky_nodes(capsys, tmp_path):
+    """``--discretisation`` picks the LIF nodes' step on the command line as ``refsnn.load``
+    does in Python: the exact leak gives other scores than forward Euler on the shipped taxel
+    graph, and each command-line accuracy is the one of the API's scores."""
+    from refsnn import load
+    from refsnn.data import load_sequences
+    from refsnn.evaluation import accuracy
+    from refsnn.sim.simulator import Simulator
+
+    seq = tmp_path / "taxels.h5"
+    assert main(["data", "from-events", str(DATA.parent / "taxel_events.npz"), "--sensor-size",
+                 "12,1,1", "--time-window", "1000", "--dt", "0.001", "--shape", "12", "-o",
+                 str(seq)]) == 0
+    capsys.readouterr()
+    graph = DATA.parent / "taxels.nir"
+    x, y, _ = load_sequences(seq, "test", limit=8)
+    scores = {}
+    for how in ("euler", "exact"):
+        net = load(graph, discretisation=how)
+        assert {n.attrs["discretisation"] for n in net.graph.nodes if n.op == "lif"} == {how}
+        scores[how] = Simulator(net, "numpy").run(x, 40, sequence=True).readout[40]
+        code, out, _ = run_cli(capsys, "evaluate", graph, "--data", seq, "--limit", "8",
+                               "--steps", "40", "--discretisation", how, "--json")
+        assert code == 0
+        assert json.loads(out)["results"][0]["accuracy"] == accuracy(scores[how], y)
+    assert not np.array_equal(scores["euler"], scores["exact"])

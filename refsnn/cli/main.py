@@ -23,6 +23,7 @@ from refsnn.cli.progress import ProgressBar
 from refsnn.cli.network import STREAM_ABOVE, convert_with_flags, network, network_input
 from refsnn.cli.oracle import cmd_compare, cmd_trace
 from refsnn.errors import OptionError, RefsnnError
+from refsnn.neurons.nir_base import DISCRETISATIONS
 from refsnn.options import ALL as METHOD_NAMES, OPTIONS
 from refsnn.sim.decoders import READOUTS
 
@@ -79,6 +80,11 @@ def _add_dt(p: argparse.ArgumentParser) -> None:
                    help="NIR graphs only: the forward Euler time step (default: the graph's "
                         "metadata 'dt'; required if it has none and the graph has IF, LIF, LI "
                         "or I nodes)")
+    p.add_argument("--discretisation", choices=DISCRETISATIONS, default=None,
+                   help="NIR graphs only: how the leaky nodes (LIF, LI, CubaLIF, CubaLI) are "
+                        "stepped: euler (the default), euler-same-step (a CubaLIF's membrane "
+                        "reads the current of the same step) or exact (exponential decay); "
+                        "docs/semantics.md")
 
 
 def _add_decode(p: argparse.ArgumentParser) -> None:
@@ -223,7 +229,8 @@ def cmd_inspect(args) -> int:
     if args.verify:
         print(f"{args.model}: checksums {checksum_status(args.model)}")
         return 0
-    graph = load(args.model, dt=args.dt, accept=INSPECTED)
+    graph = load(args.model, dt=args.dt, accept=INSPECTED,
+                     discretisation=args.discretisation)
     if isinstance(graph, DataFile):
         from refsnn.cli.data import print_data_file
         return print_data_file(graph.info)

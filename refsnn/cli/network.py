@@ -55,7 +55,8 @@ def network(args):
     # its metadata's refsnn_dtype, else float64 (refsnn.files.nir_dtype)
     nir = args.dtype is not None and file_kind(args.model) == "nir"
     dtype = np.dtype(args.dtype).type if nir else None
-    graph = load(args.model, dtype=dtype, dt=args.dt, accept=RUNNABLE)
+    graph = load(args.model, dtype=dtype, dt=args.dt, accept=RUNNABLE,
+                 discretisation=args.discretisation)
     if isinstance(graph, Graph):
         net = convert_with_flags(graph, args, args.calibration or args.data)
     else:

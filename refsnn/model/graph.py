@@ -79,7 +79,9 @@ class Graph(_Nodes):
     input_shape : tuple of int
         Per-sample input shape, e.g. ``(1, 8, 8)``.
     nodes : tuple of Node
-        In topological order (every input of a node comes before it).
+        In topological order (every input of a node comes before it), except the input of a
+        node whose op reads the previous step's value (``OpSpec.previous``, a recurrent
+        edge), which may come after it.
     output : str
         Name of the node whose value is the network's output.
     shapes : mapping of str to tuple of int
@@ -237,7 +239,8 @@ def _pattern_str(pattern) -> str:
 
 
 def make_graph(input_shape: Sequence[int], nodes: Sequence[dict | Node], output: str,
-               file: str = MEMORY, dtype=np.float64, ops=None) -> Graph:
+               file: str = MEMORY, dtype=np.float64, ops=None,
+               reads_input: bool = True) -> Graph:
     """Validate a network description and return it as a frozen :class:`Graph`.
 
     Parameters
@@ -257,6 +260,10 @@ def make_graph(input_shape: Sequence[int], nodes: Sequence[dict | Node], output:
     ops : mapping of str to OpSpec, optional
         The operators allowed (default :data:`~refsnn.model.ops.OPS`; converted networks add
         their neuron operators).
+    reads_input : bool
+        Refuse a graph in which no node reads the input (default). False: the nodes may be a
+        part of a network that does not reach the input (a NIR reader's piece of a graph,
+        built for its shapes).
 
     Raises
     ------
@@ -300,26 +307,33 @@ def make_graph(input_shape: Sequence[int], nodes: Sequence[dict | Node], output:
         inputs = raw.get("inputs")
         if isinstance(inputs, str) or not isinstance(inputs, (list, tuple)):
             raise _err(file, path, "inputs", "a list of node names", repr(inputs))
+        spec = _spec(raw, all_ops)
         for src in inputs:
             if src != INPUT and src not in raw_by_name:
                 raise _err(file, path, "inputs", f"'{INPUT}' or an existing node", repr(src))
-            if src != INPUT:
+            if src != INPUT and not (spec is not None and spec.previous):
                 visit(src, stack + [name])
-        built[name] = _make_node(raw, tuple(inputs), [shapes[s] for s in inputs], file, path,
-                                 dtype, shapes, OPS if ops is None else ops)
+        # a node of the previous step's value (a recurrent edge) may precede its input
+        built[name] = _make_node(raw, tuple(inputs), [shapes.get(s) for s in inputs], file,
+                                 path, dtype, shapes, all_ops)
         state[name] = 2
         order.append(name)
 
+    all_ops = OPS if ops is None else ops
     if not isinstance(output, str) or output not in raw_by_name:
         raise _err(file, "/", "output", "the name of a node", repr(output))
     for name in raw_by_name:
         visit(name, [])
+    for name, node in built.items():
+        if all_ops[node.op].previous and shapes[node.inputs[0]] != shapes[name]:
+            raise _err(file, f"/nodes/{name}", "shape", f"the shape of its input "
+                       f"'{node.inputs[0]}', {shapes[node.inputs[0]]}", str(shapes[name]))
     used = ancestors(output, {n: r["inputs"] for n, r in raw_by_name.items()})
     unused = [n for n in order if n not in used]
     if unused:
         raise _err(file, f"/nodes/{unused[0]}", "inputs",
                    f"every node to feed the output '{output}'", f"'{unused[0]}' feeds nothing")
-    if INPUT not in {s for n in built.values() for s in n.inputs}:
+    if reads_input and INPUT not in {s for n in built.values() for s in n.inputs}:
         raise _err(file, "/nodes", "inputs", f"some node reading '{INPUT}'", "none")
     return Graph(shape, tuple(built[n] for n in order), output, MappingProxyType(shapes))
 
@@ -335,6 +349,13 @@ def ancestors(output: str, inputs: dict) -> set[str]:
         seen.add(n)
         todo.extend(inputs[n])
     return seen
+
+
+def _spec(raw, ops):
+    """The schema of a raw node's op, or None (an invalid op, refused by :func:`_make_node`)."""
+    op = raw.get("op")
+    op = op.decode("utf-8") if isinstance(op, bytes) else op
+    return ops.get(op) if isinstance(op, str) else None
 
 
 def _make_node(raw, inputs, in_shapes, file, path, dtype, shapes, ops) -> Node:

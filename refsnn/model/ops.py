@@ -60,6 +60,11 @@ class OpSpec:
         ``(attrs, in_shapes) -> {name: shape}``, the shape each parameter must have.
     out_shape : callable
         ``(attrs, in_shapes, params) -> shape``; raises :class:`ShapeRuleError`.
+    previous : bool
+        The node's value at step ``t`` is its input's value at step ``t - 1`` (a recurrent
+        edge): it is not ordered after its input, so a cycle through it is allowed; its shape
+        comes from its attributes (``in_shapes`` holds None where the input comes later) and
+        :func:`~refsnn.model.graph.make_graph` checks that its input has that shape.
     """
 
     name: str
@@ -68,6 +73,7 @@ class OpSpec:
     params: tuple[str, ...] = ()
     param_shapes: Callable = lambda attrs, in_shapes: {}
     out_shape: Callable = lambda attrs, in_shapes, params: in_shapes[0]
+    previous: bool = False
 
 
 def _need_rank(shape: Shape, ranks: tuple[int, ...], what: str) -> None:

@@ -1,10 +1,12 @@
 """Simulate NIR graphs: a NIR graph becomes a refsnn :class:`SpikingNetwork` (method ``nir``).
 
 The discrete meaning of every node (forward Euler with an explicit ``dt``, strict firing,
-reset to ``v_reset``, no synaptic delay, a node's inputs summed in edge order) is written in
-``docs/semantics.md``, "NIR graphs". Recurrent edges, ``Delay``, nested graphs, unknown nodes,
-shape mismatches and NaN/inf parameters are refused with a
-:class:`~refsnn.errors.ModelFormatError` naming the file, the node and the field.
+reset to ``v_reset``, no synaptic delay, a node's inputs summed in edge order, a recurrent
+edge carrying its source's value of the previous step) is written in ``docs/semantics.md``,
+"NIR graphs". Nested graphs are flattened and recurrent edges found by
+:mod:`refsnn.nir.structure`; node types no reader reads are refused all at once, shape
+mismatches and NaN/inf parameters with a :class:`~refsnn.errors.ModelFormatError` naming the
+file, the node and the field.
 
 Neuron and state nodes (``IF``, ``LIF``, ``LI``, ``I``, ``Threshold``, ``Scale``) are read into the
 kinds that declare them (``Kind.nir`` in :mod:`refsnn.neurons.base`, the Norse way: a map
@@ -24,15 +26,7 @@ from refsnn.model.graph import INPUT, ancestors, make_graph
 from refsnn.model.ops import ShapeRuleError
 from refsnn.neurons.base import KINDS
 from refsnn.neurons.nir_base import DISCRETISATIONS
-
-#: NIR nodes refsnn refuses (unless a kind reads them), with the reason.
-_REFUSED = {
-    "Delay": "a Delay (refsnn has no synaptic delay in its step schedule)",
-    "CubaLIF": "a CubaLIF (current-based synapse state is not implemented)",
-    "CubaLI": "a CubaLI (current-based synapse state is not implemented)",
-    "Conv1d": "a Conv1d (refsnn convolves (C, H, W) inputs only)",
-    "NIRGraph": "a nested NIR graph (flatten it first)",
-}
+from refsnn.nir.structure import Unsupported, blockers, dfs_order, flatten, refuse
 
 
 class _Err:
@@ -41,6 +35,10 @@ class _Err:
 
     def __call__(self, name, field, expected, found):
         return ModelFormatError(self.file, f"/node/nodes/{name}", field, expected, found)
+
+    def unsupported(self, name, field, expected, found):
+        """A feature refsnn does not simulate: a blocker, named with the others."""
+        return Unsupported(self.file, f"/node/nodes/{name}", field, expected, found)
 
 
 def _pair(v, err, name, field):
@@ -55,6 +53,8 @@ def _pair(v, err, name, field):
 def _param(node, field, shape, err, name, dtype):
     """A parameter broadcast to the node's shape, finite, in ``dtype``."""
     a = np.asarray(getattr(node, field), dtype=np.float64)
+    if a.ndim == len(shape) + 1 and a.shape[0] == 1:
+        a = a[0]  # NIR's (1, *shape): a leading batch axis of 1
     if not np.all(np.isfinite(a)):
         raise err(name, field, "finite values", "NaN or inf")
     try:
@@ -102,7 +102,8 @@ def _affine(name, node, shape, err, dtype, bias=True):
     if w.ndim != 2 or len(shape) != 1 or w.shape[1] != shape[0]:
         raise err(name, "weight", f"a (N_out, {shape[-1]}) matrix for a vector input of "
                   f"shape {shape}", f"{w.shape} on input {shape}")
-    b = np.asarray(node.bias, np.float64) if bias else np.full(w.shape[0], -0.0)
+    b = _vector(node.bias, w.shape[0], err, name, "bias") if bias else \
+        np.full(w.shape[0], -0.0)
     # a Linear has no bias: adding -0.0 leaves every sum as it is, signed zeros included
     return dict(op="linear", params={"weight": _finite(w, err, name, "weight", dtype),
                                      "bias": _finite(b, err, name, "bias", dtype)})
@@ -120,7 +121,8 @@ def _conv(name, node, shape, err, dtype):
         raise err(name, "weight", "a (C_out, C_in/groups, kh, kw) weight on a (C, H, W) input",
                   f"{w.shape} on input {shape}")
     if _pair(node.dilation, err, name, "dilation") != (1, 1):
-        raise err(name, "dilation", "1 (refsnn's conv2d has no dilation)", str(node.dilation))
+        raise err.unsupported(name, "dilation", "1 (refsnn's conv2d has no dilation)",
+                              str(node.dilation))
     if node.input_shape is not None and tuple(np.asarray(node.input_shape).tolist()) \
             != tuple(shape[1:]):
         raise err(name, "input_shape", str(tuple(shape[1:])), str(node.input_shape))
@@ -132,13 +134,67 @@ def _conv(name, node, shape, err, dtype):
         elif stride == (1, 1) and w.shape[2] % 2 and w.shape[3] % 2:
             pad = (w.shape[2] // 2, w.shape[3] // 2)  # 'same' with an odd kernel
         else:
-            raise err(name, "padding", "'same' only with stride 1 and an odd kernel", pad)
+            raise err.unsupported(name, "padding", "'same' only with stride 1 and an odd "
+                                  "kernel", pad)
     return dict(op="conv2d", attrs=dict(stride=stride,
                                         padding=_pair(pad, err, name, "padding"),
                                         groups=int(node.groups)),
                 params={"weight": _finite(w, err, name, "weight", dtype),
-                        "bias": _finite(np.asarray(node.bias, np.float64), err, name, "bias",
-                                        dtype)})
+                        "bias": _finite(_vector(node.bias, w.shape[0], err, name, "bias"),
+                                        err, name, "bias", dtype)})
+
+
+def _conv1d(name, node, shape, err, dtype):
+    """A Conv1d on a (C, N) input as refsnn nodes: reshape to (C, 1, N), a conv2d of kernel
+    (1, k) (each output sums its channels and taps in the order a 1-d convolution does, the
+    row being one), reshape to (C_out, N_out)."""
+    w = np.asarray(node.weight, np.float64)
+    if w.ndim != 3 or len(shape) != 2:
+        raise err(name, "weight", "a (C_out, C_in/groups, k) weight on a (C, N) input",
+                  f"{w.shape} on input {shape}")
+    stride = _pair(node.stride, err, name, "stride")[0]
+    if _pair(node.dilation, err, name, "dilation") != (1, 1):
+        raise err.unsupported(name, "dilation", "1 (refsnn's conv2d has no dilation)",
+                              str(node.dilation))
+    if node.input_shape is not None and tuple(np.asarray(node.input_shape).reshape(-1)
+                                              .tolist()) != tuple(shape[1:]):
+        raise err(name, "input_shape", str(tuple(shape[1:])), str(node.input_shape))
+    pad = node.padding
+    if isinstance(pad, str):
+        if pad == "valid":
+            pad = 0
+        elif stride == 1 and w.shape[2] % 2:
+            pad = w.shape[2] // 2  # 'same' with an odd kernel
+        else:
+            raise err.unsupported(name, "padding", "'same' only with stride 1 and an odd "
+                                  "kernel", pad)
+    p, k = _pair(pad, err, name, "padding")[0], w.shape[2]
+    n_out = (shape[1] + 2 * p - k) // stride + 1
+    bias = _vector(node.bias, w.shape[0], err, name, "bias")
+    return [dict(op="reshape", attrs={"shape": f"{shape[0]},1,{shape[1]}"}),
+            dict(op="conv2d", attrs=dict(stride=(1, stride), padding=(0, p),
+                                         groups=int(node.groups)),
+                 params={"weight": _finite(w[:, :, None, :], err, name, "weight", dtype),
+                         "bias": _finite(bias, err, name, "bias", dtype)}),
+            dict(op="reshape", attrs={"shape": f"{w.shape[0]},{max(n_out, 1)}"})]
+
+
+def _vector(v, n, err, name, field):
+    """A vector parameter of ``n`` values; NIR's (1, n) shape (a batch axis of 1) is accepted
+    as (n,), a scalar is broadcast, and a boolean ``False`` (PyTorch's ``bias=False``, as in
+    nirviz's ``srnn.nir``) means no bias: ``-0.0``, which leaves every sum as it is."""
+    if np.asarray(v).dtype == bool and np.asarray(v).shape == ():
+        if bool(v):
+            raise err(name, field, "an array of numbers or False (no bias)", "True")
+        return np.full(n, -0.0)
+    a = np.asarray(v, np.float64)
+    if a.shape == ():
+        return np.full(n, float(a))
+    if a.ndim == 2 and a.shape[0] == 1 and a.shape[1] == n:
+        return a[0]
+    if a.shape != (n,):
+        raise err(name, field, f"shape ({n},) or (1, {n})", str(a.shape))
+    return a
 
 
 def _pool(op):
@@ -156,7 +212,8 @@ def _flatten(name, node, shape, err, dtype):
     start, end = int(node.start_dim), int(node.end_dim)
     end = end % len(shape) if len(shape) else end
     if start != 0 or end != len(shape) - 1:
-        raise err(name, "start_dim/end_dim", "0 and -1 (flatten the whole per-sample shape)",
+        raise err.unsupported(name, "start_dim/end_dim",
+                              "0 and -1 (flatten the whole per-sample shape)",
                   f"{node.start_dim} and {node.end_dim}")
     return dict(op="flatten")
 
@@ -166,6 +223,7 @@ def _flatten(name, node, shape, err, dtype):
 CONVERTERS = {
     "Affine": _affine,
     "Linear": lambda *a: _affine(*a, bias=False),
+    "Conv1d": _conv1d,
     "Conv2d": _conv,
     "SumPool2d": _pool("sumpool2d"),
     "AvgPool2d": _pool("avgpool2d"),
@@ -182,30 +240,6 @@ def converters(dt=None, discretisation=None) -> dict:
                           f"{discretisation!r}")
     return {**CONVERTERS, **{n: _kind_reader(k, dt, discretisation)
                              for n, k in kinds_by_node().items()}}
-
-
-def _topological(graph, preds, err):
-    """Node names in an order where every node follows its inputs; a cycle is refused."""
-    order, state = [], {}
-    for start in graph.nodes:
-        stack = [(start, iter(preds[start]))]
-        if state.get(start):
-            continue
-        state[start] = 1
-        while stack:
-            name, it = stack[-1]
-            nxt = next(it, None)
-            if nxt is None:
-                stack.pop()
-                state[name] = 2
-                order.append(name)
-            elif state.get(nxt) == 1:
-                raise err(nxt, "edges", "a feed-forward graph (refsnn does not simulate "
-                          "recurrent edges)", f"a cycle through '{nxt}' and '{name}'")
-            elif not state.get(nxt):
-                state[nxt] = 1
-                stack.append((nxt, iter(preds[nxt])))
-    return order
 
 
 def from_nir(graph, dt=None, dtype=np.float64, file: str = "<memory>", discretisation=None):
@@ -237,34 +271,37 @@ def from_nir(graph, dt=None, dtype=np.float64, file: str = "<memory>", discretis
     from refsnn.sim.network import SNN_OPS, SpikingNetwork
 
     err = _Err(file)
-    kinds = {name: type(node).__name__ for name, node in graph.nodes.items()}
-    dt = _time_step(graph, dt, kinds, file)
+    nodes, kinds, edges = flatten(graph, err)
+    found = blockers(kinds, {*CONVERTERS, *kinds_by_node()})
+    if any(not name for name, _, _ in found):  # not one Input and one Output: stop here
+        raise refuse(file, found)
+    try:
+        dt = _time_step(graph, dt, kinds, file)
+    except OptionError:
+        if found:  # the unreadable nodes first: a time step would not make them readable
+            raise refuse(file, found) from None
+        raise
     convert = converters(dt, discretisation)
-    preds = {name: [] for name in graph.nodes}
-    for edge in graph.edges:
-        src, dst = edge[0], edge[1]
+    # nodes not read (blockers and what they feed); unsupported features found on the way
+    # are blockers too, raised with the others after the walk
+    blocked, features = {name for name, _, _ in found}, {}
+    preds = {name: [] for name in nodes}
+    succs = {name: [] for name in nodes}
+    for src, dst in edges:
         for end in (src, dst):
             if end not in preds:
                 raise err(end, "edges", "an edge between existing nodes", f"({src}, {dst})")
         if src in preds[dst]:
             raise err(dst, "edges", "each edge once", f"({src}, {dst}) twice")
         preds[dst].append(src)
-    inputs = [n for n, k in kinds.items() if k == "Input"]
-    outputs = [n for n, k in kinds.items() if k == "Output"]
-    if len(inputs) != 1 or len(outputs) != 1:
-        raise err("", "nodes", "exactly one Input and one Output node",
-                  f"{len(inputs)} Input, {len(outputs)} Output")
-    for name, kind in kinds.items():
-        if kind in _REFUSED and kind not in convert:
-            raise err(name, "type", "a node refsnn simulates", _REFUSED[kind])
-        if kind not in convert and kind not in ("Input", "Output"):
-            raise err(name, "type", f"one of {sorted(convert)}", kind)
-    order = _topological(graph, preds, err)
-    given = (graph.nodes[inputs[0]].input_type or {}).get("input")
+        succs[src].append(dst)
+    inp = next(n for n, k in kinds.items() if k == "Input")
+    order, back = dfs_order(nodes, succs, inp)
+    given = (nodes[inp].input_type or {}).get("input")
     if given is None or np.asarray(given).ndim != 1 or np.asarray(given).size == 0:
-        raise err(inputs[0], "input_type", "the per-sample input shape", repr(given))
+        raise err(inp, "input_type", "the per-sample input shape", repr(given))
     shape = tuple(int(s) for s in np.asarray(given))
-    shapes, refs, dicts = {inputs[0]: shape}, {inputs[0]: INPUT}, []
+    shapes, refs, dicts = {inp: shape}, {inp: INPUT}, []
     for name in order:
         kind = kinds[name]
         if kind == "Input":
@@ -273,29 +310,53 @@ def from_nir(graph, dt=None, dtype=np.float64, file: str = "<memory>", discretis
             continue
         if not preds[name]:
             raise err(name, "edges", "at least one input edge", "none")
-        in_shapes = [shapes[p] for p in preds[name]]
-        for p, s in zip(preds[name], in_shapes):
-            if s != in_shapes[0]:
-                raise err(name, "input shape", f"equal shapes of its inputs, {in_shapes[0]}",
-                          f"{s} from '{p}'")
-        srcs = [refs[p] for p in preds[name]]
-        if len(srcs) > 1:  # NIR sums a node's inputs: refsnn adds them in edge order
+        forward = [p for p in preds[name] if (p, name) not in back]
+        if name in blocked or any(p in blocked for p in forward):
+            blocked.add(name)  # its input is unknown: nothing to check
+            continue
+        # the shape of the inputs: a non-recurrent one's, else what NIR says the (first)
+        # recurrent source gives
+        in_shape = shapes[forward[0]] if forward else _nir_shape(nodes, preds[name][0], err)
+        srcs = []
+        for p in preds[name]:  # NIR sums a node's inputs: refsnn adds them in edge order
+            if (p, name) in back:
+                srcs.append(_recurrent(dicts, p, in_shape))
+                continue
+            if shapes[p] != in_shape:
+                raise err(name, "input shape", f"equal shapes of its inputs, {in_shape}",
+                          f"{shapes[p]} from '{p}'")
+            srcs.append(refs[p])
+        if len(srcs) > 1:
             dicts.append(dict(name=f"{name}__sum", op="add", inputs=srcs))
             srcs = [f"{name}__sum"]
         if kind == "Output":
-            out_ref = srcs[0]
-            want = graph.nodes[name].output_type.get("output")
-            if want is not None and tuple(np.asarray(want).tolist()) != in_shapes[0]:
-                raise err(name, "output_type", str(in_shapes[0]), str(np.asarray(want).tolist()))
+            if succs[name]:
+                raise err(name, "edges", "no edge out of the Output", str(succs[name]))
+            out_ref, out_name = srcs[0], name
+            want = nodes[name].output_type.get("output")
+            if want is not None and tuple(np.asarray(want).tolist()) != in_shape:
+                raise err(name, "output_type", str(in_shape), str(np.asarray(want).tolist()))
             continue
-        d = convert[kind](name, graph.nodes[name], in_shapes[0], err, dtype)
-        d.update(name=name, inputs=srcs)
-        dicts.append(d)
+        try:
+            made = convert[kind](name, nodes[name], in_shape, err, dtype)
+        except Unsupported as e:
+            features[name] = e
+            found.append((name, kind, f"{e.field} {e.found}"))
+            blocked.add(name)
+            continue
+        chain = made if isinstance(made, list) else [made]
+        for k, d in enumerate(chain):
+            # a converter may give a chain of refsnn nodes: the last one is called `name`
+            d.update(name=name if k == len(chain) - 1 else f"{name}__{k}", inputs=srcs)
+            dicts.append(d)
+            srcs = [d["name"]]
         g = make_graph(shape, _ancestors(dicts, name), name, file=file, dtype=dtype,
-                       ops=SNN_OPS)
+                       ops=SNN_OPS, reads_input=False)
         shapes[name], refs[name] = g.shapes[name], name
+    if found:
+        raise features[found[0][0]] if len(found) == 1 and features else refuse(file, found)
     if out_ref == INPUT:
-        raise err(outputs[0], "edges", "at least one node between Input and Output",
+        raise err(out_name, "edges", "at least one node between Input and Output",
                   "Input -> Output")
     net_graph = make_graph(shape, dicts, out_ref, file=file, dtype=dtype, ops=SNN_OPS)
     meta = dict(graph.metadata or {})
@@ -307,10 +368,35 @@ def from_nir(graph, dt=None, dtype=np.float64, file: str = "<memory>", discretis
                           "mean", MappingProxyType({"dt": float(dt)}))
 
 
+def _nir_shape(nodes, name, err):
+    """The output shape NIR gives node ``name`` (its ``output_type``)."""
+    given = (getattr(nodes[name], "output_type", None) or {}).get("output")
+    if given is None or np.asarray(given).ndim != 1 or np.asarray(given).size == 0:
+        raise err(name, "output_type", "the output shape (the node feeds a node whose inputs "
+                  "are all recurrent edges)", repr(given))
+    return tuple(int(s) for s in np.asarray(given))
+
+
+def _recurrent(dicts, src, shape):
+    """The refsnn node of a recurrent edge from ``src`` (one per source, shared by its back
+    edges), added to ``dicts`` if new: op ``recurrent``, the value ``src`` had the step before.
+    Its ``shape`` is that of the other inputs it is summed with; ``make_graph`` checks that
+    ``src`` has it."""
+    name = f"{src}__previous"
+    if not any(d["name"] == name for d in dicts):
+        dicts.append(dict(name=name, op="recurrent", inputs=[src],
+                          attrs={"shape": ",".join(str(s) for s in shape)}))
+    return name
+
+
 def _ancestors(dicts, name):
-    """The node dicts ``name`` depends on (itself included), for its shape."""
+    """The node dicts ``name`` depends on (itself included), for its shape. A recurrent node
+    whose source is not read yet reads itself here: it holds its own shape, and its source's
+    shape is checked by the ``make_graph`` of the whole network."""
     keep = ancestors(name, {d["name"]: d["inputs"] for d in dicts})
-    return [d for d in dicts if d["name"] in keep]
+    done = {d["name"] for d in dicts}
+    return [dict(d, inputs=[d["name"]]) if d["op"] == "recurrent" and d["inputs"][0] not in done
+            else d for d in dicts if d["name"] in keep]
 
 
 def _time_step(graph, dt, kinds, file) -> float:
@@ -343,7 +429,8 @@ def read_nir(path):
         return nir.read(path, type_check=False)
     except Exception as e:  # nir raises bare KeyError/ValueError/AssertionError
         first = (str(e).splitlines() or [type(e).__name__])[0]
-        raise ModelFormatError(str(path), "/node", "graph", "a graph nir.read can load",
+        raise ModelFormatError(str(path), "/node", "graph",
+                               f"a graph nir.read (nir {nir.__version__}) can load",
                                f"{type(e).__name__}: {first}") from None
 
 

@@ -33,7 +33,7 @@ from refsnn.errors import ConversionError, OptionError
 from refsnn.model.graph import INPUT
 from refsnn.sim.decoders import DECODERS
 from refsnn.sim.encoders import ENCODERS
-from refsnn.neurons.base import STEP_OPS
+from refsnn.neurons.base import SNN_OPS, STEP_OPS
 from refsnn.sim.network import SpikingNetwork
 from refsnn.sim.recorders import MemoryRecorder
 from refsnn.sim.steps import BACKENDS
@@ -106,7 +106,8 @@ class Simulator:
         of calls changes (fewer, larger kernel calls; more parallel jobs at batch 1): every
         value is the same bits as step by step (tested). ``None``: 1 for the ``numpy``
         reference (the plain step-by-step loop), and for ``numba`` :meth:`auto_step_block`
-        (more steps per block for small batches and small networks).
+        (more steps per block for small batches and small networks). A network with recurrent
+        edges (op ``recurrent``) runs blocks of 1 step; it refuses a larger ``step_block``.
     """
 
     def __init__(self, net: SpikingNetwork, backend: str = "numba", step_block=None):
@@ -126,6 +127,15 @@ class Simulator:
                 raise ConversionError(f"node '{node.name}': op '{node.op}' has no spiking "
                                       f"implementation; convert the model first")
         self.ops = [STEP_OPS[n.op](n, graph, self.backend, net.schedule) for n in graph.nodes]
+        # nodes of the previous step's value (recurrent edges): each step needs the whole
+        # previous step, so steps run one at a time
+        self.recurrent = [(op, i) for i, op in enumerate(self.ops) if SNN_OPS[op.node.op].previous]
+        if self.recurrent:
+            if self.step_block not in (None, 1):
+                raise OptionError(f"step_block: a network with recurrent edges (node "
+                                  f"'{self.recurrent[0][0].node.name}') runs one step at a "
+                                  f"time; give step_block=1 or None, not {self.step_block}")
+            self.step_block = 1
         self.dtype = graph.dtype
         self.input_only = input_only_nodes(self.ops)
         # what auto_step_block weighs, per sample and step (computed here, not per run: at
@@ -230,6 +240,9 @@ class Simulator:
         values = {INPUT: [encoder.step(t) for t in ts]}
         for op, state in zip(self.ops, states):
             name = op.node.name
+            if SNN_OPS[op.node.op].previous:  # its input's value of the step before
+                values[name] = [op.step(state)]
+                continue
             inputs = [values[i] for i in op.node.inputs]
             if constant_from is not None and name in self.input_only:
                 out = []
@@ -254,6 +267,8 @@ class Simulator:
                     if name in potentials:
                         recorder.potential(t, name, op.potential(state))
             values[name] = out
+        for op, i in self.recurrent:  # blocks of one step: hold each input's value of it
+            op.end_step(states[i], values[op.node.inputs[0]][0])
         return values
 
     def _count(self, op, values: list, counts: np.ndarray):

@@ -20,7 +20,8 @@ import numpy as np
 import refsnn.neurons  # noqa: F401  (registers the neuron kinds)
 from refsnn import ann
 from refsnn.model.graph import Graph
-from refsnn.model.ops import POOL_ATTRS, AttrSpec, OpSpec, ShapeRuleError, pool_out, pool_size
+from refsnn.model.ops import (POOL_ATTRS, AttrSpec, OpSpec, ShapeRuleError, parse_shape,
+                              pool_out, pool_size)
 from refsnn.neurons.base import Kind, NirSpec, StepOp, lookup, register
 from refsnn.neurons.nir_base import full, same
 from refsnn.sim.counting import count_block_numba, count_spikes_numba, count_spikes_numpy
@@ -158,6 +159,37 @@ class Delay(StepOp):
         return held.popleft() if len(held) > self.node.attrs["steps"] else np.zeros_like(x)
 
 
+class Recurrent(StepOp):
+    """A recurrent edge: the value at step ``t`` is the input's value at step ``t - 1``, zero
+    at step 1 (``docs/semantics.md``, "NIR graphs").
+
+    State: one array, the value to give at the next step, set by :meth:`end_step` once every
+    node has run the step (the simulator calls it; its input may come after it in the graph's
+    order). Data movement only, the same for both backends; the input is copied, so that a
+    producer reusing its output array cannot change what is held.
+    """
+
+    stateless = False
+
+    def __init__(self, node, graph, backend, schedule):
+        super().__init__(node, graph, backend, schedule)
+        self.dtype = graph.dtype
+
+    def init(self, batch):
+        return [np.zeros((batch,) + self.shape, self.dtype)]
+
+    def step(self, held):
+        return held[0]
+
+    def end_step(self, held, x):
+        """Hold ``x``, the input's value of the step just simulated, for the next step."""
+        held[0] = np.array(x, dtype=self.dtype, copy=True)
+
+
+def _recurrent_out(attrs, in_shapes, params):
+    return parse_shape(attrs["shape"])
+
+
 def channel_thresholds(graph: Graph, name: str) -> np.ndarray:
     """The per-channel thresholds (C,) of a neuron node, or of a channel concatenation of
     neuron nodes (the spikes max pooling reads)."""
@@ -260,6 +292,12 @@ for _kind in [
     # (where no synchronous neuron can relay it) to shift its packets by whole cycles.
     Kind("delay", Delay, forward=lambda node, x: x,
          spec=OpSpec("delay", 1, attrs={"steps": AttrSpec("int", minimum=1)})),
+    # A recurrent edge (NIR graphs with cycles): the input's value of the previous step, 0 at
+    # step 1; "shape" (its input's shape, e.g. "4" or "2,8") is given since the input may
+    # come after it in the graph's order.
+    Kind("recurrent", Recurrent, spec=OpSpec(
+        "recurrent", 1, attrs={"shape": AttrSpec("str")}, out_shape=_recurrent_out,
+        previous=True)),
     # NIR's Scale and SumPool2d (their NIR readers: refsnn.nir.reader)
     Kind("hadamard", StackedForward, forward=hadamard_forward,
          nir=NirSpec("Scale", params={"factor": "scale"}),
