@@ -242,10 +242,33 @@ def cell(framework: str, case: Case, ref=None, peer=None, fw_run=None) -> Cell:
         spikes = int(sum(layer.spikes.sum() for layer in ref.layers.values()))
         return Cell("agrees" if err < 1e-3 else "diverges",
                     f"agrees spike for spike ({spikes} spikes){extra}")
+    if first.kind == "unexplained":
+        extra = _whole_network(case, fw_run) + extra
     benign = " (benign)" if first.benign else ""
     return Cell("agrees" if first.benign else "diverges",
                 f"layer {first.name}, step {first.first[0]}: {first.kind}{benign}"
                 f"{' — ' + first.detail if first.detail else ''}{extra}")
+
+
+def _whole_network(case: Case, fw_run) -> str:
+    """For a departure no replay of one layer explains (e.g. in a recurrent layer, whose input
+    depends on its own spikes): the other discretisation of refsnn whose whole run gives
+    ``fw_run``'s spikes on every layer, if one does."""
+    from refsnn.errors import RefsnnError
+    from refsnn.neurons.nir_base import DISCRETISATIONS
+    from refsnn.nir.frameworks import reference_trace
+
+    for option in (d for d in DISCRETISATIONS if d != "euler"):  # euler: the reference's
+        try:
+            other, _ = reference_trace(case.graph, case.x, case.steps, case.dt,
+                                       encoded=case.encoded, discretisation=option)
+        except RefsnnError:
+            continue
+        if all(np.array_equal(layer.spikes, fw_run.spikes.get(name))
+               for name, layer in other.layers.items()):
+            return (f" (by a replay of the layer) — refsnn with discretisation={option} "
+                    f"reproduces every layer spike for spike")
+    return ""
 
 
 def _unchecked(fw_run, peer) -> Cell:

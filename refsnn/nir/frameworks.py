@@ -267,9 +267,10 @@ def framework_trace(graph, run: FrameworkRun, producer: str, x):
     return Trace(steps, layers, {"producer": producer}, np.asarray(x))
 
 
-def reference_trace(graph, x, steps: int, dt: float, dtype=np.float32, encoded=None):
+def reference_trace(graph, x, steps: int, dt: float, dtype=np.float32, encoded=None,
+                    discretisation=None):
     """refsnn's trace of ``graph`` (float32 unless told) and its output per step,
-    (T, B, *output_shape).
+    (T, B, *output_shape); ``discretisation`` as :func:`refsnn.nir.reader.from_nir`'s.
 
     Given ``encoded`` (steps, B, *input_shape), the input node takes ``encoded[t - 1]`` at
     step ``t`` (refsnn's sequence input, ``Simulator.run(..., sequence=True)``); the trace
@@ -278,7 +279,8 @@ def reference_trace(graph, x, steps: int, dt: float, dtype=np.float32, encoded=N
     from refsnn.oracle.trace import record_trace
     from refsnn.sim.simulator import Simulator
 
-    sim = Simulator(from_nir(graph, dt=dt, dtype=dtype), "numpy")
+    sim = Simulator(from_nir(graph, dt=dt, dtype=dtype, discretisation=discretisation),
+                    "numpy")
     if encoded is not None:
         # refsnn's sequences are (B, T, *input_shape)
         x = np.ascontiguousarray(np.swapaxes(np.asarray(encoded, dtype), 0, 1))
