@@ -237,8 +237,9 @@ def test_published_braille_in_the_frameworks(published, runs, variant, hidden):
 
 def test_published_braille_rockpool_departs_from_norse(published, runs):
     """Rockpool runs the recurrent graph but emits several spikes per step and departs from
-    Norse at the first steps, its input equal until then."""
-    from nir_cases import cell
+    Norse at the first steps, its input equal until then, and from refsnn in a way neither a
+    replay nor another discretisation of refsnn reproduces."""
+    from nir_cases import cell, reference
 
     case = _published(published, "Braille: noBias_subtract")
     pytest.importorskip("rockpool")
@@ -246,6 +247,9 @@ def test_published_braille_rockpool_departs_from_norse(published, runs):
              _run(runs, "rockpool", case))
     assert c.status == "unchecked" and "multi-spike" in c.text
     assert "differs from Norse from layer lif1.lif, step 2 (its input equal" in c.text
+    c = cell("rockpool", case, reference(case), fw_run=_run(runs, "rockpool", case))
+    assert c.status == "diverges" and "unexplained" in c.text
+    assert "refsnn with discretisation" not in c.text
 
 
 @pytest.mark.parametrize("variant", ["bias_zero", "noBias_subtract"])
