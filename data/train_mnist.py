@@ -240,7 +240,12 @@ def train(name: str, x, y, x_val, epochs: int):
         model.eval()
         entry = {"epoch": epoch, "loss": total / len(xt)}
         if name == "nq":  # the next epoch trains with the gap measured now (NQ)
+            threads = torch.get_num_threads()
             gaps, _ = measure_gap(convert_noise(export_qcfs(model)), x_val, T_NOISE)
+            # Numba's OpenMP layer shares torch's libgomp and leaves its own thread count as
+            # the OpenMP default, which torch then uses: on a crowded machine a 2-thread team
+            # under --threads 1 made each later epoch about 40 times slower (seen 2026-12-06)
+            torch.set_num_threads(threads)
             entry["sigma_used"] = {k: float(a.sigma) for k, a in acts.items()}
             for k, a in acts.items():
                 a.sigma.fill_(gaps[k].sigma)
