@@ -90,6 +90,7 @@ TIMED = [("lenet", "if"), ("lenet", "if --encoding poisson --adjust l4"), ("lene
 FASHION_ROWS = [
     ("lenet", "if", IF),
     ("lenet", "if --per-channel", IF + ["--per-channel"]),
+    ("lenet", "if --encoding poisson", IF + ["--encoding", "poisson"]),
     ("lenet", "if --encoding poisson --adjust l4", IF + ["--encoding", "poisson",
                                                          "--adjust", "l4"]),
     ("lenet", "bsnn", ["--method", "bsnn"]),
