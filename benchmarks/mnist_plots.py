@@ -1,6 +1,7 @@
 """Draw the README's MNIST figures (needs matplotlib: pip install -e '.[plot]').
 
     python benchmarks/mnist_plots.py          # after benchmarks/mnist_table.py
+    python benchmarks/mnist_plots.py --dataset fashion  # after mnist_table.py --dataset fashion
 
 Only ``refsnn`` commands draw:
 
@@ -13,10 +14,13 @@ Only ``refsnn`` commands draw:
   ``refsnn diagnose --only fidelity --plot`` (per-layer relative error, and per layer against
   t = 1..T) for the LeNet under IF and the QCFS LeNet under the noise method, on the first
   ``FIDELITY_SAMPLES`` test images with T = 256.
+- with ``--dataset fashion``, ``docs/img/fashion_methods.png`` only: ``refsnn plot`` of every
+  row of ``benchmarks/fashion_results.json`` (one LeNet row per method and option).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -26,6 +30,7 @@ from refsnn.cli.main import main as refsnn
 ROOT = Path(__file__).resolve().parents[1]
 IMG = ROOT / "docs" / "img"
 RESULTS = ROOT / "benchmarks" / "mnist_results.json"
+FASHION_RESULTS = ROOT / "benchmarks" / "fashion_results.json"
 FIDELITY_SAMPLES = 64
 FIGURES = {  # file -> (title, [(model, label)] or a predicate on rows)
     "mnist_methods.png": ("MNIST, one row per method (all 10,000 test images)", [
@@ -39,8 +44,22 @@ FIGURES = {  # file -> (title, [(model, label)] or a predicate on rows)
 }
 
 
+def fashion() -> int:
+    """``docs/img/fashion_methods.png``: every Fashion-MNIST row."""
+    rows = [r for r in json.loads(FASHION_RESULTS.read_text())["rows"] if "file" in r]
+    return refsnn(["plot", *[str(ROOT / r["file"]) for r in rows], "-o",
+                   str(IMG / "fashion_methods.png"), "--title",
+                   "Fashion-MNIST, LeNets, every method (all 10,000 test images)"])
+
+
 def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", choices=["mnist", "fashion"], default="mnist",
+                        help="whose figures to draw (default mnist)")
+    args = parser.parse_args()
     IMG.mkdir(parents=True, exist_ok=True)
+    if args.dataset == "fashion":
+        return fashion()
     rows = [r for r in json.loads(RESULTS.read_text())["rows"] if "file" in r]
     for name, (title, pick) in FIGURES.items():
         chosen = ([r for key in pick for r in rows if (r["model"], r["label"]) == key]

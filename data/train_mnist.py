@@ -1,4 +1,4 @@
-"""Train the small MNIST networks on ``data/mnist.h5`` and export them as refsnn models.
+"""Train the small MNIST (or Fashion-MNIST) networks and export them as refsnn models.
 
 Usage::
 
@@ -7,6 +7,9 @@ Usage::
                                                # convnext,qcfs,nq}.h5 and
                                                # data/models/mnist_accuracy.json
     python data/train_mnist.py --models lenet  # only these; other entries are kept
+    python data/train_mnist.py --dataset fashion  # data/fashion.h5: writes
+                                               # data/models/fashion_{lenet,qcfs,nq}.h5 and
+                                               # data/models/fashion_accuracy.json
 
 Needs PyTorch (``pip install -e .[train]``); refsnn itself never imports torch.
 
@@ -29,10 +32,14 @@ Models (kept small so that simulating them for 256 steps stays cheap):
   (as ``data/train_noise.py`` does for the digits models). The last epoch is kept.
 
 Data: the 60,000 training images; the last 1,000 of them (fixed) are the validation images of
-the NQ gap measurement and are not trained on by any model. The test split is never used for a
+the NQ gap measurement and are not trained on by any model. ``--dataset fashion`` trains on
+``data/fashion.h5`` instead, whose training split is a stratified 10,000-image subset (in
+random order, so its last 1,000 hold every class): 9,000 training images, hence more epochs
+(``DATASETS``), and by default only the models of the Fashion-MNIST table (the LeNet for IF,
+Poisson + L4, BSNN and signGD; QCFS and NQ for the noise method). The test split is never used for a
 choice. Training is seeded (``torch.manual_seed(0)``), deterministic
 (``torch.use_deterministic_algorithms(True)``), CPU-only on 2 threads, float32, Adam (lr 1e-3),
-batch 64, cross-entropy, no augmentation, ``EPOCHS`` epochs. Every exported file is read back
+batch 64, cross-entropy, no augmentation, the epochs of ``DATASETS``. Every exported file is read back
 and checked: refsnn's NumPy forward pass must match the torch model (eval mode, float64) to
 1e-8 on the whole test split with the same predictions, else the script stops.
 """
@@ -64,14 +71,20 @@ from refsnn.export.torch import to_graph  # noqa: E402
 from refsnn.extras.torch_qcfs import QCFS  # noqa: E402
 from refsnn.model import load_refsnn_h5, make_graph, save_model  # noqa: E402
 
-DATA = HERE / "mnist.h5"
 OUT = HERE / "models"
 SEED = 0
 THREADS = 2
 BATCH = 64
 LR = 1e-3
 VALIDATION = 1000  # the last training images: NQ's gap measurement, never trained on
-EPOCHS = {"lenet": 2, "vgg": 2, "resnet": 2, "convnext": 3, "qcfs": 2, "nq": 2}
+#: --dataset -> (data file, epochs of each model it trains; its keys are the default --models).
+#: Fashion-MNIST ships 9,000 training images (against MNIST's 59,000): more epochs, and only
+#: the LeNets, which carry every method of its table.
+DATASETS = {
+    "mnist": (HERE / "mnist.h5", {"lenet": 2, "vgg": 2, "resnet": 2, "convnext": 3, "qcfs": 2,
+                                  "nq": 2}),
+    "fashion": (HERE / "fashion.h5", {"lenet": 10, "qcfs": 10, "nq": 10}),
+}
 LEVELS, CLIP_INIT, CLIP_LR, T_NOISE = 4, 8.0, 0.05, 4
 
 
@@ -227,7 +240,12 @@ def train(name: str, x, y, x_val, epochs: int):
         model.eval()
         entry = {"epoch": epoch, "loss": total / len(xt)}
         if name == "nq":  # the next epoch trains with the gap measured now (NQ)
+            threads = torch.get_num_threads()
             gaps, _ = measure_gap(convert_noise(export_qcfs(model)), x_val, T_NOISE)
+            # Numba's OpenMP layer shares torch's libgomp and leaves its own thread count as
+            # the OpenMP default, which torch then uses: on a crowded machine a 2-thread team
+            # under --threads 1 made each later epoch about 40 times slower (seen 2026-12-06)
+            torch.set_num_threads(threads)
             entry["sigma_used"] = {k: float(a.sigma) for k, a in acts.items()}
             for k, a in acts.items():
                 a.sigma.fill_(gaps[k].sigma)
@@ -241,38 +259,52 @@ def train(name: str, x, y, x_val, epochs: int):
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--dataset", choices=list(DATASETS), default="mnist",
+                        help="the data file, the models' name prefix and their epochs "
+                             "(default mnist)")
+    parser.add_argument("--data", type=Path, default=None,
+                        help="the data file (default: the --dataset's, data/<dataset>.h5)")
     parser.add_argument("--out", type=Path, default=OUT)
-    parser.add_argument("--models", nargs="+", choices=list(BUILDERS), default=list(BUILDERS))
+    parser.add_argument("--models", nargs="+", choices=list(BUILDERS), default=None,
+                        help="default: every model of the --dataset")
     parser.add_argument("--threads", type=int, default=THREADS,
                         help=f"torch threads (default {THREADS}; on a crowded machine 1 is "
                              f"much faster: two threads wait on each other)")
     args = parser.parse_args(argv)
+    data, epochs = DATASETS[args.dataset]
+    data = args.data if args.data is not None else data
+    models = args.models if args.models is not None else list(epochs)
+    unknown = [m for m in models if m not in epochs]
+    if unknown:  # no epoch count chosen for them on this data set
+        parser.error(f"--models {' '.join(unknown)}: not trained on --dataset {args.dataset} "
+                     f"(choose from {', '.join(epochs)})")
+    prefix = args.dataset
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(args.threads)
-    x_all, y_all = load_data(args.data, "train")
+    x_all, y_all = load_data(data, "train")
     x_train, y_train = x_all[:-VALIDATION], y_all[:-VALIDATION]
     x_val = x_all[-VALIDATION:]
-    x_test, y_test = load_data(args.data, "test")
+    x_test, y_test = load_data(data, "test")
     args.out.mkdir(parents=True, exist_ok=True)
-    acc_path = args.out / "mnist_accuracy.json"
+    acc_path = args.out / f"{prefix}_accuracy.json"
     results = json.loads(acc_path.read_text()) if acc_path.exists() else {}
     print(f"torch {torch.__version__}, {args.threads} threads; train {len(x_train)}, "
           f"validation {len(x_val)}, test {len(x_test)}", flush=True)
-    for name in args.models:
+    for name in models:
         t0 = time.perf_counter()
-        model, history = train(name, x_train, y_train, x_val, EPOCHS[name])
+        model, history = train(name, x_train, y_train, x_val, epochs[name])
         seconds = time.perf_counter() - t0
-        path = args.out / f"mnist_{name}.h5"
+        path = args.out / f"{prefix}_{name}.h5"
         save_model(export(name, model), path)
         os.chmod(path, 0o644)
         graph = load_refsnn_h5(path)  # check what was written, not what is in memory
-        tm.check(f"mnist_{name}", graph, model, x_test, y_test)
-        results[f"mnist_{name}"] = {
+        tm.check(f"{prefix}_{name}", graph, model, x_test, y_test)
+        results[f"{prefix}_{name}"] = {
             "test_accuracy": float(np.mean(forward(graph, x_test).argmax(1) == y_test)),
-            "epochs": EPOCHS[name], "n_params": int(graph.n_params()),
+            "epochs": epochs[name], "n_params": int(graph.n_params()),
             "train_seconds": round(seconds, 1), "threads": args.threads, "history": history}
-        print(f"  mnist_{name}: test accuracy {results[f'mnist_{name}']['test_accuracy']:.4f}, "
+        print(f"  {prefix}_{name}: test accuracy "
+              f"{results[f'{prefix}_{name}']['test_accuracy']:.4f}, "
               f"{graph.n_params()} parameters, {seconds:.0f} s", flush=True)
         tmp = acc_path.with_name(f".{acc_path.name}.partial")
         tmp.write_text(json.dumps(results, indent=1) + "\n")
