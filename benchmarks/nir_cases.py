@@ -11,10 +11,26 @@ Used by ``benchmarks/nir_frameworks.py`` (the README's table) and by
 - ``LIF``: Affine-LIF-Affine-LIF, τ = 5·10⁻⁴, dt = 10⁻⁴ (snnTorch's fixed dt), v_leak = 0,
   v_reset = 0.
 - ``LI``: Affine-LIF-Affine-LI: the LIF's spikes and the LI's potential (the output).
+
+NIR's published graphs (:func:`published_cases`; files from ``neuromorphs/NIR``'s ``paper/``
+folder, found under ``data/nir/NIR/paper/`` or in the folder ``$REFSNN_NIR_FILES``), each on
+a seeded random sequence (one input per step, the way these graphs are fed):
+
+- ``Braille: bias_zero``, ``Braille: noBias_subtract``: the paper's recurrent task
+  (``paper/03_rnn``: Affine/Linear → CubaLIF with a recurrent ``w_rec`` edge → Affine/Linear →
+  CubaLIF), ``dt = 10⁻⁴`` and 256 steps as the task's README gives, on 4 samples of
+  Bernoulli(0.1) spikes on the 12 taxels (the dataset is not in this repository).
+- ``Braille: … without w_rec``: the same graphs with the recurrent edge and its node removed
+  (derived here, not published): feed-forward CubaLIF, which snnTorch's reader can run.
+- ``CNN (Sinabs)``: ``paper/02_cnn/cnn_sinabs.nir`` (five IF layers), 2 samples of
+  Bernoulli(0.05) events on N-MNIST's (2, 34, 34) for 32 steps, ``dt = 1``.
+- ``LIF (Norse)``: ``paper/01_lif/lif_norse.nir``, 4 samples of Bernoulli(0.3) spikes for
+  256 steps, ``dt = 10⁻⁴``.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,11 +42,16 @@ ROOT = Path(__file__).resolve().parents[1]
 
 @dataclass
 class Case:
+    """A graph, its inputs ``x`` (B, *input_shape) and, for a sequence, ``encoded``
+    (steps, B, *input_shape): the input at each step (then ``x`` is its mean over steps)."""
+
     name: str
     graph: object
     x: np.ndarray
     dt: float
     compare_output: bool = False
+    encoded: np.ndarray | None = None
+    steps: int = STEPS
 
 
 def _exported(model: str):
@@ -91,31 +112,127 @@ def cases() -> list[Case]:
     return out
 
 
+#: The published graph files by case name: their paths under ``data/nir/`` (the source
+#: repository, then its path; ``data/nir/README.md``).
+PUBLISHED = {
+    "Braille: bias_zero": "NIR/paper/03_rnn/braille_noDelay_bias_zero.nir",
+    "Braille: noBias_subtract": "NIR/paper/03_rnn/braille_noDelay_noBias_subtract.nir",
+    "CNN (Sinabs)": "NIR/paper/02_cnn/cnn_sinabs.nir",
+    "LIF (Norse)": "NIR/paper/01_lif/lif_norse.nir",
+}
+
+
+def published_file(path: str) -> Path | None:
+    """The published graph file ``data/nir/<path>``, else, in the folder
+    ``$REFSNN_NIR_FILES``, the same file flattened to one name (``NIR/paper/01_lif/x.nir``:
+    ``NIR__paper_01_lif_x.nir``); None when neither exists."""
+    found = ROOT / "data" / "nir" / path
+    if found.is_file():
+        return found
+    folder = os.environ.get("REFSNN_NIR_FILES")
+    repo, _, rest = path.partition("/")
+    flat = Path(folder) / f"{repo}__{rest.replace('/', '_')}" if folder else None
+    return flat if flat is not None and flat.is_file() else None
+
+
+def spike_sequence(steps: int, samples: int, shape, p: float, seed: int) -> np.ndarray:
+    """Seeded Bernoulli(``p``) spikes, float32 (steps, samples, *shape)."""
+    rng = np.random.default_rng(seed)
+    return (rng.random((steps, samples) + tuple(shape)) < p).astype(np.float32)
+
+
+def without_recurrence(graph, node: str):
+    """A copy of ``graph`` without node ``node`` and its edges."""
+    import copy
+
+    graph = copy.deepcopy(graph)
+    del graph.nodes[node]
+    graph.edges = [e for e in graph.edges if node not in e]
+    return graph
+
+
+def published_cases() -> list[Case]:
+    """The cases on NIR's published graphs whose files are present (:func:`published_file`)."""
+    import nir
+
+    def sequence(name, graph, steps, samples, shape, p, dt, seed):
+        enc = spike_sequence(steps, samples, shape, p, seed)
+        out.append(Case(name, graph, enc.mean(0), dt, encoded=enc, steps=steps))
+
+    out: list[Case] = []
+    for seed, name in enumerate(("Braille: bias_zero", "Braille: noBias_subtract"), 1):
+        path = published_file(PUBLISHED[name])
+        if path is not None:
+            graph = nir.read(path)
+            sequence(name, graph, 256, 4, (12,), 0.1, 1e-4, seed)
+            out.append(Case(f"{name} without w_rec", without_recurrence(graph, "lif1.w_rec"),
+                            out[-1].x, 1e-4, encoded=out[-1].encoded, steps=256))
+    path = published_file(PUBLISHED["CNN (Sinabs)"])
+    if path is not None:
+        sequence("CNN (Sinabs)", nir.read(path), STEPS, 2, (2, 34, 34), 0.05, 1.0, 3)
+    path = published_file(PUBLISHED["LIF (Norse)"])
+    if path is not None:
+        sequence("LIF (Norse)", nir.read(path), 256, 4, (1,), 0.3, 1e-4, 4)
+    return out
+
+
 @dataclass
 class Cell:
     status: str   # "agrees", "diverges", "fails"
     text: str
 
 
-def cell(framework: str, case: Case) -> Cell:
-    """Run ``case`` in ``framework`` and refsnn, compare, and say what happened."""
-    from refsnn.nir.frameworks import (FrameworkError, framework_trace,
-                                               reference_trace, run_framework)
+def reference(case: Case):
+    """refsnn's trace and output per step of ``case`` (:func:`refsnn.nir.frameworks.
+    reference_trace`), or the one-line reason refsnn refuses the graph (a str)."""
+    from refsnn.errors import RefsnnError
+    from refsnn.nir.frameworks import reference_trace
+
+    try:
+        return reference_trace(case.graph, case.x, case.steps, case.dt, encoded=case.encoded)
+    except RefsnnError as e:
+        return str(e).split(": ", 1)[-1]
+
+
+def run(framework: str, case: Case):
+    """``framework``'s run of ``case`` (:func:`refsnn.nir.frameworks.run_framework`)."""
+    from refsnn.nir.frameworks import run_framework
+
+    return run_framework(framework, case.graph, case.x, case.steps, case.dt,
+                         encoded=case.encoded)
+
+
+def _multi(fw_run) -> str:
+    multi = [f"{n}: up to {int(v)} per step" for n, v in fw_run.max_value.items() if v > 1]
+    return f"; multi-spike ({', '.join(multi)})" if multi else ""
+
+
+def cell(framework: str, case: Case, ref=None, peer=None, fw_run=None) -> Cell:
+    """Run ``case`` in ``framework`` and refsnn, compare, and say what happened.
+
+    ``ref``: :func:`reference` of ``case``, if already made; ``fw_run``: ``framework``'s
+    :func:`run` of ``case``, if already made. When refsnn refuses the graph
+    the cell says so, and ``peer`` (``(name, FrameworkRun)`` of another framework on the same
+    case) is what the run is held against instead: same spikes, or the first layer and
+    step where they differ and whether that layer's input already differed."""
+    from refsnn.nir.frameworks import FrameworkError, framework_trace
     from refsnn.oracle.compare import compare
 
-    ref, ref_out = reference_trace(case.graph, case.x, STEPS, case.dt)
+    ref = reference(case) if ref is None else ref
     try:
-        run = run_framework(framework, case.graph, case.x, STEPS, case.dt)
+        fw_run = run(framework, case) if fw_run is None else fw_run
     except FrameworkError as e:
         return Cell("fails", f"fails: {str(e).split(' raised ', 1)[-1]}")
-    c = compare(ref, framework_trace(case.graph, run, framework, case.x), rtol=1e-4)
+    if isinstance(ref, str):
+        return _unchecked(fw_run, peer)
+    ref, ref_out = ref
+    c = compare(ref, framework_trace(case.graph, fw_run, framework, case.x), rtol=1e-4)
     first = c.first_divergence
-    multi = [f"{n}: up to {int(v)} per step" for n, v in run.max_value.items() if v > 1]
-    extra = f"; multi-spike ({', '.join(multi)})" if multi else ""
+    extra = _multi(fw_run)
     err = 0.0
     if case.compare_output:
         scale = float(np.abs(ref_out).max()) or 1.0
-        theirs = run.output.reshape(ref_out.shape)
+        theirs = fw_run.output.reshape(ref_out.shape)
         err = float(np.abs(theirs - ref_out).max()) / scale
         extra += f"; output max rel. diff {err:.2g}"
         dropped = _without_li(case)
@@ -125,10 +242,52 @@ def cell(framework: str, case: Case) -> Cell:
         spikes = int(sum(layer.spikes.sum() for layer in ref.layers.values()))
         return Cell("agrees" if err < 1e-3 else "diverges",
                     f"agrees spike for spike ({spikes} spikes){extra}")
+    if first.kind == "unexplained":
+        extra = _whole_network(case, fw_run) + extra
     benign = " (benign)" if first.benign else ""
     return Cell("agrees" if first.benign else "diverges",
                 f"layer {first.name}, step {first.first[0]}: {first.kind}{benign}"
                 f"{' — ' + first.detail if first.detail else ''}{extra}")
+
+
+def _whole_network(case: Case, fw_run) -> str:
+    """For a departure no replay of one layer explains (e.g. in a recurrent layer, whose input
+    depends on its own spikes): the other discretisation of refsnn whose whole run gives
+    ``fw_run``'s spikes on every layer, if one does."""
+    from refsnn.errors import RefsnnError
+    from refsnn.neurons.nir_base import DISCRETISATIONS
+    from refsnn.nir.frameworks import reference_trace
+
+    for option in (d for d in DISCRETISATIONS if d != "euler"):  # euler: the reference's
+        try:
+            other, _ = reference_trace(case.graph, case.x, case.steps, case.dt,
+                                       encoded=case.encoded, discretisation=option)
+        except RefsnnError:
+            continue
+        if all(np.array_equal(layer.spikes, fw_run.spikes.get(name))
+               for name, layer in other.layers.items()):
+            return (f" (by a replay of the layer) — refsnn with discretisation={option} "
+                    f"reproduces every layer spike for spike")
+    return ""
+
+
+def _unchecked(fw_run, peer) -> Cell:
+    """The cell of a run refsnn cannot check (it refuses the graph: the table's refsnn
+    column says why): its spike count, and how it compares with ``peer``'s run."""
+    spikes = int(sum(v.sum() for v in fw_run.spikes.values()))
+    text = f"runs ({spikes} spikes{_multi(fw_run)}), unchecked"
+    if peer is None:
+        return Cell("unchecked", text)
+    name, other = peer
+    for layer, mine in fw_run.spikes.items():
+        diff = mine != other.spikes[layer]
+        if diff.any():
+            t = int(np.argmax(diff.reshape(diff.shape[0], -1).any(1)))
+            same_in = np.array_equal(fw_run.inputs[layer][:t + 1], other.inputs[layer][:t + 1])
+            return Cell("unchecked", f"{text}; differs from {name} from layer {layer}, step "
+                        f"{t + 1} (its input {'equal' if same_in else 'already different'} "
+                        f"up to that step)")
+    return Cell("unchecked", f"{text}; spike for spike as {name}")
 
 
 def _without_li(case: Case) -> np.ndarray:
@@ -144,20 +303,21 @@ def _without_li(case: Case) -> np.ndarray:
     for name, node in list(graph.nodes.items()):
         if isinstance(node, nir.LI):
             graph.nodes[name] = nir.Scale(scale=np.ones_like(node.tau))
-    return reference_trace(graph, case.x, STEPS, case.dt)[1]
+    return reference_trace(graph, case.x, case.steps, case.dt, encoded=case.encoded)[1]
 
 
 def write_traces(framework: str, case: Case, directory) -> tuple[Path, Path]:
     """Write refsnn's trace of ``case`` and ``framework``'s as refsnn-trace files
     ``<case>.refsnn.h5`` and ``<case>.<framework>.h5`` in ``directory``, for
-    ``refsnn compare``; returns their paths. Raises FrameworkError as :func:`run_framework`."""
-    from refsnn.nir.frameworks import framework_trace, reference_trace, run_framework
+    ``refsnn compare``; returns their paths. Raises FrameworkError as :func:`run_framework`,
+    and refsnn's error when it refuses the graph."""
+    from refsnn.nir.frameworks import framework_trace, reference_trace
     from refsnn.oracle.trace import write_trace
 
     stem = "".join(ch if ch.isalnum() else "_" for ch in case.name).strip("_")
-    ref, _ = reference_trace(case.graph, case.x, STEPS, case.dt)
-    run = run_framework(framework, case.graph, case.x, STEPS, case.dt)
+    ref, _ = reference_trace(case.graph, case.x, case.steps, case.dt, encoded=case.encoded)
+    fw_run = run(framework, case)
     paths = Path(directory) / f"{stem}.refsnn.h5", Path(directory) / f"{stem}.{framework}.h5"
     write_trace(paths[0], ref)
-    write_trace(paths[1], framework_trace(case.graph, run, framework, case.x))
+    write_trace(paths[1], framework_trace(case.graph, fw_run, framework, case.x))
     return paths

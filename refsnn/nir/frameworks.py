@@ -1,10 +1,12 @@
 """Run a NIR graph in the frameworks that read NIR and record their spikes as refsnn traces.
 
 Each entry of :data:`FRAMEWORKS` imports a NIR graph with the framework's own NIR reader, as
-shipped, runs it for ``T`` steps on an analog input (the same sample every step, one sample
-at a time), and returns the spikes of every node that is a NIR ``IF``, ``LIF`` or
-``Threshold`` (captured with forward hooks on the framework's module for that node) and the
-graph's output per step. :func:`framework_trace` turns that into a
+shipped, runs it for ``T`` steps, one sample at a time, on an analog input (the same sample
+every step) or on a sequence (``encoded``, one input per step, as NIR's published graphs take:
+event frames, taxel spikes), and returns the spikes of every node that is a NIR ``IF``,
+``LIF``, ``CubaLIF`` or ``Threshold`` and the input that node received at each step (both
+captured with forward hooks on the framework's module for that node), and the graph's output
+per step. :func:`framework_trace` turns that into a
 :class:`~refsnn.oracle.trace.Trace`, so ``refsnn compare`` can hold it against refsnn's
 simulation of the same graph (:func:`reference_trace`).
 
@@ -19,15 +21,15 @@ import importlib
 import keyword
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 
-from refsnn.errors import RefsnnError
+from refsnn.errors import OptionError, RefsnnError
 
 #: NIR node kinds whose output is spikes (compared spike for spike).
-SPIKING = ("IF", "LIF", "Threshold")
+SPIKING = ("IF", "LIF", "CubaLIF", "Threshold")
 
 
 class FrameworkError(RefsnnError):
@@ -37,12 +39,15 @@ class FrameworkError(RefsnnError):
 @dataclass
 class FrameworkRun:
     """What a framework produced; spikes bool (T, B, *shape) per spiking node, output (T, B,
-    *output_shape), and the largest value a spiking node emitted in one step (1 for a NIR
-    spike; more for a framework that emits several spikes per step)."""
+    *output_shape), the largest value a spiking node emitted in one step (1 for a NIR
+    spike; more for a framework that emits several spikes per step), and the input each
+    spiking node's module received at each step, float64 (T, B, *shape) (the summed incoming
+    edges: for a ``CubaLIF`` the current before ``w_in`` and the synapse)."""
 
     spikes: dict
     output: np.ndarray
     max_value: dict
+    inputs: dict = field(default_factory=dict)
 
 
 def spiking_nodes(graph) -> list[str]:
@@ -59,9 +64,15 @@ def _first(value):
     return value[0] if isinstance(value, (tuple, list)) else value
 
 
-def _hooked(module, names, into):
-    """Forward hooks that append each named submodule's output (its spikes) to ``into``."""
+def _hooked(module, names, into, received):
+    """Forward hooks that append each named submodule's output (its spikes) to ``into`` and
+    its first argument (its input) to ``received``."""
     import torch
+
+    def hook(m, args, out, name):
+        into.setdefault(name, []).append(_first(out).detach().double().numpy().copy())
+        if args and isinstance(args[0], torch.Tensor):
+            received.setdefault(name, []).append(args[0].detach().double().numpy().copy())
 
     subs = dict(module.named_modules())
     handles = []
@@ -70,42 +81,53 @@ def _hooked(module, names, into):
         if sub is None or not isinstance(sub, torch.nn.Module):
             raise FrameworkError(f"no module for node '{name}' in the imported network")
         handles.append(sub.register_forward_hook(
-            lambda m, args, out, name=name: into.setdefault(name, []).append(
-                _first(out).detach().double().numpy().copy())))
+            lambda m, args, out, name=name: hook(m, args, out, name)))
     return handles
+
+
+def _step_input(x, encoded, b, t):
+    """Sample ``b``'s input at 0-based step ``t`` as a float32 (1, *input_shape) array."""
+    source = x[b:b + 1] if encoded is None else encoded[t, b:b + 1]
+    return np.ascontiguousarray(source, dtype=np.float32)
+
+
+def _per_step(values, steps):
+    """Hook captures (one array per call) as (steps, n), or an empty (0, 0) when absent."""
+    return np.stack([v.reshape(-1) for v in values]) if values else np.zeros((0, 0))
 
 
 def _stepwise(build: Callable, call: Callable):
     """A runner that builds the module per sample and calls it once per step."""
-    def run(graph, x, steps, dt):
+    def run(graph, x, steps, dt, encoded=None):
         import torch
 
         names = spiking_nodes(graph)
-        spikes, outputs = {n: [] for n in names}, []
+        spikes, received, outputs = {n: [] for n in names}, {n: [] for n in names}, []
         for b in range(x.shape[0]):
             module = build(graph, dt, steps)
             into: dict = {}
-            handles = _hooked(module, names, into)
+            got: dict = {}
+            handles = _hooked(module, names, into, got)
             state, outs = None, []
-            xb = torch.from_numpy(np.ascontiguousarray(x[b:b + 1], dtype=np.float32))
             with torch.no_grad():
-                for _ in range(steps):
+                for t in range(steps):
+                    xb = torch.from_numpy(_step_input(x, encoded, b, t))
                     out, state = call(module, xb, state)
                     outs.append(_first(out).detach().double().numpy().reshape(-1).copy())
             for h in handles:
                 h.remove()
             for n in names:
-                spikes[n].append(np.stack([v.reshape(-1) for v in into.get(n, [])])
-                                 if into.get(n) else np.zeros((0, 0)))
+                spikes[n].append(_per_step(into.get(n), steps))
+                received[n].append(_per_step(got.get(n), steps))
             outputs.append(np.stack(outs))
-        return _collect(graph, names, spikes, outputs, steps)
+        return _collect(graph, names, spikes, outputs, steps, received)
     return run
 
 
-def _collect(graph, names, spikes, outputs, steps):
+def _collect(graph, names, spikes, outputs, steps, received=None):
     out_shape = next(tuple(int(s) for s in np.asarray(n.output_type["output"]))
                      for n in graph.nodes.values() if type(n).__name__ == "Output")
-    result, top = {}, {}
+    result, top, inputs = {}, {}, {}
     for n in names:
         shape = tuple(int(s) for s in np.asarray(graph.nodes[n].output_type["output"]))
         per_sample = []
@@ -118,8 +140,11 @@ def _collect(graph, names, spikes, outputs, steps):
         values = np.stack(per_sample, axis=1)
         result[n] = values > 0
         top[n] = float(values.max(initial=0.0))
+        got = (received or {}).get(n, [])
+        if got and all(r.shape == (steps, int(np.prod(shape))) for r in got):
+            inputs[n] = np.stack([r.reshape((steps,) + shape) for r in got], axis=1)
     output = np.stack(outputs, axis=1).reshape((steps, len(outputs)) + out_shape)
-    return FrameworkRun(result, output, top)
+    return FrameworkRun(result, output, top, inputs)
 
 
 # ---- the frameworks ---------------------------------------------------------------------
@@ -146,18 +171,20 @@ def _rockpool_build(graph, dt, steps):
     return from_nir(_copy(graph))
 
 
-def _sinabs_run(graph, x, steps, dt):
+def _sinabs_run(graph, x, steps, dt, encoded=None):
     """Sinabs' squeeze layers take (batch·time, ...): all steps of a sample in one call."""
     import torch
     from sinabs import from_nir
 
     names = spiking_nodes(graph)
-    spikes, outputs = {n: [] for n in names}, []
+    spikes, received, outputs = {n: [] for n in names}, {n: [] for n in names}, []
     for b in range(x.shape[0]):
         module = from_nir(_copy(graph), batch_size=1, num_timesteps=steps)
         into: dict = {}
-        handles = _hooked(module, names, into)
-        xb = torch.from_numpy(np.repeat(np.asarray(x[b:b + 1], np.float32), steps, axis=0))
+        got: dict = {}
+        handles = _hooked(module, names, into, got)
+        xb = torch.from_numpy(np.concatenate([_step_input(x, encoded, b, t)
+                                              for t in range(steps)]))
         with torch.no_grad():
             out = _first(module(xb))
         for h in handles:
@@ -165,8 +192,9 @@ def _sinabs_run(graph, x, steps, dt):
         for n in names:
             v = into.get(n, [])
             spikes[n].append(v[0].reshape(steps, -1) if v else np.zeros((0, 0)))
+            received[n].append(got[n][0].reshape(steps, -1) if got.get(n) else np.zeros((0, 0)))
         outputs.append(out.detach().double().numpy().reshape(steps, -1))
-    return _collect(graph, names, spikes, outputs, steps)
+    return _collect(graph, names, spikes, outputs, steps, received)
 
 
 def _copy(graph):
@@ -196,22 +224,30 @@ FRAMEWORKS = {
 }
 
 
-def run_framework(key: str, graph, x, steps: int, dt: float) -> FrameworkRun:
-    """Run ``graph`` in framework ``key`` on ``x`` (B, *input_shape) for ``steps`` steps.
+def run_framework(key: str, graph, x, steps: int, dt: float, encoded=None) -> FrameworkRun:
+    """Run ``graph`` in framework ``key`` on ``x`` (B, *input_shape) for ``steps`` steps, or,
+    given ``encoded`` (steps, B, *input_shape), on ``encoded[t - 1]`` at step ``t`` (the
+    convention of :meth:`refsnn.sim.simulator.Simulator.run`).
 
     Raises
     ------
     FrameworkError
         When the framework is missing, or its import or run of the graph raises.
+    OptionError
+        When ``encoded`` does not hold ``steps`` steps of ``x``'s batch.
     """
     fw = FRAMEWORKS[key]
+    if encoded is not None and np.shape(encoded)[:2] != (steps, np.shape(x)[0]):
+        raise OptionError(f"encoded: expected shape ({steps}, {np.shape(x)[0]}, ...) "
+                         f"(steps, batch, input), found {np.shape(encoded)}")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             import contextlib
             import io
             with contextlib.redirect_stdout(io.StringIO()):  # readers print warnings
-                return fw.run(graph, np.asarray(x), steps, dt)
+                return fw.run(graph, np.asarray(x), steps, dt,
+                              None if encoded is None else np.asarray(encoded))
     except FrameworkError:
         raise
     except Exception as e:  # the framework's own failure is the finding
@@ -231,22 +267,34 @@ def framework_trace(graph, run: FrameworkRun, producer: str, x):
     return Trace(steps, layers, {"producer": producer}, np.asarray(x))
 
 
-def reference_trace(graph, x, steps: int, dt: float, dtype=np.float32):
+def reference_trace(graph, x, steps: int, dt: float, dtype=np.float32, encoded=None,
+                    discretisation=None):
     """refsnn's trace of ``graph`` (float32 unless told) and its output per step,
-    (T, B, *output_shape)."""
+    (T, B, *output_shape); ``discretisation`` as :func:`refsnn.nir.reader.from_nir`'s.
+
+    Given ``encoded`` (steps, B, *input_shape), the input node takes ``encoded[t - 1]`` at
+    step ``t`` (refsnn's sequence input, ``Simulator.run(..., sequence=True)``); the trace
+    then holds ``encoded`` and no ``inputs``."""
     from refsnn.nir.reader import from_nir
     from refsnn.oracle.trace import record_trace
     from refsnn.sim.simulator import Simulator
 
-    net = from_nir(graph, dt=dt, dtype=dtype)
-    sim = Simulator(net, "numpy")
-    trace = record_trace(sim, np.asarray(x, dtype), steps, attrs={"producer": "refsnn"})
-    return trace, output_per_step(sim, np.asarray(x, dtype), steps)
+    sim = Simulator(from_nir(graph, dt=dt, dtype=dtype, discretisation=discretisation),
+                    "numpy")
+    if encoded is not None:
+        # refsnn's sequences are (B, T, *input_shape)
+        x = np.ascontiguousarray(np.swapaxes(np.asarray(encoded, dtype), 0, 1))
+    else:
+        x = np.asarray(x, dtype)
+    sequence = encoded is not None
+    trace = record_trace(sim, x, steps, attrs={"producer": "refsnn"}, sequence=sequence)
+    return trace, output_per_step(sim, x, steps, sequence)
 
 
-def output_per_step(sim, x, steps):
-    """The output node's value at each step, (T, B, *output_shape)."""
-    run = sim.run(x, list(range(1, steps + 1)))
+def output_per_step(sim, x, steps, sequence=False):
+    """The output node's value at each step, (T, B, *output_shape); ``sequence`` as
+    :meth:`~refsnn.sim.simulator.Simulator.run`'s."""
+    run = sim.run(x, list(range(1, steps + 1)), **({"sequence": True} if sequence else {}))
     means = np.stack([run.readout[t] for t in range(1, steps + 1)])
     sums = means * np.arange(1, steps + 1).reshape((-1,) + (1,) * (means.ndim - 1))
     return np.diff(np.concatenate([np.zeros_like(sums[:1]), sums]), axis=0)
