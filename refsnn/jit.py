@@ -70,9 +70,9 @@ if _features is not None:
     config.reload_config()
 
 #: Bytes of one vector register the kernels are compiled for: 64 where refsnn allowed 512-bit
-#: vectors above (16 float32 lanes, 32 registers), else 32 (AVX2: 8 lanes, 16 registers).
-#: Register tiles are sized from it so they fit the register file on either
-#: (:mod:`refsnn.synapses.dense`).
+#: vectors above (16 float32 lanes, 32 registers), else 32 (AVX2: 8 lanes, 16 registers). The
+#: benchmark report names it; the register tiles of :mod:`refsnn.synapses.dense` are sized to
+#: fit AVX2's 16 registers and so fit either.
 VECTOR_BYTES = 64 if _features is not None else 32
 
 _COMMON = dict(nopython=True, cache=True, fastmath=False, nogil=True)
