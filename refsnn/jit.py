@@ -71,8 +71,9 @@ if _features is not None:
 
 #: Bytes of one vector register the kernels are compiled for: 64 where refsnn allowed 512-bit
 #: vectors above (16 float32 lanes, 32 registers), else 32 (AVX2: 8 lanes, 16 registers). The
-#: benchmark report names it; the register tiles of :mod:`refsnn.synapses.dense` are sized to
-#: fit AVX2's 16 registers and so fit either.
+#: benchmark report names it. The register tiles of :mod:`refsnn.synapses.dense` were sized
+#: on AVX2; at 512 bits the same tile takes a quarter of the register file (8 of 32 float32
+#: vectors, 16 float64), so it fits on both.
 VECTOR_BYTES = 64 if _features is not None else 32
 
 _COMMON = dict(nopython=True, cache=True, fastmath=False, nogil=True)
