@@ -72,8 +72,8 @@ if _features is not None:
 #: Bytes of one vector register the kernels are compiled for: 64 where refsnn allowed 512-bit
 #: vectors above (16 float32 lanes, 32 registers), else 32 (AVX2: 8 lanes, 16 registers). The
 #: benchmark report names it. The register tiles of :mod:`refsnn.synapses.dense` were sized
-#: on AVX2; at 512 bits the same tile takes a quarter of the register file (8 of 32 float32
-#: vectors, 16 float64), so it fits on both.
+#: on AVX2; at 512 bits the same tile takes 8 of the 32 vector registers in float32 and 16 in
+#: float64, so it fits on both.
 VECTOR_BYTES = 64 if _features is not None else 32
 
 _COMMON = dict(nopython=True, cache=True, fastmath=False, nogil=True)
