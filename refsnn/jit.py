@@ -73,7 +73,7 @@ if _features is not None:
 #: vectors above (16 float32 lanes, 32 registers), else 32 (AVX2: 8 lanes, 16 registers). The
 #: benchmark report names it. The register tiles of :mod:`refsnn.synapses.dense` were sized
 #: on AVX2; at 512 bits the same tile takes 8 of the 32 vector registers in float32 and 16 in
-#: float64, so it fits on both.
+#: float64 (on AVX2 it was measured, not derived).
 VECTOR_BYTES = 64 if _features is not None else 32
 
 _COMMON = dict(nopython=True, cache=True, fastmath=False, nogil=True)
