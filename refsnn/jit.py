@@ -73,8 +73,10 @@ if _features is not None:
 #: vectors above (16 float32 lanes, 32 registers), else 32 (AVX2: 8 lanes, 16 registers). The
 #: benchmark report names it. The register tiles of :mod:`refsnn.synapses.dense` were sized
 #: on AVX2; at 512 bits the same tile takes 8 of the 32 vector registers in float32 and 16 in
-#: float64 (on AVX2 it was measured, not derived).
-VECTOR_BYTES = 64 if _features is not None else 32
+#: float64 (on AVX2 it was measured, not derived). Read from the features Numba compiles for,
+#: so a child process that inherited them from a refsnn parent says the same.
+_in_use = (config.CPU_FEATURES or "").split(",")
+VECTOR_BYTES = 64 if "+avx512f" in _in_use and "-prefer-256-bit" in _in_use else 32
 
 _COMMON = dict(nopython=True, cache=True, fastmath=False, nogil=True)
 

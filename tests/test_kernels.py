@@ -383,6 +383,8 @@ def test_vector_width_policy():
     features, width = _width_probe()
     if "+avx512f" in host.split(","):
         assert features == host + ",-prefer-256-bit" and width == 64
+        # a child process inheriting the parent's choice keeps it, and knows its width
+        assert _width_probe(NUMBA_CPU_FEATURES=features) == (features, 64)
     else:
         assert features == "(unset)" and width == 32
     assert _width_probe(NUMBA_CPU_FEATURES="+sse2") == ("+sse2", 32)
