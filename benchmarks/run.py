@@ -622,13 +622,22 @@ def versions():
 
 
 def cpu_model():
+    """The CPU's name, with what Numba compiles refsnn's kernels for: LLVM's name for the CPU
+    (a model name like "Intel(R) Xeon(R) Processor" does not say which generation) and the
+    vector width (:data:`refsnn.jit.VECTOR_BYTES`), which decide how fast the kernels run."""
+    import llvmlite.binding
+    from numba.core import config
+    from refsnn.jit import VECTOR_BYTES
+    name = platform.processor() or "unknown"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+                name = line.split(":", 1)[1].strip()
+                break
     except OSError:
         pass
-    return platform.processor() or "unknown"
+    llvm = config.CPU_NAME or llvmlite.binding.get_host_cpu_name()
+    return f"{name} (LLVM `{llvm}`, kernels compiled for {VECTOR_BYTES * 8}-bit vectors)"
 
 
 def blas_threads():

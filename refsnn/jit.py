@@ -30,11 +30,53 @@ if "OMP_WAIT_POLICY" not in os.environ:
 import numba  # noqa: E402  (after the environment default above)
 
 import numpy as np  # noqa: E402
-from numba.core import cgutils, types  # noqa: E402
+from numba.core import cgutils, codegen, config, types  # noqa: E402
 from numba.extending import intrinsic, overload  # noqa: E402
 
 __all__ = ["serial", "inline", "parallel", "prange", "register_block", "SERIAL_BELOW",
-           "MACS_PER_OP", "macs"]
+           "MACS_PER_OP", "macs", "VECTOR_BYTES"]
+
+
+def _full_width_features():
+    """The host's LLVM feature string with 512-bit vectors allowed, or None to leave Numba's
+    own choice (no AVX-512 on this CPU, or the user chose ``NUMBA_CPU_NAME`` /
+    ``NUMBA_CPU_FEATURES``).
+
+    On AVX-512 CPUs LLVM's tuning for Intel server cores says "prefer 256-bit vectors" (to
+    spare the clock drops of early AVX-512 parts), so Numba's loops were vectorised at 8
+    float32 lanes where the registers hold 16. Measured on a 2-core Intel Xeon (Emerald
+    Rapids), VGG layers at batch 32, float32, ms per call, 256-bit vs 512-bit: dense conv
+    64->128 on 16x16 23.8 / 10.1, event-driven conv 64->64 on 32x32 24.7 / 17.3. The bits
+    cannot change: without fastmath LLVM neither reorders a sum nor fuses a multiply-add
+    (kernels vectorise across independent outputs), so a wider vector holds more outputs,
+    each computed as before; the kernel tests check this against the NumPy twins. On CPUs
+    without AVX-512 (AVX2 at most: the AMD EPYC machines) nothing is changed.
+    """
+    if config.CPU_NAME is not None or config.CPU_FEATURES is not None:
+        return None
+    features = codegen.get_host_cpu_features()  # honours NUMBA_ENABLE_AVX=0
+    if "+avx512f" not in features.split(","):
+        return None
+    return features + ",-prefer-256-bit"
+
+
+# Numba builds its target machine at the first compilation (after this module's import), from
+# its config, which it reloads from the environment; a user's own choice is left alone, and so
+# is a process that compiled Numba code before importing refsnn (speed only, never a result).
+# Numba's cache keys include the feature string, so code compiled either way is never mixed.
+_features = _full_width_features()
+if _features is not None:
+    os.environ["NUMBA_CPU_FEATURES"] = _features
+    config.reload_config()
+
+#: Bytes of one vector register the kernels are compiled for: 64 where refsnn allowed 512-bit
+#: vectors above (16 float32 lanes, 32 registers), else 32 (AVX2: 8 lanes, 16 registers). The
+#: benchmark report names it. The register tiles of :mod:`refsnn.synapses.dense` were sized
+#: on AVX2; at 512 bits the same tile takes 8 of the 32 vector registers in float32 and 16 in
+#: float64 (on AVX2 it was measured, not derived). Read from the features Numba compiles for,
+#: so a child process that inherited them from a refsnn parent says the same.
+_in_use = (config.CPU_FEATURES or "").split(",")
+VECTOR_BYTES = 64 if "+avx512f" in _in_use and "-prefer-256-bit" in _in_use else 32
 
 _COMMON = dict(nopython=True, cache=True, fastmath=False, nogil=True)
 

@@ -3,6 +3,11 @@ and the NumPy twins agree with the plain ANN operators to within rounding."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
+import llvmlite.binding as llvm
 import numba
 import numpy as np
 import pytest
@@ -355,3 +360,31 @@ def test_count_block(seed, density, k, b, shape, sign, dtype, threads):
     same(count_block_numba(values, sign, counts), totals)
     same(counts, counts_ref)
     same(totals, np.array([int((v * sign > 0).sum()) for v in values]))
+
+
+_WIDTH_PROBE = ("import os, refsnn.jit as j; "
+                "print(os.environ.get('NUMBA_CPU_FEATURES', '(unset)')); print(j.VECTOR_BYTES)")
+
+
+def _width_probe(**env):
+    clean = {k: v for k, v in os.environ.items()
+             if k not in ("NUMBA_CPU_FEATURES", "NUMBA_CPU_NAME")}
+    done = subprocess.run([sys.executable, "-c", _WIDTH_PROBE], env={**clean, **env},
+                          capture_output=True, text=True, timeout=120, check=True)
+    features, width = done.stdout.split()
+    return features, int(width)
+
+
+def test_vector_width_policy():
+    """refsnn.jit allows 512-bit vectors exactly on AVX-512 CPUs, and leaves a user's own
+    NUMBA_CPU_FEATURES alone (the kernels above then run at the width they get: the kernel
+    tests check the bits on AVX-512 machines at 512 bits and on AVX2 ones at 256)."""
+    host = llvm.get_host_cpu_features().flatten()
+    features, width = _width_probe()
+    if "+avx512f" in host.split(","):
+        assert features == host + ",-prefer-256-bit" and width == 64
+        # a child process inheriting the parent's choice keeps it, and knows its width
+        assert _width_probe(NUMBA_CPU_FEATURES=features) == (features, 64)
+    else:
+        assert features == "(unset)" and width == 32
+    assert _width_probe(NUMBA_CPU_FEATURES="+sse2") == ("+sse2", 32)
