@@ -22,7 +22,7 @@ def convert_with_flags(graph, args, calibration_path):
     -------
     SpikingNetwork
     """
-    from refsnn.conversion import convert
+    from refsnn.conversion import convert, takes_progress
     from refsnn.data import load_data
 
     method = args.method or "if"
@@ -35,7 +35,25 @@ def convert_with_flags(graph, args, calibration_path):
     check_calibration(method, calibration_path is not None, "--calibration")
     xc, _ = load_data(calibration_path, args.calibration_split or "train", graph.input_shape,
                       args.calibration_limit)
-    return convert(graph, method, xc, **kwargs)
+    progress = CalibrationProgress() if takes_progress(method) else None
+    return convert(graph, method, xc, progress=progress, **kwargs)
+
+
+class CalibrationProgress:
+    """Prints calibration progress to stderr: about every tenth of a pass, and its end."""
+
+    def __init__(self, stream=None):
+        self.stream, self.shown = stream, (-1, -1)
+
+    def __call__(self, index: int, done: int, total: int) -> None:
+        import sys
+
+        tenth = 10 * done // max(total, 1)
+        if (index, tenth) == self.shown:
+            return
+        self.shown = (index, tenth)
+        print(f"calibrating: pass {index + 1}, {done}/{total} samples",
+              file=self.stream or sys.stderr, flush=True)
 
 
 #: What :func:`network` reads (:data:`refsnn.files.READERS`).
