@@ -31,6 +31,8 @@ from typing import Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 
+from refsnn import ann
+
 #: Values held at once by the selection, over all layers and channels (plus one chunk of
 #: activations): 128 MB at float64.
 BUDGET = 1 << 24
@@ -190,6 +192,7 @@ class StreamedPercentiles:
                 done += resolved
                 queries += refined
             index += 1
+        self.passes_run = index
         return self._results(done, meta)
 
     # -- setup -----------------------------------------------------------------------------
@@ -366,16 +369,14 @@ def streamed_percentile(chunks: Callable[[], Iterable[np.ndarray]], samples: int
 
 
 def forward_passes(graph, x: np.ndarray, names, progress: Progress | None = None,
-                   chunk: int = CHUNK, outputs: list | None = None):
+                   chunk: int | None = None, outputs: list | None = None):
     """``passes(index)`` for :class:`StreamedPercentiles`: the reference forward
     (:func:`refsnn.ann.forward`) of ``graph`` over chunks of ``x``, keeping the nodes ``names``.
 
     ``progress`` (if given) is called after each chunk; the first pass appends each chunk's
-    graph output to ``outputs`` (if given).
+    graph output to ``outputs`` (if given). ``chunk`` defaults to :data:`CHUNK`.
     """
-    from refsnn import ann
-
-    bounds = chunk_bounds(x.shape[0], chunk)
+    bounds = chunk_bounds(x.shape[0], CHUNK if chunk is None else chunk)
 
     def passes(index: int) -> Iterator[dict]:
         for start, stop in bounds:
