@@ -8,7 +8,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import refsnn
-from refsnn import ann
+from refsnn import ann, ann_fast
+from refsnn.model.graph import Node
 from refsnn.cli.main import main
 from refsnn.conversion import calibrate
 from refsnn.conversion.bnfold import fold_batchnorm
@@ -62,7 +63,7 @@ def cases(draw):
     return a, draw(PERCENTILES), sizes, budget
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(cases())
 def test_streamed_percentile_is_numpys_bit_for_bit(case):
     # per layer and per channel, any chunking, any budget (1 forces histogram passes down to
@@ -202,3 +203,52 @@ def test_halfway_interpolation_takes_numpys_branch(dtype):
     lower = np.minimum(pairs[:, 0], pairs[:, 1])
     upper = np.maximum(pairs[:, 0], pairs[:, 1])
     assert np.any(lower + (upper - lower) * 0.5 != got)  # the case is exercised
+
+
+@st.composite
+def conv_cases(draw):
+    dtype = draw(st.sampled_from([np.float64, np.float32]))
+    groups = draw(st.sampled_from([1, 1, 2, 3]))
+    cg, og = draw(st.integers(1, 9)), draw(st.integers(1, 12))  # both kernel variants
+    kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    padding = (draw(st.integers(0, 2)), draw(st.integers(0, 2)))
+    seed = draw(st.integers(0, 2 ** 31))
+    rng = np.random.default_rng(seed)
+    h, w = draw(st.integers(kh, 10)), draw(st.integers(kw, 10))
+    node = Node("c", "conv2d", ["input"], {"groups": groups, "stride": stride,
+                                           "padding": padding},
+                {"weight": rng.standard_normal((og * groups, cg, kh, kw)).astype(dtype),
+                 "bias": rng.standard_normal(og * groups).astype(dtype)})
+    x = rng.standard_normal((draw(st.integers(1, 5)), cg * groups, h, w)).astype(dtype)
+    if draw(st.booleans()):
+        x = np.maximum(x, 0)  # zeros: partial sums of +-0
+    return node, x
+
+
+@settings(max_examples=100, deadline=None)
+@given(conv_cases(), st.sampled_from([1, 2]))
+def test_compiled_conv_is_the_reference_bit_for_bit(case, threads):
+    # the compiled convolution makes the reference's additions in its order: tolerance 0
+    import numba
+
+    node, x = case
+    before = numba.get_num_threads()
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        got = ann_fast.conv2d(node, x)
+    finally:
+        numba.set_num_threads(before)
+    expected = ann.FORWARD["conv2d"](node, x)
+    assert got.dtype == expected.dtype and got.shape == expected.shape
+    assert np.array_equal(got.view(np.uint8), expected.view(np.uint8))
+
+
+@pytest.mark.parametrize("model", ["cnn", "resnet", "convnext", "mnist_lenet", "mnist_resnet"])
+def test_compiled_forward_is_the_reference_on_the_shipped_models(model):
+    graph = refsnn.load_model(MODELS / f"{model}.h5")
+    x = np.random.default_rng(6).random((3,) + tuple(graph.input_shape))
+    _, expected = ann.forward(graph, x, all_nodes=True)
+    _, got = ann.forward(graph, x, all_nodes=True, forward_ops=ann_fast.FORWARD_OPS)
+    for name, value in expected.items():
+        assert np.array_equal(got[name].view(np.uint8), value.view(np.uint8)), name

@@ -32,6 +32,7 @@ from typing import Callable, Iterable, Iterator, Mapping
 import numpy as np
 
 from refsnn import ann
+from refsnn.ann_fast import FORWARD_OPS
 
 #: Values held at once by the selection, over all layers and channels (plus one chunk of
 #: activations): 128 MB at float64.
@@ -371,7 +372,8 @@ def streamed_percentile(chunks: Callable[[], Iterable[np.ndarray]], samples: int
 def forward_passes(graph, x: np.ndarray, names, progress: Progress | None = None,
                    chunk: int | None = None, outputs: list | None = None):
     """``passes(index)`` for :class:`StreamedPercentiles`: the reference forward
-    (:func:`refsnn.ann.forward`) of ``graph`` over chunks of ``x``, keeping the nodes ``names``.
+    (:func:`refsnn.ann.forward`) of ``graph`` over chunks of ``x``, keeping the nodes ``names``;
+    its convolutions compiled (:mod:`refsnn.ann_fast`, the reference's results bit for bit).
 
     ``progress`` (if given) is called after each chunk; the first pass appends each chunk's
     graph output to ``outputs`` (if given). ``chunk`` defaults to :data:`CHUNK`.
@@ -380,7 +382,8 @@ def forward_passes(graph, x: np.ndarray, names, progress: Progress | None = None
 
     def passes(index: int) -> Iterator[dict]:
         for start, stop in bounds:
-            out, acts = ann.forward(graph, x[start:stop], all_nodes=True)
+            out, acts = ann.forward(graph, x[start:stop], all_nodes=True,
+                                    forward_ops=FORWARD_OPS)
             if index == 0 and outputs is not None:
                 outputs.append(out)
             yield {name: acts[name] for name in names}
