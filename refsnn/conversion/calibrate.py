@@ -199,7 +199,7 @@ class StreamedPercentiles:
     # -- setup -----------------------------------------------------------------------------
 
     def _learn(self, chunk, meta, queries) -> bool:
-        """From the first chunk: dtypes, sizes, ranks and interpolation weights."""
+        """From the first chunk: dtypes, group sizes and the ranks each group needs."""
         for name, act in chunk.items():
             if act.dtype.kind != "f":
                 raise TypeError(f"node '{name}': activations must be float, not {act.dtype}")
