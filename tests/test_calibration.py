@@ -184,12 +184,16 @@ def test_progress_is_reported_and_quiet_by_default(capsys):
         refsnn.convert(graph, "signgd", xc, progress=print)
 
 
-def test_cli_prints_calibration_progress(capsys, tmp_path):
-    code = main(["convert", str(MODELS / "mlp.h5"), "--calibration", str(DIGITS),
-                 "-o", str(tmp_path / "n.h5")])
+def test_cli_shows_calibration_progress_on_a_terminal_only(capsys, monkeypatch, tmp_path):
+    import sys
+
+    args = ["convert", str(MODELS / "mlp.h5"), "--calibration", str(DIGITS)]
+    assert main([*args, "-o", str(tmp_path / "a.h5")]) == 0
+    assert "calibrating" not in capsys.readouterr().err  # a pipe: quiet (one-line errors)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert main([*args, "-o", str(tmp_path / "b.h5")]) == 0
     err = capsys.readouterr().err
-    assert code == 0
-    assert "calibrating: pass 1, 1347/1347 samples" in err
+    assert "calibrating, pass 1 [" in err and "1347/1347" in err and err.endswith("\n")
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

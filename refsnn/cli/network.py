@@ -22,6 +22,8 @@ def convert_with_flags(graph, args, calibration_path):
     -------
     SpikingNetwork
     """
+    import sys
+
     from refsnn.conversion import convert, takes_progress
     from refsnn.data import load_data
 
@@ -35,25 +37,38 @@ def convert_with_flags(graph, args, calibration_path):
     check_calibration(method, calibration_path is not None, "--calibration")
     xc, _ = load_data(calibration_path, args.calibration_split or "train", graph.input_shape,
                       args.calibration_limit)
-    progress = CalibrationProgress() if takes_progress(method) else None
+    progress = CalibrationProgress(sys.stderr.isatty()) if takes_progress(method) else None
     return convert(graph, method, xc, progress=progress, **kwargs)
 
 
 class CalibrationProgress:
-    """Prints calibration progress to stderr: about every tenth of a pass, and its end."""
+    """Calibration progress on stderr: one :class:`~refsnn.cli.progress.ProgressBar` per
+    pass over the calibration data, shown only on a terminal (as the simulation's).
 
-    def __init__(self, stream=None):
-        self.stream, self.shown = stream, (-1, -1)
+    Parameters
+    ----------
+    enabled : bool
+        When false every call does nothing (pipes, CI logs, one-line errors).
+    """
+
+    def __init__(self, enabled: bool):
+        self.enabled, self.bar, self.index = enabled, None, None
 
     def __call__(self, index: int, done: int, total: int) -> None:
-        import sys
+        from refsnn.cli.progress import ProgressBar
 
-        tenth = 10 * done // max(total, 1)
-        if (index, tenth) == self.shown:
-            return
-        self.shown = (index, tenth)
-        print(f"calibrating: pass {index + 1}, {done}/{total} samples",
-              file=self.stream or sys.stderr, flush=True)
+        if index != self.index:
+            self.close()
+            self.bar, self.index = ProgressBar(f"calibrating, pass {index + 1}",
+                                               self.enabled), index
+        self.bar.update(done, total)
+        if done == total:
+            self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 #: What :func:`network` reads (:data:`refsnn.files.READERS`).
