@@ -24,7 +24,9 @@ def convert_with_flags(graph, args, calibration_path):
     -------
     SpikingNetwork
     """
-    from refsnn.conversion import convert
+    import sys
+
+    from refsnn.conversion import convert, takes_progress
     from refsnn.data import load_data
 
     method = args.method or "if"
@@ -37,7 +39,38 @@ def convert_with_flags(graph, args, calibration_path):
     check_calibration(method, calibration_path is not None, "--calibration")
     xc, _ = load_data(calibration_path, args.calibration_split or "train", graph.input_shape,
                       args.calibration_limit)
-    return convert(graph, method, xc, **kwargs)
+    progress = CalibrationProgress(sys.stderr.isatty()) if takes_progress(method) else None
+    return convert(graph, method, xc, progress=progress, **kwargs)
+
+
+class CalibrationProgress:
+    """Calibration progress on stderr: one :class:`~refsnn.cli.progress.ProgressBar` per
+    pass over the calibration data, shown only on a terminal (as the simulation's).
+
+    Parameters
+    ----------
+    enabled : bool
+        When false every call does nothing (pipes, CI logs, one-line errors).
+    """
+
+    def __init__(self, enabled: bool):
+        self.enabled, self.bar, self.index = enabled, None, None
+
+    def __call__(self, index: int, done: int, total: int) -> None:
+        from refsnn.cli.progress import ProgressBar
+
+        if index != self.index:
+            self.close()
+            self.bar, self.index = ProgressBar(f"calibrating, pass {index + 1}",
+                                               self.enabled), index
+        self.bar.update(done, total)
+        if done == total:
+            self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 #: What :func:`network` reads (:data:`refsnn.files.READERS`).

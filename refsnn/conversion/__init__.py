@@ -9,6 +9,7 @@ from refsnn.conversion.bsnn import convert_bsnn
 from refsnn.conversion.if_ import convert_if
 from refsnn.conversion.noise import convert_noise
 from refsnn.conversion.signgd import convert_signgd
+from refsnn.errors import OptionError
 from refsnn.options import ALL, OPTIONS, check_calibration, resolve
 
 #: Method name (:data:`refsnn.options.ALL`, the one list of names) -> converter. Every converter
@@ -29,7 +30,12 @@ def defaults(method: str) -> dict:
     return {o.key: params[o.key].default for o in OPTIONS if method in o.methods}
 
 
-def convert(graph, method: str = "if", calibration=None, **options):
+def takes_progress(method: str) -> bool:
+    """Whether ``method``'s converter reports calibration progress (a ``progress`` keyword)."""
+    return "progress" in inspect.signature(METHODS[method]).parameters
+
+
+def convert(graph, method: str = "if", calibration=None, progress=None, **options):
     """Convert an ANN into a spiking network with one of :data:`METHODS`.
 
     The same options, defaults and checks as ``refsnn convert`` (:mod:`refsnn.options`): an
@@ -43,6 +49,9 @@ def convert(graph, method: str = "if", calibration=None, **options):
     calibration : ndarray, shape (N, *graph.input_shape)
         Inputs whose ANN activations set the thresholds or scales; required by every method
         but ``noise``, whose thresholds are the model's (it is refused there).
+    progress : callable, optional
+        ``progress(pass_index, samples_done, samples_total)`` while calibrating, for the
+        methods that stream their calibration (:func:`takes_progress`); refused by the others.
     **options
         The method's options, named as the converters' keywords (the command-line flags
         with ``_`` for ``-``): e.g. ``percentile=99.9``, ``per_channel=True``,
@@ -76,8 +85,14 @@ def convert(graph, method: str = "if", calibration=None, **options):
     """
     kwargs = resolve(method, options)
     check_calibration(method, calibration is not None)
+    if progress is not None:
+        if not takes_progress(method):
+            raise OptionError(f"progress: method {method!r} does not report calibration "
+                              f"progress (methods that do: "
+                              f"{', '.join(m for m in METHODS if takes_progress(m))})")
+        kwargs["progress"] = progress
     return METHODS[method](graph, calibration, **kwargs)
 
 
 __all__ = ["METHODS", "convert", "convert_bsnn", "convert_if", "convert_noise",
-           "convert_signgd", "defaults"]
+           "convert_signgd", "defaults", "takes_progress"]

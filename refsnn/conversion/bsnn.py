@@ -49,6 +49,7 @@ def convert_bsnn(
     sync: bool = True,
     encoding: str = "analog",
     dtype=np.float64,
+    progress=None,
 ) -> SpikingNetwork:
     """Convert a ReLU network into a pipeline of bistable neurons.
 
@@ -74,6 +75,8 @@ def convert_bsnn(
     encoding : {"analog", "poisson"}
         How the input drives the network.
     dtype : {numpy.float64, numpy.float32}
+    progress : callable, optional
+        ``progress(pass_index, samples_done, samples_total)`` while calibrating (as for IF).
 
     Raises
     ------
@@ -89,7 +92,7 @@ def convert_bsnn(
     graph, readout_before = argmax_readout(graph)
     folded, _, edit = relu_to_neurons(graph, calibration, percentile, per_channel, "bsnn",
                                       "bistable", {"period": int(period), "v_init": v_init,
-                                                   "role": "neuron"})
+                                                   "role": "neuron"}, progress)
     _, stages = assign_stages(edit, sync, int(period))
     snn_graph = edit.commit(dtype=dtype, ops=SNN_OPS)
     options = {"percentile": float(percentile), "per_channel": int(per_channel),

@@ -6,11 +6,11 @@ from types import MappingProxyType
 
 import numpy as np
 
-from refsnn import ann
 from refsnn.checks import check_batch, check_choice
 from refsnn.conversion.bnfold import fold_batchnorm
+from refsnn.conversion.calibrate import Progress, StreamedPercentiles, forward_passes
 from refsnn.conversion.l4 import ADJUSTMENTS, apply_shifts, check_adjust
-from refsnn.conversion.threshold import balance
+from refsnn.conversion.threshold import balance, check_percentile, thresholds
 from refsnn.errors import ConversionError
 from refsnn.model.graph import INPUT, Graph
 from refsnn.sim.network import SNN_OPS, SpikingNetwork
@@ -42,6 +42,7 @@ def convert_if(
     adjust: str = "none",
     adjust_steps: int | None = None,
     dtype=np.float64,
+    progress: Progress | None = None,
 ) -> SpikingNetwork:
     """Convert a ReLU network into a network of IF neurons.
 
@@ -72,6 +73,9 @@ def convert_if(
         The reference horizon ``T_ref`` of ``adjust="l4"`` (default 32); refused otherwise.
     dtype : {numpy.float64, numpy.float32}
         Precision of the converted network's parameters and of its simulation.
+    progress : callable, optional
+        ``progress(pass_index, samples_done, samples_total)`` while calibrating
+        (:mod:`refsnn.conversion.calibrate`); not an option: it changes no result.
 
     Raises
     ------
@@ -87,7 +91,7 @@ def convert_if(
     adjust_steps = check_adjust(adjust, adjust_steps, encoding)
     graph, readout_before = argmax_readout(graph)
     folded, out, edit = relu_to_neurons(graph, calibration, percentile, per_channel, "if",
-                                        "if", {"reset": reset, "v_init": v_init})
+                                        "if", {"reset": reset, "v_init": v_init}, progress)
     x = check_batch(calibration, graph.input_shape, what="calibration data")
     if readout == "count" and folded.node(folded.output).op != "relu":
         theta = balance(np.maximum(out, 0.0), percentile, per_channel)
@@ -132,11 +136,15 @@ def _check_clip(node) -> None:
 
 
 def relu_to_neurons(graph: Graph, calibration, percentile: float, per_channel: bool,
-                    method: str, neuron_op: str, neuron_attrs: dict):
+                    method: str, neuron_op: str, neuron_attrs: dict,
+                    progress: Progress | None = None):
     """The part every rate-coded method shares: check, fold BN, balance thresholds.
 
     Every ReLU becomes a ``neuron_op`` node with ``neuron_attrs`` and a per-layer (or
-    per-channel) threshold at the ``percentile`` of its calibration activations.
+    per-channel) threshold at the ``percentile`` of its calibration activations, found by
+    streamed exact selection over chunks of the calibration data
+    (:mod:`refsnn.conversion.calibrate`: the value ``np.percentile`` gives on all of them,
+    in memory that does not grow with their number); ``progress`` reports the passes.
 
     Returns
     -------
@@ -170,11 +178,18 @@ def relu_to_neurons(graph: Graph, calibration, percentile: float, per_channel: b
                         "between them moves after the pooling by itself only if all its "
                         "scales are positive)")
     x = check_batch(calibration, graph.input_shape, what="calibration data")
-    out, acts = ann.forward(folded, x, all_nodes=True)
+    check_percentile(percentile)
+    names = [node.name for node in folded.nodes if node.op in NEURON_SOURCES]
+    outputs: list = []
+    passes = forward_passes(folded, x, names, progress, outputs=outputs)
+    found = StreamedPercentiles(passes, x.shape[0], percentile,
+                                names if per_channel else ()).run()
+    out = np.concatenate(outputs)
     edit = folded.edit()
     for node in folded.nodes:
         if node.op in NEURON_SOURCES:
-            theta = balance(acts[node.name], percentile, per_channel)
+            layer, per_c, dtype = found[node.name]
+            theta = thresholds(layer, per_c, folded.shapes[node.name][0], dtype)
             if node.op == "hardtanh":
                 # clip(clip(x, 0, m), 0, theta) = clip(x, 0, theta) for theta <= m: a neuron
                 # with theta <= m represents the clipped ReLU exactly as it does a ReLU. The
