@@ -875,3 +875,17 @@ def test_bias_none_is_no_bias():
     np.testing.assert_allclose(got[0], _conv_ref(x, w, 0.0, (1, 1), (1, 1)), rtol=1e-12)
     assert np.array_equal(got[0], got[1]) and not np.signbit(got[0][1]).any()
     assert not got[0][1].any()  # the zero sample: no events, +0 plus the -0.0 of no bias
+
+
+@pytest.mark.parametrize("field, value", [("stride", (1, 2)), ("padding", (0, 3)),
+                                          ("dilation", (1, 1))])
+def test_conv1d_pair_is_one_line_not_cut_to_its_first_value(field, value):
+    """reader.py read a Conv1d's stride and padding as ``_pair(v)[0]``: ``stride=(1, 2)`` ran
+    as stride 1, its 2 silently dropped. A Conv1d has one axis: a pair is an error."""
+    kw = {"stride": 1, "padding": 0, "dilation": 1, field: value}
+    g = nir.NIRGraph.from_list(_in(1, 12), nir.Conv1d(input_shape=12, weight=np.ones((1, 1, 3)),
+                                                      bias=np.zeros(1), groups=1, **kw),
+                               _out(), type_check=False)
+    with pytest.raises(ModelFormatError, match=rf"/node/nodes/conv1d: {field}: expected one "
+                                               r"non-negative integer \(a Conv1d has one axis\)"):
+        from_nir(g)

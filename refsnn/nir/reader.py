@@ -115,6 +115,15 @@ def _finite(a, err, name, field, dtype):
     return np.ascontiguousarray(a, dtype=dtype)
 
 
+def _one(v, err, name, field):
+    """A Conv1d's stride, padding or dilation: one non-negative integer (or a sequence of one);
+    a pair would be silently cut to its first value."""
+    if np.asarray(v).size != 1:
+        raise err(name, field, "one non-negative integer (a Conv1d has one axis)",
+                  str(np.asarray(v).tolist()))
+    return _pair(v, err, name, field)[0]
+
+
 def _groups(v, err, name):
     """A convolution's ``groups``: one positive integer; a sequence of equal ones is read as
     that integer (NIR's own tests write ``groups=(1, 1)`` for a Conv2d, which has one group
@@ -163,8 +172,8 @@ def _conv1d(name, node, shape, err, dtype):
     if w.ndim != 3 or len(shape) != 2:
         raise err(name, "weight", "a (C_out, C_in/groups, k) weight on a (C, N) input",
                   f"{w.shape} on input {shape}")
-    stride = _pair(node.stride, err, name, "stride")[0]
-    if _pair(node.dilation, err, name, "dilation") != (1, 1):
+    stride = _one(node.stride, err, name, "stride")
+    if _one(node.dilation, err, name, "dilation") != 1:
         raise err.unsupported(name, "dilation", "1 (refsnn's conv2d has no dilation)",
                               str(node.dilation))
     if node.input_shape is not None and tuple(np.asarray(node.input_shape).reshape(-1)
@@ -179,7 +188,7 @@ def _conv1d(name, node, shape, err, dtype):
         else:
             raise err.unsupported(name, "padding", "'same' only with stride 1 and an odd "
                                   "kernel", pad)
-    p, k = _pair(pad, err, name, "padding")[0], w.shape[2]
+    p, k = _one(pad, err, name, "padding"), w.shape[2]
     n_out = (shape[1] + 2 * p - k) // stride + 1
     bias = _vector(node.bias, w.shape[0], err, name, "bias")
     return [dict(op="reshape", attrs={"shape": f"{shape[0]},1,{shape[1]}"}),
