@@ -115,6 +115,26 @@ def _finite(a, err, name, field, dtype):
     return np.ascontiguousarray(a, dtype=dtype)
 
 
+def _one(v, err, name, field):
+    """A Conv1d's stride, padding or dilation: one non-negative integer (or a sequence of one);
+    a pair would be silently cut to its first value."""
+    if np.asarray(v).size != 1:
+        raise err(name, field, "one non-negative integer (a Conv1d has one axis)",
+                  str(np.asarray(v).tolist()))
+    return _pair(v, err, name, field)[0]
+
+
+def _groups(v, err, name):
+    """A convolution's ``groups``: one positive integer; a sequence of equal ones is read as
+    that integer (NIR's own tests write ``groups=(1, 1)`` for a Conv2d, which has one group
+    count, not one per axis)."""
+    a = np.asarray(v).reshape(-1)
+    if a.dtype.kind not in "iuf" or a.size == 0 or np.any(a != a[0]) \
+            or not a[0] == np.round(a[0]) or a[0] < 1:
+        raise err(name, "groups", "one positive integer", str(np.asarray(v).tolist()))
+    return int(a[0])
+
+
 def _conv(name, node, shape, err, dtype):
     w = np.asarray(node.weight, np.float64)
     if w.ndim != 4 or len(shape) != 3:
@@ -138,7 +158,7 @@ def _conv(name, node, shape, err, dtype):
                                   "kernel", pad)
     return dict(op="conv2d", attrs=dict(stride=stride,
                                         padding=_pair(pad, err, name, "padding"),
-                                        groups=int(node.groups)),
+                                        groups=_groups(node.groups, err, name)),
                 params={"weight": _finite(w, err, name, "weight", dtype),
                         "bias": _finite(_vector(node.bias, w.shape[0], err, name, "bias"),
                                         err, name, "bias", dtype)})
@@ -152,8 +172,8 @@ def _conv1d(name, node, shape, err, dtype):
     if w.ndim != 3 or len(shape) != 2:
         raise err(name, "weight", "a (C_out, C_in/groups, k) weight on a (C, N) input",
                   f"{w.shape} on input {shape}")
-    stride = _pair(node.stride, err, name, "stride")[0]
-    if _pair(node.dilation, err, name, "dilation") != (1, 1):
+    stride = _one(node.stride, err, name, "stride")
+    if _one(node.dilation, err, name, "dilation") != 1:
         raise err.unsupported(name, "dilation", "1 (refsnn's conv2d has no dilation)",
                               str(node.dilation))
     if node.input_shape is not None and tuple(np.asarray(node.input_shape).reshape(-1)
@@ -168,12 +188,12 @@ def _conv1d(name, node, shape, err, dtype):
         else:
             raise err.unsupported(name, "padding", "'same' only with stride 1 and an odd "
                                   "kernel", pad)
-    p, k = _pair(pad, err, name, "padding")[0], w.shape[2]
+    p, k = _one(pad, err, name, "padding"), w.shape[2]
     n_out = (shape[1] + 2 * p - k) // stride + 1
     bias = _vector(node.bias, w.shape[0], err, name, "bias")
     return [dict(op="reshape", attrs={"shape": f"{shape[0]},1,{shape[1]}"}),
             dict(op="conv2d", attrs=dict(stride=(1, stride), padding=(0, p),
-                                         groups=int(node.groups)),
+                                         groups=_groups(node.groups, err, name)),
                  params={"weight": _finite(w[:, :, None, :], err, name, "weight", dtype),
                          "bias": _finite(bias, err, name, "bias", dtype)}),
             dict(op="reshape", attrs={"shape": f"{w.shape[0]},{max(n_out, 1)}"})]
@@ -182,7 +202,10 @@ def _conv1d(name, node, shape, err, dtype):
 def _vector(v, n, err, name, field):
     """A vector parameter of ``n`` values; NIR's (1, n) shape (a batch axis of 1) is accepted
     as (n,), a scalar is broadcast, and a boolean ``False`` (PyTorch's ``bias=False``, as in
-    nirviz's ``srnn.nir``) means no bias: ``-0.0``, which leaves every sum as it is."""
+    nirviz's ``srnn.nir``) or ``None`` (NIR's own tests build convolutions with
+    ``bias=None``) means no bias: ``-0.0``, which leaves every sum as it is."""
+    if v is None:
+        return np.full(n, -0.0)
     if np.asarray(v).dtype == bool and np.asarray(v).shape == ():
         if bool(v):
             raise err(name, field, "an array of numbers or False (no bias)", "True")
