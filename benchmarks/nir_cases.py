@@ -211,11 +211,14 @@ def cell(framework: str, case: Case, ref=None, peer=None, fw_run=None) -> Cell:
     """Run ``case`` in ``framework`` and refsnn, compare, and say what happened.
 
     ``ref``: :func:`reference` of ``case``, if already made; ``fw_run``: ``framework``'s
-    :func:`run` of ``case``, if already made. When refsnn refuses the graph
-    the cell says so, and ``peer`` (``(name, FrameworkRun)`` of another framework on the same
+    :func:`run` of ``case``, if already made. ``compare`` has refsnn's network of the
+    case, so it names another discretisation of refsnn that reproduces the run on every
+    layer (class ``discretisation``) when no replay of one layer does. When refsnn refuses
+    the graph the cell says so, and ``peer`` (``(name, FrameworkRun)`` of another framework on the same
     case) is what the run is held against instead: same spikes, or the first layer and
     step where they differ and whether that layer's input already differed."""
     from refsnn.nir.frameworks import FrameworkError, framework_trace
+    from refsnn.nir.reader import from_nir
     from refsnn.oracle.compare import compare
 
     ref = reference(case) if ref is None else ref
@@ -226,7 +229,10 @@ def cell(framework: str, case: Case, ref=None, peer=None, fw_run=None) -> Cell:
     if isinstance(ref, str):
         return _unchecked(fw_run, peer)
     ref, ref_out = ref
-    c = compare(ref, framework_trace(case.graph, fw_run, framework, case.x), rtol=1e-4)
+    # the reference's network (float32, as reference_trace's): a departure no replay of one
+    # layer explains (e.g. in a recurrent layer) is tried against its other discretisations
+    c = compare(ref, framework_trace(case.graph, fw_run, framework, case.x), rtol=1e-4,
+                network=from_nir(case.graph, dt=case.dt, dtype=np.float32))
     first = c.first_divergence
     extra = _multi(fw_run)
     err = 0.0
@@ -242,33 +248,10 @@ def cell(framework: str, case: Case, ref=None, peer=None, fw_run=None) -> Cell:
         spikes = int(sum(layer.spikes.sum() for layer in ref.layers.values()))
         return Cell("agrees" if err < 1e-3 else "diverges",
                     f"agrees spike for spike ({spikes} spikes){extra}")
-    if first.kind == "unexplained":
-        extra = _whole_network(case, fw_run) + extra
     benign = " (benign)" if first.benign else ""
     return Cell("agrees" if first.benign else "diverges",
                 f"layer {first.name}, step {first.first[0]}: {first.kind}{benign}"
                 f"{' — ' + first.detail if first.detail else ''}{extra}")
-
-
-def _whole_network(case: Case, fw_run) -> str:
-    """For a departure no replay of one layer explains (e.g. in a recurrent layer, whose input
-    depends on its own spikes): the other discretisation of refsnn whose whole run gives
-    ``fw_run``'s spikes on every layer, if one does."""
-    from refsnn.errors import RefsnnError
-    from refsnn.neurons.nir_base import DISCRETISATIONS
-    from refsnn.nir.frameworks import reference_trace
-
-    for option in (d for d in DISCRETISATIONS if d != "euler"):  # euler: the reference's
-        try:
-            other, _ = reference_trace(case.graph, case.x, case.steps, case.dt,
-                                       encoded=case.encoded, discretisation=option)
-        except RefsnnError:
-            continue
-        if all(np.array_equal(layer.spikes, fw_run.spikes.get(name))
-               for name, layer in other.layers.items()):
-            return (f" (by a replay of the layer) — refsnn with discretisation={option} "
-                    f"reproduces every layer spike for spike")
-    return ""
 
 
 def _unchecked(fw_run, peer) -> Cell:

@@ -249,7 +249,7 @@ def test_published_braille_rockpool_departs_from_norse(published, runs):
     assert "differs from Norse from layer lif1.lif, step 2 (its input equal" in c.text
     c = cell("rockpool", case, reference(case), fw_run=_run(runs, "rockpool", case))
     assert c.status == "diverges" and "unexplained" in c.text
-    assert "refsnn with discretisation" not in c.text
+    assert "discretisation=" not in c.text
 
 
 @pytest.mark.parametrize("variant", ["bias_zero", "noBias_subtract"])
@@ -276,7 +276,8 @@ def test_published_braille_through_refsnn_and_norse(published, runs, variant):
     """The recurrent Braille graphs in refsnn and Norse: Norse departs from NIR's forward Euler
     in ``lif1.lif`` at the first steps; no replay of that layer alone explains it (its input
     holds its own spikes through ``w_rec``), but refsnn with ``euler-same-step`` (the membrane
-    reads the current of the same step) gives Norse's spikes on both layers."""
+    reads the current of the same step) gives Norse's spikes on both layers: ``compare``,
+    given refsnn's network, names it (class ``discretisation``)."""
     from nir_cases import cell, reference
 
     case = _published(published, f"Braille: {variant}")
@@ -285,8 +286,9 @@ def test_published_braille_through_refsnn_and_norse(published, runs, variant):
     assert [layer.kind for layer in ref[0].layers.values()] == ["cuba_lif", "cuba_lif"]
     c = cell("norse", case, ref, fw_run=_run(runs, "norse", case))
     assert c.status == "diverges" and c.text.startswith("layer lif1.lif, step "), c.text
-    assert c.text.endswith("refsnn with discretisation=euler-same-step reproduces every "
-                           "layer spike for spike"), c.text
+    assert c.text.endswith(": discretisation — discretisation=euler-same-step: the whole "
+                           "network re-simulated with it reproduces every layer spike for "
+                           "spike"), c.text
 
 
 def test_a_constant_sequence_is_the_analog_input(by_name):

@@ -187,6 +187,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "within rtol * |target| of the target) is a rounding tie "
                         "(default 1e-5)")
     p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--model", default=None,
+                   help="the network the reference was recorded from (a NIR graph or a "
+                        "converted network): a first divergence no replay of its layer "
+                        "explains is then tried against it re-simulated under each other "
+                        "discretisation (class 'discretisation')")
+    _add_dt(p)
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("export-torch", help="export a PyTorch module to a refsnn model file "

@@ -88,7 +88,7 @@ def cmd_compare(args) -> int:
     if ref.steps != other.steps:
         raise OptionError(f"the traces have different lengths: T = {ref.steps} in "
                           f"{args.reference}, {other.steps} in {args.other}")
-    c = compare(ref, other, rtol=args.rtol)
+    c = compare(ref, other, rtol=args.rtol, network=_reference_network(args, ref))
     if args.json:
         first = c.first_divergence
         print(json.dumps({"real_divergence": c.real,
@@ -99,3 +99,26 @@ def cmd_compare(args) -> int:
     else:
         print(format_table(c))
     return 1 if c.real else 0
+
+
+def _reference_network(args, ref):
+    """``--model`` loaded as the reference ``ref`` was recorded: in its dtype, with ``--dt``
+    and ``--discretisation`` defaulting to what its layers recorded (a NIR layer's ``dt`` and
+    ``discretisation`` parameters, when all agree); None without ``--model``."""
+    from refsnn.files import file_kind, load
+
+    if args.model is None:
+        for flag in ("dt", "discretisation"):
+            if getattr(args, flag) is not None:
+                raise OptionError(f"--{flag} applies with --model only")
+        return None
+    nir = file_kind(args.model) == "nir"
+    recorded = {}
+    for key in ("dt", "discretisation"):
+        values = {layer.params[key] for layer in ref.layers.values() if key in layer.params}
+        recorded[key] = values.pop() if len(values) == 1 and nir else None
+    dtype = ref.attrs.get("dtype")
+    return load(args.model, dtype=np.dtype(dtype).type if dtype is not None else None,
+                dt=args.dt if args.dt is not None else recorded["dt"],
+                discretisation=args.discretisation or recorded["discretisation"],
+                accept=("a converted network", "a NIR graph"))

@@ -8,7 +8,11 @@ hypotheses are the layer's kind's (``Kind.hypotheses``, :mod:`refsnn.neurons.bas
 the layer's ``kind`` attribute; e.g. ``delay``, ``comparison``, ``reset``, ``rounding``,
 ``threshold`` for IF layers, :data:`refsnn.neurons.if_.HYPOTHESES`): they replay the
 reference's recorded input (current or target) through the kind's reference step with
-departures, so they need a reference trace written by refsnn. ``unexplained``: none of them.
+departures, so they need a reference trace written by refsnn. Given the reference's network,
+a first divergence none of them explains is tried last against the network re-simulated under
+each other discretisation (``discretisation``, :mod:`refsnn.oracle.rediscretise`: a recurrent
+layer's recorded input is not the other's after their first differing spike).
+``unexplained``: none of them.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import numpy as np
 
 from refsnn.neurons.base import KINDS
 from refsnn.neurons.replay import delay
+from refsnn.oracle import rediscretise
 
 #: For a layer of unknown kind (e.g. a trace written by another tool), or of a kind without
 #: hypotheses: only what needs no replay.
@@ -61,8 +66,15 @@ class Comparison:
         return first is not None and not first.benign
 
 
-def compare(ref, other, rtol: float = 1e-5) -> Comparison:
-    """Compare trace ``other`` against reference trace ``ref`` (both :class:`Trace`)."""
+def compare(ref, other, rtol: float = 1e-5, network=None) -> Comparison:
+    """Compare trace ``other`` against reference trace ``ref`` (both :class:`Trace`).
+
+    ``network``: the SpikingNetwork ``ref`` was recorded from (e.g. ``refsnn.load`` of its
+    NIR graph with the same ``dt`` and dtype), optional. A first divergence that no replay of
+    its layer explains is then tried against it under each other discretisation
+    (:func:`refsnn.oracle.rediscretise.explain`; class ``discretisation``); before that, the
+    network must reproduce ``ref`` on ``ref``'s recorded input (else OptionError).
+    """
     results, diverged = [], False
     for name, layer in ref.layers.items():
         theirs = other.layers.get(name)
@@ -91,6 +103,10 @@ def compare(ref, other, rtol: float = 1e-5) -> Comparison:
                 if ok:
                     kind, detail, benign = key, why, harmless
                     break
+            if kind == "unexplained" and network is not None:
+                rediscretise.check_reference(network, ref)
+                ok, why = rediscretise.explain(network, ref, other)
+                kind, detail = (rediscretise.ATTR, why) if ok else (kind, detail)
             diverged = True
         results.append(LayerResult(name, float(1 - diff.mean()), float(rate), first, kind,
                                    detail, kind == "same" or benign))
