@@ -295,7 +295,9 @@ def from_nir(graph, dt=None, dtype=np.float64, file: str = "<memory>", discretis
     Returns
     -------
     SpikingNetwork
-        Method ``nir``, decoder ``mean`` (the readout is the mean of the Output's value),
+        Method ``nir``, decoder ``mean`` (the readout is the mean of the Output's value;
+        several Inputs and Outputs are concatenated: :func:`_graph_input`,
+        :func:`_graph_output`),
         encoding from ``metadata["refsnn_encoding"]`` (``analog`` if absent).
     """
     from refsnn.sim.network import SNN_OPS, SpikingNetwork
