@@ -203,8 +203,8 @@ def _conv1d(name, node, shape, err, dtype):
 def _vector(v, n, err, name, field):
     """A vector parameter of ``n`` values; NIR's (1, n) shape (a batch axis of 1) is accepted
     as (n,), a scalar or a (1,) array is broadcast, and a boolean ``False`` (PyTorch's
-    ``bias=False``, as in nirviz's ``srnn.nir``) or ``None`` (NIR's own tests build convolutions with
-    ``bias=None``) means no bias: ``-0.0``, which leaves every sum as it is."""
+    ``bias=False``, as in nirviz's ``srnn.nir``) or ``None`` (NIR's own tests build
+    convolutions with ``bias=None``) means no bias: ``-0.0``, which leaves every sum as it is."""
     if v is None:
         return np.full(n, -0.0)
     if np.asarray(v).dtype == bool and np.asarray(v).shape == ():

@@ -10,8 +10,9 @@ Three rules, written in ``docs/semantics.md`` ("NIR graphs"):
   name>``), and the inner edges join the renamed nodes.
 - **Recurrent edges.** A depth-first search starts at the ``Input`` (at each of several, in
   sorted name order) and visits each node's successors in sorted name order; then, from
-  each node it did not reach, in sorted name order, likewise. An edge to a node still on the search's path (a back edge) is *recurrent*: it
-  carries its source's value of the previous step (zero at the first step). The rule depends
+  each node it did not reach, in sorted name order, likewise. An edge to a node still on the
+  search's path (a back edge) is *recurrent*: it carries its source's value of the previous
+  step (zero at the first step). The rule depends
   on the node names only, not on the order of the file's edges; every cycle has at least one
   back edge, and the other edges form an acyclic graph, run in the reverse order in which the
   search finished its nodes.
