@@ -291,11 +291,25 @@ def test_unfed_nested_inputs_are_the_inputs_only_without_a_top_level_input():
                                   + x[:, :2] * 2 * np.arange(1.0, 3.0))  # H's edge first
     graph.nodes["in"] = _inp(2)
     graph.edges.append(("in", "E"))
-    with pytest.raises(ModelFormatError, match=r"/node/nodes/[GH]\.input: edges: expected at least "
-                                               r"one input edge, found none"):
+    with pytest.raises(ModelFormatError, match=r"/node/nodes/[GH]\.input: edges: expected at "
+                                               r"least one input edge, found none"):
         from_nir(graph)
     graph.nodes.pop("E")
     graph.edges = [("in", "H")]
     with pytest.raises(ModelFormatError, match=r"/node/nodes: nodes: expected at least one "
                        r"Input and one Output node, found 1 Input and 0 Output nodes"):
         from_nir(graph)
+
+
+@pytest.mark.parametrize("first, back", [("a_in", "q__previous"), ("z_in", "p__previous")])
+def test_the_search_for_recurrent_edges_starts_at_the_inputs_in_sorted_name_order(first, back):
+    """Inputs ``first`` -> p and the other -> q, with the cycle p <-> q: the search starts at
+    the input first in name order, so the edge back into the node it feeds is the recurrent
+    one (q -> p when a_in feeds p, p -> q when the name order is turned round)."""
+    other = "z_in" if first == "a_in" else "a_in"
+    graph = nir.NIRGraph(nodes={"a_in": _inp(2), "z_in": _inp(2), "p": _scale((2,), 0.5),
+                                "q": _scale((2,), 0.25), "out": _out(2)},
+                         edges=[(first, "p"), (other, "q"), ("p", "q"), ("q", "p"),
+                                ("q", "out")], type_check=False)
+    names = {n.name for n in from_nir(graph).graph.nodes}
+    assert back in names and {"p__previous", "q__previous"} - {back} - names
