@@ -191,10 +191,11 @@ def test_every_blocker_is_named_in_one_error():
     msg = str(e.value)
     assert "\n" not in msg
     assert msg.endswith("/node/nodes: type: expected nodes refsnn simulates, found 3 "
-                        "blockers: Spiral at a (no reader); Mystery at c (no reader); 2 Input "
-                        "and 1 Output nodes (refsnn reads one of each)")
+                        "blockers: Spiral at a (no reader); Mystery at c (no reader); Input "
+                        "at in2 (no edge leaves it)")
     graph.nodes["c"] = Spiral()
-    with pytest.raises(ModelFormatError, match=r"blockers: Spiral at a, c \(no reader\); 2"):
+    with pytest.raises(ModelFormatError, match=r"blockers: Spiral at a, c \(no reader\); Input "
+                                               r"at in2 \(no edge leaves it\)$"):
         from_nir(graph, dt=1.0)
     graph.nodes.pop("in2")
     # no time step for the IF node: the unreadable nodes are named first
@@ -210,7 +211,8 @@ def test_every_blocker_is_named_in_one_error():
 
 
 def test_unsupported_features_are_blockers_too():
-    """A dilated convolution and a partial Flatten are named with an unreadable node type;
+    """A dilated convolution and 'same' padding with an even kernel are named with an
+    unreadable node type;
     the nodes they feed are not checked (their input is unknown). Alone, a feature keeps its
     own error."""
     conv = dict(input_shape=(6, 6), weight=RNG.normal(0, 1, (2, 1, 3, 3)), stride=1,
@@ -218,7 +220,8 @@ def test_unsupported_features_are_blockers_too():
     graph = nir.NIRGraph(nodes={
         "in": nir.Input(input_type={"input": np.array([1, 6, 6])}),
         "conv": nir.Conv2d(dilation=2, **conv),
-        "flat": nir.Flatten(input_type={"input": np.array([1, 6, 6])}, start_dim=1),
+        "flat": nir.Conv2d(input_shape=(6, 6), weight=np.ones((2, 1, 2, 2)), stride=1,
+                           padding="same", dilation=1, groups=1, bias=np.zeros(2)),
         "odd": Spiral(), "sum": nir.Scale(scale=np.ones(1)),
         "out": nir.Output(output_type={"output": None})},
         edges=[("in", "conv"), ("in", "flat"), ("conv", "odd"), ("flat", "sum"),
@@ -228,10 +231,85 @@ def test_unsupported_features_are_blockers_too():
     msg = str(e.value)
     assert "found 3 blockers: Spiral at odd (no reader); " in msg and "\n" not in msg
     assert "Conv2d at conv (dilation (2, 2))" in msg
-    assert "Flatten at flat (start_dim/end_dim 1 and -1)" in msg
+    assert "Conv2d at flat (padding same)" in msg
     graph.nodes.pop("odd")
     graph.nodes.pop("flat")
     graph.nodes.pop("sum")
     graph.edges = [("in", "conv"), ("conv", "out")]
     with pytest.raises(ModelFormatError, match=r"/node/nodes/conv: dilation: expected 1 "):
         from_nir(graph, dt=1.0)
+
+
+def _scale(shape, k):
+    return nir.Scale(scale=np.arange(1.0, 1.0 + np.prod(shape)).reshape(shape) * k)
+
+
+def test_several_inputs_and_outputs_are_concatenated_in_sorted_name_order(restore_threads):
+    """docs/semantics.md, "NIR graphs": the network's input is the concatenation of the
+    flattened Inputs in sorted name order (``a_in`` (2,) then ``b_in`` (2, 3)), the readout
+    that of the flattened Outputs in sorted name order (``out_a`` then ``out_b``), whatever
+    the order of the file's nodes."""
+    sa, sb = _scale((2,), 0.5), _scale((2, 3), -0.25)
+    graph = nir.NIRGraph(nodes={
+        "out_b": nir.Output(output_type={"output": np.array([2, 3])}), "sb": sb, "sa": sa,
+        "b_in": nir.Input(input_type={"input": np.array([2, 3])}), "a_in": _inp(2),
+        "out_a": _out(2)},
+        edges=[("b_in", "sb"), ("a_in", "sa"), ("sb", "out_b"), ("sa", "out_a")])
+    net = from_nir(graph)
+    x = RNG.normal(0, 1, (4, 8))
+    got = Simulator(net, "numpy").run(x, [1, 3]).readout
+    want = np.concatenate([x[:, :2] * sa.scale,
+                           (x[:, 2:].reshape(4, 2, 3) * sb.scale).reshape(4, 6)], axis=1)
+    assert got[1].shape == (4, 8)
+    np.testing.assert_array_equal(got[1], want)  # the mean of one step: the value itself
+    for threads in THREADS:
+        numba.set_num_threads(threads)
+        assert np.array_equal(Simulator(net).run(x, [3]).readout[3], got[3])
+
+
+def test_one_input_and_output_add_no_nodes():
+    """A graph with one Input and one Output reads the network's input itself and reads out
+    the Output's source: no slice, reshape, flatten or concat node."""
+    net = from_nir(nir.NIRGraph(nodes={"in": _inp(3), "s": _scale((3,), 1.0), "out": _out(3)},
+                                edges=[("in", "s"), ("s", "out")]))
+    assert net.graph.shapes[net.graph.output] == (3,)
+    assert {n.op for n in net.graph.nodes} == {"hadamard"}
+
+
+def test_unfed_nested_inputs_are_the_inputs_only_without_a_top_level_input():
+    """With no top-level Input, the nested Inputs nothing feeds are the graph's inputs (sorted
+    by name, ``G.input`` then ``H.input``); with a top-level Input, an unfed nested Input is an
+    error naming it; with no Output at all, the graph is refused."""
+    def nested(k):
+        return nir.NIRGraph(nodes={"input": _inp(2), "s": _scale((2,), k), "output": _out(2)},
+                            edges=[("input", "s"), ("s", "output")])
+    graph = nir.NIRGraph(nodes={"H": nested(-1.0), "G": nested(2.0), "E": _out(2)},
+                         edges=[("H", "E"), ("G", "E")], type_check=False)
+    x = RNG.normal(0, 1, (3, 4))
+    got = Simulator(from_nir(graph), "numpy").run(x, [1]).readout[1]
+    np.testing.assert_array_equal(got, x[:, 2:] * -np.arange(1.0, 3.0)
+                                  + x[:, :2] * 2 * np.arange(1.0, 3.0))  # H's edge first
+    graph.nodes["in"] = _inp(2)
+    graph.edges.append(("in", "E"))
+    with pytest.raises(ModelFormatError, match=r"/node/nodes/[GH]\.input: edges: expected at "
+                                               r"least one input edge, found none"):
+        from_nir(graph)
+    graph.nodes.pop("E")
+    graph.edges = [("in", "H")]
+    with pytest.raises(ModelFormatError, match=r"/node/nodes: nodes: expected at least one "
+                       r"Input and one Output node, found 1 Input and 0 Output nodes"):
+        from_nir(graph)
+
+
+@pytest.mark.parametrize("first, back", [("a_in", "q__previous"), ("z_in", "p__previous")])
+def test_the_search_for_recurrent_edges_starts_at_the_inputs_in_sorted_name_order(first, back):
+    """Inputs ``first`` -> p and the other -> q, with the cycle p <-> q: the search starts at
+    the input first in name order, so the edge back into the node it feeds is the recurrent
+    one (q -> p when a_in feeds p, p -> q when the name order is turned round)."""
+    other = "z_in" if first == "a_in" else "a_in"
+    graph = nir.NIRGraph(nodes={"a_in": _inp(2), "z_in": _inp(2), "p": _scale((2,), 0.5),
+                                "q": _scale((2,), 0.25), "out": _out(2)},
+                         edges=[(first, "p"), (other, "q"), ("p", "q"), ("q", "p"),
+                                ("q", "out")], type_check=False)
+    names = {n.name for n in from_nir(graph).graph.nodes}
+    assert back in names and {"p__previous", "q__previous"} - {back} - names

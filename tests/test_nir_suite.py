@@ -199,20 +199,39 @@ def _branch(n_in, n_out, delay=False):
     return nir.NIRGraph.from_list(*nodes)
 
 
-# Two top-level Inputs: refsnn's network has one input sample and one readout.
+def _branch_step(b, x):
+    """One step of a ``_branch`` (nested graph) on its input ``x``, dt = 1."""
+    n = b.nodes
+    nr, u = _neuron("LIF", 1.0, _p(n["lif"])), _lin(x, n["affine"].weight, n["affine"].bias)
+    dl = _delay([int(k) for k in n["delay"].delay]) if "delay" in n else (lambda v: v)
+    return lambda: _lin(nr(dl(u)), n["affine_1"].weight, n["affine_1"].bias)
+
+
+# Two top-level Inputs (nir adds input_branch_1, input_branch_2 and the Outputs): the network's
+# input is their concatenation in sorted name order, (2,) + (2,); its readout that of the
+# Outputs (output_branch_1, output_branch_2).
 @case
 def _architectures__test_two_independent_branches():
-    g = nir.NIRGraph(nodes={"branch_1": _branch(2, 2, True), "branch_2": _branch(2, 2)},
-                     edges=[])
-    return Case(g, _x(2), refused=r"found 2 Input and 2 Output nodes \(refsnn reads one of each\)")
+    b1, b2 = _branch(2, 2, True), _branch(2, 2)
+    g = nir.NIRGraph(nodes={"branch_1": b1, "branch_2": b2}, edges=[])
+
+    def expect(x):
+        s1, s2 = _branch_step(b1, x[:, :2]), _branch_step(b2, x[:, 2:])
+        return _mean(lambda: np.concatenate([s1(), s2()], axis=1))
+    return Case(g, _x(4), 1.0, expect)
 
 
 @case
 def _architectures__test_two_independent_branches_merging():
-    g = nir.NIRGraph(nodes={"branch_1": _branch(2, 3, True), "branch_2": _branch(2, 3),
-                            "junction": _lif([0.5, 0.5, 0.5])},
+    b1, b2, j = _branch(2, 3, True), _branch(2, 3), _lif([0.5, 0.5, 0.5])
+    g = nir.NIRGraph(nodes={"branch_1": b1, "branch_2": b2, "junction": j},
                      edges=[("branch_1", "junction"), ("branch_2", "junction")])
-    return Case(g, _x(2), refused=r"found 2 Input and 1 Output nodes \(refsnn reads one of each\)")
+
+    def expect(x):
+        s1, s2, nr = _branch_step(b1, x[:, :2]), _branch_step(b2, x[:, 2:]), \
+            _neuron("LIF", 1.0, _p(j))
+        return _mean(lambda: nr(s1() + s2()))  # branch_1's edge is listed first
+    return Case(g, _x(4), 1.0, expect)
 
 
 def _split_merge(n_in):
@@ -452,13 +471,14 @@ def _ir__test_linear():
                 expect=_chain(a, b))
 
 
-# A Flatten of part of the shape: refsnn's flatten flattens the whole per-sample shape.
+# A Flatten of part of the shape (dims 0..1 of the per-sample (4, 5, 2), as nir's type rule
+# counts them): a refsnn reshape to the (20, 2) nir infers.
 @case
 def _ir__test_flatten():
     g = nir.NIRGraph(nodes={"in": _in(4, 5, 2), "flat": nir.Flatten(
         start_dim=0, end_dim=1, input_type={"input": np.array([4, 5, 2])}),
         "out": _out(20, 2)}, edges=[("in", "flat"), ("flat", "out")])
-    return Case(g, _x(4, 5, 2), refused=r"/node/nodes/flat: start_dim/end_dim: expected 0 and -1")
+    return Case(g, _x(4, 5, 2), expect=lambda x: x.reshape(len(x), 20, 2))
 
 
 @case
@@ -492,19 +512,20 @@ def _ir__test_graph_from_dict_type_checked():
     return Case(g, _x(2), expect=lambda x: _lin(x, d["nodes"]["module"]["weight"]))
 
 
-# Two nested graphs with an Input each and nothing feeding them: the top level has no Input
-# (a nested graph's Input is an identity node of the outer one); NIR skips this test too.
+# Two nested graphs with an Input each and nothing feeding them, and no top-level Input (NIR
+# skips this test): the unfed nested Inputs are the graph's inputs, L.input (2,) then
+# R.input (1,).
 @case
 def _ir__test_subgraph_merge():
-    g = nir.NIRGraph(nodes={"L": nir.NIRGraph.from_list(_lin_node(2, 3), _lin_node(3, 2)),
-                            "R": nir.NIRGraph.from_list(_lin_node(1, 3), _lin_node(3, 2)),
-                            "E": _out(2)},
+    left, right = (_lin_node(2, 3), _lin_node(3, 2)), (_lin_node(1, 3), _lin_node(3, 2))
+    g = nir.NIRGraph(nodes={"L": nir.NIRGraph.from_list(*left),
+                            "R": nir.NIRGraph.from_list(*right), "E": _out(2)},
                      edges=[("L.output", "E"), ("R.output", "E")], type_check=False)
-    return Case(g, _x(2), refused=r"found 0 Input and 1 Output nodes")
+    return Case(g, _x(3), expect=lambda x: _chain(*left)(x[:, :2]) + _chain(*right)(x[:, 2:]))
 
 
-# The nested graph's Flatten is of part of the shape (refused, as in test_flatten); with the
-# whole shape flattened the same structure runs (below).
+# The nested graph's Flatten is of part of the shape (a reshape, as in test_flatten); with
+# the whole shape flattened the same structure runs too (below).
 def _io_props(end_dim):
     inner = nir.NIRGraph(nodes={"in1": _in(4, 5, 2), "in2": _in(4, 5, 2), "flat": nir.Flatten(
         start_dim=0, end_dim=end_dim, input_type={"input": np.array([4, 5, 2])}),
@@ -518,8 +539,8 @@ def _io_props(end_dim):
 
 @case
 def _ir__test_inputs_outputs_properties():
-    return Case(_io_props(1), _x(4, 5, 2),
-                refused=r"/node/nodes/inner.flat: start_dim/end_dim: expected 0 and -1")
+    # in1 + in2 reshaped, read twice: out1 + out2
+    return Case(_io_props(1), _x(4, 5, 2), expect=lambda x: 4 * x.reshape(len(x), 20, 2))
 
 
 def test_inputs_outputs_properties_with_a_whole_flatten_runs():
@@ -556,18 +577,63 @@ def _flatten_graph(start, end, shape=(1, 6, 6)):
         edges=[("input", "flatten"), ("flatten", "output")])
 
 
-# NIR's test tries four (start_dim, end_dim); the whole-shape one runs (here), the three
-# partial ones are refused (test_flatten_of_part_of_the_shape_is_refused).
+# NIR's test tries four (start_dim, end_dim); the whole-shape one is here, the three partial
+# ones in test_flatten_of_part_of_the_shape_is_a_reshape_to_nirs_type.
 @case
 def _ir__test_flatten_type_inference():
     return Case(_flatten_graph(0, 2), _x(1, 6, 6), expect=lambda x: x.reshape(len(x), -1))
 
 
-@pytest.mark.parametrize("start, end", [(0, 0), (0, 1), (1, 2)])
-def test_flatten_of_part_of_the_shape_is_refused(start, end):
-    with pytest.raises(ModelFormatError, match="start_dim/end_dim: expected 0 and -1") as e:
-        from_nir(_flatten_graph(start, end))
+@pytest.mark.parametrize("start, end", [(0, 0), (0, 1), (1, 2), (1, -1), (-2, -1)])
+def test_flatten_of_part_of_the_shape_is_a_reshape_to_nirs_type(start, end, restore_threads):
+    """A partial Flatten reshapes the per-sample (1, 6, 6) to the output type nir's own type
+    inference gives it (its dims count no batch axis); NumPy = Numba."""
+    g = _flatten_graph(start, end)
+    want = tuple(int(d) for d in g.nodes["flatten"].output_type["output"])
+    x = _x(1, 6, 6)
+    net = from_nir(g)
+    got = Simulator(net, "numpy").run(x, [1, T]).readout
+    assert got[1].shape == (len(x), *want)
+    assert np.array_equal(got[1], x.reshape(len(x), *want))
+    assert {n.op for n in net.graph.nodes} == {"reshape"}
+    for threads in THREADS:
+        numba.set_num_threads(threads)
+        assert np.array_equal(Simulator(net).run(x, [T]).readout[T], got[T])
+
+
+@pytest.mark.parametrize("start, end", [(2, 1), (0, 3), (-4, 0)])
+def test_flatten_dims_outside_the_shape_are_one_line(start, end):
+    with pytest.raises(ModelFormatError, match=r"/node/nodes/flatten: start_dim/end_dim: "
+                                               r"expected axes of the per-sample shape") as e:
+        from_nir(nir.NIRGraph(nodes={"input": _in(1, 6, 6), "flatten": nir.Flatten(
+            start_dim=start, end_dim=end, input_type=None), "output": _out()},
+            edges=[("input", "flatten"), ("flatten", "output")], type_check=False))
     assert "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("make", ["conv2d", "conv1d", "affine"])
+def test_one_element_bias_broadcasts_over_the_channels(make):
+    """NIR's test_conv1d and test_conv2d write ``bias=np.ndarray([1])`` over 2 and 3 output
+    channels: a (1,) bias is read as NumPy broadcasts it, bit for bit the (C_out,) bias of
+    that value; any other length stays an error."""
+    def graph(bias):
+        if make == "conv2d":
+            node, shape = nir.Conv2d(input_shape=(5, 5), weight=np.ones((3, 1, 3, 3)), stride=1,
+                                     padding=1, dilation=1, groups=1, bias=bias), (1, 5, 5)
+        elif make == "conv1d":
+            node, shape = nir.Conv1d(input_shape=9, weight=np.ones((3, 1, 3)), stride=2,
+                                     padding=1, dilation=1, groups=1, bias=bias), (1, 9)
+        else:
+            node, shape = nir.Affine(weight=np.ones((3, 4)), bias=bias), (4,)
+        return nir.NIRGraph.from_list(_in(*shape), node, _out(), type_check=False), shape
+    g1, shape = graph(np.array([0.3]))
+    x = _x(*shape)
+    got = Simulator(from_nir(g1), "numpy").run(x, [2]).readout[2]
+    assert np.array_equal(got, Simulator(from_nir(graph(np.full(3, 0.3))[0]), "numpy")
+                          .run(x, [2]).readout[2])
+    with pytest.raises(ModelFormatError, match=r"bias: expected shape \(3,\) or \(1, 3\), "
+                                               r"found \(2,\)"):
+        from_nir(graph(np.array([0.3, 0.1]))[0])
 
 
 def _conv_unset(dims, input_shape):
@@ -830,8 +896,9 @@ def _readwrite__test_read_without_type_check():
 # ---- the checks ----
 
 #: Graphs outside test_readwrite.py that also make the file round trip: recurrent edges, nested
-#: graphs with named ends, Delay, a (1, N) bias.
+#: graphs with named ends, Delay, a (1, N) bias, two Inputs, a partial Flatten.
 ROUND_TRIP = {"architectures::test_recurrent_on_first_node", "architectures::test_complex",
+              "architectures::test_two_independent_branches_merging", "ir::test_flatten",
               "architectures::test_subgraph_multiple_input_output", "ir::test_nested",
               "architectures::test_sequential"}
 

@@ -26,7 +26,8 @@ from refsnn.model.graph import INPUT, ancestors, make_graph
 from refsnn.model.ops import ShapeRuleError
 from refsnn.neurons.base import KINDS
 from refsnn.neurons.nir_base import DISCRETISATIONS
-from refsnn.nir.structure import Unsupported, blockers, dfs_order, flatten, refuse
+from refsnn.nir.structure import (Unsupported, blockers, dfs_order, flatten, graph_ends,
+                                  refuse)
 
 
 class _Err:
@@ -201,9 +202,9 @@ def _conv1d(name, node, shape, err, dtype):
 
 def _vector(v, n, err, name, field):
     """A vector parameter of ``n`` values; NIR's (1, n) shape (a batch axis of 1) is accepted
-    as (n,), a scalar is broadcast, and a boolean ``False`` (PyTorch's ``bias=False``, as in
-    nirviz's ``srnn.nir``) or ``None`` (NIR's own tests build convolutions with
-    ``bias=None``) means no bias: ``-0.0``, which leaves every sum as it is."""
+    as (n,), a scalar or a (1,) array is broadcast, and a boolean ``False`` (PyTorch's
+    ``bias=False``, as in nirviz's ``srnn.nir``) or ``None`` (NIR's own tests build
+    convolutions with ``bias=None``) means no bias: ``-0.0``, which leaves every sum as it is."""
     if v is None:
         return np.full(n, -0.0)
     if np.asarray(v).dtype == bool and np.asarray(v).shape == ():
@@ -211,8 +212,10 @@ def _vector(v, n, err, name, field):
             raise err(name, field, "an array of numbers or False (no bias)", "True")
         return np.full(n, -0.0)
     a = np.asarray(v, np.float64)
-    if a.shape == ():
-        return np.full(n, float(a))
+    if a.shape in ((), (1,)):
+        # a (1,) bias broadcasts as NumPy does, as NIR's tests build it (Conv1d and Conv2d
+        # with bias=np.ndarray([1]) over 2 or 3 channels) and as parameters do
+        return np.full(n, float(a.reshape(-1)[0]))
     if a.ndim == 2 and a.shape[0] == 1 and a.shape[1] == n:
         return a[0]
     if a.shape != (n,):
@@ -232,13 +235,17 @@ def _flatten(name, node, shape, err, dtype):
     given = node.input_type.get("input")
     if given is not None and tuple(np.asarray(given).tolist()) != tuple(shape):
         raise err(name, "input_type", str(tuple(shape)), str(np.asarray(given).tolist()))
-    start, end = int(node.start_dim), int(node.end_dim)
-    end = end % len(shape) if len(shape) else end
-    if start != 0 or end != len(shape) - 1:
-        raise err.unsupported(name, "start_dim/end_dim",
-                              "0 and -1 (flatten the whole per-sample shape)",
-                  f"{node.start_dim} and {node.end_dim}")
-    return dict(op="flatten")
+    n, start, end = len(shape), int(node.start_dim), int(node.end_dim)
+    # nir's type rule (calc_flatten_output): the dims index the per-sample shape, no batch
+    # axis, negative ones counted from its end
+    s, e = start + n if start < 0 else start, end + n if end < 0 else end
+    if not 0 <= s <= e < n:
+        raise err(name, "start_dim/end_dim", f"axes of the per-sample shape {shape}, start "
+                  f"not after end", f"{node.start_dim} and {node.end_dim}")
+    if s == 0 and e == n - 1:
+        return dict(op="flatten")
+    out = shape[:s] + (int(np.prod(shape[s:e + 1])),) + shape[e + 1:]
+    return dict(op="reshape", attrs={"shape": ",".join(str(d) for d in out)})
 
 
 #: NIR node class name -> converter ``(name, node, in_shape, err, dtype) -> refsnn node dict``,
@@ -288,15 +295,18 @@ def from_nir(graph, dt=None, dtype=np.float64, file: str = "<memory>", discretis
     Returns
     -------
     SpikingNetwork
-        Method ``nir``, decoder ``mean`` (the readout is the mean of the Output's value),
+        Method ``nir``, decoder ``mean`` (the readout is the mean of the Output's value;
+        several Inputs and Outputs are concatenated: :func:`_graph_input`,
+        :func:`_graph_output`),
         encoding from ``metadata["refsnn_encoding"]`` (``analog`` if absent).
     """
     from refsnn.sim.network import SNN_OPS, SpikingNetwork
 
     err = _Err(file)
     nodes, kinds, edges = flatten(graph, err)
-    found = blockers(kinds, {*CONVERTERS, *kinds_by_node()})
-    if any(not name for name, _, _ in found):  # not one Input and one Output: stop here
+    inputs, outputs = graph_ends(nodes, kinds, edges)
+    found = blockers(kinds, {*CONVERTERS, *kinds_by_node()}, inputs, outputs, edges)
+    if any(not name for name, _, _ in found):  # no Input or no Output: stop here
         raise refuse(file, found)
     try:
         dt = _time_step(graph, dt, kinds, file)
@@ -318,16 +328,12 @@ def from_nir(graph, dt=None, dtype=np.float64, file: str = "<memory>", discretis
             raise err(dst, "edges", "each edge once", f"({src}, {dst}) twice")
         preds[dst].append(src)
         succs[src].append(dst)
-    inp = next(n for n, k in kinds.items() if k == "Input")
-    order, back = dfs_order(nodes, succs, inp)
-    given = (nodes[inp].input_type or {}).get("input")
-    if given is None or np.asarray(given).ndim != 1 or np.asarray(given).size == 0:
-        raise err(inp, "input_type", "the per-sample input shape", repr(given))
-    shape = tuple(int(s) for s in np.asarray(given))
-    shapes, refs, dicts = {inp: shape}, {inp: INPUT}, []
+    order, back = dfs_order(nodes, succs, inputs)
+    shape, shapes, refs, dicts = _graph_input(nodes, inputs, err)
+    outs = {}  # Output name -> (the refsnn node it reads, its shape)
     for name in order:
         kind = kinds[name]
-        if kind == "Input":
+        if name in inputs:  # a graph input (docs/semantics.md, several Inputs)
             if preds[name]:
                 raise err(name, "edges", "no edge into the Input", str(preds[name]))
             continue
@@ -355,7 +361,7 @@ def from_nir(graph, dt=None, dtype=np.float64, file: str = "<memory>", discretis
         if kind == "Output":
             if succs[name]:
                 raise err(name, "edges", "no edge out of the Output", str(succs[name]))
-            out_ref, out_name = srcs[0], name
+            outs[name] = (srcs[0], in_shape)
             want = nodes[name].output_type.get("output")
             if want is not None and tuple(np.asarray(want).tolist()) != in_shape:
                 raise err(name, "output_type", str(in_shape), str(np.asarray(want).tolist()))
@@ -378,9 +384,11 @@ def from_nir(graph, dt=None, dtype=np.float64, file: str = "<memory>", discretis
         shapes[name], refs[name] = g.shapes[name], name
     if found:
         raise features[found[0][0]] if len(found) == 1 and features else refuse(file, found)
-    if out_ref == INPUT:
-        raise err(out_name, "edges", "at least one node between Input and Output",
-                  "Input -> Output")
+    for name, (ref, _) in outs.items():
+        if ref == INPUT:
+            raise err(name, "edges", "at least one node between Input and Output",
+                      "Input -> Output")
+    out_ref = _graph_output(outputs, outs, dicts)
     net_graph = make_graph(shape, dicts, out_ref, file=file, dtype=dtype, ops=SNN_OPS)
     meta = dict(graph.metadata or {})
     encoding = str(meta.get("refsnn_encoding", "analog"))
@@ -389,6 +397,57 @@ def from_nir(graph, dt=None, dtype=np.float64, file: str = "<memory>", discretis
                                "'analog' or 'poisson'", repr(encoding))
     return SpikingNetwork(net_graph, "nir", encoding, MappingProxyType({"source": "nir"}),
                           "mean", MappingProxyType({"dt": float(dt)}))
+
+
+def _graph_input(nodes, inputs, err):
+    """The network's input shape and the refsnn nodes of the graph's ``inputs``.
+
+    One input is the network's input itself. Several (sorted by name) are read from the
+    concatenation of their flattened values, in that order: input ``k`` of shape ``s_k`` is a
+    ``slice`` of the network's ``(Σ prod(s_k),)`` input, named after it (``<name>__0``
+    followed by a ``reshape`` to ``s_k`` named after it when ``s_k`` is not a vector).
+
+    Returns
+    -------
+    shape : tuple of int
+        The per-sample shape of the network's input.
+    shapes, refs : dict of str
+        Each input's shape and the refsnn node that gives its value.
+    dicts : list of dict
+        The refsnn nodes made (none for one input).
+    """
+    each = {}
+    for name in inputs:
+        given = (nodes[name].input_type or {}).get("input")
+        if given is None or np.asarray(given).ndim != 1 or np.asarray(given).size == 0:
+            raise err(name, "input_type", "the per-sample input shape", repr(given))
+        each[name] = tuple(int(s) for s in np.asarray(given))
+    if len(inputs) == 1:
+        return each[inputs[0]], each, {inputs[0]: INPUT}, []
+    dicts, start = [], 0
+    for name, s in each.items():
+        stop = start + int(np.prod(s))
+        cut = dict(name=name if len(s) == 1 else f"{name}__0", op="slice", inputs=[INPUT],
+                   attrs=dict(axis=0, start=start, stop=stop))
+        dicts.append(cut)
+        if len(s) != 1:
+            dicts.append(dict(name=name, op="reshape", inputs=[cut["name"]],
+                              attrs={"shape": ",".join(str(d) for d in s)}))
+        start = stop
+    return (start,), each, {name: name for name in inputs}, dicts
+
+
+def _graph_output(outputs, outs, dicts):
+    """The refsnn node the network reads out: the one Output's source; for several Outputs
+    (sorted by name), a ``concat`` (named ``<first output>__concat``) of their values, each
+    ``flatten``-ed in a node named after its Output. Appends the nodes made to ``dicts``."""
+    if len(outputs) == 1:
+        return outs[outputs[0]][0]
+    for name in outputs:
+        dicts.append(dict(name=name, op="flatten", inputs=[outs[name][0]]))
+    dicts.append(dict(name=f"{outputs[0]}__concat", op="concat", inputs=list(outputs),
+                      attrs={"axis": 0}))
+    return dicts[-1]["name"]
 
 
 def _nir_shape(nodes, name, err):

@@ -8,14 +8,18 @@ Three rules, written in ``docs/semantics.md`` ("NIR graphs"):
   nodes ``G.<name>``: an edge into ``G`` goes to its one ``Input`` (or into ``G.<input name>``
   when it names one), an edge out of ``G`` leaves from its one ``Output`` (or ``G.<output
   name>``), and the inner edges join the renamed nodes.
-- **Recurrent edges.** A depth-first search starts at the ``Input`` and visits each node's
-  successors in sorted name order; then, from each node it did not reach, in sorted name order,
-  likewise. An edge to a node still on the search's path (a back edge) is *recurrent*: it
-  carries its source's value of the previous step (zero at the first step). The rule depends
+- **Recurrent edges.** A depth-first search starts at the ``Input`` (at each of several, in
+  sorted name order) and visits each node's successors in sorted name order; then, from
+  each node it did not reach, in sorted name order, likewise. An edge to a node still on the
+  search's path (a back edge) is *recurrent*: it carries its source's value of the previous
+  step (zero at the first step). The rule depends
   on the node names only, not on the order of the file's edges; every cycle has at least one
   back edge, and the other edges form an acyclic graph, run in the reverse order in which the
   search finished its nodes.
 - **Blockers.** Every node refsnn cannot read is named in one error (:func:`blockers`).
+- **Inputs and outputs.** The top-level ``Input`` nodes (or, when there is none, the nested
+  ``Input`` nodes nothing feeds) and the top-level ``Output`` nodes, each in sorted name order
+  (:func:`graph_ends`); the reader concatenates several of them.
 
 Nothing here imports ``nir``: the graph is read through its attributes (``nodes``, ``edges``
 and each node's class name).
@@ -96,8 +100,34 @@ def _end(name, ends, side, err, edge):
     return names[0]
 
 
-def blockers(kinds: dict, readable) -> list[tuple[str, str, str]]:
-    """Every node refsnn cannot read, and a wrong count of Input or Output nodes.
+def graph_ends(nodes: dict, kinds: dict, edges) -> tuple[list[str], list[str]]:
+    """The graph's inputs and outputs, each in sorted name order (``docs/semantics.md``, "NIR
+    graphs", several Inputs and Outputs).
+
+    Parameters
+    ----------
+    nodes, kinds, edges
+        As :func:`flatten` gives them.
+
+    Returns
+    -------
+    inputs : list of str
+        The top-level ``Input`` nodes; when there is none, the ``Input`` nodes of nested graphs
+        (identity nodes after :func:`flatten`) that no edge feeds.
+    outputs : list of str
+        The top-level ``Output`` nodes.
+    """
+    inputs = sorted(n for n, k in kinds.items() if k == "Input")
+    if not inputs:
+        fed = {str(dst) for _, dst in edges}
+        inputs = sorted(n for n, k in kinds.items()
+                        if k == "Identity" and _kind(nodes[n]) == "Input" and n not in fed)
+    return inputs, sorted(n for n, k in kinds.items() if k == "Output")
+
+
+def blockers(kinds: dict, readable, inputs, outputs, edges) -> list[tuple[str, str, str]]:
+    """Every node refsnn cannot read, a graph without inputs or outputs, and an input that
+    feeds no node.
 
     Parameters
     ----------
@@ -105,20 +135,24 @@ def blockers(kinds: dict, readable) -> list[tuple[str, str, str]]:
         Node name -> NIR class name (after :func:`flatten`).
     readable : collection of str
         The NIR class names refsnn reads (besides ``Input`` and ``Output``).
+    inputs, outputs : sequence of str
+        The graph's inputs and outputs (:func:`graph_ends`).
+    edges : iterable of (str, str)
+        The edges (after :func:`flatten`).
 
     Returns
     -------
     list of (name, type, reason)
-        In the graph's order; name and type are empty for the Input/Output count.
+        In the graph's order; name and type are empty for a missing input or output.
     """
     found = [(name, kind, REFUSED.get(kind, "no reader"))
              for name, kind in kinds.items()
              if kind not in ("Input", "Output") and kind not in readable]
-    n_in = sum(k == "Input" for k in kinds.values())
-    n_out = sum(k == "Output" for k in kinds.values())
-    if n_in != 1 or n_out != 1:
-        found.append(("", "", f"{n_in} Input and {n_out} Output nodes (refsnn reads one of "
-                      f"each)"))
+    sources = {str(src) for src, _ in edges}
+    found += [(name, "Input", "no edge leaves it") for name in inputs if name not in sources]
+    if not inputs or not outputs:
+        found.append(("", "", f"{len(inputs)} Input and {len(outputs)} Output nodes (refsnn "
+                      f"reads at least one of each)"))
     return found
 
 
@@ -130,7 +164,7 @@ def refuse(file: str, found: list[tuple[str, str, str]]) -> ModelFormatError:
         name, kind, reason = found[0]
         if not name:
             return ModelFormatError(file, "/node/nodes", "nodes",
-                                    "exactly one Input and one Output node", reason)
+                                    "at least one Input and one Output node", reason)
         return ModelFormatError(file, f"/node/nodes/{name}", "type",
                                 "a node refsnn simulates", f"{kind} ({reason})")
     groups = {}
@@ -142,7 +176,7 @@ def refuse(file: str, found: list[tuple[str, str, str]]) -> ModelFormatError:
                             f"{len(found)} blockers: {listed}")
 
 
-def dfs_order(names, succs: dict, start: str) -> tuple[list[str], set[tuple[str, str]]]:
+def dfs_order(names, succs: dict, start) -> tuple[list[str], set[tuple[str, str]]]:
     """Node order and recurrent edges by the rule in the module docstring.
 
     Parameters
@@ -151,8 +185,8 @@ def dfs_order(names, succs: dict, start: str) -> tuple[list[str], set[tuple[str,
         Every node.
     succs : dict of str to list of str
         Each node's successors (any order; they are visited sorted by name).
-    start : str
-        The Input node.
+    start : str or list of str
+        The Input node, or the graph's inputs in sorted name order (searched from first).
 
     Returns
     -------
@@ -162,7 +196,8 @@ def dfs_order(names, succs: dict, start: str) -> tuple[list[str], set[tuple[str,
         The recurrent edges ``(source, destination)``.
     """
     state, finished, back = {}, [], set()  # state: 1 on the path, 2 finished
-    for root in [start] + sorted(set(names) - {start}):
+    starts = [start] if isinstance(start, str) else list(start)
+    for root in starts + sorted(set(names) - set(starts)):
         if state.get(root):
             continue
         state[root] = 1
