@@ -29,14 +29,6 @@ from __future__ import annotations
 
 from refsnn.errors import ModelFormatError
 
-#: Why refsnn cannot read a NIR node type it knows of (unless a kind or converter reads it).
-REFUSED = {
-    "Delay": "no NIR Delay reader",
-    "CubaLIF": "current-based synapse state is not implemented",
-    "CubaLI": "current-based synapse state is not implemented",
-}
-
-
 class Unsupported(ModelFormatError):
     """A node's feature refsnn does not simulate (e.g. a dilated convolution): the reader
     collects these with the unreadable node types, to name every blocker in one error
@@ -145,7 +137,7 @@ def blockers(kinds: dict, readable, inputs, outputs, edges) -> list[tuple[str, s
     list of (name, type, reason)
         In the graph's order; name and type are empty for a missing input or output.
     """
-    found = [(name, kind, REFUSED.get(kind, "no reader"))
+    found = [(name, kind, "no reader")
              for name, kind in kinds.items()
              if kind not in ("Input", "Output") and kind not in readable]
     sources = {str(src) for src, _ in edges}
