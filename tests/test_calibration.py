@@ -404,3 +404,29 @@ def test_signgd_calibration_memory_does_not_grow_with_the_set(monkeypatch):
     # one set's activations of every node are several times the input; holding them would
     # double the peak
     assert peaks[1] < 1.2 * peaks[0], peaks
+
+
+def test_l4_shift_of_a_one_channel_layer_keeps_the_whole_set(monkeypatch):
+    # a one-channel conv layer: NumPy sums its bounds pairwise in one run, so l4_shifts keeps
+    # them for the whole set (sums_by_slab); the other layer streams; both are today's bits
+    from refsnn.model import make_graph
+
+    rng = np.random.default_rng(4)
+    nodes = [dict(name="c1", op="conv2d", inputs=["input"], attrs=dict(padding=(1, 1)),
+                  params=dict(weight=rng.normal(0, 0.5, (1, 2, 3, 3)),
+                              bias=rng.normal(0, 0.1, 1))),
+             dict(name="r1", op="relu", inputs=["c1"]),
+             dict(name="flat", op="flatten", inputs=["r1"]),
+             dict(name="fc", op="linear", inputs=["flat"],
+                  params=dict(weight=rng.normal(0, 0.3, (5, 16)), bias=rng.normal(0, 0.1, 5))),
+             dict(name="r2", op="relu", inputs=["fc"])]
+    graph = make_graph((2, 4, 4), nodes, "r2")
+    x = rng.uniform(0, 1, (700, 2, 4, 4))
+    net = refsnn.convert(graph, "if", x, encoding="poisson")
+    monkeypatch.setattr(calibrate, "CHUNK", 128)
+    got = l4_shifts(net, x, 16)
+    rates, values = source_spikes(net, x, limit_rates(net, x))
+    for name, axes in (("r1", (0, 2, 3)), ("r2", (0,))):
+        bound_sd = np.sqrt(current_moments(net.graph, name, rates, values).l4_bound)
+        assert calibrate.sums_by_slab(bound_sd.shape, axes) == (name == "r2")
+        assert identical(got[name], excess_factor(16) * bound_sd.mean(axis=axes)), name
