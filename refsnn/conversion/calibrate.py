@@ -48,9 +48,10 @@ CHUNK = 512
 Progress = Callable[[int, int, int], None]
 
 
-def chunk_bounds(total: int, chunk: int = CHUNK) -> list[tuple[int, int]]:
-    """``[(start, stop), ...]`` covering ``range(total)``: blocks of ``chunk``, the last one
-    holding the remainder too (one block when ``total < 2 chunk``)."""
+def chunk_bounds(total: int, chunk: int | None = None) -> list[tuple[int, int]]:
+    """``[(start, stop), ...]`` covering ``range(total)``: blocks of ``chunk`` (default
+    :data:`CHUNK`), the last one holding the remainder too (one block when ``total < 2 chunk``)."""
+    chunk = CHUNK if chunk is None else chunk
     starts = list(range(0, total, chunk)) or [0]
     if len(starts) > 1 and total - starts[-1] < chunk:
         starts.pop()
@@ -370,20 +371,23 @@ def streamed_percentile(chunks: Callable[[], Iterable[np.ndarray]], samples: int
 
 
 def forward_passes(graph, x: np.ndarray, names, progress: Progress | None = None,
-                   chunk: int | None = None, outputs: list | None = None):
+                   chunk: int | None = None, outputs: list | None = None,
+                   forward_ops: Mapping | None = None):
     """``passes(index)`` for :class:`StreamedPercentiles`: the reference forward
     (:func:`refsnn.ann.forward`) of ``graph`` over chunks of ``x``, keeping the nodes ``names``;
     its convolutions compiled (:mod:`refsnn.ann_fast`, the reference's results bit for bit).
 
     ``progress`` (if given) is called after each chunk; the first pass appends each chunk's
     graph output to ``outputs`` (if given). ``chunk`` defaults to :data:`CHUNK`.
+    ``forward_ops`` adds operators (e.g. the neuron kinds' ANN forms of a converted graph),
+    as :func:`refsnn.ann.forward`'s argument does.
     """
     bounds = chunk_bounds(x.shape[0], CHUNK if chunk is None else chunk)
+    ops = {**(forward_ops or {}), **FORWARD_OPS}
 
     def passes(index: int) -> Iterator[dict]:
         for start, stop in bounds:
-            out, acts = ann.forward(graph, x[start:stop], all_nodes=True,
-                                    forward_ops=FORWARD_OPS)
+            out, acts = ann.forward(graph, x[start:stop], all_nodes=True, forward_ops=ops)
             if index == 0 and outputs is not None:
                 outputs.append(out)
             yield {name: acts[name] for name in names}
@@ -392,3 +396,79 @@ def forward_passes(graph, x: np.ndarray, names, progress: Progress | None = None
                 progress(index, stop, x.shape[0])
 
     return passes
+
+
+def element_max(passes: Callable[[int], Iterable[Mapping[str, np.ndarray]]],
+                transform: Callable[[np.ndarray], np.ndarray] | None = None) -> dict:
+    """Per node, the maximum over the samples of each element, from one pass over chunks.
+
+    The maximum is exact in any grouping (it only compares; NaN propagates as in
+    ``np.max``), so it equals ``np.max(transform(a), axis=0)`` of the whole set bit for bit.
+
+    Parameters
+    ----------
+    passes : callable
+        As for :class:`StreamedPercentiles` (only pass 0 is run): chunks of activations,
+        shape ``(b, *sample_shape)`` per node.
+    transform : callable, optional
+        Applied to each chunk's activations first (e.g. ``np.abs``).
+
+    Returns
+    -------
+    dict of str to ndarray, shape sample_shape
+    """
+    out: dict[str, np.ndarray] = {}
+    for chunk in passes(0):
+        for name, act in chunk.items():
+            m = np.max(act if transform is None else transform(act), axis=0)
+            out[name] = m if name not in out else np.maximum(out[name], m)
+    return out
+
+
+def running_sum(total: np.ndarray | None, part: np.ndarray, axes: tuple) -> np.ndarray:
+    """``np.add.reduce`` over ``axes`` (which hold the sample axis 0) of all chunks so far.
+
+    NumPy reduces a C-ordered array slab by slab along axis 0 (each slab's contribution
+    added to the running result in order), so the sum of the whole set is continued by
+    reducing ``[head, part]``, where ``head`` is one slab holding ``total`` at index 0 of
+    the other reduced axes and zeros elsewhere: adding zeros is exact. The result equals the
+    whole set's ``np.add.reduce`` bit for bit (tests/test_calibration.py checks it on random
+    shapes and cuts, so a NumPy that summed in another order would fail there), and
+    ``np.true_divide(sum, count)`` its ``np.mean``.
+
+    Parameters
+    ----------
+    total : ndarray or None
+        The sum over the chunks before ``part`` (None for the first chunk).
+    part : ndarray, shape (b, ...)
+        The next chunk.
+    axes : tuple of int
+        The reduced axes, 0 among them.
+
+    Returns
+    -------
+    ndarray
+        The sum, shape of ``part`` without ``axes``.
+
+    Raises
+    ------
+    ValueError
+        When the kept axes hold one element (:func:`sums_by_slab` is false).
+    """
+    if not sums_by_slab(part.shape, axes):
+        raise ValueError(f"running_sum: NumPy sums shape {part.shape} over {axes} pairwise "
+                         f"as one run; a sum continued over chunks would round otherwise")
+    if total is not None:
+        head = np.zeros((1,) + part.shape[1:], part.dtype)
+        head[tuple(0 if i in axes else slice(None) for i in range(part.ndim))] = total
+        part = np.concatenate([head, part])
+    return np.add.reduce(part, axis=axes)
+
+
+def sums_by_slab(shape: tuple, axes: tuple) -> bool:
+    """Whether NumPy's ``np.add.reduce`` over ``axes`` adds the slabs along axis 0 in order
+    (so :func:`running_sum` continues it exactly): when the kept axes hold more than one
+    element. Otherwise (a 1-D array, or one kept element) NumPy merges all axes into one run
+    and sums it pairwise, an order no chunking reproduces; the caller keeps the whole set.
+    """
+    return int(np.prod([n for i, n in enumerate(shape) if i not in axes], dtype=np.int64)) > 1

@@ -90,8 +90,15 @@ def convert_if(
     check_choice("--dtype", np.dtype(dtype).name, ("float64", "float32"))
     adjust_steps = check_adjust(adjust, adjust_steps, encoding)
     graph, readout_before = argmax_readout(graph)
+    passes_seen = [-1]  # the adjustment's pass is numbered after the thresholds' passes
+
+    def seen(index, done, total):
+        passes_seen[0] = index
+        progress(index, done, total)
+
     folded, out, edit = relu_to_neurons(graph, calibration, percentile, per_channel, "if",
-                                        "if", {"reset": reset, "v_init": v_init}, progress)
+                                        "if", {"reset": reset, "v_init": v_init},
+                                        None if progress is None else seen)
     x = check_batch(calibration, graph.input_shape, what="calibration data")
     if readout == "count" and folded.node(folded.output).op != "relu":
         theta = balance(np.maximum(out, 0.0), percentile, per_channel)
@@ -100,7 +107,10 @@ def convert_if(
     snn_graph = edit.commit(dtype=dtype, ops=SNN_OPS)
     adjusted = {}
     if adjust != "none":
-        shifts = ADJUSTMENTS[adjust](SpikingNetwork(snn_graph, "if", encoding), x, adjust_steps)
+        after = None if progress is None else (
+            lambda index, done, total: progress(passes_seen[0] + 1 + index, done, total))
+        shifts = ADJUSTMENTS[adjust](SpikingNetwork(snn_graph, "if", encoding), x, adjust_steps,
+                                     after)
         snn_graph = apply_shifts(snn_graph, shifts, SNN_OPS)
         adjusted = {"adjust_steps": int(adjust_steps)}
     options = {"percentile": float(percentile), "per_channel": int(per_channel), "reset": reset,

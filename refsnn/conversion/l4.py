@@ -32,6 +32,7 @@ import math
 import numpy as np
 
 from refsnn.checks import check_choice
+from refsnn.conversion.calibrate import Progress, chunk_bounds, running_sum, sums_by_slab
 from refsnn.errors import OptionError
 from refsnn.model.graph import INPUT, Graph
 from refsnn.theory.l4 import current_moments, limit_rates, source_spikes
@@ -43,7 +44,8 @@ def excess_factor(steps: int) -> float:
     return math.sqrt(2.0 / (math.pi * steps))
 
 
-def l4_shifts(net, x: np.ndarray, steps: int) -> dict[str, np.ndarray]:
+def l4_shifts(net, x: np.ndarray, steps: int,
+              progress: Progress | None = None) -> dict[str, np.ndarray]:
     """The bias shift of every IF neuron node, per channel.
 
     Parameters
@@ -54,6 +56,8 @@ def l4_shifts(net, x: np.ndarray, steps: int) -> dict[str, np.ndarray]:
         Calibration inputs.
     steps : int
         The reference horizon ``T_ref``.
+    progress : callable, optional
+        ``progress(0, samples_done, samples_total)`` after each chunk (one pass).
 
     Returns
     -------
@@ -61,16 +65,35 @@ def l4_shifts(net, x: np.ndarray, steps: int) -> dict[str, np.ndarray]:
         ``sqrt(2/(π T_ref))`` times the mean L4 bound of the per-step sd; nodes whose current
         passes a non-linear synapse (max pooling of spikes) are left out (no shift).
     """
-    rates, values = source_spikes(net, x, limit_rates(net, x))
-    shifts = {}
-    for name in net.neuron_nodes():
-        m = current_moments(net.graph, name, rates, values)
-        if m.l4_bound is None:
-            continue
-        bound_sd = np.sqrt(m.l4_bound)
-        axes = (0,) + tuple(range(2, bound_sd.ndim))
-        shifts[name] = excess_factor(steps) * bound_sd.mean(axis=axes)
-    return shifts
+    # Streamed over chunks of the calibration set (memory of one chunk): the mean over the
+    # samples is a sum continued chunk by chunk in NumPy's own order (running_sum), divided
+    # by the count as np.mean divides, so the shifts are the whole-set ones bit for bit. A
+    # node of one channel NumPy sums pairwise as one run (sums_by_slab): its bounds are kept
+    # for the whole set and averaged as before (the only part whose memory grows with it).
+    sums, counts, whole = {}, {}, {}
+    for start, stop in chunk_bounds(x.shape[0]):
+        xb = x[start:stop]
+        rates, values = source_spikes(net, xb, limit_rates(net, xb))
+        for name in net.neuron_nodes():
+            m = current_moments(net.graph, name, rates, values)
+            if m.l4_bound is None:
+                continue
+            bound_sd = np.sqrt(m.l4_bound)
+            axes = (0,) + tuple(range(2, bound_sd.ndim))
+            if not sums_by_slab(bound_sd.shape, axes):
+                whole.setdefault(name, []).append(bound_sd)
+                continue
+            sums[name] = running_sum(sums.get(name), bound_sd, axes)
+            counts[name] = int(np.prod([bound_sd.shape[i] for i in axes[1:]], dtype=np.int64))
+        if progress is not None:
+            progress(0, stop, x.shape[0])
+    means = {name: np.true_divide(s, np.intp(x.shape[0] * counts[name]))
+             for name, s in sums.items()}
+    for name, parts in whole.items():
+        bound_sd = np.concatenate(parts)
+        means[name] = bound_sd.mean(axis=(0,) + tuple(range(2, bound_sd.ndim)))
+    return {name: excess_factor(steps) * means[name]
+            for name in net.neuron_nodes() if name in means}
 
 
 def apply_shifts(graph: Graph, shifts: dict[str, np.ndarray], ops) -> Graph:
@@ -95,7 +118,8 @@ def apply_shifts(graph: Graph, shifts: dict[str, np.ndarray], ops) -> Graph:
     return edit.commit(ops=ops)
 
 
-#: ``--adjust`` value -> ``f(net, calibration, steps) -> {neuron node: per-channel shift}``.
+#: ``--adjust`` value -> ``f(net, calibration, steps, progress)`` -> ``{neuron node: per-channel
+#: shift}``.
 ADJUSTMENTS = {"l4": l4_shifts}
 ADJUST_CHOICES = ("none", *ADJUSTMENTS)
 DEFAULT_STEPS = 32

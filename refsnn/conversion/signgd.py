@@ -28,6 +28,7 @@ import numpy as np
 from refsnn import ann
 from refsnn.checks import check_batch, check_choice
 from refsnn.conversion.bnfold import fold_batchnorm
+from refsnn.conversion.calibrate import Progress, element_max, forward_passes
 from refsnn.conversion.signgd_compat import check_compat_ops, compat_max_pool
 from refsnn.errors import ConversionError, OptionError
 from refsnn.model.graph import Graph, Node, Rewrite
@@ -61,6 +62,7 @@ def convert_signgd(
     encoding: str | None = None,
     compat: bool = False,
     dtype=np.float64,
+    progress: Progress | None = None,
 ) -> SpikingNetwork:
     """Convert a network with element-wise nonlinearities and max pooling into signGD neurons.
 
@@ -87,6 +89,10 @@ def convert_signgd(
         pooling (:mod:`refsnn.conversion.signgd_compat`). SiLU, sigmoid, tanh, hardtanh and
         multiply, which it cannot convert, are refused.
     dtype : {numpy.float64, numpy.float32}
+    progress : callable, optional
+        ``progress(pass_index, samples_done, samples_total)`` while calibrating (the forward
+        over chunks of the calibration set, :mod:`refsnn.conversion.calibrate`); not an
+        option: it changes no result.
 
     Raises
     ------
@@ -127,9 +133,12 @@ def convert_signgd(
 
     folded = fold_batchnorm(graph)
     x = check_batch(calibration, graph.input_shape, what="calibration data")
-    # A first graph with placeholder scales and initial states gives the activations...
+    # A first graph with placeholder scales and initial states gives the activations (streamed
+    # over chunks: only each neuron's running max |f| per element is kept)...
     draft = _rewrite(folded, compat).commit(dtype=np.float64, ops=_DRAFT_OPS)
-    _, acts = ann.forward(draft, x, all_nodes=True, forward_ops=NEURON_FORWARD)
+    neurons = [node.name for node in draft.nodes if node.op == "sgd"]
+    peaks = element_max(forward_passes(draft, x, neurons, progress,
+                                       forward_ops=NEURON_FORWARD), np.abs)
     # ... and, with every neuron silent and a zero input, the constants c of the affine maps.
     silent = {"sgd": lambda node, *xs: np.zeros_like(xs[0])}
     _, zero = ann.forward(draft, np.zeros((1,) + graph.input_shape), all_nodes=True,
@@ -137,7 +146,7 @@ def convert_signgd(
     edit = draft.edit()
     for node in draft.nodes:
         if node.op == "sgd":
-            edit.set_params(node.name, scale=_scale(acts[node.name], scale, compat,
+            edit.set_params(node.name, scale=_scale(peaks[node.name], scale, compat,
                                                     node.attrs["fn"], scale_floor),
                             x_init=np.stack([zero[i][0] for i in node.inputs]))
         _remove_constants(edit, node)
@@ -282,21 +291,32 @@ def _log_softmax(d: Node, compat: bool, graph: Graph) -> list[dict]:
     ]
 
 
-def _scale(act: np.ndarray, granularity: str, compat: bool, fn: str,
+def _scale(peak: np.ndarray, granularity: str, compat: bool, fn: str,
            floor: float) -> np.ndarray:
-    """Per-element scales (shape of one sample) from a neuron's calibration activations."""
+    """Per-element scales from a neuron's calibration activations ``f``.
+
+    Parameters
+    ----------
+    peak : ndarray, shape sample_shape
+        ``max |f|`` over the calibration samples, per element (max is exact in any order, so
+        the maxima over channels or the layer taken from it are those of all of ``|f|``).
+
+    Returns
+    -------
+    ndarray, shape sample_shape
+    """
     if compat and fn != "relu":
-        return np.ones(act.shape[1:])
-    mag = np.abs(act)
-    axes = {"element": (0,), "channel": tuple(i for i in range(act.ndim) if i != 1),
-            "layer": tuple(range(act.ndim))}[granularity]
-    m = np.max(mag, axis=axes, keepdims=True)
+        return np.ones(peak.shape)
+    # the sample axes of act (B, C, ...) that granularity reduces, less the sample axis 0
+    axes = {"element": (), "channel": tuple(range(1, peak.ndim)),
+            "layer": tuple(range(peak.ndim))}[granularity]
+    m = np.max(peak, axis=axes, keepdims=True)
     # A relative floor: a neuron with a tiny scale amplifies the wobble of the layers below
     # (its target moves by sum |w| * scale_below * eta_t / scale per step) until it cannot
     # follow; the floor bounds that gain.
-    m = np.maximum(m, floor * np.max(mag))
+    m = np.maximum(m, floor * np.max(peak))
     m = np.where(m > 1e-5, m, 1.0)
-    return np.broadcast_to(m, act.shape)[0].copy()
+    return np.broadcast_to(m, peak.shape).copy()
 
 
 def _remove_constants(edit: Rewrite, node: Node) -> None:
