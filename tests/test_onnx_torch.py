@@ -355,12 +355,14 @@ NON_RELU = {"cnn_silu", "convnext", "mixer", "resmlp", "mnist_convnext"}  # conv
 
 
 def _data_of(name: str) -> list[str]:
-    """The data a shipped model reads: digits, or MNIST (28x28) for the mnist_ models, whose
-    thresholds then come from the first 64 training images (60,000 would take minutes)."""
-    if not name.startswith("mnist_"):
+    """The data a shipped model reads: digits, or MNIST / Fashion-MNIST (28x28) for the
+    mnist_ / fashion_ models, whose thresholds then come from the first 64 training images
+    (all of them would take minutes)."""
+    prefix = name.split("_")[0]
+    if prefix not in ("mnist", "fashion"):
         return ["--data", str(DATA / "digits.h5")]
     limit = [] if name in QCFS else ["--calibration-limit", "64"]
-    return ["--data", str(DATA / "mnist.h5"), *limit]
+    return ["--data", str(DATA / f"{prefix}.h5"), *limit]
 
 
 @pytest.mark.parametrize("name", SHIPPED)
