@@ -10,11 +10,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from refsnn.synapses import conv as conv_module
+from refsnn.synapses import dense as dense_module
 from refsnn.synapses import linear as linear_module
 from refsnn.synapses.conv import conv_numba, conv_numpy
 from refsnn.synapses.dense import (DENSE_FROM, LINEAR_ROWS, NARROW_OUT, NARROW_TILE, TILE,
-                                   conv_dense_numba, conv_dense_numpy, linear_dense_numba,
-                                   linear_dense_numpy, use_dense, zero_padded)
+                                   WIDE_TILE, WIDE_WEIGHT_BYTES, conv_dense_numba,
+                                   conv_dense_numpy, conv_tile, linear_dense_numba,
+                                   linear_dense_numpy, pack_conv_weight, use_dense, zero_padded)
 from refsnn.synapses.linear import linear_numba, linear_numpy
 from refsnn.synapses.weights import Weights
 
@@ -69,9 +71,10 @@ def test_linear_dense(seed, density, rows, n_in, n_out, dtype):
 @st.composite
 def dense_conv_cases(draw):
     c = draw(st.integers(1, 4))
-    # both tiles: the narrow one (up to NARROW_TILE channels) and the wide one
+    # every tile: the narrow one (up to NARROW_TILE channels), TILE, and WIDE_TILE (float32
+    # beyond TILE channels at 512 bits), each cut at its end
     o = draw(st.sampled_from([1, 3, NARROW_TILE - 1, NARROW_TILE, NARROW_TILE + 1, TILE - 1,
-                              TILE + 2]))
+                              TILE + 2, WIDE_TILE + 3]))
     kh, kw = draw(st.integers(1, 4)), draw(st.integers(1, 4))
     ph, pw = draw(st.integers(0, kh // 2)), draw(st.integers(0, kw // 2))
     sh, sw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
@@ -80,12 +83,13 @@ def dense_conv_cases(draw):
     return c, o, (kh, kw), (sh, sw), (ph, pw), h, w
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(case=dense_conv_cases(), seed=seeds, density=densities, b=st.integers(1, 3),
-       dtype=st.sampled_from(DTYPES))
-def test_conv_dense(case, seed, density, b, dtype):
+       dtype=st.sampled_from(DTYPES), vector_bytes=st.sampled_from([32, 64]))
+def test_conv_dense(case, seed, density, b, dtype, vector_bytes):
     """Kernels, strides, padding, odd row lengths (the last group of positions reads a
-    clamped input) and channel counts around the tile: the event-driven reference's bits."""
+    clamped input) and channel counts around each tile, its choice made as for either vector
+    width (every tile's kernel runs on any CPU): the event-driven reference's bits."""
     c, o, kernel, stride, padding, h, w = case
     rng = np.random.default_rng(seed)
     x = events(rng, (b, c, h, w), density, dtype)
@@ -93,9 +97,30 @@ def test_conv_dense(case, seed, density, b, dtype):
     bias = rng.normal(size=o).astype(dtype)
     ref = conv_numpy(x, wt, bias, stride, padding, 1)
     same_bits(conv_dense_numpy(x, wt, bias, stride, padding), ref)
-    for threads in THREADS:
-        numba.set_num_threads(threads)
-        same_bits(conv_dense_numba(x, wt, bias, stride, padding), ref)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(dense_module, "VECTOR_BYTES", vector_bytes)
+        for threads in THREADS:
+            numba.set_num_threads(threads)
+            same_bits(conv_dense_numba(x, wt, bias, stride, padding), ref)
+
+
+def test_conv_tile_choice(monkeypatch):
+    """WIDE_TILE only for float32 layers of more than TILE channels on 512-bit vectors whose
+    tile weights fit WIDE_WEIGHT_BYTES; AVX2 builds keep the tiles they were measured with."""
+    taps = WIDE_WEIGHT_BYTES // (4 * WIDE_TILE)  # C x kh x kw of the largest wide float32 tile
+    wide, too_big = (256, taps, 1, 1), (256, taps + 1, 1, 1)
+    monkeypatch.setattr(dense_module, "VECTOR_BYTES", 64)
+    assert conv_tile(wide, np.float32) == WIDE_TILE
+    assert conv_tile(too_big, np.float32) == TILE
+    assert conv_tile(wide, np.float64) == TILE
+    assert conv_tile((TILE, 64, 3, 3), np.float32) == TILE
+    assert conv_tile((NARROW_TILE, 64, 3, 3), np.float32) == NARROW_TILE
+    assert pack_conv_weight(np.zeros((TILE + 1, 2, 3, 3), np.float32)).shape == (1, 2, 3, 3,
+                                                                                WIDE_TILE)
+    monkeypatch.setattr(dense_module, "VECTOR_BYTES", 32)
+    assert conv_tile(wide, np.float32) == TILE
+    assert pack_conv_weight(np.zeros((TILE + 1, 2, 3, 3), np.float32)).shape == (2, 2, 3, 3,
+                                                                                TILE)
 
 
 def _count_calls(monkeypatch, module, name):

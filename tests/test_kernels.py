@@ -18,8 +18,8 @@ from refsnn.neurons.if_ import if_block_numba, if_block_numpy, if_step_numba, if
 from refsnn.sim.counting import (count_block_numba, count_block_numpy, count_spikes_numba,
                                  count_spikes_numpy)
 from refsnn.synapses import conv as conv_module
-from refsnn.synapses.conv import (CHANNEL_BLOCK, avgpool_numba, avgpool_numpy, conv_numba,
-                                  conv_numpy, out_size)
+from refsnn.synapses.conv import (CHANNEL_BLOCK, WIDE_BLOCK, avgpool_numba, avgpool_numpy,
+                                  channel_block, conv_numba, conv_numpy, out_size)
 from refsnn.synapses.events import (count_events_numba, count_events_numpy, events_numba,
                                     events_numpy)
 from refsnn.synapses.linear import _BLOCK, linear_numba, linear_numpy
@@ -162,6 +162,42 @@ def test_conv_channel_blocks(groups, og, cg, stride, seed, density, b, dtype):
     for threads in THREADS:
         numba.set_num_threads(threads)
         same(conv_numba(x, wt, bias, stride, (1, 1), groups), ref)
+
+
+@settings(max_examples=10, deadline=None)
+@given(groups=st.sampled_from([1, 2]),
+       og=st.sampled_from([CHANNEL_BLOCK + 1, WIDE_BLOCK - 1, WIDE_BLOCK, WIDE_BLOCK + 3,
+                           2 * WIDE_BLOCK + CHANNEL_BLOCK]),
+       cg=st.integers(1, 3), stride=st.sampled_from([(1, 1), (2, 1), (2, 2)]), seed=seeds,
+       density=densities, b=st.integers(1, 2), dtype=st.sampled_from(DTYPES),
+       vector_bytes=st.sampled_from([32, 64]))
+def test_conv_wide_channel_blocks(groups, og, cg, stride, seed, density, b, dtype,
+                                  vector_bytes):
+    """The event-driven kernel's channel blocks as chosen for either vector width (WIDE_BLOCK
+    for float32 groups of more than CHANNEL_BLOCK channels at 512 bits; the kernel runs on
+    any CPU): blocks of both sizes, a partial last one, ending at a group's edge: still the
+    twin's bits, on 1 and 2 threads."""
+    rng = np.random.default_rng(seed)
+    x = sparse(rng, (b, groups * cg, 7, 6), density, dtype)
+    wt = rng.normal(size=(groups * og, cg, 3, 3)).astype(dtype)
+    bias = rng.normal(size=groups * og).astype(dtype)
+    ref = conv_numpy(x, wt, bias, stride, (1, 1), groups)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(conv_module, "VECTOR_BYTES", vector_bytes)
+        for threads in THREADS:
+            numba.set_num_threads(threads)
+            same(conv_numba(x, _event_driven(wt), bias, stride, (1, 1), groups), ref)
+
+
+def test_channel_block_choice(monkeypatch):
+    """WIDE_BLOCK only for float32 groups wider than CHANNEL_BLOCK on 512-bit vectors; AVX2
+    builds and float64 keep the block they were measured with."""
+    monkeypatch.setattr(conv_module, "VECTOR_BYTES", 64)
+    assert channel_block(CHANNEL_BLOCK + 1, np.float32) == WIDE_BLOCK
+    assert channel_block(CHANNEL_BLOCK, np.float32) == CHANNEL_BLOCK
+    assert channel_block(4 * CHANNEL_BLOCK, np.float64) == CHANNEL_BLOCK
+    monkeypatch.setattr(conv_module, "VECTOR_BYTES", 32)
+    assert channel_block(4 * CHANNEL_BLOCK, np.float32) == CHANNEL_BLOCK
 
 
 @settings(max_examples=30, deadline=None)

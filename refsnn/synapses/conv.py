@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from refsnn.jit import macs, parallel, prange
+from refsnn.jit import VECTOR_BYTES, macs, parallel, prange
 from refsnn.synapses.dense import conv_dense_numba, use_dense
 from refsnn.synapses.events import count_events_numba, events_numba, events_numpy
 from refsnn.synapses.weights import prepared
@@ -66,6 +66,24 @@ def conv_numpy(x, w, bias, stride, padding, groups):
 #: faster than 32 on 64- to 256-channel layers, one thread) and still leaves several jobs per
 #: sample for batch 1.
 CHANNEL_BLOCK = 64
+#: Output channels per job for float32 groups of more than CHANNEL_BLOCK channels when the
+#: kernels are compiled for 512-bit vectors (:data:`refsnn.jit.VECTOR_BYTES` 64, 16 float32
+#: lanes): each event and tap's loop overhead then serves 8 vectors of work instead of 4.
+#: Measured per call, float32, batch 32, density 0.13, one thread, against CHANNEL_BLOCK: 0.60x
+#: the time on conv 256->256 8x8, 0.85x on 128->128 16x16 (Intel Xeon, 2026-12-06,
+#: docs/performance.md round 4). AVX2 builds and float64 keep CHANNEL_BLOCK, as measured.
+WIDE_BLOCK = 128
+
+
+def channel_block(group_channels: int, dtype) -> int:
+    """Output channels per job of the event-driven conv kernel for groups of
+    ``group_channels`` in ``dtype``: :data:`WIDE_BLOCK` or :data:`CHANNEL_BLOCK` (see there;
+    ``VECTOR_BYTES`` of this module is read per call so that tests can try either width).
+    Every block gives the same bits; this decides speed only."""
+    if (VECTOR_BYTES == 64 and np.dtype(dtype) == np.float32
+            and group_channels > CHANNEL_BLOCK):
+        return WIDE_BLOCK
+    return CHANNEL_BLOCK
 
 
 #: Bytes of accumulators a conv job aims for: its output rows are cut into strips of that
@@ -77,14 +95,14 @@ CHANNEL_BLOCK = 64
 STRIP_BYTES = 64 * 1024
 
 
-@parallel(work=lambda x, wt, bias, idx, count, sy, sx, py, px, groups, strip, out:
+@parallel(work=lambda x, wt, bias, idx, count, sy, sx, py, px, groups, strip, block, out:
           macs(out.size * (wt.size // wt.shape[-1])))  # the dense bound: no event sum needed
-def _conv_kernel(x, wt, bias, idx, count, sy, sx, py, px, groups, strip, out):
+def _conv_kernel(x, wt, bias, idx, count, sy, sx, py, px, groups, strip, block, out):
     """Event-major convolution into ``out`` of shape (B, O, Ho, Wo).
 
     ``wt`` is the weight moved to shape (C_g, kh, kw, O), so the weights an event sends to a
     block of output channels are contiguous, as are the accumulators they land in. Each job
-    owns one (sample, channel block, strip of ``strip`` output rows), accumulates in its own
+    owns one (sample, ``block`` output channels, strip of ``strip`` output rows), accumulates in its own
     scratch of shape (rows, Wo, block) and walks, channel by channel of its group, the events
     of the input rows that reach its strip, in ascending order. Per output element that is one
     product and one rounded addition per event, in event order, then the bias, as the module
@@ -95,7 +113,7 @@ def _conv_kernel(x, wt, bias, idx, count, sy, sx, py, px, groups, strip, out):
     ho, wo = out.shape[2], out.shape[3]
     og = O // groups
     hw = H * W
-    nblk = (og + CHANNEL_BLOCK - 1) // CHANNEL_BLOCK
+    nblk = (og + block - 1) // block
     n_strips = (ho + strip - 1) // strip
     jobs_per_sample = groups * nblk * n_strips
     for job in prange(B * jobs_per_sample):
@@ -104,8 +122,8 @@ def _conv_kernel(x, wt, bias, idx, count, sy, sx, py, px, groups, strip, out):
         s = r // (groups * nblk)
         r -= s * groups * nblk
         g = r // nblk
-        o_lo = g * og + (r - g * nblk) * CHANNEL_BLOCK
-        o_hi = min(o_lo + CHANNEL_BLOCK, (g + 1) * og)
+        o_lo = g * og + (r - g * nblk) * block
+        o_hi = min(o_lo + block, (g + 1) * og)
         nb = o_hi - o_lo
         oy0 = s * strip
         oy1 = min(oy0 + strip, ho)
@@ -169,6 +187,9 @@ def _conv_kernel(x, wt, bias, idx, count, sy, sx, py, px, groups, strip, out):
                             # the run-time length and overlap checks (20-27% faster, same sums)
                             for k in range(CHANNEL_BLOCK):
                                 a[k] += v * ws[k]
+                        elif nb == WIDE_BLOCK:
+                            for k in range(WIDE_BLOCK):
+                                a[k] += v * ws[k]
                         else:
                             for k in range(nb):
                                 a[k] += v * ws[k]
@@ -202,9 +223,10 @@ def conv_numba(x, w, bias, stride, padding, groups):
     ho, wo = out_size(H, kh, stride[0], padding[0]), out_size(W, kw, stride[1], padding[1])
     wt = weights.layout(_channels_last)
     out = np.empty((B, O, ho, wo), dtype=x.dtype)
-    strip = max(1, STRIP_BYTES // (wo * min(O // groups, CHANNEL_BLOCK) * x.itemsize))
+    block = channel_block(O // groups, x.dtype)
+    strip = max(1, STRIP_BYTES // (wo * min(O // groups, block) * x.itemsize))
     _conv_kernel(x, wt, bias, idx, count, stride[0], stride[1], padding[0], padding[1],
-                 groups, strip, out)
+                 groups, strip, block, out)
     return out
 
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from refsnn.jit import macs, parallel, prange, register_block
+from refsnn.jit import VECTOR_BYTES, macs, parallel, prange, register_block
 from refsnn.synapses.weights import Weights, prepared
 
 #: Output features (linear) or channels (conv) per job, held in registers; a multiple of the
@@ -46,6 +46,18 @@ CONV_POSITIONS = 2
 #: faster per call than the 64-wide tile on the digits CNN's conv2 (32 channels), 1.2-1.5x on
 #: its conv1 (16), serial, 2026-12-04 under load. A 16-wide tile was slower than both.
 NARROW_TILE = 32
+#: The dense conv kernel's tile in float32 on 512-bit vectors (:data:`refsnn.jit.VECTOR_BYTES`
+#: 64) for layers of more than :data:`TILE` output channels: TILE x CONV_POSITIONS float32
+#: accumulators take 8 of the 32 vector registers there, this tile 16, and each input loaded
+#: serves twice the outputs. float64's TILE already takes 16 (and AVX2 has 16 registers in
+#: all), so both keep :data:`TILE`. Measured 1.5x faster per call on the VGG's conv 64->128
+#: 16x16 and 128->256 8x8 (docs/performance.md, round 4).
+WIDE_TILE = 128
+#: ... as long as one wide tile's packed weights (``C x kh x kw x WIDE_TILE`` elements, all of
+#: which every group of positions reads) take at most this many bytes: a job streams them
+#: from the L2 cache (2 MB per core on the Xeon measured) once per group of positions, and
+#: from 224 input channels x 3 x 3 on (1 MB) the wide tile was 1.1-1.2x slower than TILE.
+WIDE_WEIGHT_BYTES = 896 << 10
 #: Linear layers of at most this many outputs take a kernel of their own
 #: (``_linear_dense_narrow``).
 NARROW_OUT = 16
@@ -62,6 +74,7 @@ DENSE_FROM = {
 _scratch_linear = register_block(TILE * LINEAR_ROWS)
 _scratch_conv = register_block(TILE * CONV_POSITIONS)
 _scratch_narrow = register_block(2 * NARROW_TILE)
+_scratch_wide = register_block(WIDE_TILE * CONV_POSITIONS)
 _scratch_linear_narrow = register_block(4 * NARROW_OUT)
 
 
@@ -209,17 +222,29 @@ def conv_dense_numpy(x, w, bias, stride, padding):
     return out + bias[:, None, None]
 
 
-def conv_tile(out_channels: int) -> int:
-    """Output channels per job of the dense conv kernel for a layer of ``out_channels``:
-    :data:`NARROW_TILE` if that holds them all, else :data:`TILE`."""
-    return NARROW_TILE if out_channels <= NARROW_TILE else TILE
+def conv_tile(shape, dtype) -> int:
+    """Output channels per job of the dense conv kernel for a weight of ``shape`` (O, C, kh,
+    kw) and ``dtype``: :data:`NARROW_TILE` if that holds all O, :data:`WIDE_TILE` for wider
+    float32 layers when the kernels are compiled for 512-bit vectors (``VECTOR_BYTES`` of
+    this module, read per call so that tests can try either width) and the tile's weights
+    stay within :data:`WIDE_WEIGHT_BYTES`, else :data:`TILE`. Every tile gives the same bits;
+    this decides speed only."""
+    O, C, kh, kw = shape
+    if O <= NARROW_TILE:
+        return NARROW_TILE
+    dtype = np.dtype(dtype)
+    if (VECTOR_BYTES == 64 and dtype == np.float32 and O > TILE
+            and C * kh * kw * WIDE_TILE * dtype.itemsize <= WIDE_WEIGHT_BYTES):
+        return WIDE_TILE
+    return TILE
 
 
 def pack_conv_weight(w: np.ndarray) -> np.ndarray:
-    """``w`` (O, C, kh, kw) -> (ceil(O / t), C, kh, kw, t) with ``t = conv_tile(O)``,
-    zero-padded outputs: each job's weights contiguous, in the order it reads them."""
+    """``w`` (O, C, kh, kw) -> (ceil(O / t), C, kh, kw, t) with ``t = conv_tile(w.shape,
+    w.dtype)``, zero-padded outputs: each job's weights contiguous, in the order it reads
+    them."""
     O, C, kh, kw = w.shape
-    t = conv_tile(O)
+    t = conv_tile(w.shape, w.dtype)
     n_tiles = (O + t - 1) // t
     padded = np.zeros((n_tiles * t, C, kh, kw), dtype=w.dtype)
     padded[:O] = w
@@ -316,8 +341,42 @@ def _conv_dense_narrow(xp, wp, bias, sy, sx, out):
                     out[b, o0 + k, oy, ox0 + p] = acc[p * NARROW_TILE + k] + bias[o0 + k]
 
 
+@parallel(work=_conv_work)
+def _conv_dense_wide(xp, wp, bias, sy, sx, out):
+    """:func:`_conv_dense_kernel` with tiles of WIDE_TILE channels (:func:`conv_tile`): the
+    same additions in the same order per output, twice the accumulators per weight load."""
+    B, C, H, W = xp.shape
+    n_tiles, _, kh, kw, _ = wp.shape
+    O, ho, wo = out.shape[1], out.shape[2], out.shape[3]
+    for job in prange(B * n_tiles * ho):
+        b = job // (n_tiles * ho)
+        rest = job - b * n_tiles * ho
+        tile = rest // ho
+        oy = rest - tile * ho
+        o0 = tile * WIDE_TILE
+        nb = min(WIDE_TILE, O - o0)
+        acc = _scratch_wide(out)
+        for ox0 in range(0, wo, CONV_POSITIONS):
+            for k in range(WIDE_TILE * CONV_POSITIONS):
+                acc[k] = 0
+            for c in range(C):
+                for ky in range(kh):
+                    row = xp[b, c, oy * sy + ky]
+                    for kx in range(kw):
+                        ws = wp[tile, c, ky, kx]
+                        for p in range(CONV_POSITIONS):
+                            # positions past the row's end read its last input; dropped below
+                            v = row[min((ox0 + p) * sx + kx, W - 1)]
+                            for k in range(WIDE_TILE):
+                                acc[p * WIDE_TILE + k] += v * ws[k]
+            for p in range(min(CONV_POSITIONS, wo - ox0)):
+                for k in range(nb):
+                    out[b, o0 + k, oy, ox0 + p] = acc[p * WIDE_TILE + k] + bias[o0 + k]
+
+
 #: Tile width -> dense conv kernel.
-_CONV_KERNELS = {TILE: _conv_dense_kernel, NARROW_TILE: _conv_dense_narrow}
+_CONV_KERNELS = {TILE: _conv_dense_kernel, NARROW_TILE: _conv_dense_narrow,
+                 WIDE_TILE: _conv_dense_wide}
 
 
 def conv_dense_numba(x, w, bias, stride, padding):
