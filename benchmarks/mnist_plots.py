@@ -37,9 +37,9 @@ FIGURES = {  # file -> (title, [(model, label)] or a predicate on rows)
         ("mnist_lenet", "if"), ("mnist_lenet", "if --encoding poisson --adjust l4"),
         ("mnist_lenet", "bsnn"), ("mnist_lenet", "signgd"), ("mnist_nq", "noise"),
         ("mnist_qcfs", "noise")]),
-    "mnist_if.png": ("MNIST, IF conversion (test images per row: docs/mnist.md)",
+    "mnist_if.png": ("MNIST, IF conversion (all 10,000 test images)",
                      lambda r: r["label"].startswith("if")),
-    "mnist_signgd.png": ("MNIST, signGD and BSNN (test images per row: docs/mnist.md)",
+    "mnist_signgd.png": ("MNIST, signGD and BSNN (all 10,000 test images)",
                          lambda r: r["label"] in ("signgd", "bsnn")),
 }
 
