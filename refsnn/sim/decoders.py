@@ -94,7 +94,7 @@ class PacketDecoder:
 DECODERS = {"mean": MeanDecoder, "estimate": EstimateDecoder, "packet": PacketDecoder,
             "count": CountDecoder, "last": LastDecoder}
 #: The readouts a rate-coded network (decoder ``mean``) may be read with instead
-#: (:func:`with_readout`; ``--readout``): ``docs/semantics.md``, "Readout".
+#: (:func:`with_readout`; ``--decode``): ``docs/semantics.md``, "Readout".
 READOUTS = ("mean", "count", "last")
 
 
